@@ -1,0 +1,28 @@
+# petrel: `make run` sets everything up and boots the example VM;
+# `make test` runs every check and test. Both as root on Debian bookworm.
+SHELL := /bin/bash
+CARGO ?= cargo
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+EXAMPLE ?= resources/examples/vmi-guestkit.yaml
+
+.PHONY: setup build run test lint unit integration bench
+
+setup:
+	resources/scripts/setup.sh
+
+build:
+	$(CARGO) build --locked -p vmm
+
+run: setup build
+	target/debug/petrel run $(EXAMPLE)
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+
+test: setup lint build
+	$(CARGO) test --locked --workspace --all-targets -- --test-threads=2
+
+bench: setup
+	$(CARGO) build --locked --release -p vmm
+	resources/scripts/bench-boot.sh

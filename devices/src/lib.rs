@@ -1,0 +1,8 @@
+//! Device models of petrel. Devices see guest memory and interrupt handles,
+//! never KVM: the `vmm` crate wires their interrupts to irqfds and their
+//! address ranges to vCPU exits through [`bus::Bus`].
+
+pub mod bus;
+pub mod legacy;
+
+pub use bus::{Bus, BusDevice, BusError};

@@ -1,0 +1,129 @@
+//! The control thread's event loop (event-manager): it waits for the exit
+//! event (vCPUs, i8042 reset), stop signals, and console input from stdin.
+
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex};
+
+use devices::legacy::Serial;
+use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
+use tracing::{info, warn};
+use vmm_sys_util::epoll::EventSet;
+
+use crate::exit::{ExitReason, ExitSignal};
+use crate::signals::StopSignals;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("event manager failed")]
+    EventManager(#[from] event_manager::Error),
+}
+
+struct ExitSubscriber {
+    exit: Arc<ExitSignal>,
+    done: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl MutEventSubscriber for ExitSubscriber {
+    fn init(&mut self, ops: &mut EventOps) {
+        if let Err(e) = ops.add(Events::new(self.exit.eventfd(), EventSet::IN)) {
+            warn!(error = ?e, "cannot watch the exit event");
+        }
+    }
+
+    fn process(&mut self, _events: Events, _ops: &mut EventOps) {
+        let _ = self.exit.eventfd().read();
+        // The i8042 writes the event without a reason: that is a reset.
+        if self.exit.reason().is_none() {
+            self.exit.request(ExitReason::GuestReset);
+        }
+        self.done.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+struct SignalSubscriber {
+    signals: StopSignals,
+    exit: Arc<ExitSignal>,
+}
+
+impl MutEventSubscriber for SignalSubscriber {
+    fn init(&mut self, ops: &mut EventOps) {
+        if let Err(e) = ops.add(Events::new(&self.signals, EventSet::IN)) {
+            warn!(error = ?e, "cannot watch stop signals");
+        }
+    }
+
+    fn process(&mut self, _events: Events, _ops: &mut EventOps) {
+        match self.signals.read() {
+            Ok(Some(sig)) => {
+                info!(signal = sig, "stop requested");
+                self.exit.request(ExitReason::Signal(sig));
+            }
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "reading the signalfd failed"),
+        }
+    }
+}
+
+struct StdinSubscriber {
+    serial: Arc<Mutex<Serial>>,
+    pending: Vec<u8>,
+}
+
+impl MutEventSubscriber for StdinSubscriber {
+    fn init(&mut self, ops: &mut EventOps) {
+        let stdin = std::io::stdin();
+        if let Err(e) = ops.add(Events::new(&stdin.as_raw_fd(), EventSet::IN)) {
+            warn!(error = ?e, "cannot watch stdin");
+        }
+    }
+
+    fn process(&mut self, events: Events, ops: &mut EventOps) {
+        let mut buf = [0u8; 64];
+        let n = match std::io::stdin().lock().read(&mut buf) {
+            Ok(n) => n,
+            Err(_) => 0,
+        };
+        if n == 0 || events.event_set().contains(EventSet::HANG_UP) {
+            let _ = ops.remove(Events::new(&std::io::stdin().as_raw_fd(), EventSet::IN));
+            return;
+        }
+        self.pending.extend_from_slice(&buf[..n]);
+        let mut serial = self.serial.lock().unwrap_or_else(|e| e.into_inner());
+        let took = serial.enqueue_input(&self.pending);
+        // A full FIFO drops what the guest is not reading; a console is
+        // interactive, so stale keystrokes are not worth buffering.
+        self.pending.drain(..took.min(self.pending.len()));
+        if self.pending.len() > 4096 {
+            self.pending.clear();
+        }
+    }
+}
+
+/// Runs the control loop until the exit event fires; returns the reason.
+pub fn run(
+    exit: Arc<ExitSignal>,
+    signals: StopSignals,
+    stdin_serial: Option<Arc<Mutex<Serial>>>,
+) -> Result<ExitReason, ControlError> {
+    let mut mgr: EventManager<Box<dyn MutEventSubscriber + Send>> = EventManager::new()?;
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    mgr.add_subscriber(Box::new(ExitSubscriber {
+        exit: exit.clone(),
+        done: done.clone(),
+    }));
+    mgr.add_subscriber(Box::new(SignalSubscriber {
+        signals,
+        exit: exit.clone(),
+    }));
+    if let Some(serial) = stdin_serial {
+        mgr.add_subscriber(Box::new(StdinSubscriber {
+            serial,
+            pending: Vec::new(),
+        }));
+    }
+    while !done.load(std::sync::atomic::Ordering::Acquire) {
+        mgr.run()?;
+    }
+    Ok(exit.reason().unwrap_or(ExitReason::GuestReset))
+}

@@ -1,0 +1,54 @@
+//! The vmm crate's top-level error: one variant per stage of a run, so the
+//! CLI can map it to an exit code in one place.
+
+use std::path::PathBuf;
+
+use crate::{plan, spec};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmmError {
+    #[error("cannot load the VM spec")]
+    Spec(#[from] spec::SpecError),
+    #[error("the VM spec is invalid:\n{0}")]
+    Plan(#[from] plan::PlanErrors),
+    #[error("no kernel to boot: give one with --kernel FILE or in the spec (KubeVirt spec.domain.firmware.kernelBoot.container.kernelPath, Virtink spec.instance.kernel)")]
+    NoKernel,
+    #[error("cannot open {what} {path}")]
+    OpenFile {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot load the kernel")]
+    Kernel(#[from] crate::loader::LoaderError),
+    #[error("cannot set up the VM")]
+    Vm(#[from] crate::vm::VmError),
+    #[error("cannot set up vCPU {id}")]
+    Vcpu {
+        id: u8,
+        #[source]
+        source: crate::vcpu::VcpuError,
+    },
+    #[error("cannot open the console output {path}")]
+    Console {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the MP table")]
+    MpTable(#[source] arch::MpTableError),
+    #[error("control loop failed")]
+    Control(#[from] crate::control::ControlError),
+}
+
+impl VmmError {
+    /// Exit code for the CLI: 2 for input the user must fix, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            VmmError::Spec(_) | VmmError::Plan(_) | VmmError::NoKernel => 2,
+            VmmError::OpenFile { .. } => 2,
+            _ => 1,
+        }
+    }
+}

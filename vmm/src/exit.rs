@@ -1,0 +1,112 @@
+//! How a run ends. Whoever sees the end first (a vCPU, the i8042 reset, a
+//! signal) records why and writes the one exit eventfd the control loop waits
+//! on; later reasons are ignored.
+
+use std::sync::Mutex;
+
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitReason {
+    /// The guest reset the machine (reboot, poweroff, `panic=-1` reset).
+    GuestReset,
+    /// The console showed a kernel panic before the reset.
+    GuestPanic(String),
+    /// SIGTERM or SIGINT asked petrel to stop the VM.
+    Signal(i32),
+    /// KVM_EXIT_SHUTDOWN: triple fault.
+    TripleFault { vcpu: u8 },
+    /// KVM_EXIT_INTERNAL_ERROR, e.g. an instruction this host cannot emulate.
+    InternalError {
+        vcpu: u8,
+        suberror: u32,
+        data: Vec<u64>,
+    },
+    /// KVM_EXIT_FAIL_ENTRY.
+    FailEntry { vcpu: u8, reason: u64 },
+    /// KVM_RUN returned an error or an exit petrel does not handle.
+    VcpuFailed { vcpu: u8, error: String },
+}
+
+impl ExitReason {
+    /// True when the VM stopped the way it was asked to.
+    pub fn is_clean(&self) -> bool {
+        matches!(self, ExitReason::GuestReset | ExitReason::Signal(_))
+    }
+}
+
+impl std::fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitReason::GuestReset => write!(f, "the guest reset the machine"),
+            ExitReason::GuestPanic(line) => write!(f, "the guest kernel panicked: {line}"),
+            ExitReason::Signal(s) => write!(f, "stopped by signal {s}"),
+            ExitReason::TripleFault { vcpu } => write!(
+                f,
+                "vCPU {vcpu}: the guest triple-faulted (KVM_EXIT_SHUTDOWN)"
+            ),
+            ExitReason::InternalError {
+                vcpu,
+                suberror,
+                data,
+            } => {
+                write!(f, "vCPU {vcpu}: KVM internal error, suberror {suberror}")?;
+                if *suberror == kvm_bindings::KVM_INTERNAL_ERROR_EMULATION {
+                    write!(
+                        f,
+                        " (instruction emulation failed; the guest ran an instruction this host cannot emulate in ring 0)"
+                    )?;
+                }
+                if !data.is_empty() {
+                    let words: Vec<String> = data.iter().map(|d| format!("{d:#x}")).collect();
+                    write!(f, "; data: {}", words.join(" "))?;
+                }
+                Ok(())
+            }
+            ExitReason::FailEntry { vcpu, reason } => write!(
+                f,
+                "vCPU {vcpu}: KVM could not enter the guest, hardware reason {reason:#x}"
+            ),
+            ExitReason::VcpuFailed { vcpu, error } => write!(f, "vCPU {vcpu}: {error}"),
+        }
+    }
+}
+
+pub struct ExitSignal {
+    evt: EventFd,
+    reason: Mutex<Option<ExitReason>>,
+}
+
+impl ExitSignal {
+    pub fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            evt: EventFd::new(EFD_NONBLOCK)?,
+            reason: Mutex::new(None),
+        })
+    }
+
+    pub fn eventfd(&self) -> &EventFd {
+        &self.evt
+    }
+
+    /// Records `reason` unless one is already recorded, and wakes the
+    /// control loop.
+    pub fn request(&self, reason: ExitReason) {
+        {
+            let mut slot = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.is_none() {
+                *slot = Some(reason);
+            }
+        }
+        if let Err(e) = self.evt.write(1) {
+            tracing::error!(error = %e, "cannot signal the exit event");
+        }
+    }
+
+    pub fn reason(&self) -> Option<ExitReason> {
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}

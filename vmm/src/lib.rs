@@ -1,0 +1,20 @@
+//! petrel's VMM library: spec parsing, plan resolution and the VM lifecycle.
+//! The `petrel` binary (main.rs) is a thin CLI over this crate.
+
+pub mod console;
+pub mod control;
+pub mod error;
+pub mod exit;
+pub mod loader;
+mod memory;
+pub mod plan;
+pub mod run;
+mod signals;
+pub mod spec;
+pub mod vcpu;
+pub mod vm;
+
+pub use error::VmmError;
+pub use exit::ExitReason;
+pub use loader::BootProtocol;
+pub use run::{run, ConsoleTarget, RunOptions};

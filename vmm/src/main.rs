@@ -1,0 +1,165 @@
+//! `petrel`: the command line. It parses arguments, calls the vmm library
+//! and maps the result to an exit code: 0 clean stop, 1 runtime failure or
+//! guest crash, 2 bad spec or usage.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use vmm::plan::{self, Overrides};
+use vmm::{spec, BootProtocol, ConsoleTarget, RunOptions, VmmError};
+
+#[derive(Parser)]
+#[command(
+    name = "petrel",
+    version,
+    about = "A VMM for KubeVirt/Virtink VM specs with built-in pod networking"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct BootArgs {
+    /// Kernel to boot (vmlinux ELF or bzImage); overrides the spec.
+    #[arg(long)]
+    kernel: Option<PathBuf>,
+    /// Initramfs; overrides the spec.
+    #[arg(long)]
+    initrd: Option<PathBuf>,
+    /// Kernel command line; overrides the spec.
+    #[arg(long)]
+    cmdline: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse and validate a VM spec and print the resolved plan.
+    Validate {
+        spec: PathBuf,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        #[command(flatten)]
+        boot: BootArgs,
+    },
+    /// Boot the VM of a spec and run it until the guest resets or petrel is
+    /// stopped (SIGTERM/SIGINT).
+    Run {
+        spec: PathBuf,
+        #[command(flatten)]
+        boot: BootArgs,
+        /// Guest console: `stdout` or a file path (appended).
+        #[arg(long, default_value = "stdout")]
+        console: String,
+        /// Kernel entry protocol; auto uses PVH when the kernel has the note.
+        #[arg(long, value_enum, default_value_t = BootProtocol::Auto)]
+        boot_protocol: BootProtocol,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PETREL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_thread_names(true);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn overrides(b: BootArgs) -> Overrides {
+    Overrides {
+        kernel: b.kernel,
+        initrd: b.initrd,
+        cmdline: b.cmdline,
+    }
+}
+
+fn load_plan(path: &std::path::Path, b: BootArgs) -> Result<plan::VmPlan, VmmError> {
+    let spec = spec::load_file(path)?;
+    let plan = plan::resolve(&spec, &overrides(b))?;
+    for w in &plan.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(plan)
+}
+
+fn report(e: &VmmError) {
+    let mut msg = format!("petrel: error: {e}");
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(&format!("\n  caused by: {s}"));
+        src = s.source();
+    }
+    eprintln!("{msg}");
+}
+
+fn main() -> ExitCode {
+    let start = Instant::now();
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Validate { spec, output, boot } => load_plan(&spec, boot).map(|plan| {
+            match output {
+                Output::Text => print!("{}", plan.to_text()),
+                Output::Json => match serde_json::to_string_pretty(&plan) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => eprintln!("petrel: cannot encode the plan: {e}"),
+                },
+            }
+            None
+        }),
+        Command::Run {
+            spec,
+            boot,
+            console,
+            boot_protocol,
+        } => load_plan(&spec, boot).and_then(|plan| {
+            let console = match console.as_str() {
+                "stdout" | "-" => ConsoleTarget::Stdout,
+                p => ConsoleTarget::File(PathBuf::from(p)),
+            };
+            let opts = RunOptions {
+                console,
+                boot_protocol,
+                start: Some(start),
+            };
+            vmm::run(&plan, &opts).map(Some)
+        }),
+    };
+    match result {
+        Ok(None) => ExitCode::SUCCESS,
+        Ok(Some(reason)) if reason.is_clean() => {
+            tracing::info!(%reason, "VM stopped");
+            ExitCode::SUCCESS
+        }
+        Ok(Some(reason)) => {
+            eprintln!("petrel: the VM failed: {reason}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            report(&e);
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! CIDR checks for masquerade networks.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// KubeVirt's default masquerade IPv4 network.
+pub const KUBEVIRT_DEFAULT_IPV4_CIDR: &str = "10.0.2.0/24";
+/// KubeVirt's default masquerade IPv6 network.
+pub const KUBEVIRT_DEFAULT_IPV6_CIDR: &str = "fd10:0:2::/120";
+/// Virtink's default masquerade network.
+pub const VIRTINK_DEFAULT_CIDR: &str = "10.0.2.0/30";
+
+/// Longest IPv4 prefix allowed: /30 leaves 4 addresses (network, gateway,
+/// VM, broadcast).
+pub const MAX_IPV4_PREFIX: u8 = 30;
+/// Longest IPv6 prefix allowed.
+pub const MAX_IPV6_PREFIX: u8 = 126;
+
+fn split(text: &str) -> Option<(&str, u8)> {
+    let (addr, prefix) = text.split_once('/')?;
+    if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_digit()) || prefix.len() > 3 {
+        return None;
+    }
+    Some((addr, prefix.parse().ok()?))
+}
+
+/// Checks an IPv4 CIDR; the error text completes "`<value>` ...".
+pub fn check_ipv4(text: &str) -> Result<(Ipv4Addr, u8), String> {
+    let syntax = || "is not an IPv4 CIDR; use address/prefix such as 10.0.2.0/24".to_string();
+    let (addr, prefix) = split(text).ok_or_else(syntax)?;
+    let addr: Ipv4Addr = addr.parse().map_err(|_| syntax())?;
+    if prefix > 32 {
+        return Err(syntax());
+    }
+    if prefix > MAX_IPV4_PREFIX {
+        return Err(format!(
+            "is too small; use a prefix of /{MAX_IPV4_PREFIX} or shorter (at least 4 addresses)"
+        ));
+    }
+    Ok((addr, prefix))
+}
+
+/// Checks an IPv6 CIDR; the error text completes "`<value>` ...".
+pub fn check_ipv6(text: &str) -> Result<(Ipv6Addr, u8), String> {
+    let syntax = || "is not an IPv6 CIDR; use address/prefix such as fd10:0:2::/120".to_string();
+    let (addr, prefix) = split(text).ok_or_else(syntax)?;
+    let addr: Ipv6Addr = addr.parse().map_err(|_| syntax())?;
+    if prefix > 128 {
+        return Err(syntax());
+    }
+    if prefix > MAX_IPV6_PREFIX {
+        return Err(format!(
+            "is too small; use a prefix of /{MAX_IPV6_PREFIX} or shorter"
+        ));
+    }
+    Ok((addr, prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4() {
+        assert!(check_ipv4("10.0.2.0/24").is_ok());
+        assert!(check_ipv4("10.0.2.0/30").is_ok());
+        assert!(check_ipv4("10.0.2.0/31").unwrap_err().contains("/30"));
+        assert!(check_ipv4("10.0.2.0/33")
+            .unwrap_err()
+            .contains("not an IPv4"));
+        assert!(check_ipv4("10.0.2.0").is_err());
+        assert!(check_ipv4("fd10::/120").is_err());
+        assert!(check_ipv4("10.0.2.0/+4").is_err());
+        assert!(check_ipv4("10.0.2/24").is_err());
+    }
+
+    #[test]
+    fn ipv6() {
+        assert!(check_ipv6("fd10:0:2::/120").is_ok());
+        assert!(check_ipv6("fd10:0:2::/126").is_ok());
+        assert!(check_ipv6("fd10:0:2::/127").unwrap_err().contains("/126"));
+        assert!(check_ipv6("10.0.2.0/24").is_err());
+        assert!(check_ipv6("fd10::/129").is_err());
+    }
+}

@@ -1,0 +1,212 @@
+//! One VM run, from a resolved plan to the reason it ended.
+
+use std::fs::OpenOptions;
+use std::io::{IsTerminal, Write};
+use std::os::unix::thread::JoinHandleExt;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+use vmm_sys_util::terminal::Terminal;
+
+use crate::console::{ConsoleOutput, ConsoleWatch};
+use crate::error::VmmError;
+use crate::exit::{ExitReason, ExitSignal};
+use crate::loader::{self, BootProtocol};
+use crate::plan::VmPlan;
+use crate::signals::StopSignals;
+use crate::vcpu::{self, VcpuShared};
+use crate::vm::Vm;
+
+/// Where the guest console goes.
+#[derive(Debug, Clone, Default)]
+pub enum ConsoleTarget {
+    #[default]
+    Stdout,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub console: ConsoleTarget,
+    pub boot_protocol: BootProtocol,
+    /// When the process started, for the boot-time log lines.
+    pub start: Option<Instant>,
+}
+
+/// Puts a terminal stdin into raw mode for the guest console and restores it
+/// on every exit path.
+struct RawStdin;
+
+impl RawStdin {
+    fn enter() -> Option<Self> {
+        let stdin = std::io::stdin();
+        if !stdin.is_terminal() {
+            return None;
+        }
+        match stdin.lock().set_raw_mode() {
+            Ok(()) => Some(RawStdin),
+            Err(e) => {
+                warn!(error = %e, "cannot put the terminal in raw mode; console input disabled");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for RawStdin {
+    fn drop(&mut self) {
+        if let Err(e) = std::io::stdin().lock().set_canon_mode() {
+            warn!(error = %e, "cannot restore the terminal mode");
+        }
+    }
+}
+
+fn open_console(target: &ConsoleTarget) -> Result<Box<dyn Write + Send>, VmmError> {
+    Ok(match target {
+        ConsoleTarget::Stdout => Box::new(std::io::stdout()),
+        ConsoleTarget::File(path) => Box::new(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|source| VmmError::Console {
+                    path: path.clone(),
+                    source,
+                })?,
+        ),
+    })
+}
+
+/// Boots the plan's VM and blocks until it ends.
+pub fn run(plan: &VmPlan, opts: &RunOptions) -> Result<ExitReason, VmmError> {
+    let start = opts.start.unwrap_or_else(Instant::now);
+    // Before any thread exists, so every thread inherits the blocked mask.
+    let signals =
+        StopSignals::block_and_open().map_err(|e| VmmError::Vm(crate::vm::VmError::EventFd(e)))?;
+    vcpu::install_kick_handler().map_err(|source| VmmError::Vcpu { id: 0, source })?;
+
+    let kernel = plan.boot.kernel.clone().ok_or(VmmError::NoKernel)?;
+    for (what, path) in [
+        ("kernel", Some(&kernel)),
+        ("initramfs", plan.boot.initrd.as_ref()),
+    ] {
+        if let Some(p) = path {
+            std::fs::metadata(p).map_err(|source| VmmError::OpenFile {
+                what,
+                path: p.clone(),
+                source,
+            })?;
+        }
+    }
+
+    let watch = ConsoleWatch::default();
+    let console = ConsoleOutput::new(open_console(&opts.console)?, watch.clone());
+    let exit =
+        Arc::new(ExitSignal::new().map_err(|e| VmmError::Vm(crate::vm::VmError::EventFd(e)))?);
+    let vm = Vm::new(
+        plan.memory_bytes,
+        plan.vcpus,
+        Box::new(console),
+        exit.eventfd(),
+    )?;
+    arch::setup_mptable(&vm.mem, plan.vcpus, &[]).map_err(VmmError::MpTable)?;
+    let entry = loader::load(
+        &vm.mem,
+        vm.mem_bytes,
+        &kernel,
+        plan.boot.initrd.as_deref(),
+        &plan.boot.cmdline,
+        opts.boot_protocol,
+    )?;
+    info!(
+        vcpus = plan.vcpus,
+        memory_mib = plan.memory_bytes >> 20,
+        entry = format_args!("{:#x}", entry.entry.0),
+        mode = ?entry.mode,
+        "VM set up"
+    );
+
+    let shared = Arc::new(VcpuShared {
+        pio: vm.pio.clone(),
+        mmio: vm.mmio.clone(),
+        stop: Default::default(),
+        exit: exit.clone(),
+        start,
+    });
+    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    let mut setup = Ok(());
+    for id in 0..plan.vcpus {
+        let res = vm
+            .fd
+            .create_vcpu(u64::from(id))
+            .map_err(|e| vcpu::VcpuError::Regs(e))
+            .and_then(|fd| {
+                let boot = (id == 0).then_some(&entry);
+                vcpu::configure(&fd, &vm.mem, id, plan.vcpus, &vm.supported_cpuid, boot)?;
+                Ok(fd)
+            })
+            .and_then(|fd| vcpu::spawn(fd, id, shared.clone()));
+        match res {
+            Ok(t) => threads.push(t),
+            Err(source) => {
+                setup = Err(VmmError::Vcpu { id, source });
+                break;
+            }
+        }
+    }
+
+    let raw = RawStdin::enter();
+    let outcome = match setup {
+        Ok(()) => crate::control::run(
+            exit.clone(),
+            signals,
+            raw.as_ref().map(|_| vm.serial.clone()),
+        )
+        .map_err(VmmError::from),
+        Err(e) => Err(e),
+    };
+    stop_vcpus(&shared, threads);
+    drop(raw);
+    let _ = std::io::stdout().flush();
+
+    let reason = outcome?;
+    Ok(match (reason, watch.panic_line()) {
+        (ExitReason::GuestReset, Some(line)) => ExitReason::GuestPanic(line),
+        (r, _) => r,
+    })
+}
+
+/// Kicks every vCPU out of KVM_RUN until its thread ends. A kick can land
+/// just before a thread enters KVM_RUN, so it is repeated.
+fn stop_vcpus(shared: &VcpuShared, threads: Vec<JoinHandle<()>>) {
+    shared.stop.store(true, Ordering::Release);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let running: Vec<&JoinHandle<()>> = threads.iter().filter(|t| !t.is_finished()).collect();
+        if running.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            warn!(
+                count = running.len(),
+                "vCPU threads did not stop; leaving them"
+            );
+            return;
+        }
+        for t in running {
+            // SAFETY: the pthread_t belongs to a thread we spawned and have
+            // not joined, so it is valid; the kick signal has a no-op handler.
+            unsafe { libc::pthread_kill(t.as_pthread_t(), vcpu::kick_signal()) };
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for t in threads {
+        if t.join().is_err() {
+            warn!("a vCPU thread panicked");
+        }
+    }
+}

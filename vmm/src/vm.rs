@@ -1,0 +1,141 @@
+//! The KVM VM: in-kernel irqchip and PIT, guest RAM, and the legacy devices
+//! on the port-I/O bus. Field order matters: vCPU threads are joined by the
+//! runner before this is dropped, and `fd` drops before `mem` so no memory
+//! slot outlives its mapping.
+
+use std::sync::{Arc, Mutex};
+
+use devices::legacy::{
+    Cmos, EventFdTrigger, Serial, CMOS_BASE, CMOS_LEN, I8042, I8042_BASE, I8042_LEN,
+    SERIAL_COM1_BASE, SERIAL_COM1_IRQ, SERIAL_PORT_LEN,
+};
+use devices::Bus;
+use kvm_bindings::{kvm_pit_config, CpuId, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
+use kvm_ioctls::{Kvm, VmFd};
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::memory::{self, MemoryError};
+
+/// Where KVM keeps the TSS for real-mode emulation: three pages just below
+/// the BIOS area, inside the MMIO gap.
+const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("cannot open /dev/kvm (petrel needs KVM and root or the kvm group)")]
+    OpenKvm(#[source] kvm_ioctls::Error),
+    #[error("KVM API version {0} is not supported (need 12)")]
+    ApiVersion(i32),
+    #[error("KVM lacks the {0} capability")]
+    MissingCap(&'static str),
+    #[error("KVM_CREATE_VM failed")]
+    CreateVm(#[source] kvm_ioctls::Error),
+    #[error("{op} failed")]
+    Kvm {
+        op: &'static str,
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    #[error("guest memory")]
+    Memory(#[from] MemoryError),
+    #[error("cannot create an eventfd")]
+    EventFd(#[source] std::io::Error),
+    #[error("cannot place a device on the bus")]
+    Bus(#[from] devices::BusError),
+    #[error("{requested} vCPUs requested; this KVM allows at most {max}")]
+    TooManyVcpus { requested: u8, max: usize },
+}
+
+fn kvm_op(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
+    move |source| VmError::Kvm { op, source }
+}
+
+pub struct Vm {
+    pub fd: VmFd,
+    pub kvm: Kvm,
+    pub mem: GuestMemoryMmap,
+    pub mem_bytes: u64,
+    pub pio: Bus,
+    pub mmio: Bus,
+    pub serial: Arc<Mutex<Serial>>,
+    pub supported_cpuid: CpuId,
+}
+
+impl Vm {
+    /// Creates the VM with `mem_bytes` of RAM and the legacy devices. The
+    /// i8042 reset line writes `reset_evt`; console bytes go to `console`.
+    pub fn new(
+        mem_bytes: u64,
+        num_vcpus: u8,
+        console: Box<dyn std::io::Write + Send>,
+        reset_evt: &EventFd,
+    ) -> Result<Self, VmError> {
+        let kvm = Kvm::new().map_err(VmError::OpenKvm)?;
+        let api = kvm.get_api_version();
+        if api != 12 {
+            return Err(VmError::ApiVersion(api));
+        }
+        for (cap, name) in [
+            (kvm_ioctls::Cap::Irqchip, "IRQCHIP"),
+            (kvm_ioctls::Cap::Pit2, "PIT2"),
+            (kvm_ioctls::Cap::Irqfd, "IRQFD"),
+            (kvm_ioctls::Cap::Ioeventfd, "IOEVENTFD"),
+            (kvm_ioctls::Cap::ImmediateExit, "IMMEDIATE_EXIT"),
+        ] {
+            if !kvm.check_extension(cap) {
+                return Err(VmError::MissingCap(name));
+            }
+        }
+        let max = kvm.get_max_vcpus();
+        if usize::from(num_vcpus) > max {
+            return Err(VmError::TooManyVcpus {
+                requested: num_vcpus,
+                max,
+            });
+        }
+        let supported_cpuid = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(kvm_op("KVM_GET_SUPPORTED_CPUID"))?;
+        let fd = kvm.create_vm().map_err(VmError::CreateVm)?;
+        fd.set_tss_address(KVM_TSS_ADDRESS)
+            .map_err(kvm_op("KVM_SET_TSS_ADDR"))?;
+        fd.create_irq_chip().map_err(kvm_op("KVM_CREATE_IRQCHIP"))?;
+        // The PIT is the guest's boot clock event here: it cannot calibrate
+        // the TSC, and without ACPI there is no HPET or PM timer.
+        let pit = kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        };
+        fd.create_pit2(pit).map_err(kvm_op("KVM_CREATE_PIT2"))?;
+
+        let mem = memory::create_guest_memory(mem_bytes)?;
+        memory::register_with_kvm(&fd, &mem)?;
+
+        let serial_evt = EventFd::new(EFD_NONBLOCK).map_err(VmError::EventFd)?;
+        fd.register_irqfd(&serial_evt, SERIAL_COM1_IRQ)
+            .map_err(kvm_op("KVM_IRQFD (COM1)"))?;
+        let serial = Arc::new(Mutex::new(Serial::new(
+            EventFdTrigger::new(serial_evt),
+            console,
+        )));
+        let reset = reset_evt.try_clone().map_err(VmError::EventFd)?;
+        let i8042 = Arc::new(Mutex::new(I8042::new(EventFdTrigger::new(reset))));
+
+        let mut pio = Bus::new();
+        pio.insert(serial.clone(), SERIAL_COM1_BASE, SERIAL_PORT_LEN)?;
+        pio.insert(i8042, I8042_BASE, I8042_LEN)?;
+        pio.insert(Arc::new(Mutex::new(Cmos::new())), CMOS_BASE, CMOS_LEN)?;
+
+        Ok(Self {
+            fd,
+            kvm,
+            mem,
+            mem_bytes,
+            pio,
+            mmio: Bus::new(),
+            serial,
+            supported_cpuid,
+        })
+    }
+}
