@@ -12,7 +12,7 @@ fn size(bytes: u64) -> String {
         (1 << 10, "Ki"),
     ];
     for (unit, suffix) in UNITS {
-        if bytes >= unit && bytes % unit == 0 {
+        if bytes >= unit && bytes & (unit - 1) == 0 {
             return format!("{}{suffix}", bytes / unit);
         }
     }

@@ -85,7 +85,7 @@ impl<'a> MapView<'a> {
     pub fn finish(self, w: &mut Walker, out_of_scope: &[(&str, &str)]) {
         for (k, _) in self.map {
             let key = key_text(k);
-            if self.used.iter().any(|u| *u == key) {
+            if self.used.contains(&key) {
                 continue;
             }
             let path = join(&self.path, &key);
