@@ -5,6 +5,7 @@ pub mod console;
 pub mod control;
 pub mod error;
 pub mod exit;
+pub mod irq;
 pub mod loader;
 mod memory;
 pub mod plan;

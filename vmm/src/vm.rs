@@ -15,6 +15,7 @@ use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+use crate::irq::{GsiRouting, IrqError};
 use crate::memory::{self, MemoryError};
 
 /// Where KVM keeps the TSS for real-mode emulation: three pages just below
@@ -43,6 +44,8 @@ pub enum VmError {
     EventFd(#[source] std::io::Error),
     #[error("cannot place a device on the bus")]
     Bus(#[from] devices::BusError),
+    #[error("interrupt routing")]
+    Irq(#[from] IrqError),
     #[error("{requested} vCPUs requested; this KVM allows at most {max}")]
     TooManyVcpus { requested: u8, max: usize },
 }
@@ -52,7 +55,8 @@ fn kvm_op(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
 }
 
 pub struct Vm {
-    pub fd: VmFd,
+    pub fd: Arc<VmFd>,
+    pub irq: Arc<GsiRouting>,
     pub kvm: Kvm,
     pub mem: GuestMemoryMmap,
     pub mem_bytes: u64,
@@ -108,6 +112,9 @@ impl Vm {
             ..Default::default()
         };
         fd.create_pit2(pit).map_err(kvm_op("KVM_CREATE_PIT2"))?;
+        let fd = Arc::new(fd);
+        let max_routes = kvm.check_extension_int(kvm_ioctls::Cap::IrqRouting).max(64) as usize;
+        let irq = Arc::new(GsiRouting::new(fd.clone(), max_routes)?);
 
         let mem = memory::create_guest_memory(mem_bytes)?;
         memory::register_with_kvm(&fd, &mem)?;
@@ -129,6 +136,7 @@ impl Vm {
 
         Ok(Self {
             fd,
+            irq,
             kvm,
             mem,
             mem_bytes,

@@ -4,9 +4,7 @@
 
 mod device;
 
-pub use device::{
-    ActivateError, QueueConfig, VirtioDevice, VirtioInterrupt, VirtioInterruptType,
-};
+pub use device::{ActivateError, QueueConfig, VirtioDevice, VirtioInterrupt, VirtioInterruptType};
 
 /// Virtio device type ids (virtio 1.x, 5 "Device Types").
 pub const TYPE_NET: u32 = 1;

@@ -171,10 +171,7 @@ mod tests {
             MacAddr::generate("vm1", "0default", 0),
             MacAddr::generate("vm10", "default", 0)
         );
-        // Pinned value: changing the derivation changes guests' MACs.
-        assert_eq!(
-            a.to_string(),
-            MacAddr::generate("vm1", "default", 0).to_string()
-        );
+        // Pinned value: changing the derivation would change guests' MACs.
+        assert_eq!(a.to_string(), "02:98:08:ac:f7:a5");
     }
 }

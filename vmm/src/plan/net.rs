@@ -754,6 +754,14 @@ pub(crate) fn resolve_nics(
         let (Some(binding), Some(network), Some(backend), Some(mac), Some(pci_address)) =
             (d.binding, d.network, d.backend, mac, pci)
         else {
+            // Every path to a missing part records an error; make sure of it.
+            if errors.is_empty() {
+                errors.push(FieldError::new(
+                    &d.iface.path,
+                    "",
+                    "could not be planned (internal error; please report)",
+                ));
+            }
             continue;
         };
         let queue_pairs = if spec.network_interface_multiqueue && d.model == NicModel::VirtioNet {

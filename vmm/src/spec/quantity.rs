@@ -57,12 +57,11 @@ pub fn parse_quantity(text: &str) -> Result<u64, QuantityError> {
     let mut den: u128 = 10u128.pow(frac_part.len() as u32);
 
     // Decimal exponent form: 1e9, 5E3 (a bare "E" is the exa suffix).
-    let (num, extra_den) = if let Some(exp) = rest
+    let exponent = rest
         .strip_prefix('e')
         .or_else(|| rest.strip_prefix('E'))
-        .filter(|e| !e.is_empty())
-    {
-        let e: i32 = exp.parse().map_err(|_| QuantityError::Syntax)?;
+        .and_then(|e| e.parse::<i32>().ok());
+    let (num, extra_den) = if let Some(e) = exponent {
         if e.unsigned_abs() > 30 {
             return Err(QuantityError::Overflow);
         }
@@ -104,6 +103,8 @@ mod tests {
         assert_eq!(parse_quantity("0.5Ki"), Ok(512));
         assert_eq!(parse_quantity("1e9"), Ok(1_000_000_000));
         assert_eq!(parse_quantity("1E"), Ok(1_000_000_000_000_000_000));
+        assert_eq!(parse_quantity("2E3"), Ok(2_000));
+        assert_eq!(parse_quantity("1Ei"), Ok(1 << 60));
         assert_eq!(parse_quantity("1500m"), Ok(2));
         assert_eq!(parse_quantity(" 1Mi "), Ok(1 << 20));
     }
