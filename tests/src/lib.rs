@@ -3,6 +3,8 @@
 //! a running VMM whose console is collected line by line and which is killed
 //! when the fixture drops.
 
+pub mod netns;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -144,6 +146,17 @@ impl Vmm {
     /// Boots `spec` with the guest kit's kernel and initramfs; `extra_cmdline`
     /// is appended to the kit's command line; `guest_cmd` runs in the guest.
     pub fn boot(spec: &Path, extra_cmdline: &str, guest_cmd: Option<&str>, args: &[&str]) -> Self {
+        Self::boot_in(None, spec, extra_cmdline, guest_cmd, args)
+    }
+
+    /// Like [`Vmm::boot`], with petrel running inside network namespace `netns`.
+    pub fn boot_in(
+        netns: Option<&str>,
+        spec: &Path,
+        extra_cmdline: &str,
+        guest_cmd: Option<&str>,
+        args: &[&str],
+    ) -> Self {
         let dir = guest_dir();
         let mut cmdline = guest_cmdline();
         if !extra_cmdline.is_empty() {
@@ -154,7 +167,14 @@ impl Vmm {
             cmdline.push_str(" guest.cmd=");
             cmdline.push_str(&base64(cmd.as_bytes()));
         }
-        let mut c = Command::new(petrel_bin());
+        let mut c = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(petrel_bin());
+                c
+            }
+            None => Command::new(petrel_bin()),
+        };
         c.arg("run")
             .arg(spec)
             .arg("--kernel")

@@ -80,10 +80,7 @@ impl MutEventSubscriber for StdinSubscriber {
 
     fn process(&mut self, events: Events, ops: &mut EventOps) {
         let mut buf = [0u8; 64];
-        let n = match std::io::stdin().lock().read(&mut buf) {
-            Ok(n) => n,
-            Err(_) => 0,
-        };
+        let n = std::io::stdin().lock().read(&mut buf).unwrap_or(0);
         if n == 0 || events.event_set().contains(EventSet::HANG_UP) {
             let _ = ops.remove(Events::new(&std::io::stdin().as_raw_fd(), EventSet::IN));
             return;

@@ -143,7 +143,7 @@ pub fn run(plan: &VmPlan, opts: &RunOptions) -> Result<ExitReason, VmmError> {
         let res = vm
             .fd
             .create_vcpu(u64::from(id))
-            .map_err(|e| vcpu::VcpuError::Regs(e))
+            .map_err(vcpu::VcpuError::CreateVcpu)
             .and_then(|fd| {
                 let boot = (id == 0).then_some(&entry);
                 vcpu::configure(&fd, &vm.mem, id, plan.vcpus, &vm.supported_cpuid, boot)?;

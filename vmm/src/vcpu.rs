@@ -18,6 +18,8 @@ use crate::loader::BootEntry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VcpuError {
+    #[error("KVM_CREATE_VCPU failed")]
+    CreateVcpu(#[source] kvm_ioctls::Error),
     #[error("KVM_SET_CPUID2 failed")]
     SetCpuid(#[source] kvm_ioctls::Error),
     #[error("cannot build the MSR list")]

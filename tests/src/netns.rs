@@ -1,0 +1,107 @@
+//! Network namespaces and host-side helpers the networking tests create and
+//! remove: everything lives inside namespaces named `petrel-t-*`, never on
+//! the machine's own interfaces.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Runs a command to completion and panics with its output on failure.
+pub fn sh(cmd: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network namespace removed (with everything in it) on drop.
+pub struct NetNs {
+    name: String,
+    children: Vec<Child>,
+}
+
+impl NetNs {
+    pub fn new(tag: &str) -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("petrel-t-{tag}-{}-{n}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        sh(&format!("ip netns add {name}"));
+        let ns = Self {
+            name,
+            children: Vec::new(),
+        };
+        ns.exec("ip link set lo up");
+        ns
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `cmd` (sh syntax) inside the namespace; panics on failure.
+    pub fn exec(&self, cmd: &str) -> String {
+        sh(&format!(
+            "ip netns exec {} sh -c '{}'",
+            self.name,
+            cmd.replace('\'', "'\\''")
+        ))
+    }
+
+    /// A command object that runs `program args` inside the namespace.
+    pub fn command(&self, program: &Path) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).arg(program);
+        c
+    }
+
+    /// Starts a background helper (sh syntax) in the namespace, killed on drop.
+    pub fn spawn(&mut self, cmd: &str) {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.name, "sh", "-c", cmd])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        self.children.push(child);
+    }
+
+    /// Starts `udhcpd` leasing exactly `guest_ip` on `iface` with `router`.
+    pub fn start_udhcpd(&mut self, dir: &Path, iface: &str, guest_ip: &str, router: &str) {
+        let conf = dir.join(format!("udhcpd-{iface}.conf"));
+        let leases = dir.join(format!("udhcpd-{iface}.leases"));
+        std::fs::write(&leases, b"").unwrap();
+        std::fs::write(
+            &conf,
+            format!(
+                "start {guest_ip}\nend {guest_ip}\ninterface {iface}\nlease_file {}\noption subnet 255.255.255.0\noption router {router}\noption dns {router}\noption lease 3600\n",
+                leases.display()
+            ),
+        )
+        .unwrap();
+        self.spawn(&format!("exec busybox udhcpd -f -a 50 {}", conf.display()));
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}

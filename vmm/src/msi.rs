@@ -1,0 +1,79 @@
+//! MSI-X vectors backed by KVM: one irqfd per vector on its own GSI, whose
+//! route follows what the guest programs into the MSI-X table. Device
+//! workers write the irqfd directly, so an interrupt never passes through a
+//! VMM thread, and it lands on whichever vCPU the guest's message targets.
+
+use std::io;
+use std::sync::Arc;
+
+use devices::pci::{MsiMessage, MsiVectors};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::irq::{GsiRouting, IrqError};
+
+pub struct KvmMsiVectors {
+    routing: Arc<GsiRouting>,
+    vectors: Vec<(u32, EventFd)>,
+}
+
+impl KvmMsiVectors {
+    pub fn new(routing: Arc<GsiRouting>, count: u16) -> Result<Self, IrqError> {
+        let mut vectors = Vec::with_capacity(usize::from(count));
+        for _ in 0..count {
+            let gsi = routing.allocate_gsi()?;
+            let evt = EventFd::new(EFD_NONBLOCK).map_err(|_| IrqError::NoGsi)?;
+            routing
+                .vm()
+                .register_irqfd(&evt, gsi)
+                .map_err(IrqError::SetRouting)?;
+            vectors.push((gsi, evt));
+        }
+        Ok(Self { routing, vectors })
+    }
+
+    /// The GSI of each vector, for logs.
+    pub fn gsis(&self) -> Vec<u32> {
+        self.vectors.iter().map(|(g, _)| *g).collect()
+    }
+}
+
+impl MsiVectors for KvmMsiVectors {
+    fn len(&self) -> u16 {
+        self.vectors.len() as u16
+    }
+
+    fn update(&self, index: u16, msg: Option<MsiMessage>) -> io::Result<()> {
+        let Some((gsi, _)) = self.vectors.get(usize::from(index)) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("MSI-X vector {index} out of range"),
+            ));
+        };
+        self.routing
+            .set_msi(*gsi, msg.map(|m| (m.addr, m.data)))
+            .map_err(io::Error::other)
+    }
+
+    fn notifier(&self, index: u16) -> Option<&EventFd> {
+        self.vectors.get(usize::from(index)).map(|(_, e)| e)
+    }
+
+    fn trigger(&self, index: u16) -> io::Result<()> {
+        match self.vectors.get(usize::from(index)) {
+            Some((_, e)) => e.write(1),
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("MSI-X vector {index} out of range"),
+            )),
+        }
+    }
+}
+
+impl Drop for KvmMsiVectors {
+    fn drop(&mut self) {
+        for (gsi, evt) in &self.vectors {
+            let _ = self.routing.vm().unregister_irqfd(evt, *gsi);
+            let _ = self.routing.set_msi(*gsi, None);
+        }
+    }
+}
