@@ -36,6 +36,8 @@ pub enum VmmError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot set up a NIC")]
+    Nic(#[from] crate::nic::NicError),
     #[error("cannot write the MP table")]
     MpTable(#[source] arch::MpTableError),
     #[error("control loop failed")]

@@ -1,6 +1,7 @@
 //! petrel's VMM library: spec parsing, plan resolution and the VM lifecycle.
 //! The `petrel` binary (main.rs) is a thin CLI over this crate.
 
+pub mod affinity;
 pub mod console;
 pub mod control;
 pub mod error;
@@ -8,6 +9,8 @@ pub mod exit;
 pub mod irq;
 pub mod loader;
 mod memory;
+mod msi;
+pub mod nic;
 pub mod plan;
 pub mod run;
 mod signals;

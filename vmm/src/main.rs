@@ -71,6 +71,10 @@ enum Command {
         /// Kernel entry protocol; auto uses PVH when the kernel has the note.
         #[arg(long, value_enum, default_value_t = BootProtocol::Auto)]
         boot_protocol: BootProtocol,
+        /// Pin vCPU i and NIC queue pair i's worker to the i-th CPU of
+        /// petrel's CPU set (for dedicated CPUs); by default they float.
+        #[arg(long)]
+        pin_vcpus: bool,
     },
 }
 
@@ -80,6 +84,7 @@ fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_thread_names(true);
     match format {
         LogFormat::Text => builder.init(),
@@ -134,6 +139,7 @@ fn main() -> ExitCode {
             boot,
             console,
             boot_protocol,
+            pin_vcpus,
         } => load_plan(&spec, boot).and_then(|plan| {
             let console = match console.as_str() {
                 "stdout" | "-" => ConsoleTarget::Stdout,
@@ -142,6 +148,7 @@ fn main() -> ExitCode {
             let opts = RunOptions {
                 console,
                 boot_protocol,
+                pin_vcpus,
                 start: Some(start),
             };
             vmm::run(&plan, &opts).map(Some)

@@ -4,16 +4,21 @@
 //! VMM thread, and it lands on whichever vCPU the guest's message targets.
 
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use devices::pci::{MsiMessage, MsiVectors};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::irq::{GsiRouting, IrqError};
 
+/// While a vector is masked its irqfd is detached from KVM: signals from
+/// device workers then accumulate in the eventfd and are delivered when the
+/// guest unmasks it and the irqfd is attached again (KVM checks the count
+/// on attach), which is MSI-X's pending-bit behaviour.
 pub struct KvmMsiVectors {
     routing: Arc<GsiRouting>,
     vectors: Vec<(u32, EventFd)>,
+    attached: Mutex<Vec<bool>>,
 }
 
 impl KvmMsiVectors {
@@ -22,13 +27,14 @@ impl KvmMsiVectors {
         for _ in 0..count {
             let gsi = routing.allocate_gsi()?;
             let evt = EventFd::new(EFD_NONBLOCK).map_err(|_| IrqError::NoGsi)?;
-            routing
-                .vm()
-                .register_irqfd(&evt, gsi)
-                .map_err(IrqError::SetRouting)?;
             vectors.push((gsi, evt));
         }
-        Ok(Self { routing, vectors })
+        let attached = Mutex::new(vec![false; vectors.len()]);
+        Ok(Self {
+            routing,
+            vectors,
+            attached,
+        })
     }
 
     /// The GSI of each vector, for logs.
@@ -49,9 +55,35 @@ impl MsiVectors for KvmMsiVectors {
                 format!("MSI-X vector {index} out of range"),
             ));
         };
-        self.routing
-            .set_msi(*gsi, msg.map(|m| (m.addr, m.data)))
-            .map_err(io::Error::other)
+        let gsi = *gsi;
+        let evt = &self.vectors[usize::from(index)].1;
+        let mut attached = self.attached.lock().unwrap_or_else(|e| e.into_inner());
+        let was = attached[usize::from(index)];
+        match msg {
+            Some(m) => {
+                self.routing
+                    .set_msi(gsi, Some((m.addr, m.data)))
+                    .map_err(io::Error::other)?;
+                if !was {
+                    self.routing
+                        .vm()
+                        .register_irqfd(evt, gsi)
+                        .map_err(io::Error::other)?;
+                    attached[usize::from(index)] = true;
+                }
+            }
+            None => {
+                if was {
+                    self.routing
+                        .vm()
+                        .unregister_irqfd(evt, gsi)
+                        .map_err(io::Error::other)?;
+                    attached[usize::from(index)] = false;
+                }
+                self.routing.set_msi(gsi, None).map_err(io::Error::other)?;
+            }
+        }
+        Ok(())
     }
 
     fn notifier(&self, index: u16) -> Option<&EventFd> {
@@ -71,8 +103,11 @@ impl MsiVectors for KvmMsiVectors {
 
 impl Drop for KvmMsiVectors {
     fn drop(&mut self) {
-        for (gsi, evt) in &self.vectors {
-            let _ = self.routing.vm().unregister_irqfd(evt, *gsi);
+        let attached = self.attached.lock().unwrap_or_else(|e| e.into_inner());
+        for ((gsi, evt), on) in self.vectors.iter().zip(attached.iter()) {
+            if *on {
+                let _ = self.routing.vm().unregister_irqfd(evt, *gsi);
+            }
             let _ = self.routing.set_msi(*gsi, None);
         }
     }

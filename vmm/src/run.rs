@@ -16,6 +16,7 @@ use crate::console::{ConsoleOutput, ConsoleWatch};
 use crate::error::VmmError;
 use crate::exit::{ExitReason, ExitSignal};
 use crate::loader::{self, BootProtocol};
+use crate::nic::PciSetup;
 use crate::plan::VmPlan;
 use crate::signals::StopSignals;
 use crate::vcpu::{self, VcpuShared};
@@ -33,6 +34,9 @@ pub enum ConsoleTarget {
 pub struct RunOptions {
     pub console: ConsoleTarget,
     pub boot_protocol: BootProtocol,
+    /// Pin vCPU i (and NIC queue pair i's worker) to the i-th allowed host
+    /// CPU; otherwise both float over the process's CPU set.
+    pub pin_vcpus: bool,
     /// When the process started, for the boot-time log lines.
     pub start: Option<Instant>,
 }
@@ -107,12 +111,22 @@ pub fn run(plan: &VmPlan, opts: &RunOptions) -> Result<ExitReason, VmmError> {
     let console = ConsoleOutput::new(open_console(&opts.console)?, watch.clone());
     let exit =
         Arc::new(ExitSignal::new().map_err(|e| VmmError::Vm(crate::vm::VmError::EventFd(e)))?);
-    let vm = Vm::new(
+    let mut vm = Vm::new(
         plan.memory_bytes,
         plan.vcpus,
         Box::new(console),
         exit.eventfd(),
     )?;
+    let allowed = if opts.pin_vcpus {
+        crate::affinity::allowed_cpus().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let vcpu_cpus: Vec<usize> = (0..usize::from(plan.vcpus))
+        .filter_map(|i| crate::affinity::cpu_for_vcpu(&allowed, i))
+        .collect();
+    let mut pci = PciSetup::new(&mut vm.pio).map_err(|e| VmmError::Vm(e.into()))?;
+    crate::nic::attach_nics(&mut vm, &mut pci, &plan.nics, &vcpu_cpus)?;
     arch::setup_mptable(&vm.mem, plan.vcpus, &[]).map_err(VmmError::MpTable)?;
     let entry = loader::load(
         &vm.mem,
@@ -149,7 +163,10 @@ pub fn run(plan: &VmPlan, opts: &RunOptions) -> Result<ExitReason, VmmError> {
                 vcpu::configure(&fd, &vm.mem, id, plan.vcpus, &vm.supported_cpuid, boot)?;
                 Ok(fd)
             })
-            .and_then(|fd| vcpu::spawn(fd, id, shared.clone()));
+            .and_then(|fd| {
+                let cpu = vcpu_cpus.get(usize::from(id)).copied();
+                vcpu::spawn(fd, id, cpu, shared.clone())
+            });
         match res {
             Ok(t) => threads.push(t),
             Err(source) => {
@@ -171,6 +188,11 @@ pub fn run(plan: &VmPlan, opts: &RunOptions) -> Result<ExitReason, VmmError> {
     };
     stop_vcpus(&shared, threads);
     drop(raw);
+    // Devices stop their workers (and log their counters) before the VM's
+    // memory goes away.
+    drop(shared);
+    drop(pci);
+    drop(vm);
     let _ = std::io::stdout().flush();
 
     let reason = outcome?;

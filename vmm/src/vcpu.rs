@@ -143,6 +143,7 @@ pub fn install_kick_handler() -> Result<(), VcpuError> {
 pub fn spawn(
     mut vcpu: VcpuFd,
     id: u8,
+    host_cpu: Option<usize>,
     shared: Arc<VcpuShared>,
 ) -> Result<JoinHandle<()>, VcpuError> {
     std::thread::Builder::new()
@@ -150,6 +151,12 @@ pub fn spawn(
         .spawn(move || {
             let span = tracing::info_span!("vcpu", vcpu = id);
             let _enter = span.enter();
+            if let Some(cpu) = host_cpu {
+                match crate::affinity::pin_current_thread(cpu) {
+                    Ok(()) => debug!(host_cpu = cpu, "pinned"),
+                    Err(e) => warn!(host_cpu = cpu, error = %e, "cannot pin the vCPU thread"),
+                }
+            }
             let reason = run_loop(&mut vcpu, id, &shared);
             if let Some(r) = reason {
                 shared.exit.request(r);

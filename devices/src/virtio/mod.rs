@@ -3,6 +3,8 @@
 //! transport and the device models.
 
 mod device;
+pub mod net;
+pub mod transport;
 
 pub use device::{ActivateError, QueueConfig, VirtioDevice, VirtioInterrupt, VirtioInterruptType};
 

@@ -23,8 +23,8 @@ pub use ctrl_queue::{CtrlQueue, CtrlState};
 pub use device::Net;
 pub use event_handler::NetEpollHandler;
 pub use metrics::{DeviceCounters, NetMetrics, QueuePairCounters, QueuePairMetrics};
-pub use queue_pair::{QueuePair, QueuePairError, RxOutcome, TxOutcome};
-pub use worker::Worker;
+pub use queue_pair::{QueuePair, QueuePairError, RxOutcome, TxOutcome, RX_BUDGET, TX_BUDGET};
+pub use worker::{SpawnError, Worker};
 
 /// Size of `virtio_net_hdr_v1`, the prefix of every frame on both sides.
 pub const VNET_HDR_LEN: usize = net::VNET_HDR_LEN;
@@ -62,3 +62,6 @@ pub enum NetError {
     #[error("MTU {0} is out of range (68..=65535 minus headers)")]
     BadMtu(u16),
 }
+
+#[cfg(test)]
+mod tests;

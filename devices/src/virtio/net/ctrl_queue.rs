@@ -1,0 +1,265 @@
+//! The control virtqueue (virtio 1.x, 5.1.6.5): rx mode and MAC filter
+//! commands are acknowledged and recorded (the tap delivers everything,
+//! the guest's stack filters), VQ_PAIRS_SET selects how many queue pairs
+//! carry traffic, unknown classes are refused.
+
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tracing::{debug, warn};
+use virtio_bindings::virtio_net::{
+    VIRTIO_NET_CTRL_GUEST_OFFLOADS, VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET, VIRTIO_NET_CTRL_MAC,
+    VIRTIO_NET_CTRL_MAC_ADDR_SET, VIRTIO_NET_CTRL_MAC_TABLE_SET, VIRTIO_NET_CTRL_MQ,
+    VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_ALLMULTI,
+    VIRTIO_NET_CTRL_RX_ALLUNI, VIRTIO_NET_CTRL_RX_NOBCAST, VIRTIO_NET_CTRL_RX_NOMULTI,
+    VIRTIO_NET_CTRL_RX_NOUNI, VIRTIO_NET_CTRL_RX_PROMISC, VIRTIO_NET_ERR, VIRTIO_NET_OK,
+};
+use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vmm_sys_util::eventfd::EventFd;
+
+use super::metrics::{should_log, NetMetrics};
+use super::QueuePairError;
+
+/// Bytes of a command (class, command, data) the device looks at; MAC
+/// tables may be longer and are only counted.
+const CMD_PEEK_LEN: usize = 64;
+
+/// What the driver asked for through the control queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CtrlState {
+    /// Queue pairs the driver enabled with VQ_PAIRS_SET (1 at start).
+    pub active_pairs: u16,
+    pub promisc: bool,
+    pub allmulti: bool,
+    pub alluni: bool,
+    pub nomulti: bool,
+    pub nouni: bool,
+    pub nobcast: bool,
+    /// Last VIRTIO_NET_CTRL_MAC_ADDR_SET.
+    pub mac: Option<[u8; 6]>,
+    /// Unicast entries of the last MAC_TABLE_SET.
+    pub mac_table_unicast: u32,
+    /// Last GUEST_OFFLOADS_SET bitmap (recorded only).
+    pub guest_offloads: Option<u64>,
+}
+
+pub struct CtrlQueue {
+    mem: GuestMemoryMmap,
+    queue: Queue,
+    index: u16,
+    max_pairs: u16,
+    mq: bool,
+    state: Arc<Mutex<CtrlState>>,
+    active_pairs: Arc<AtomicU16>,
+    /// Clones of the rx kick eventfds of every pair: written after
+    /// VQ_PAIRS_SET so each worker re-evaluates whether it may receive.
+    rx_wakers: Vec<EventFd>,
+    metrics: Arc<NetMetrics>,
+    broken: bool,
+}
+
+impl CtrlQueue {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        mem: GuestMemoryMmap,
+        queue: Queue,
+        index: u16,
+        max_pairs: u16,
+        mq: bool,
+        state: Arc<Mutex<CtrlState>>,
+        active_pairs: Arc<AtomicU16>,
+        rx_wakers: Vec<EventFd>,
+        metrics: Arc<NetMetrics>,
+    ) -> Self {
+        Self {
+            mem,
+            queue,
+            index,
+            max_pairs,
+            mq,
+            state,
+            active_pairs,
+            rx_wakers,
+            metrics,
+            broken: false,
+        }
+    }
+
+    /// Virtqueue index of the control queue.
+    pub fn queue_index(&self) -> u16 {
+        self.index
+    }
+
+    /// Handles every available command; returns whether to notify.
+    pub fn process(&mut self) -> Result<bool, QueuePairError> {
+        if self.broken {
+            return Ok(false);
+        }
+        match self.batch().and_then(|used| {
+            if used > 0 {
+                self.queue.needs_notification(&self.mem)
+            } else {
+                Ok(false)
+            }
+        }) {
+            Ok(notify) => Ok(notify),
+            Err(source) => {
+                self.broken = true;
+                Err(QueuePairError::BrokenQueue {
+                    queue: self.index,
+                    source,
+                })
+            }
+        }
+    }
+
+    fn batch(&mut self) -> Result<u32, virtio_queue::Error> {
+        let mut used = 0;
+        loop {
+            self.queue.disable_notification(&self.mem)?;
+            while let Some(chain) = self.queue.iter(&self.mem)?.next() {
+                let head = chain.head_index();
+                let mut cmd = [0u8; CMD_PEEK_LEN];
+                let mut got = 0usize;
+                let mut status: Option<GuestAddress> = None;
+                let mut malformed = false;
+                let mut more = false;
+                for desc in chain {
+                    more = desc.has_next();
+                    if desc.is_write_only() {
+                        if desc.len() > 0 {
+                            status = Some(desc.addr());
+                        }
+                        continue;
+                    }
+                    if status.is_some() {
+                        // Readable after writable breaks the layout.
+                        malformed = true;
+                    }
+                    let take = (desc.len() as usize).min(CMD_PEEK_LEN - got);
+                    if take > 0 {
+                        let dst = &mut cmd[got..got + take];
+                        if self.mem.read_slice(dst, desc.addr()).is_err() {
+                            malformed = true;
+                        }
+                        got += take;
+                    }
+                }
+                malformed |= more || got < 2 || head >= self.queue.size();
+                self.metrics.ctrl_commands.fetch_add(1, Ordering::Relaxed);
+                let ack = if malformed {
+                    None
+                } else {
+                    Some(self.handle(cmd[0], cmd[1], &cmd[2..got]))
+                };
+                if ack != Some(VIRTIO_NET_OK as u8) {
+                    let n = self.metrics.ctrl_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                    if should_log(n) {
+                        warn!(
+                            class = cmd[0],
+                            command = cmd[1],
+                            malformed,
+                            occurrences = n,
+                            "virtio-net: control command refused"
+                        );
+                    }
+                }
+                if head >= self.queue.size() {
+                    continue;
+                }
+                let used_len = match (ack, status) {
+                    (Some(ack), Some(addr)) if self.mem.write_obj(ack, addr).is_ok() => 1,
+                    _ => 0,
+                };
+                self.queue.add_used(&self.mem, head, used_len)?;
+                used += 1;
+            }
+            if !self.queue.enable_notification(&self.mem)? {
+                return Ok(used);
+            }
+        }
+    }
+
+    /// Executes one command and returns its ack byte.
+    fn handle(&mut self, class: u8, command: u8, data: &[u8]) -> u8 {
+        let ok = VIRTIO_NET_OK as u8;
+        let err = VIRTIO_NET_ERR as u8;
+        let class = u32::from(class);
+        let command = u32::from(command);
+        debug!(
+            class,
+            command,
+            len = data.len(),
+            "virtio-net: control command"
+        );
+        let Ok(mut state) = self.state.lock() else {
+            return err;
+        };
+        match class {
+            VIRTIO_NET_CTRL_RX => {
+                let Some(&on) = data.first() else {
+                    return err;
+                };
+                let on = on != 0;
+                let flag = match command {
+                    VIRTIO_NET_CTRL_RX_PROMISC => &mut state.promisc,
+                    VIRTIO_NET_CTRL_RX_ALLMULTI => &mut state.allmulti,
+                    VIRTIO_NET_CTRL_RX_ALLUNI => &mut state.alluni,
+                    VIRTIO_NET_CTRL_RX_NOMULTI => &mut state.nomulti,
+                    VIRTIO_NET_CTRL_RX_NOUNI => &mut state.nouni,
+                    VIRTIO_NET_CTRL_RX_NOBCAST => &mut state.nobcast,
+                    _ => return err,
+                };
+                *flag = on;
+                ok
+            }
+            VIRTIO_NET_CTRL_MAC => match command {
+                VIRTIO_NET_CTRL_MAC_ADDR_SET => match data.get(..6) {
+                    Some(mac) => {
+                        let mut m = [0u8; 6];
+                        m.copy_from_slice(mac);
+                        state.mac = Some(m);
+                        ok
+                    }
+                    None => err,
+                },
+                VIRTIO_NET_CTRL_MAC_TABLE_SET => {
+                    if let Some(n) = data.get(..4) {
+                        state.mac_table_unicast = u32::from_le_bytes([n[0], n[1], n[2], n[3]]);
+                    }
+                    ok
+                }
+                _ => err,
+            },
+            VIRTIO_NET_CTRL_MQ if command == VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET => {
+                let Some(n) = data.get(..2) else {
+                    return err;
+                };
+                let pairs = u16::from_le_bytes([n[0], n[1]]);
+                if !self.mq || pairs == 0 || pairs > self.max_pairs {
+                    return err;
+                }
+                state.active_pairs = pairs;
+                self.active_pairs.store(pairs, Ordering::Release);
+                for waker in &self.rx_wakers {
+                    // A failed wake only delays rx until the next kick.
+                    let _ = waker.write(1);
+                }
+                ok
+            }
+            VIRTIO_NET_CTRL_GUEST_OFFLOADS if command == VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET => {
+                match data.get(..8) {
+                    Some(b) => {
+                        let mut v = [0u8; 8];
+                        v.copy_from_slice(b);
+                        state.guest_offloads = Some(u64::from_le_bytes(v));
+                        ok
+                    }
+                    None => err,
+                }
+            }
+            _ => err,
+        }
+    }
+}

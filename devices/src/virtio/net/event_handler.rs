@@ -1,0 +1,264 @@
+//! The event-manager subscriber of one worker: owns the pair's kick
+//! eventfds, the kill eventfd and (through the [`QueuePair`]) the backend,
+//! and turns readiness into datapath calls and interrupts.
+//!
+//! The backend fd is watched level-triggered: EPOLLIN while the guest has
+//! rx buffers (removed when the datapath pauses, re-added on the next rx
+//! kick) and EPOLLOUT only while a TX frame waits for room.
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::Arc;
+
+use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
+use tracing::{error, warn};
+use vmm_sys_util::eventfd::EventFd;
+
+use super::metrics::{should_log, NetMetrics};
+use super::{CtrlQueue, QueuePair, QueuePairError};
+use crate::virtio::{VirtioInterrupt, VirtioInterruptType};
+
+pub struct NetEpollHandler {
+    nic: Arc<str>,
+    pair: QueuePair,
+    interrupt: Arc<dyn VirtioInterrupt>,
+    rx_kick: EventFd,
+    tx_kick: EventFd,
+    kill: EventFd,
+    ctrl: Option<(CtrlQueue, EventFd)>,
+    active_pairs: Arc<AtomicU16>,
+    needs_reset: Arc<AtomicBool>,
+    metrics: Arc<NetMetrics>,
+    /// What the backend fd is registered for (empty: not registered).
+    backend_interest: EventSet,
+    rx_paused: bool,
+    tx_blocked: bool,
+    backend_dead: bool,
+    stopped: bool,
+}
+
+impl NetEpollHandler {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        nic: Arc<str>,
+        pair: QueuePair,
+        interrupt: Arc<dyn VirtioInterrupt>,
+        rx_kick: EventFd,
+        tx_kick: EventFd,
+        kill: EventFd,
+        ctrl: Option<(CtrlQueue, EventFd)>,
+        active_pairs: Arc<AtomicU16>,
+        needs_reset: Arc<AtomicBool>,
+        metrics: Arc<NetMetrics>,
+    ) -> Self {
+        Self {
+            nic,
+            pair,
+            interrupt,
+            rx_kick,
+            tx_kick,
+            kill,
+            ctrl,
+            active_pairs,
+            needs_reset,
+            metrics,
+            backend_interest: EventSet::empty(),
+            rx_paused: false,
+            tx_blocked: false,
+            backend_dead: false,
+            stopped: false,
+        }
+    }
+
+    /// The kill eventfd was written (or registration failed): the worker
+    /// loop must end.
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// The datapath, e.g. to drive it without the event loop.
+    pub fn queue_pair_mut(&mut self) -> &mut QueuePair {
+        &mut self.pair
+    }
+
+    /// Takes the handler apart (worker stop): the queue pair keeps the
+    /// backend.
+    pub fn into_queue_pair(self) -> QueuePair {
+        self.pair
+    }
+
+    fn backend_fd(&self) -> RawFd {
+        self.pair.backend().as_raw_fd()
+    }
+
+    fn event_error(&self, what: &str, detail: &dyn std::fmt::Debug) {
+        let n = self.metrics.count_event_error();
+        if should_log(n) {
+            error!(nic = %self.nic, pair = self.pair.index(), occurrences = n,
+                "virtio-net: {what}: {detail:?}");
+        }
+    }
+
+    fn signal(&self, queue: u16) {
+        if let Err(e) = self.interrupt.trigger(VirtioInterruptType::Queue(queue)) {
+            self.event_error("cannot raise the queue interrupt", &e);
+        }
+    }
+
+    fn broken(&self, e: QueuePairError) {
+        warn!(nic = %self.nic, pair = self.pair.index(), error = %e,
+            "virtio-net: queue broken by the driver, device needs reset");
+        self.metrics.count_event_error();
+        self.needs_reset.store(true, Ordering::Release);
+        if let Err(e) = self.interrupt.trigger(VirtioInterruptType::Config) {
+            self.event_error("cannot raise the config interrupt", &e);
+        }
+    }
+
+    fn run_rx(&mut self) {
+        if self.pair.index() >= usize::from(self.active_pairs.load(Ordering::Acquire)) {
+            // Disabled by VQ_PAIRS_SET: leave frames in the backend.
+            self.rx_paused = true;
+            return;
+        }
+        match self.pair.process_rx() {
+            Ok(out) => {
+                if out.notify {
+                    self.signal(self.pair.rx_queue_index());
+                }
+                self.rx_paused = out.paused;
+                if out.backend_closed {
+                    warn!(nic = %self.nic, pair = self.pair.index(), "virtio-net: backend closed");
+                    self.backend_dead = true;
+                }
+                if out.budget_exhausted {
+                    // Come back after the other events of this round.
+                    let _ = self.rx_kick.write(1);
+                }
+            }
+            Err(e) => {
+                self.rx_paused = true;
+                self.broken(e);
+            }
+        }
+    }
+
+    fn run_tx(&mut self) {
+        match self.pair.process_tx() {
+            Ok(out) => {
+                if out.notify {
+                    self.signal(self.pair.tx_queue_index());
+                }
+                self.tx_blocked = out.backend_full;
+                if out.budget_exhausted {
+                    let _ = self.tx_kick.write(1);
+                }
+            }
+            Err(e) => {
+                self.tx_blocked = false;
+                self.broken(e);
+            }
+        }
+    }
+
+    fn run_ctrl(&mut self) {
+        let Some((ctrl, _)) = self.ctrl.as_mut() else {
+            return;
+        };
+        let index = ctrl.queue_index();
+        match ctrl.process() {
+            Ok(true) => self.signal(index),
+            Ok(false) => {}
+            Err(e) => self.broken(e),
+        }
+    }
+
+    fn wanted_backend_interest(&self) -> EventSet {
+        let mut set = EventSet::empty();
+        if self.backend_dead {
+            return set;
+        }
+        if !self.rx_paused {
+            set |= EventSet::IN;
+        }
+        if self.tx_blocked {
+            set |= EventSet::OUT;
+        }
+        set
+    }
+
+    fn update_backend_interest(&mut self, ops: &mut EventOps) {
+        let want = self.wanted_backend_interest();
+        if want == self.backend_interest {
+            return;
+        }
+        let fd = self.backend_fd();
+        let result = if self.backend_interest.is_empty() {
+            ops.add(Events::new_raw(fd, want))
+        } else if want.is_empty() {
+            ops.remove(Events::new_raw(fd, self.backend_interest))
+        } else {
+            ops.modify(Events::new_raw(fd, want))
+        };
+        match result {
+            Ok(()) => self.backend_interest = want,
+            Err(e) => self.event_error("cannot update the backend's epoll interest", &e),
+        }
+    }
+}
+
+impl MutEventSubscriber for NetEpollHandler {
+    fn init(&mut self, ops: &mut EventOps) {
+        let mut fds = vec![
+            self.kill.as_raw_fd(),
+            self.rx_kick.as_raw_fd(),
+            self.tx_kick.as_raw_fd(),
+        ];
+        if let Some((_, kick)) = &self.ctrl {
+            fds.push(kick.as_raw_fd());
+        }
+        for fd in fds {
+            if let Err(e) = ops.add(Events::new_raw(fd, EventSet::IN)) {
+                self.event_error("cannot register an eventfd", &e);
+                // Without its fds the worker would never wake up again.
+                self.stopped = true;
+            }
+        }
+        self.update_backend_interest(ops);
+    }
+
+    fn process(&mut self, events: Events, ops: &mut EventOps) {
+        let fd = events.fd();
+        let set = events.event_set();
+        if fd == self.kill.as_raw_fd() {
+            let _ = self.kill.read();
+            self.stopped = true;
+            return;
+        }
+        if fd == self.rx_kick.as_raw_fd() {
+            let _ = self.rx_kick.read();
+            self.run_rx();
+        } else if fd == self.tx_kick.as_raw_fd() {
+            let _ = self.tx_kick.read();
+            self.run_tx();
+        } else if self.ctrl.as_ref().is_some_and(|(_, k)| k.as_raw_fd() == fd) {
+            if let Some((_, kick)) = &self.ctrl {
+                let _ = kick.read();
+            }
+            self.run_ctrl();
+        } else if fd == self.backend_fd() {
+            if set.contains(EventSet::OUT) {
+                self.run_tx();
+            }
+            if set.contains(EventSet::IN) {
+                self.run_rx();
+            } else if set.intersects(EventSet::ERROR | EventSet::HANG_UP) {
+                self.event_error("backend error or hang-up", &set);
+                self.backend_dead = true;
+            }
+        } else {
+            self.event_error("event on an unknown fd", &fd);
+        }
+        self.update_backend_interest(ops);
+    }
+}

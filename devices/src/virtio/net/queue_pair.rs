@@ -1,0 +1,571 @@
+//! The datapath of one queue pair: moves frames between the guest's rx/tx
+//! virtqueues and a [`FrameBackend`], and says whether the guest must be
+//! notified. It owns no fds besides the backend and raises no interrupts,
+//! so it can be driven directly (unit tests, benchmarks) or by
+//! [`super::NetEpollHandler`] on a worker thread.
+//!
+//! Frames are copied through two preallocated per-pair buffers (one for
+//! each direction); nothing is allocated per frame.
+
+use std::io::{self, IoSlice};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use net::FrameBackend;
+use tracing::warn;
+use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
+
+use super::metrics::{should_log, BatchCounters, NetMetrics};
+use super::{MAX_BUFFER_LEN, NUM_BUFFERS_OFFSET, VNET_HDR_LEN};
+
+/// Most chains (TX) or frames (RX) handled by one `process_*` call; the
+/// event handler re-kicks itself when a budget runs out, so the other
+/// direction of the pair gets its turn.
+pub const TX_BUDGET: usize = 256;
+pub const RX_BUDGET: usize = 256;
+
+/// The driver broke a queue (e.g. an available index more than a queue
+/// size ahead): the device needs a reset and stops using that queue.
+#[derive(Debug, thiserror::Error)]
+pub enum QueuePairError {
+    #[error("the driver broke virtqueue {queue}")]
+    BrokenQueue {
+        queue: u16,
+        #[source]
+        source: virtio_queue::Error,
+    },
+}
+
+/// Result of one [`QueuePair::process_tx`] call.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TxOutcome {
+    /// Used buffers were added and the driver asked to be notified.
+    pub notify: bool,
+    /// The backend would block: the current chain is back in the avail
+    /// ring; call again when the backend is writable.
+    pub backend_full: bool,
+    /// [`TX_BUDGET`] chains were processed and more may be waiting.
+    pub budget_exhausted: bool,
+}
+
+/// Result of one [`QueuePair::process_rx`] call.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RxOutcome {
+    /// Used buffers were added and the driver asked to be notified.
+    pub notify: bool,
+    /// No guest buffers (or the queue is broken): stop polling the
+    /// backend until the rx queue is kicked. Notifications are enabled.
+    pub paused: bool,
+    /// [`RX_BUDGET`] frames were processed and more may be waiting.
+    pub budget_exhausted: bool,
+    /// The backend reported end of file (peer gone).
+    pub backend_closed: bool,
+}
+
+/// Why a descriptor chain was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChainError {
+    /// A device-writable descriptor on TX, a readable one on RX.
+    WrongDirection,
+    /// More bytes than [`MAX_BUFFER_LEN`] (TX).
+    TooLong,
+    /// Fewer bytes than a virtio-net header (TX), no room at all (RX).
+    TooShort,
+    /// The chain ended on a descriptor with NEXT set: a loop, a next index
+    /// out of the table, or an unreadable descriptor.
+    Truncated,
+    /// A buffer outside guest memory.
+    Memory,
+    /// The head index is outside the queue, so the chain cannot be
+    /// returned.
+    BadHead,
+}
+
+/// How [`QueuePair::deliver`] ended.
+enum Delivery {
+    /// The frame is in the guest; `chains` used entries were added.
+    Delivered { chains: u32 },
+    /// The frame was dropped; `chains` entries were returned with len 0.
+    Dropped { chains: u32 },
+    /// The guest has not posted enough buffers: the frame stays in the
+    /// rx buffer, popped chains were pushed back, notifications enabled;
+    /// `arrived` tells whether buffers showed up meanwhile.
+    NoBuffers { arrived: bool },
+}
+
+pub struct QueuePair {
+    index: usize,
+    mem: GuestMemoryMmap,
+    rx: Queue,
+    tx: Queue,
+    backend: Box<dyn FrameBackend>,
+    mrg_rxbuf: bool,
+    /// One frame read from the backend; `rx_pending` says it is still
+    /// waiting for guest buffers.
+    rx_buf: Box<[u8]>,
+    rx_pending: Option<usize>,
+    tx_buf: Box<[u8]>,
+    /// (head, used len) of the chains one RX frame occupies.
+    rx_chains: Vec<(u16, u32)>,
+    rx_broken: bool,
+    tx_broken: bool,
+    metrics: Arc<NetMetrics>,
+    /// Guest-triggerable warnings seen, for rate limiting.
+    warnings: u64,
+}
+
+impl QueuePair {
+    /// `index` is the pair number: its queues are `2*index` (rx) and
+    /// `2*index + 1` (tx). `mrg_rxbuf` is the negotiated
+    /// VIRTIO_NET_F_MRG_RXBUF. The queues' EVENT_IDX setting is used as is.
+    pub fn new(
+        index: usize,
+        mem: GuestMemoryMmap,
+        rx: Queue,
+        tx: Queue,
+        backend: Box<dyn FrameBackend>,
+        mrg_rxbuf: bool,
+        metrics: Arc<NetMetrics>,
+    ) -> Self {
+        let chains = usize::from(rx.max_size());
+        Self {
+            index,
+            mem,
+            rx,
+            tx,
+            backend,
+            mrg_rxbuf,
+            rx_buf: vec![0u8; MAX_BUFFER_LEN].into_boxed_slice(),
+            rx_pending: None,
+            tx_buf: vec![0u8; MAX_BUFFER_LEN].into_boxed_slice(),
+            rx_chains: Vec::with_capacity(chains),
+            rx_broken: false,
+            tx_broken: false,
+            metrics,
+            warnings: 0,
+        }
+    }
+
+    /// The pair number.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Virtqueue index of the rx queue (for interrupts).
+    pub fn rx_queue_index(&self) -> u16 {
+        (self.index * 2) as u16
+    }
+
+    /// Virtqueue index of the tx queue (for interrupts).
+    pub fn tx_queue_index(&self) -> u16 {
+        (self.index * 2 + 1) as u16
+    }
+
+    /// The backend, e.g. for its fd.
+    pub fn backend(&self) -> &dyn FrameBackend {
+        self.backend.as_ref()
+    }
+
+    /// Whether a frame read from the backend waits for guest buffers.
+    pub fn has_pending_rx(&self) -> bool {
+        self.rx_pending.is_some()
+    }
+
+    /// Whether the driver broke the rx / tx queue (no more processing).
+    pub fn is_broken(&self) -> (bool, bool) {
+        (self.rx_broken, self.tx_broken)
+    }
+
+    /// Gives the backend back (on reset); a pending RX frame is dropped.
+    pub fn into_backend(self) -> Box<dyn FrameBackend> {
+        self.backend
+    }
+
+    fn warn_rate_limited(&mut self, what: &str, detail: &dyn std::fmt::Debug) {
+        self.warnings += 1;
+        if should_log(self.warnings) {
+            warn!(
+                pair = self.index,
+                occurrences = self.warnings,
+                "virtio-net: {what}: {detail:?}"
+            );
+        }
+    }
+
+    /// Sends every available TX chain to the backend (up to
+    /// [`TX_BUDGET`]), returns the chains to the used ring with len 0,
+    /// then re-enables notifications.
+    pub fn process_tx(&mut self) -> Result<TxOutcome, QueuePairError> {
+        let mut out = TxOutcome::default();
+        if self.tx_broken {
+            return Ok(out);
+        }
+        let mut batch = BatchCounters::default();
+        let result = self.tx_batch(&mut batch, &mut out).and_then(|used| {
+            if used > 0 {
+                self.tx.needs_notification(&self.mem)
+            } else {
+                Ok(false)
+            }
+        });
+        let result = match result {
+            Ok(notify) => {
+                out.notify = notify;
+                batch.notifications += u64::from(notify);
+                Ok(out)
+            }
+            Err(source) => {
+                self.tx_broken = true;
+                Err(QueuePairError::BrokenQueue {
+                    queue: self.tx_queue_index(),
+                    source,
+                })
+            }
+        };
+        self.publish(&batch);
+        result
+    }
+
+    fn tx_batch(
+        &mut self,
+        batch: &mut BatchCounters,
+        out: &mut TxOutcome,
+    ) -> Result<u32, virtio_queue::Error> {
+        let mut used = 0u32;
+        let mut budget = TX_BUDGET;
+        loop {
+            self.tx.disable_notification(&self.mem)?;
+            loop {
+                if budget == 0 {
+                    out.budget_exhausted = true;
+                    return Ok(used);
+                }
+                let Some(chain) = self.tx.iter(&self.mem)?.next() else {
+                    break;
+                };
+                budget -= 1;
+                let head = chain.head_index();
+                let gathered = if head < self.tx.size() {
+                    gather(&self.mem, chain, &mut self.tx_buf)
+                } else {
+                    Err(ChainError::BadHead)
+                };
+                match gathered {
+                    Ok(len) => match write_frame(self.backend.as_mut(), &self.tx_buf[..len]) {
+                        Ok(()) => {
+                            batch.tx_frames += 1;
+                            batch.tx_bytes += len as u64;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            self.tx.go_to_previous_position();
+                            out.backend_full = true;
+                            return Ok(used);
+                        }
+                        Err(e) => {
+                            batch.backend_errors += 1;
+                            self.warn_rate_limited("tap write failed", &e);
+                        }
+                    },
+                    Err(e) => {
+                        batch.tx_malformed += 1;
+                        self.warn_rate_limited("malformed tx chain dropped", &e);
+                    }
+                }
+                if head < self.tx.size() {
+                    self.tx.add_used(&self.mem, head, 0)?;
+                    used += 1;
+                }
+            }
+            if !self.tx.enable_notification(&self.mem)? {
+                return Ok(used);
+            }
+        }
+    }
+
+    /// Moves frames from the backend into the guest's rx buffers until the
+    /// backend is empty, the guest runs out of buffers (then the frame
+    /// stays pending and notifications are enabled) or [`RX_BUDGET`]
+    /// frames were handled.
+    pub fn process_rx(&mut self) -> Result<RxOutcome, QueuePairError> {
+        let mut out = RxOutcome::default();
+        if self.rx_broken {
+            out.paused = true;
+            return Ok(out);
+        }
+        let mut batch = BatchCounters::default();
+        let result = self.rx_batch(&mut batch, &mut out).and_then(|used| {
+            if used > 0 {
+                self.rx.needs_notification(&self.mem)
+            } else {
+                Ok(false)
+            }
+        });
+        let result = match result {
+            Ok(notify) => {
+                out.notify = notify;
+                batch.notifications += u64::from(notify);
+                Ok(out)
+            }
+            Err(source) => {
+                self.rx_broken = true;
+                Err(QueuePairError::BrokenQueue {
+                    queue: self.rx_queue_index(),
+                    source,
+                })
+            }
+        };
+        self.publish(&batch);
+        result
+    }
+
+    fn rx_batch(
+        &mut self,
+        batch: &mut BatchCounters,
+        out: &mut RxOutcome,
+    ) -> Result<u32, virtio_queue::Error> {
+        let mut used = 0u32;
+        let mut budget = RX_BUDGET;
+        // While frames flow the device polls the backend, so the driver
+        // need not kick; notifications come back on when buffers run out.
+        self.rx.disable_notification(&self.mem)?;
+        loop {
+            if budget == 0 {
+                out.budget_exhausted = true;
+                return Ok(used);
+            }
+            let len = match self.rx_pending.take() {
+                Some(len) => len,
+                None => {
+                    let avail = self.rx.avail_idx(&self.mem, Ordering::Acquire)?;
+                    if avail.0 == self.rx.next_avail() {
+                        // Leave the frame in the backend until buffers come.
+                        if self.rx.enable_notification(&self.mem)? {
+                            continue;
+                        }
+                        out.paused = true;
+                        return Ok(used);
+                    }
+                    match self.backend.read_frame(&mut self.rx_buf) {
+                        Ok(0) => {
+                            out.backend_closed = true;
+                            return Ok(used);
+                        }
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(used),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            batch.backend_errors += 1;
+                            self.warn_rate_limited("tap read failed", &e);
+                            return Ok(used);
+                        }
+                    }
+                }
+            };
+            budget -= 1;
+            if !(VNET_HDR_LEN..=self.rx_buf.len()).contains(&len) {
+                batch.rx_malformed += 1;
+                self.warn_rate_limited("short frame from the backend dropped", &len);
+                continue;
+            }
+            match self.deliver(len, batch)? {
+                Delivery::Delivered { chains } => {
+                    used += chains;
+                    batch.rx_frames += 1;
+                    batch.rx_bytes += len as u64;
+                }
+                Delivery::Dropped { chains } => used += chains,
+                Delivery::NoBuffers { arrived } => {
+                    self.rx_pending = Some(len);
+                    if !arrived {
+                        out.paused = true;
+                        return Ok(used);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Copies the frame in `rx_buf[..len]` into guest rx chains: one chain,
+    /// or with MRG_RXBUF as many as needed (num_buffers set accordingly).
+    fn deliver(
+        &mut self,
+        len: usize,
+        batch: &mut BatchCounters,
+    ) -> Result<Delivery, virtio_queue::Error> {
+        // virtio 1.x: num_buffers is 1 unless buffers are merged.
+        self.rx_buf[NUM_BUFFERS_OFFSET..NUM_BUFFERS_OFFSET + 2]
+            .copy_from_slice(&1u16.to_le_bytes());
+        self.rx_chains.clear();
+        let mut written = 0usize;
+        let mut num_buffers_at: [Option<GuestAddress>; 2] = [None; 2];
+        let mut failure = None;
+        while written < len {
+            let Some(chain) = self.rx.iter(&self.mem)?.next() else {
+                // Out of buffers mid-frame: arm the notification at the
+                // current avail index, then push the popped chains back.
+                let arrived = self.rx.enable_notification(&self.mem)?;
+                for _ in 0..self.rx_chains.len() {
+                    self.rx.go_to_previous_position();
+                }
+                self.rx_chains.clear();
+                return Ok(Delivery::NoBuffers { arrived });
+            };
+            let head = chain.head_index();
+            let scattered = if head < self.rx.size() {
+                scatter(
+                    &self.mem,
+                    chain,
+                    &self.rx_buf[written..len],
+                    written,
+                    &mut num_buffers_at,
+                )
+            } else {
+                Err(ChainError::BadHead)
+            };
+            match scattered {
+                Ok(n) => {
+                    written += n;
+                    self.rx_chains.push((head, n as u32));
+                }
+                Err(e) => {
+                    if e != ChainError::BadHead {
+                        self.rx_chains.push((head, 0));
+                    }
+                    failure = Some(e);
+                    break;
+                }
+            }
+            if !self.mrg_rxbuf {
+                break;
+            }
+        }
+
+        let chains = self.rx_chains.len() as u32;
+        let delivered = failure.is_none() && written == len;
+        if delivered && chains > 1 {
+            let count = (chains as u16).to_le_bytes();
+            for (addr, byte) in num_buffers_at.iter().zip(count) {
+                // The bytes were just written there, so this cannot fail
+                // unless the guest unplugs memory under our feet.
+                if let Some(addr) = addr {
+                    if self.mem.write_obj(byte, *addr).is_err() {
+                        failure = Some(ChainError::Memory);
+                    }
+                }
+            }
+        }
+        let delivered = delivered && failure.is_none();
+        for &(head, used_len) in &self.rx_chains {
+            let used_len = if delivered { used_len } else { 0 };
+            self.rx.add_used(&self.mem, head, used_len)?;
+        }
+        if delivered {
+            return Ok(Delivery::Delivered { chains });
+        }
+        match failure {
+            Some(e) => {
+                batch.rx_malformed += 1;
+                self.warn_rate_limited("malformed rx chain, frame dropped", &e);
+            }
+            None => {
+                batch.rx_dropped_no_buffer += 1;
+                self.warn_rate_limited("rx buffer too small, frame dropped", &len);
+            }
+        }
+        Ok(Delivery::Dropped { chains })
+    }
+
+    fn publish(&self, batch: &BatchCounters) {
+        if let Some(m) = self.metrics.pair(self.index) {
+            m.publish(batch);
+        }
+    }
+}
+
+/// Writes one frame with a single `write_frame`, retrying on EINTR.
+fn write_frame(backend: &mut dyn FrameBackend, frame: &[u8]) -> io::Result<()> {
+    loop {
+        match backend.write_frame(&[IoSlice::new(frame)]) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+            Ok(_) => return Ok(()),
+        }
+    }
+}
+
+/// Copies a TX chain (device-readable descriptors only) into `buf`;
+/// returns the frame length (virtio-net header included).
+fn gather(
+    mem: &GuestMemoryMmap,
+    chain: DescriptorChain<&GuestMemoryMmap>,
+    buf: &mut [u8],
+) -> Result<usize, ChainError> {
+    let mut len = 0usize;
+    let mut more = false;
+    for desc in chain {
+        more = desc.has_next();
+        if desc.is_write_only() {
+            return Err(ChainError::WrongDirection);
+        }
+        let end = len
+            .checked_add(desc.len() as usize)
+            .ok_or(ChainError::TooLong)?;
+        let dst = buf.get_mut(len..end).ok_or(ChainError::TooLong)?;
+        mem.read_slice(dst, desc.addr())
+            .map_err(|_| ChainError::Memory)?;
+        len = end;
+    }
+    if more {
+        return Err(ChainError::Truncated);
+    }
+    if len < VNET_HDR_LEN {
+        return Err(ChainError::TooShort);
+    }
+    Ok(len)
+}
+
+/// Copies `data` (which starts at offset `base` of the frame) into an RX
+/// chain (device-writable descriptors only) and returns how many bytes
+/// fit; records where the frame's `num_buffers` bytes landed.
+fn scatter(
+    mem: &GuestMemoryMmap,
+    chain: DescriptorChain<&GuestMemoryMmap>,
+    data: &[u8],
+    base: usize,
+    num_buffers_at: &mut [Option<GuestAddress>; 2],
+) -> Result<usize, ChainError> {
+    let mut done = 0usize;
+    let mut more = false;
+    for desc in chain {
+        more = desc.has_next();
+        if !desc.is_write_only() {
+            return Err(ChainError::WrongDirection);
+        }
+        let n = (desc.len() as usize).min(data.len() - done);
+        if n > 0 {
+            let src = data.get(done..done + n).ok_or(ChainError::TooLong)?;
+            mem.write_slice(src, desc.addr())
+                .map_err(|_| ChainError::Memory)?;
+            let start = base + done;
+            for (i, slot) in num_buffers_at.iter_mut().enumerate() {
+                let at = NUM_BUFFERS_OFFSET + i;
+                if (start..start + n).contains(&at) {
+                    *slot = desc.addr().checked_add((at - start) as u64);
+                }
+            }
+            done += n;
+        }
+        if done == data.len() {
+            more = false;
+            break;
+        }
+    }
+    if more {
+        return Err(ChainError::Truncated);
+    }
+    if done == 0 {
+        return Err(ChainError::TooShort);
+    }
+    Ok(done)
+}

@@ -1,0 +1,1156 @@
+//! Unprivileged tests: a driver-side split-ring writer over a
+//! GuestMemoryMmap plays the guest, a seqpacket pair plays the tap.
+
+use std::io::{self, IoSlice};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use net::{seqpacket_pair, FrameBackend, SeqpacketBackend};
+use virtio_bindings::virtio_net::*;
+use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
+use virtio_queue::{Queue, QueueT};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use super::*;
+use crate::virtio::{
+    ActivateError, QueueConfig, VirtioDevice, VirtioInterrupt, VirtioInterruptType,
+    VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
+};
+
+const MEM_SIZE: usize = 0x80_0000;
+const RX_RING: u64 = 0x0;
+const TX_RING: u64 = 0x1_0000;
+const CTRL_RING: u64 = 0x2_0000;
+const BUF_BASE: u64 = 0x10_0000;
+
+fn memory() -> GuestMemoryMmap {
+    GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap()
+}
+
+/// The driver side of one split virtqueue (no indirect descriptors).
+struct Ring {
+    mem: GuestMemoryMmap,
+    desc: u64,
+    avail: u64,
+    used: u64,
+    size: u16,
+    next_desc: u16,
+    avail_idx: u16,
+}
+
+impl Ring {
+    fn new(mem: &GuestMemoryMmap, base: u64, size: u16) -> Self {
+        let desc = base;
+        let avail = desc + 16 * u64::from(size);
+        let used = (avail + 6 + 2 * u64::from(size) + 3) & !3;
+        let end = used + 6 + 8 * u64::from(size);
+        mem.write_slice(&vec![0u8; (end - base) as usize], GuestAddress(base))
+            .unwrap();
+        Self {
+            mem: mem.clone(),
+            desc,
+            avail,
+            used,
+            size,
+            next_desc: 0,
+            avail_idx: 0,
+        }
+    }
+
+    fn queue(&self) -> Queue {
+        let mut q = Queue::new(QUEUE_SIZE).unwrap();
+        q.set_size(self.size);
+        q.set_desc_table_address(Some(self.desc as u32), Some((self.desc >> 32) as u32));
+        q.set_avail_ring_address(Some(self.avail as u32), Some((self.avail >> 32) as u32));
+        q.set_used_ring_address(Some(self.used as u32), Some((self.used >> 32) as u32));
+        q.set_ready(true);
+        q
+    }
+
+    fn write_desc(&self, index: u16, addr: u64, len: u32, flags: u16, next: u16) {
+        let at = GuestAddress(self.desc + 16 * u64::from(index));
+        self.mem.write_obj(addr.to_le(), at).unwrap();
+        self.mem
+            .write_obj(len.to_le(), at.unchecked_add(8))
+            .unwrap();
+        self.mem
+            .write_obj(flags.to_le(), at.unchecked_add(12))
+            .unwrap();
+        self.mem
+            .write_obj(next.to_le(), at.unchecked_add(14))
+            .unwrap();
+    }
+
+    /// Writes a chain of (addr, len, device-writable) buffers and makes it
+    /// available; returns its head.
+    fn add_chain(&mut self, bufs: &[(u64, u32, bool)]) -> u16 {
+        let head = self.next_desc;
+        for (i, &(addr, len, write)) in bufs.iter().enumerate() {
+            let index = (self.next_desc + i as u16) % self.size;
+            let last = i + 1 == bufs.len();
+            let mut flags = if write { VRING_DESC_F_WRITE as u16 } else { 0 };
+            if !last {
+                flags |= VRING_DESC_F_NEXT as u16;
+            }
+            self.write_desc(index, addr, len, flags, (index + 1) % self.size);
+        }
+        self.next_desc = (self.next_desc + bufs.len() as u16) % self.size;
+        self.publish(head);
+        head
+    }
+
+    fn publish(&mut self, head: u16) {
+        let slot = self.avail + 4 + 2 * u64::from(self.avail_idx % self.size);
+        self.mem
+            .write_obj(head.to_le(), GuestAddress(slot))
+            .unwrap();
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        self.set_avail_idx(self.avail_idx);
+    }
+
+    fn set_avail_idx(&self, idx: u16) {
+        self.mem
+            .write_obj(idx.to_le(), GuestAddress(self.avail + 2))
+            .unwrap();
+    }
+
+    /// used_event, read by the device with EVENT_IDX.
+    fn set_used_event(&self, idx: u16) {
+        let at = self.avail + 4 + 2 * u64::from(self.size);
+        self.mem.write_obj(idx.to_le(), GuestAddress(at)).unwrap();
+    }
+
+    fn used_idx(&self) -> u16 {
+        self.mem.read_obj(GuestAddress(self.used + 2)).unwrap()
+    }
+
+    /// (id, len) of used element `i`.
+    fn used_elem(&self, i: u16) -> (u32, u32) {
+        let at = GuestAddress(self.used + 4 + 8 * u64::from(i % self.size));
+        let id: u32 = self.mem.read_obj(at).unwrap();
+        let len: u32 = self.mem.read_obj(at.unchecked_add(4)).unwrap();
+        (id, len)
+    }
+}
+
+fn read(mem: &GuestMemoryMmap, addr: u64, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    mem.read_slice(&mut v, GuestAddress(addr)).unwrap();
+    v
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(13) ^ seed)
+        .collect()
+}
+
+/// A frame as the tap hands it over: header (num_buffers garbage) + data.
+fn tap_frame(payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; VNET_HDR_LEN];
+    f[0] = 1; // NEEDS_CSUM, passed through untouched
+    f[10] = 0xee;
+    f[11] = 0xee;
+    f.extend_from_slice(payload);
+    f
+}
+
+fn write_peer(peer: &mut SeqpacketBackend, frame: &[u8]) {
+    peer.write_frame(&[IoSlice::new(frame)]).unwrap();
+}
+
+fn read_peer(peer: &mut SeqpacketBackend) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; MAX_BUFFER_LEN + 100];
+    let n = peer.read_frame(&mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+struct Fixture {
+    mem: GuestMemoryMmap,
+    rx: Ring,
+    tx: Ring,
+    peer: SeqpacketBackend,
+    metrics: Arc<NetMetrics>,
+    qp: QueuePair,
+}
+
+fn fixture(mrg_rxbuf: bool, size: u16) -> Fixture {
+    let mem = memory();
+    let rx = Ring::new(&mem, RX_RING, size);
+    let tx = Ring::new(&mem, TX_RING, size);
+    let (dev, peer) = seqpacket_pair().unwrap();
+    let metrics = Arc::new(NetMetrics::new(1));
+    let qp = QueuePair::new(
+        0,
+        mem.clone(),
+        rx.queue(),
+        tx.queue(),
+        Box::new(dev),
+        mrg_rxbuf,
+        Arc::clone(&metrics),
+    );
+    Fixture {
+        mem,
+        rx,
+        tx,
+        peer,
+        metrics,
+        qp,
+    }
+}
+
+impl Fixture {
+    fn counters(&self) -> QueuePairCounters {
+        self.metrics.snapshot()[0]
+    }
+}
+
+// ---------------------------------------------------------------- TX
+
+#[test]
+fn tx_frame_with_separate_header_arrives_whole() {
+    let mut f = fixture(false, 16);
+    let hdr = [0x11u8; VNET_HDR_LEN];
+    let payload = pattern(1000, 3);
+    f.mem.write_slice(&hdr, GuestAddress(BUF_BASE)).unwrap();
+    f.mem
+        .write_slice(&payload, GuestAddress(BUF_BASE + 0x1000))
+        .unwrap();
+    let head = f.tx.add_chain(&[
+        (BUF_BASE, VNET_HDR_LEN as u32, false),
+        (BUF_BASE + 0x1000, payload.len() as u32, false),
+    ]);
+
+    let out = f.qp.process_tx().unwrap();
+    assert!(out.notify);
+    assert!(!out.backend_full);
+
+    let got = read_peer(&mut f.peer).unwrap();
+    assert_eq!(&got[..VNET_HDR_LEN], &hdr);
+    assert_eq!(&got[VNET_HDR_LEN..], &payload[..]);
+    assert_eq!(
+        read_peer(&mut f.peer).unwrap_err().kind(),
+        io::ErrorKind::WouldBlock
+    );
+    assert_eq!(f.tx.used_idx(), 1);
+    assert_eq!(f.tx.used_elem(0), (u32::from(head), 0));
+    let c = f.counters();
+    assert_eq!((c.tx_frames, c.tx_bytes), (1, 1012));
+    assert_eq!(c.notifications, 1);
+    assert_eq!(c.tx_malformed, 0);
+}
+
+#[test]
+fn tx_batch_notifies_once_and_respects_event_idx() {
+    let mem = memory();
+    let rx = Ring::new(&mem, RX_RING, 16);
+    let mut tx = Ring::new(&mem, TX_RING, 16);
+    let (dev, mut peer) = seqpacket_pair().unwrap();
+    let mut txq = tx.queue();
+    txq.set_event_idx(true);
+    let metrics = Arc::new(NetMetrics::new(1));
+    let mut qp = QueuePair::new(
+        0,
+        mem.clone(),
+        rx.queue(),
+        txq,
+        Box::new(dev),
+        false,
+        metrics,
+    );
+    mem.write_slice(&[0u8; 64], GuestAddress(BUF_BASE)).unwrap();
+    // The driver wants an interrupt after the 5th used buffer (index 4).
+    tx.set_used_event(4);
+    for _ in 0..3 {
+        tx.add_chain(&[(BUF_BASE, 64, false)]);
+    }
+    assert!(!qp.process_tx().unwrap().notify);
+    for _ in 0..3 {
+        tx.add_chain(&[(BUF_BASE, 64, false)]);
+    }
+    assert!(qp.process_tx().unwrap().notify);
+    for _ in 0..6 {
+        assert_eq!(read_peer(&mut peer).unwrap().len(), 64);
+    }
+    assert_eq!(tx.used_idx(), 6);
+}
+
+#[test]
+fn tx_backend_full_keeps_the_chain_until_writable() {
+    let mut f = fixture(false, 256);
+    let len = 60_000u32;
+    f.mem
+        .write_slice(&pattern(len as usize, 1), GuestAddress(BUF_BASE))
+        .unwrap();
+    for _ in 0..255 {
+        f.tx.add_chain(&[(BUF_BASE, len, false)]);
+    }
+    let out = f.qp.process_tx().unwrap();
+    assert!(out.backend_full, "socket buffers should fill up: {out:?}");
+    let sent = f.counters().tx_frames;
+    assert!(sent > 0 && sent < 255);
+    assert_eq!(u64::from(f.tx.used_idx()), sent);
+    // Drain the peer; the device resumes where it stopped.
+    let mut received = 0u64;
+    loop {
+        while read_peer(&mut f.peer).is_ok() {
+            received += 1;
+        }
+        if received == 255 {
+            break;
+        }
+        let out = f.qp.process_tx().unwrap();
+        assert!(!out.budget_exhausted);
+    }
+    assert_eq!(f.tx.used_idx(), 255);
+    assert_eq!(f.counters().tx_frames, 255);
+    assert_eq!(f.counters().tx_malformed, 0);
+}
+
+// ---------------------------------------------------------------- RX
+
+#[test]
+fn rx_frame_lands_in_one_buffer_with_num_buffers_1() {
+    let mut f = fixture(false, 16);
+    let frame = tap_frame(&pattern(60, 7));
+    write_peer(&mut f.peer, &frame);
+    let head = f.rx.add_chain(&[(BUF_BASE, 2048, true)]);
+
+    let out = f.qp.process_rx().unwrap();
+    assert!(out.notify);
+    // The only buffer is used: wait for the next kick.
+    assert!(out.paused);
+    assert_eq!(f.rx.used_idx(), 1);
+    assert_eq!(f.rx.used_elem(0), (u32::from(head), 72));
+    let got = read(&f.mem, BUF_BASE, 72);
+    assert_eq!(&got[..10], &frame[..10]);
+    assert_eq!(u16::from_le_bytes([got[10], got[11]]), 1);
+    assert_eq!(&got[12..], &frame[12..]);
+    let c = f.counters();
+    assert_eq!((c.rx_frames, c.rx_bytes), (1, 72));
+}
+
+#[test]
+fn rx_mrg_rxbuf_spans_two_buffers() {
+    let mut f = fixture(true, 16);
+    let frame = tap_frame(&pattern(1500, 9));
+    write_peer(&mut f.peer, &frame);
+    let a = f.rx.add_chain(&[(BUF_BASE, 1024, true)]);
+    let b = f.rx.add_chain(&[(BUF_BASE + 0x1000, 1024, true)]);
+
+    let out = f.qp.process_rx().unwrap();
+    assert!(out.notify);
+    assert_eq!(f.rx.used_idx(), 2);
+    assert_eq!(f.rx.used_elem(0), (u32::from(a), 1024));
+    assert_eq!(f.rx.used_elem(1), (u32::from(b), 1512 - 1024));
+    let mut got = read(&f.mem, BUF_BASE, 1024);
+    got.extend(read(&f.mem, BUF_BASE + 0x1000, 1512 - 1024));
+    assert_eq!(u16::from_le_bytes([got[10], got[11]]), 2);
+    assert_eq!(&got[..10], &frame[..10]);
+    assert_eq!(&got[12..], &frame[12..]);
+}
+
+#[test]
+fn rx_mrg_header_split_across_chains() {
+    // A first buffer shorter than the header: num_buffers lands in the
+    // second chain.
+    let mut f = fixture(true, 16);
+    let frame = tap_frame(&pattern(100, 2));
+    write_peer(&mut f.peer, &frame);
+    f.rx.add_chain(&[(BUF_BASE, 11, true)]);
+    f.rx.add_chain(&[(BUF_BASE + 0x1000, 4096, true)]);
+    f.qp.process_rx().unwrap();
+    let first = read(&f.mem, BUF_BASE, 11);
+    let second = read(&f.mem, BUF_BASE + 0x1000, 101);
+    assert_eq!(first[10], 2);
+    assert_eq!(second[0], 0);
+    assert_eq!(&second[1..], &frame[12..]);
+}
+
+#[test]
+fn rx_without_buffers_keeps_the_frame_in_the_backend() {
+    let mut f = fixture(false, 16);
+    let first = tap_frame(&pattern(200, 1));
+    let second = tap_frame(&pattern(300, 2));
+    write_peer(&mut f.peer, &first);
+    write_peer(&mut f.peer, &second);
+
+    let out = f.qp.process_rx().unwrap();
+    assert!(out.paused);
+    assert!(!out.notify);
+    assert!(!f.qp.has_pending_rx());
+    assert_eq!(f.counters().rx_dropped_no_buffer, 0);
+
+    // The guest posts one buffer: one frame, then paused again.
+    f.rx.add_chain(&[(BUF_BASE, 4096, true)]);
+    let out = f.qp.process_rx().unwrap();
+    assert!(out.paused && out.notify);
+    assert_eq!(f.rx.used_elem(0).1 as usize, first.len());
+    f.rx.add_chain(&[(BUF_BASE + 0x2000, 4096, true)]);
+    let out = f.qp.process_rx().unwrap();
+    assert!(out.notify);
+    assert_eq!(f.rx.used_elem(1).1 as usize, second.len());
+    assert_eq!(
+        &read(&f.mem, BUF_BASE + 0x2000 + 12, 300)[..],
+        &second[12..]
+    );
+    let c = f.counters();
+    assert_eq!((c.rx_frames, c.rx_dropped_no_buffer), (2, 0));
+}
+
+#[test]
+fn rx_mrg_partial_buffers_defer_the_frame() {
+    let mut f = fixture(true, 16);
+    let frame = tap_frame(&pattern(3000, 5));
+    write_peer(&mut f.peer, &frame);
+    f.rx.add_chain(&[(BUF_BASE, 2048, true)]);
+
+    let out = f.qp.process_rx().unwrap();
+    assert!(out.paused);
+    assert!(f.qp.has_pending_rx());
+    assert_eq!(f.rx.used_idx(), 0);
+
+    f.rx.add_chain(&[(BUF_BASE + 0x1000, 2048, true)]);
+    let out = f.qp.process_rx().unwrap();
+    assert!(out.notify);
+    assert!(!f.qp.has_pending_rx());
+    assert_eq!(f.rx.used_idx(), 2);
+    assert_eq!(f.rx.used_elem(0).1, 2048);
+    assert_eq!(f.rx.used_elem(1).1 as usize, frame.len() - 2048);
+    assert_eq!(read(&f.mem, BUF_BASE + 10, 1)[0], 2);
+    assert_eq!(f.counters().rx_frames, 1);
+}
+
+#[test]
+fn rx_without_mrg_drops_frames_bigger_than_the_chain() {
+    let mut f = fixture(false, 16);
+    write_peer(&mut f.peer, &tap_frame(&pattern(3000, 5)));
+    write_peer(&mut f.peer, &tap_frame(&pattern(100, 5)));
+    let a =
+        f.rx.add_chain(&[(BUF_BASE, 1024, true), (BUF_BASE + 0x1000, 1024, true)]);
+    let b = f.rx.add_chain(&[(BUF_BASE + 0x2000, 1024, true)]);
+    f.qp.process_rx().unwrap();
+    assert_eq!(f.rx.used_elem(0), (u32::from(a), 0));
+    assert_eq!(f.rx.used_elem(1), (u32::from(b), 112));
+    let c = f.counters();
+    assert_eq!((c.rx_frames, c.rx_dropped_no_buffer), (1, 1));
+}
+
+#[test]
+fn rx_chain_spread_over_descriptors() {
+    let mut f = fixture(false, 16);
+    let frame = tap_frame(&pattern(5000, 4));
+    write_peer(&mut f.peer, &frame);
+    f.rx.add_chain(&[
+        (BUF_BASE, 12, true),
+        (BUF_BASE + 0x1000, 1000, true),
+        (BUF_BASE + 0x2000, 8000, true),
+    ]);
+    f.qp.process_rx().unwrap();
+    assert_eq!(f.rx.used_elem(0).1 as usize, frame.len());
+    let mut got = read(&f.mem, BUF_BASE, 12);
+    got.extend(read(&f.mem, BUF_BASE + 0x1000, 1000));
+    got.extend(read(&f.mem, BUF_BASE + 0x2000, frame.len() - 1012));
+    assert_eq!(&got[12..], &frame[12..]);
+}
+
+#[test]
+fn rx_backend_hangup_is_reported() {
+    let mut f = fixture(false, 16);
+    f.rx.add_chain(&[(BUF_BASE, 2048, true)]);
+    drop(f.peer);
+    let out = f.qp.process_rx().unwrap();
+    assert!(out.backend_closed);
+    assert_eq!(f.rx.used_idx(), 0);
+}
+
+// ---------------------------------------------------------------- hostile guest
+
+#[test]
+fn hostile_tx_descriptor_loop_is_dropped() {
+    let mut f = fixture(false, 16);
+    // 0 -> 1 -> 0 -> ...
+    f.tx.write_desc(0, BUF_BASE, 100, VRING_DESC_F_NEXT as u16, 1);
+    f.tx.write_desc(1, BUF_BASE, 100, VRING_DESC_F_NEXT as u16, 0);
+    f.tx.publish(0);
+    let out = f.qp.process_tx().unwrap();
+    assert!(out.notify);
+    assert_eq!(f.tx.used_elem(0), (0, 0));
+    assert_eq!(f.counters().tx_malformed, 1);
+    assert!(read_peer(&mut f.peer).is_err());
+}
+
+#[test]
+fn hostile_rx_descriptor_loop_does_not_spin() {
+    let mut f = fixture(true, 16);
+    write_peer(&mut f.peer, &tap_frame(&pattern(5000, 1)));
+    f.rx.write_desc(
+        0,
+        BUF_BASE,
+        100,
+        (VRING_DESC_F_NEXT | VRING_DESC_F_WRITE) as u16,
+        1,
+    );
+    f.rx.write_desc(
+        1,
+        BUF_BASE,
+        100,
+        (VRING_DESC_F_NEXT | VRING_DESC_F_WRITE) as u16,
+        0,
+    );
+    f.rx.publish(0);
+    f.qp.process_rx().unwrap();
+    assert_eq!(f.rx.used_elem(0), (0, 0));
+    assert_eq!(f.counters().rx_malformed, 1);
+}
+
+#[test]
+fn hostile_out_of_range_addresses() {
+    let mut f = fixture(false, 16);
+    f.tx.add_chain(&[(0xffff_ffff_0000, 64, false)]);
+    f.tx.add_chain(&[(MEM_SIZE as u64 - 8, 64, false)]); // crosses the end
+    f.qp.process_tx().unwrap();
+    assert_eq!(f.tx.used_idx(), 2);
+    assert_eq!(f.counters().tx_malformed, 2);
+
+    write_peer(&mut f.peer, &tap_frame(&pattern(100, 1)));
+    write_peer(&mut f.peer, &tap_frame(&pattern(100, 2)));
+    f.rx.add_chain(&[(u64::MAX - 10, 4096, true)]);
+    f.rx.add_chain(&[(BUF_BASE, 4096, true)]);
+    f.qp.process_rx().unwrap();
+    assert_eq!(f.rx.used_elem(0).1, 0);
+    assert_eq!(f.rx.used_elem(1).1, 112);
+    let c = f.counters();
+    assert_eq!((c.rx_malformed, c.rx_frames), (1, 1));
+}
+
+#[test]
+fn hostile_zero_length_and_huge_descriptors() {
+    let mut f = fixture(false, 16);
+    let payload = pattern(50, 1);
+    f.mem.write_slice(&payload, GuestAddress(BUF_BASE)).unwrap();
+    // Zero-length only: too short.
+    f.tx.add_chain(&[(BUF_BASE, 0, false)]);
+    // Zero-length in the middle is harmless.
+    f.tx.add_chain(&[
+        (BUF_BASE, 12, false),
+        (0, 0, false),
+        (BUF_BASE + 12, 38, false),
+    ]);
+    // Huge: longer than any frame.
+    f.tx.add_chain(&[(BUF_BASE, u32::MAX, false)]);
+    f.tx.add_chain(&[(BUF_BASE, 40_000, false), (BUF_BASE, 40_000, false)]);
+    // Device-writable descriptor on TX.
+    f.tx.add_chain(&[(BUF_BASE, 12, false), (BUF_BASE, 38, true)]);
+    f.qp.process_tx().unwrap();
+    assert_eq!(f.tx.used_idx(), 5);
+    let c = f.counters();
+    assert_eq!((c.tx_frames, c.tx_malformed), (1, 4));
+    assert_eq!(read_peer(&mut f.peer).unwrap(), payload);
+
+    // RX: a zero-length chain, then a readable one, then a good one.
+    write_peer(&mut f.peer, &tap_frame(&pattern(100, 1)));
+    write_peer(&mut f.peer, &tap_frame(&pattern(100, 2)));
+    write_peer(&mut f.peer, &tap_frame(&pattern(100, 3)));
+    f.rx.add_chain(&[(BUF_BASE, 0, true)]);
+    f.rx.add_chain(&[(BUF_BASE, 4096, false)]);
+    f.rx.add_chain(&[(BUF_BASE, 4096, true)]);
+    f.qp.process_rx().unwrap();
+    assert_eq!(f.rx.used_idx(), 3);
+    let c = f.counters();
+    assert_eq!((c.rx_malformed, c.rx_frames), (2, 1));
+}
+
+#[test]
+fn hostile_head_index_out_of_range() {
+    let mut f = fixture(false, 16);
+    f.tx.publish(999);
+    f.mem
+        .write_slice(&[0u8; 64], GuestAddress(BUF_BASE))
+        .unwrap();
+    f.tx.add_chain(&[(BUF_BASE, 64, false)]);
+    f.qp.process_tx().unwrap();
+    // The bogus head cannot be returned; the good chain is.
+    assert_eq!(f.tx.used_idx(), 1);
+    assert_eq!(f.counters().tx_malformed, 1);
+    assert_eq!(f.counters().tx_frames, 1);
+}
+
+#[test]
+fn hostile_avail_index_past_queue_size_breaks_the_queue() {
+    let mut f = fixture(false, 16);
+    f.tx.set_avail_idx(17);
+    let err = f.qp.process_tx().unwrap_err();
+    assert!(matches!(err, QueuePairError::BrokenQueue { queue: 1, .. }));
+    assert_eq!(f.qp.is_broken(), (false, true));
+    // Broken queues are left alone.
+    assert_eq!(f.qp.process_tx().unwrap(), TxOutcome::default());
+
+    write_peer(&mut f.peer, &tap_frame(&[0u8; 20]));
+    f.rx.set_avail_idx(40);
+    assert!(f.qp.process_rx().is_err());
+    assert!(f.qp.process_rx().unwrap().paused);
+}
+
+// ---------------------------------------------------------------- control queue
+
+struct CtrlFixture {
+    mem: GuestMemoryMmap,
+    ring: Ring,
+    ctrl: CtrlQueue,
+    state: Arc<Mutex<CtrlState>>,
+    active: Arc<AtomicU16>,
+    waker: EventFd,
+}
+
+fn ctrl_fixture(max_pairs: u16, mq: bool) -> CtrlFixture {
+    let mem = memory();
+    let ring = Ring::new(&mem, CTRL_RING, 16);
+    let state = Arc::new(Mutex::new(CtrlState::default()));
+    let active = Arc::new(AtomicU16::new(1));
+    let waker = EventFd::new(EFD_NONBLOCK).unwrap();
+    let ctrl = CtrlQueue::new(
+        mem.clone(),
+        ring.queue(),
+        2,
+        max_pairs,
+        mq,
+        Arc::clone(&state),
+        Arc::clone(&active),
+        vec![waker.try_clone().unwrap()],
+        Arc::new(NetMetrics::new(1)),
+    );
+    CtrlFixture {
+        mem,
+        ring,
+        ctrl,
+        state,
+        active,
+        waker,
+    }
+}
+
+impl CtrlFixture {
+    /// Sends one command (header and data in separate descriptors, as
+    /// Linux does) and returns the ack byte.
+    fn command(&mut self, class: u32, cmd: u32, data: &[u8]) -> u8 {
+        let n = self.ring.used_idx();
+        let base = BUF_BASE + 0x1000 * u64::from(n);
+        self.mem
+            .write_slice(&[class as u8, cmd as u8], GuestAddress(base))
+            .unwrap();
+        self.mem
+            .write_slice(data, GuestAddress(base + 0x100))
+            .unwrap();
+        self.mem
+            .write_obj(0xaau8, GuestAddress(base + 0x200))
+            .unwrap();
+        self.ring.add_chain(&[
+            (base, 2, false),
+            (base + 0x100, data.len() as u32, false),
+            (base + 0x200, 1, true),
+        ]);
+        assert!(self.ctrl.process().unwrap());
+        assert_eq!(self.ring.used_idx(), n + 1);
+        assert_eq!(self.ring.used_elem(n).1, 1);
+        self.mem.read_obj(GuestAddress(base + 0x200)).unwrap()
+    }
+}
+
+#[test]
+fn ctrl_mq_vq_pairs_set() {
+    let mut c = ctrl_fixture(4, true);
+    let ok = VIRTIO_NET_OK as u8;
+    let err = VIRTIO_NET_ERR as u8;
+    let mq = VIRTIO_NET_CTRL_MQ;
+    let set = VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET;
+    assert_eq!(c.command(mq, set, &3u16.to_le_bytes()), ok);
+    assert_eq!(c.active.load(Ordering::Relaxed), 3);
+    assert_eq!(c.state.lock().unwrap().active_pairs, 3);
+    assert_eq!(c.waker.read().unwrap(), 1, "workers are woken up");
+    assert_eq!(c.command(mq, set, &5u16.to_le_bytes()), err);
+    assert_eq!(c.command(mq, set, &0u16.to_le_bytes()), err);
+    assert_eq!(c.command(mq, set, &[1]), err);
+    assert_eq!(c.command(mq, 7, &1u16.to_le_bytes()), err);
+    assert_eq!(c.active.load(Ordering::Relaxed), 3);
+    assert_eq!(c.command(mq, set, &1u16.to_le_bytes()), ok);
+    assert_eq!(c.active.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn ctrl_mq_refused_without_mq() {
+    let mut c = ctrl_fixture(1, false);
+    let set = VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET;
+    assert_eq!(
+        c.command(VIRTIO_NET_CTRL_MQ, set, &1u16.to_le_bytes()),
+        VIRTIO_NET_ERR as u8
+    );
+}
+
+#[test]
+fn ctrl_rx_mode_mac_and_unknown_class() {
+    let mut c = ctrl_fixture(1, false);
+    let ok = VIRTIO_NET_OK as u8;
+    let err = VIRTIO_NET_ERR as u8;
+    for cmd in [
+        VIRTIO_NET_CTRL_RX_PROMISC,
+        VIRTIO_NET_CTRL_RX_ALLMULTI,
+        VIRTIO_NET_CTRL_RX_ALLUNI,
+        VIRTIO_NET_CTRL_RX_NOMULTI,
+        VIRTIO_NET_CTRL_RX_NOUNI,
+        VIRTIO_NET_CTRL_RX_NOBCAST,
+    ] {
+        assert_eq!(c.command(VIRTIO_NET_CTRL_RX, cmd, &[1]), ok);
+    }
+    assert_eq!(c.command(VIRTIO_NET_CTRL_RX, 6, &[1]), err);
+    let mac = [2, 0, 0, 0, 0, 9];
+    assert_eq!(
+        c.command(VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_ADDR_SET, &mac),
+        ok
+    );
+    let mut table = 1u32.to_le_bytes().to_vec();
+    table.extend_from_slice(&mac);
+    table.extend_from_slice(&0u32.to_le_bytes());
+    assert_eq!(
+        c.command(VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_TABLE_SET, &table),
+        ok
+    );
+    assert_eq!(c.command(99, 0, &[0]), err);
+    assert_eq!(c.command(VIRTIO_NET_CTRL_VLAN, 0, &[0, 1]), err);
+    let s = c.state.lock().unwrap().clone();
+    assert!(s.promisc && s.allmulti && s.nobcast);
+    assert_eq!(s.mac, Some(mac));
+    assert_eq!(s.mac_table_unicast, 1);
+}
+
+#[test]
+fn ctrl_malformed_commands_do_not_panic() {
+    let mut c = ctrl_fixture(1, false);
+    // No status descriptor: returned with len 0.
+    c.mem
+        .write_slice(&[0, 0, 1], GuestAddress(BUF_BASE))
+        .unwrap();
+    c.ring.add_chain(&[(BUF_BASE, 3, false)]);
+    // Header out of memory.
+    c.ring
+        .add_chain(&[(u64::MAX - 1, 2, false), (BUF_BASE + 0x200, 1, true)]);
+    // Only a status byte.
+    c.ring.add_chain(&[(BUF_BASE + 0x200, 1, true)]);
+    assert!(c.ctrl.process().unwrap());
+    assert_eq!(c.ring.used_idx(), 3);
+    assert_eq!(c.ring.used_elem(0).1, 0);
+    assert_eq!(c.ring.used_elem(1).1, 0);
+    assert_eq!(c.ring.used_elem(2).1, 0);
+    c.ring.set_avail_idx(100);
+    assert!(c.ctrl.process().is_err());
+    assert!(!c.ctrl.process().unwrap());
+}
+
+// ---------------------------------------------------------------- device
+
+fn backends(n: usize) -> (Vec<Box<dyn FrameBackend>>, Vec<SeqpacketBackend>) {
+    let mut devs: Vec<Box<dyn FrameBackend>> = Vec::new();
+    let mut peers = Vec::new();
+    for _ in 0..n {
+        let (d, p) = seqpacket_pair().unwrap();
+        devs.push(Box::new(d));
+        peers.push(p);
+    }
+    (devs, peers)
+}
+
+const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+
+#[test]
+fn features_and_config_space() {
+    let (devs, _peers) = backends(2);
+    let n = Net::new("eth0".into(), MAC, 1500, devs, vec![]).unwrap();
+    assert_eq!(n.device_type(), crate::virtio::TYPE_NET);
+    assert_eq!(n.queue_max_sizes(), &[256u16; 5]);
+    let f = n.features();
+    for feature in [
+        VIRTIO_NET_F_MAC,
+        VIRTIO_NET_F_STATUS,
+        VIRTIO_NET_F_MTU,
+        VIRTIO_NET_F_CSUM,
+        VIRTIO_NET_F_GUEST_CSUM,
+        VIRTIO_NET_F_HOST_TSO4,
+        VIRTIO_NET_F_HOST_TSO6,
+        VIRTIO_NET_F_GUEST_TSO4,
+        VIRTIO_NET_F_GUEST_TSO6,
+        VIRTIO_NET_F_MRG_RXBUF,
+        VIRTIO_NET_F_CTRL_VQ,
+        VIRTIO_NET_F_CTRL_RX,
+        VIRTIO_NET_F_MQ,
+    ] {
+        assert!(f & (1 << feature) != 0, "feature {feature}");
+    }
+    assert!(f & VIRTIO_F_VERSION_1 != 0);
+    assert!(f & VIRTIO_RING_F_EVENT_IDX != 0);
+    assert!(f & (1 << VIRTIO_NET_F_GUEST_UFO) == 0);
+    assert!(f & (1 << VIRTIO_NET_F_CTRL_GUEST_OFFLOADS) == 0);
+
+    let mut cfg = [0u8; 12];
+    n.read_config(0, &mut cfg);
+    assert_eq!(&cfg[..6], &MAC);
+    assert_eq!(
+        u16::from_le_bytes([cfg[6], cfg[7]]),
+        VIRTIO_NET_S_LINK_UP as u16
+    );
+    assert_eq!(u16::from_le_bytes([cfg[8], cfg[9]]), 2);
+    assert_eq!(u16::from_le_bytes([cfg[10], cfg[11]]), 1500);
+    let mut two = [0u8; 2];
+    n.read_config(10, &mut two);
+    assert_eq!(u16::from_le_bytes(two), 1500);
+    let mut one = [0u8; 1];
+    n.read_config(5, &mut one);
+    assert_eq!(one[0], 0x56);
+    let mut past = [0xffu8; 4];
+    n.read_config(11, &mut past);
+    assert_eq!(past, [0x05, 0, 0, 0]);
+    n.read_config(u64::MAX, &mut past);
+    assert_eq!(past, [0; 4]);
+
+    let (devs, _peers) = backends(1);
+    let single = Net::new("eth1".into(), MAC, 9000, devs, vec![]).unwrap();
+    assert!(single.features() & (1 << VIRTIO_NET_F_MQ) == 0);
+    assert_eq!(single.queue_max_sizes().len(), 3);
+}
+
+#[test]
+fn config_writes_are_refused() {
+    let (devs, _peers) = backends(1);
+    let mut n = Net::new("eth0".into(), MAC, 1500, devs, vec![]).unwrap();
+    n.write_config(0, &[1, 2, 3, 4, 5, 6]);
+    let mut cfg = [0u8; 6];
+    n.read_config(0, &mut cfg);
+    assert_eq!(cfg, MAC);
+    assert_eq!(n.metrics().device_snapshot().config_writes_refused, 1);
+}
+
+#[test]
+fn new_rejects_bad_arguments() {
+    assert!(matches!(
+        Net::new("x".into(), MAC, 1500, vec![], vec![]),
+        Err(NetError::NoBackends)
+    ));
+    let (devs, _p) = backends(2);
+    assert!(matches!(
+        Net::new("x".into(), MAC, 1500, devs, vec![None]),
+        Err(NetError::AffinityCount { got: 1, pairs: 2 })
+    ));
+    let (devs, _p) = backends(1);
+    assert!(matches!(
+        Net::new("x".into(), MAC, 1500, devs, vec![Some(vec![1 << 20])]),
+        Err(NetError::BadCpu(_))
+    ));
+    let (devs, _p) = backends(1);
+    assert!(matches!(
+        Net::new("x".into(), MAC, 10, devs, vec![]),
+        Err(NetError::BadMtu(10))
+    ));
+}
+
+#[derive(Default)]
+struct CountingInterrupt {
+    queue: Mutex<Vec<u16>>,
+    config: AtomicU64,
+}
+
+impl CountingInterrupt {
+    fn queue_count(&self, q: u16) -> usize {
+        self.queue
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|&&x| x == q)
+            .count()
+    }
+}
+
+impl VirtioInterrupt for CountingInterrupt {
+    fn trigger(&self, int_type: VirtioInterruptType) -> io::Result<()> {
+        match int_type {
+            VirtioInterruptType::Config => {
+                self.config.fetch_add(1, Ordering::SeqCst);
+            }
+            VirtioInterruptType::Queue(q) => self.queue.lock().unwrap().push(q),
+        }
+        Ok(())
+    }
+
+    fn notifier(&self, _: VirtioInterruptType) -> Option<&EventFd> {
+        None
+    }
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+struct Guest {
+    mem: GuestMemoryMmap,
+    rings: Vec<Ring>,
+    kicks: Vec<EventFd>,
+}
+
+/// Queues for `n` rings (rx0, tx0, …, ctrl last) and the configs for
+/// activate.
+fn guest_queues(n: usize) -> (Guest, Vec<QueueConfig>) {
+    let mem = memory();
+    let mut rings = Vec::new();
+    let mut kicks = Vec::new();
+    let mut configs = Vec::new();
+    for i in 0..n {
+        let ring = Ring::new(&mem, 0x1_0000 * i as u64, 64);
+        let kick = EventFd::new(EFD_NONBLOCK).unwrap();
+        configs.push(QueueConfig {
+            index: i as u16,
+            queue: ring.queue(),
+            kick: kick.try_clone().unwrap(),
+        });
+        rings.push(ring);
+        kicks.push(kick);
+    }
+    (Guest { mem, rings, kicks }, configs)
+}
+
+const DRIVER_FEATURES: u64 = VIRTIO_F_VERSION_1
+    | VIRTIO_RING_F_EVENT_IDX
+    | (1 << VIRTIO_NET_F_MRG_RXBUF)
+    | (1 << VIRTIO_NET_F_CTRL_VQ)
+    | (1 << VIRTIO_NET_F_GUEST_CSUM)
+    | (1 << VIRTIO_NET_F_GUEST_TSO4)
+    | (1 << VIRTIO_NET_F_CSUM);
+
+fn exchange_frames(guest: &mut Guest, peer: &mut SeqpacketBackend, irq: &CountingInterrupt) {
+    // TX: the guest sends, kicks, the peer receives.
+    let frame = tap_frame(&pattern(800, 4));
+    let buf = BUF_BASE + 0x10_0000;
+    guest.mem.write_slice(&frame, GuestAddress(buf)).unwrap();
+    let before = guest.rings[1].used_idx();
+    guest.rings[1].add_chain(&[(buf, frame.len() as u32, false)]);
+    guest.kicks[1].write(1).unwrap();
+    let mut got = None;
+    wait_for("the tx frame", || {
+        got = read_peer(peer).ok();
+        got.is_some()
+    });
+    assert_eq!(got.unwrap(), frame);
+    wait_for("tx used", || {
+        guest.rings[1].used_idx() == before.wrapping_add(1)
+    });
+
+    // RX: the guest posts a buffer and kicks; the peer sends.
+    let rx_buf = BUF_BASE + 0x20_0000;
+    let before = guest.rings[0].used_idx();
+    let irqs = irq.queue_count(0);
+    guest.rings[0].add_chain(&[(rx_buf, 4096, true)]);
+    guest.kicks[0].write(1).unwrap();
+    let frame = tap_frame(&pattern(333, 8));
+    write_peer(peer, &frame);
+    wait_for("rx used", || {
+        guest.rings[0].used_idx() == before.wrapping_add(1)
+    });
+    assert_eq!(guest.rings[0].used_elem(before).1 as usize, frame.len());
+    let got = read(&guest.mem, rx_buf, frame.len());
+    assert_eq!(&got[12..], &frame[12..]);
+    assert_eq!(got[10], 1);
+    wait_for("rx interrupt", || irq.queue_count(0) > irqs);
+}
+
+#[test]
+fn worker_thread_datapath_reset_and_reactivate() {
+    let (dev, mut peer) = seqpacket_pair().unwrap();
+    let mut n = Net::new("tnet0".into(), MAC, 1500, vec![Box::new(dev)], vec![]).unwrap();
+    let irq = Arc::new(CountingInterrupt::default());
+
+    for round in 0..2 {
+        n.ack_features(DRIVER_FEATURES);
+        let (mut guest, configs) = guest_queues(3);
+        n.activate(guest.mem.clone(), irq.clone(), configs).unwrap();
+        assert!(n.is_active());
+        exchange_frames(&mut guest, &mut peer, &irq);
+
+        // Control queue on worker 0.
+        let base = BUF_BASE + 0x30_0000;
+        guest
+            .mem
+            .write_slice(
+                &[
+                    VIRTIO_NET_CTRL_RX as u8,
+                    VIRTIO_NET_CTRL_RX_PROMISC as u8,
+                    1,
+                ],
+                GuestAddress(base),
+            )
+            .unwrap();
+        guest.rings[2].add_chain(&[(base, 3, false), (base + 0x100, 1, true)]);
+        guest.kicks[2].write(1).unwrap();
+        wait_for("ctrl used", || guest.rings[2].used_idx() == 1);
+        assert_eq!(read(&guest.mem, base + 0x100, 1)[0], VIRTIO_NET_OK as u8);
+        wait_for("ctrl interrupt", || irq.queue_count(2) > round);
+        assert!(n.ctrl_state().promisc);
+
+        assert!(n.reset());
+        assert!(!n.is_active());
+    }
+    let c = n.metrics().snapshot()[0];
+    assert_eq!((c.tx_frames, c.rx_frames), (2, 2));
+    assert!(c.notifications >= 2);
+}
+
+#[test]
+fn worker_thread_broken_queue_sets_needs_reset() {
+    let (dev, _peer) = seqpacket_pair().unwrap();
+    // SAFETY: sched_getcpu takes no arguments and touches no memory.
+    let cpu = unsafe { libc::sched_getcpu() };
+    // The CPU this test runs on is in its allowed set (containers may
+    // restrict the set, so CPU 0 is not a safe choice).
+    let cpu = usize::try_from(cpu).unwrap_or(0);
+    let mut n = Net::new(
+        "tnet1".into(),
+        MAC,
+        1500,
+        vec![Box::new(dev)],
+        vec![Some(vec![cpu])],
+    )
+    .unwrap();
+    let irq = Arc::new(CountingInterrupt::default());
+    n.ack_features(DRIVER_FEATURES);
+    let (guest, configs) = guest_queues(3);
+    n.activate(guest.mem.clone(), irq.clone(), configs).unwrap();
+    assert!(!n.needs_reset());
+    guest.rings[1].set_avail_idx(1000);
+    guest.kicks[1].write(1).unwrap();
+    wait_for("needs_reset", || n.needs_reset());
+    wait_for("config interrupt", || {
+        irq.config.load(Ordering::SeqCst) == 1
+    });
+    // Further kicks are ignored without new errors.
+    guest.kicks[1].write(1).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(irq.config.load(Ordering::SeqCst), 1);
+    assert!(n.reset());
+    assert!(!n.needs_reset());
+}
+
+#[test]
+fn activate_validates_queues_and_keeps_backends() {
+    let (devs, mut peers) = backends(2);
+    let mut n = Net::new("tnet2".into(), MAC, 1500, devs, vec![]).unwrap();
+    let irq = Arc::new(CountingInterrupt::default());
+    let mq = DRIVER_FEATURES | (1 << VIRTIO_NET_F_MQ);
+    n.ack_features(mq);
+    // MQ + CTRL_VQ with 2 pairs needs 5 queues.
+    let (guest, configs) = guest_queues(3);
+    assert!(matches!(
+        n.activate(guest.mem.clone(), irq.clone(), configs),
+        Err(ActivateError::QueueCount { got: 3, want: 5 })
+    ));
+    assert!(!n.is_active());
+    // Without MQ only the first pair (and ctrl at index 2) is used.
+    n.ack_features(DRIVER_FEATURES);
+    let (mut guest, configs) = guest_queues(3);
+    n.activate(guest.mem.clone(), irq.clone(), configs).unwrap();
+    exchange_frames(&mut guest, &mut peers[0], &irq);
+    assert!(n.reset());
+
+    // With MQ all pairs run; pair 1 receives once VQ_PAIRS_SET enables it.
+    n.ack_features(mq);
+    let (mut guest, configs) = guest_queues(5);
+    n.activate(guest.mem.clone(), irq.clone(), configs).unwrap();
+    let rx1 = BUF_BASE + 0x40_0000;
+    guest.rings[2].add_chain(&[(rx1, 4096, true)]);
+    guest.kicks[2].write(1).unwrap();
+    let frame = tap_frame(&pattern(64, 1));
+    write_peer(&mut peers[1], &frame);
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(guest.rings[2].used_idx(), 0, "pair 1 is not enabled yet");
+    let cmd = BUF_BASE + 0x50_0000;
+    guest
+        .mem
+        .write_slice(
+            &[
+                VIRTIO_NET_CTRL_MQ as u8,
+                VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET as u8,
+                2,
+                0,
+            ],
+            GuestAddress(cmd),
+        )
+        .unwrap();
+    guest.rings[4].add_chain(&[(cmd, 4, false), (cmd + 0x100, 1, true)]);
+    guest.kicks[4].write(1).unwrap();
+    wait_for("pair 1 rx", || guest.rings[2].used_idx() == 1);
+    assert_eq!(read(&guest.mem, cmd + 0x100, 1)[0], VIRTIO_NET_OK as u8);
+    assert_eq!(n.ctrl_state().active_pairs, 2);
+    // A second activation without reset is refused.
+    let (_g, configs) = guest_queues(5);
+    assert!(n.activate(guest.mem.clone(), irq.clone(), configs).is_err());
+    assert!(n.reset());
+    let snap = n.metrics().snapshot();
+    assert_eq!(snap.len(), 2);
+    assert_eq!(snap[1].rx_frames, 1);
+    exchange_frames_after_reset_is_refused(&mut guest);
+}
+
+/// After reset the workers are gone: kicks are not served.
+fn exchange_frames_after_reset_is_refused(guest: &mut Guest) {
+    let before = guest.rings[1].used_idx();
+    guest.rings[1].add_chain(&[(BUF_BASE, 64, false)]);
+    guest.kicks[1].write(1).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(guest.rings[1].used_idx(), before);
+}
+
+#[test]
+fn offloads_follow_the_guest_features() {
+    // The seqpacket backend records offloads; reach it through a probe
+    // backend that shares the record.
+    struct Probe {
+        inner: SeqpacketBackend,
+        seen: Arc<Mutex<Option<net::Offloads>>>,
+    }
+    impl std::os::fd::AsRawFd for Probe {
+        fn as_raw_fd(&self) -> std::os::fd::RawFd {
+            self.inner.as_raw_fd()
+        }
+    }
+    impl FrameBackend for Probe {
+        fn read_frame(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.inner.read_frame(buf)
+        }
+        fn write_frame(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.inner.write_frame(bufs)
+        }
+        fn set_offloads(&mut self, o: net::Offloads) -> io::Result<()> {
+            *self.seen.lock().unwrap() = Some(o);
+            Ok(())
+        }
+    }
+    let (dev, _peer) = seqpacket_pair().unwrap();
+    let seen = Arc::new(Mutex::new(None));
+    let probe = Probe {
+        inner: dev,
+        seen: Arc::clone(&seen),
+    };
+    let mut n = Net::new("tnet3".into(), MAC, 1500, vec![Box::new(probe)], vec![]).unwrap();
+    n.ack_features(DRIVER_FEATURES);
+    let (guest, configs) = guest_queues(3);
+    n.activate(
+        guest.mem.clone(),
+        Arc::new(CountingInterrupt::default()),
+        configs,
+    )
+    .unwrap();
+    let o = seen.lock().unwrap().unwrap();
+    assert!(o.csum && o.tso4 && !o.tso6 && !o.ecn && !o.ufo);
+}

@@ -1,0 +1,202 @@
+//! NICs from the plan onto the PCI bus: open each NIC's backend, build the
+//! device model behind the virtio-pci transport, place its BARs, and wire
+//! its queue kicks (ioeventfd) and interrupts (MSI-X → irqfd) into KVM.
+
+use std::sync::{Arc, Mutex};
+
+use devices::pci::{BarAllocator, PciBarRegion, PciBus, PciDevice};
+use devices::virtio::net::Net;
+use devices::virtio::transport::{VirtioPciDevice, BAR0_SIZE};
+use devices::Bus;
+use kvm_ioctls::{IoEventAddress, NoDatamatch};
+use net::{FrameBackend, Tap};
+use tracing::info;
+
+use crate::irq::IrqError;
+use crate::msi::KvmMsiVectors;
+use crate::plan::{Backend, NicModel, NicPlan};
+use crate::vm::Vm;
+
+/// MTU offered to the guest until bindings bring the pod's.
+const DEFAULT_MTU: u16 = 1500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NicError {
+    #[error("interface {nic}: {what} is not implemented yet")]
+    Unsupported { nic: String, what: String },
+    #[error("interface {nic}: cannot open tap {tap}")]
+    Tap {
+        nic: String,
+        tap: String,
+        #[source]
+        source: net::TapError,
+    },
+    #[error("interface {nic}: cannot create the device")]
+    Device {
+        nic: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("interface {nic}: no room for its BAR in the PCI window")]
+    NoBarSpace { nic: String },
+    #[error("interface {nic}: MSI-X vectors")]
+    Msi {
+        nic: String,
+        #[source]
+        source: IrqError,
+    },
+    #[error("interface {nic}: KVM_IOEVENTFD at {addr:#x} failed")]
+    IoEvent {
+        nic: String,
+        addr: u64,
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    #[error("interface {nic}: PCI address {addr} (petrel has one PCI bus, function 0 only)")]
+    PciAddress { nic: String, addr: String },
+    #[error("interface {nic}: cannot place it on the bus")]
+    Bus {
+        nic: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// The PCI side of the machine: root bus (with the 0xcf8 config ports on
+/// the port-I/O bus) and the BAR window.
+pub struct PciSetup {
+    pub bus: Arc<Mutex<PciBus>>,
+    alloc: BarAllocator,
+}
+
+impl PciSetup {
+    pub fn new(pio: &mut Bus) -> Result<Self, devices::BusError> {
+        let bus = Arc::new(Mutex::new(PciBus::new()));
+        pio.insert(
+            Arc::new(Mutex::new(devices::pci::PciConfigIo::new(bus.clone()))),
+            devices::pci::PCI_CONFIG_IO_BASE,
+            devices::pci::PCI_CONFIG_IO_LEN,
+        )?;
+        Ok(Self {
+            bus,
+            alloc: BarAllocator::new(
+                arch::layout::PCI_MMIO32_START,
+                arch::layout::PCI_MMIO32_SIZE,
+            ),
+        })
+    }
+}
+
+fn open_backends(nic: &NicPlan) -> Result<Vec<Box<dyn FrameBackend>>, NicError> {
+    match &nic.backend {
+        Backend::Tap { name } => {
+            let taps = Tap::open_named(name, nic.queue_pairs).map_err(|source| NicError::Tap {
+                nic: nic.name.clone(),
+                tap: name.clone(),
+                source,
+            })?;
+            Ok(taps
+                .into_iter()
+                .map(|t| Box::new(t) as Box<dyn FrameBackend>)
+                .collect())
+        }
+        other => Err(NicError::Unsupported {
+            nic: nic.name.clone(),
+            what: format!("backend {other:?}"),
+        }),
+    }
+}
+
+/// Adds every NIC of the plan; `cpus[i]` is the host CPU of vCPU i when
+/// vCPUs are pinned (queue pair i's worker follows it).
+pub fn attach_nics(
+    vm: &mut Vm,
+    pci: &mut PciSetup,
+    nics: &[NicPlan],
+    cpus: &[usize],
+) -> Result<(), NicError> {
+    for nic in nics {
+        if nic.model != NicModel::VirtioNet {
+            return Err(NicError::Unsupported {
+                nic: nic.name.clone(),
+                what: format!("model {:?}", nic.model),
+            });
+        }
+        let addr = &nic.pci_address;
+        if addr.domain != 0 || addr.bus != 0 || addr.function != 0 {
+            return Err(NicError::PciAddress {
+                nic: nic.name.clone(),
+                addr: addr.to_string(),
+            });
+        }
+        let backends = open_backends(nic)?;
+        let affinity: Vec<Option<Vec<usize>>> = (0..backends.len())
+            .map(|i| (!cpus.is_empty()).then(|| vec![cpus[i % cpus.len()]]))
+            .collect();
+        let net = Net::new(nic.name.clone(), nic.mac.0, DEFAULT_MTU, backends, affinity).map_err(
+            |e| NicError::Device {
+                nic: nic.name.clone(),
+                source: Box::new(e),
+            },
+        )?;
+        let vectors = VirtioPciDevice::msix_vectors_needed(&net);
+        let msix = KvmMsiVectors::new(vm.irq.clone(), vectors).map_err(|source| NicError::Msi {
+            nic: nic.name.clone(),
+            source,
+        })?;
+        let gsis = msix.gsis();
+        let bar0 =
+            pci.alloc
+                .allocate(BAR0_SIZE, BAR0_SIZE)
+                .ok_or_else(|| NicError::NoBarSpace {
+                    nic: nic.name.clone(),
+                })?;
+        let dev = VirtioPciDevice::new(
+            nic.name.clone(),
+            Box::new(net),
+            vm.mem.clone(),
+            Arc::new(msix),
+            bar0,
+        )
+        .map_err(|e| NicError::Device {
+            nic: nic.name.clone(),
+            source: Box::new(e),
+        })?;
+        for (addr, evt) in dev.ioeventfds() {
+            vm.fd
+                .register_ioevent(evt, &IoEventAddress::Mmio(addr), NoDatamatch)
+                .map_err(|source| NicError::IoEvent {
+                    nic: nic.name.clone(),
+                    addr,
+                    source,
+                })?;
+        }
+        let dev: Arc<Mutex<dyn PciDevice>> = Arc::new(Mutex::new(dev));
+        pci.bus
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add_device(addr.device, dev.clone())
+            .map_err(|e| NicError::Bus {
+                nic: nic.name.clone(),
+                source: Box::new(e),
+            })?;
+        for (bar, region) in PciBarRegion::for_device(&dev) {
+            vm.mmio
+                .insert(Arc::new(Mutex::new(region)), bar.addr, bar.size)
+                .map_err(|e| NicError::Bus {
+                    nic: nic.name.clone(),
+                    source: Box::new(e),
+                })?;
+        }
+        info!(
+            nic = %nic.name,
+            pci = %addr,
+            mac = %nic.mac,
+            queue_pairs = nic.queue_pairs,
+            bar0 = format_args!("{bar0:#x}"),
+            msix_gsis = ?gsis,
+            "virtio-net attached"
+        );
+    }
+    Ok(())
+}
