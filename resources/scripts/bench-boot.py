@@ -167,6 +167,15 @@ def tool_version(argv: list[str]) -> str:
         return "?"
 
 
+def head_commit_time() -> float | None:
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%ct"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+        return float(out) if out else None
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+
+
 def git_rev() -> str:
     try:
         rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
@@ -307,6 +316,7 @@ def strace_first_run(st: Setup, vmm: str, vcpus: int, tag: str) -> dict:
     finally:
         kill_group(p)
     return {
+        "loadavg1": os.getloadavg()[0],
         "first_kvm_run_ms": (run_t - exec_t) * 1e3,
         "create_vm_ms": (create_t - exec_t) * 1e3 if create_t is not None else None,
         "pid": exec_pid,
@@ -351,7 +361,7 @@ def smaps_sample(pid: int) -> dict:
 def boot_run(st: Setup, vmm: str, vcpus: int, tag: str) -> dict:
     logdir = Path(st.args.log_dir)
     argv = st.argv(vmm, vcpus)
-    res: dict = {"init_ok_s": None, "poweroff_s": None, "exit_s": None, "exit_code": None,
+    res: dict = {"loadavg1": os.getloadavg()[0], "init_ok_s": None, "poweroff_s": None, "exit_s": None, "exit_code": None,
                  "since_start_us": None, "mem": None, "mem_error": None}
     console: list[tuple[float, str]] = []
     errlines: list[tuple[float, str]] = []
@@ -549,6 +559,8 @@ def parse_args(argv=None):
                     help="do not pass --seccomp-bpf to strace (stop the tracee at every syscall)")
     ap.add_argument("--warmup", type=int, default=1,
                     help="untimed strace start runs per VMM before measuring (warms page cache) (1)")
+    ap.add_argument("--only", choices=("start", "boot"),
+                    help="measure only (a) start -> first KVM_RUN, or only the boots (b)+(c)")
     ap.add_argument("--keep-going", action="store_true", help="continue after a failed run (still exits 1)")
     ap.add_argument("--log-dir", help="where run logs go (default: a new /tmp/bench-boot-* directory)")
     ap.add_argument("--json", metavar="FILE", help="write results as JSON")
@@ -601,7 +613,9 @@ def main(argv=None) -> int:
                  "loadavg_start": os.getloadavg(),
                  "cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
                               if l.startswith("model name")), "?")},
-        "petrel": {"binary": args.petrel, "git": git_rev()},
+        "petrel": {"binary": args.petrel, "tree_head": git_rev(),
+                   "binary_mtime": dt.datetime.fromtimestamp(os.stat(args.petrel).st_mtime,
+                                                            dt.timezone.utc).isoformat(timespec="seconds")},
         "qemu": {"binary": args.qemu, "version": tool_version([args.qemu, "--version"])},
         "strace": {"version": tool_version([args.strace, "-V"]), "seccomp_bpf": args.strace_seccomp},
         "runs": args.runs, "vcpus": args.vcpu_list, "mem_mib": args.mem,
@@ -614,7 +628,12 @@ def main(argv=None) -> int:
         st = Setup(args, Path(tmp))
         meta["cmdline"] = st.cmdline
         meta["argv"] = {str(v): {vmm: st.argv(vmm, v) for vmm in VMMS} for v in args.vcpu_list}
-        log(f"petrel {args.petrel} ({meta['petrel']['git']}), {meta['qemu']['version']}, "
+        head_t = head_commit_time()
+        if head_t is not None and os.stat(args.petrel).st_mtime < head_t:
+            log(f"WARNING: {args.petrel} is older than the tree's HEAD commit; rebuild "
+                "(cargo build --release -p vmm, or --build) to measure HEAD")
+        log(f"petrel {args.petrel} (tree {meta['petrel']['tree_head']}, built "
+            f"{meta['petrel']['binary_mtime']}), {meta['qemu']['version']}, "
             f"{meta['strace']['version']}; logs in {args.log_dir}")
         warm_page_cache([st.kernel, st.initrd, Path(args.petrel), Path(args.qemu)])
         try:
@@ -634,18 +653,18 @@ def main(argv=None) -> int:
                             raise
                         return None
 
-                for i in range(args.warmup):
+                for i in range(args.warmup if args.only != "boot" else 0):
                     for vmm in VMMS:
                         log(f"{vcpus} vCPU warm-up {vmm}")
                         attempt(strace_first_run, vmm, "warmup", i)
-                for i in range(args.runs):
+                for i in range(args.runs if args.only != "boot" else 0):
                     for vmm in (VMMS if i % 2 == 0 else VMMS[::-1]):
                         r = attempt(strace_first_run, vmm, "start", i)
                         if r:
                             raw[vmm]["start"].append(r)
                             log(f"{vcpus} vCPU start {i + 1}/{args.runs} {vmm}: first KVM_RUN "
                                 f"{r['first_kvm_run_ms']:.1f} ms after execve")
-                for i in range(args.runs):
+                for i in range(args.runs if args.only != "start" else 0):
                     for vmm in (VMMS if i % 2 == 0 else VMMS[::-1]):
                         log(f"{vcpus} vCPU boot {i + 1}/{args.runs} {vmm} ...")
                         r = attempt(boot_run, vmm, "boot", i)
