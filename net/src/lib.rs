@@ -15,6 +15,8 @@
 //!   code of the crate, one foreign call per block.
 
 pub mod backend;
+pub mod dhcp;
+pub mod nft;
 pub mod seqpacket;
 mod sys;
 pub mod tap;

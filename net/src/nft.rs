@@ -1,0 +1,759 @@
+//! nftables rules for masquerade (NAT) networking, as libnftables JSON.
+//!
+//! With masquerade networking the guest sits on a private subnet behind the
+//! tap: the pod's own address stays on the pod interface, the host side of
+//! the tap is the guest's gateway, and nftables translates between the two,
+//! the way KubeVirt's masquerade binding does
+//! (`pkg/network/setup/masquerade`). Everything lives in one `inet` table
+//! named by the caller, so IPv4 and IPv6 share it and removing it removes
+//! every rule:
+//!
+//! ```text
+//! table inet <table> {
+//!   chain prerouting  { type nat hook prerouting priority -100;   # dstnat
+//!     iifname <pod_iface> jump preinbound }
+//!   chain preinbound  {                                   # inbound -> guest
+//!     [tcp|udp dport <ports>] dnat ip[6] to <guest> }
+//!   chain output      { type nat hook output priority -100;
+//!     ip[6] daddr <loopback> [tcp|udp dport <ports>] dnat ip[6] to <guest> }
+//!   chain postrouting { type nat hook postrouting priority 100;  # srcnat
+//!     ip[6] saddr <guest subnet> oifname <pod_iface> masquerade
+//!     oifname <tap> jump postinbound }
+//!   chain postinbound {
+//!     [tcp|udp dport <ports>] ip[6] saddr <loopback> snat ip[6] to <gateway> }
+//!   chain forward     { type filter hook forward priority 0;
+//!     iifname <tap> oifname <pod_iface> accept
+//!     iifname <pod_iface> oifname <tap> accept }
+//! }
+//! ```
+//!
+//! - Inbound traffic arriving on the pod interface for the listed ports (all
+//!   ports when the list is empty) is DNATed to the guest. Its source is
+//!   kept, so the guest sees real client addresses; replies come back
+//!   through the gateway because it is the guest's default route.
+//! - Traffic from the pod itself to `127.0.0.1` / `::1` on those ports is
+//!   DNATed to the guest too (so `curl localhost:port` inside the pod
+//!   reaches the VM) and, since a loopback source cannot leave the host,
+//!   SNATed to the gateway address on its way out of the tap. As in
+//!   KubeVirt, with an empty port list this redirects *all* loopback
+//!   traffic of the pod's network namespace to the guest. For IPv4 this
+//!   path also needs `net.ipv4.conf.<tap>.route_localnet=1`, which the
+//!   caller applying the rules sets.
+//! - Guest traffic leaving through the pod interface is masqueraded to the
+//!   pod's address.
+//! - The forward chain accepts tap <-> pod interface traffic, in case the
+//!   namespace has a restrictive forward policy elsewhere (an accept here
+//!   does not override a drop in another table).
+//!
+//! Forwarding itself (`net.ipv4.ip_forward`, `net.ipv6.conf.all.forwarding`)
+//! is also the caller's to enable.
+//!
+//! [`apply`] feeds the JSON to the `nft` command (`nft -j -f -`): libnftables
+//! has no maintained Rust binding, and the CLI applies a whole document as
+//! one atomic transaction, the same way the library would.
+
+use std::io::{self, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::process::{Command, ExitStatus, Stdio};
+
+use serde_json::{json, Value};
+
+/// Name of the nft binary [`apply`] runs, looked up in `PATH`.
+pub const NFT_BIN: &str = "nft";
+
+/// Chain names inside the table.
+pub mod chains {
+    /// Base chain: `type nat hook prerouting priority -100`.
+    pub const PREROUTING: &str = "prerouting";
+    /// Regular chain holding the inbound DNAT rules.
+    pub const PREINBOUND: &str = "preinbound";
+    /// Base chain: `type nat hook output priority -100`.
+    pub const OUTPUT: &str = "output";
+    /// Base chain: `type nat hook postrouting priority 100`.
+    pub const POSTROUTING: &str = "postrouting";
+    /// Regular chain holding the SNAT rules for traffic into the tap.
+    pub const POSTINBOUND: &str = "postinbound";
+    /// Base chain: `type filter hook forward priority 0`.
+    pub const FORWARD: &str = "forward";
+}
+
+/// Transport protocol of a forwarded port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl Protocol {
+    /// The nftables protocol name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// The masquerade setup of one VM interface; see the [module docs](self).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasqueradeRules {
+    /// Name of the `inet` table holding every rule, e.g. `petrel_<vm>`.
+    pub table: String,
+    /// The pod's interface (e.g. `eth0`) that carries the pod's address.
+    pub pod_iface: String,
+    /// The VM's tap interface.
+    pub tap: String,
+    /// `(guest address, gateway address, prefix length)` for IPv4.
+    pub guest_v4: Option<(Ipv4Addr, Ipv4Addr, u8)>,
+    /// `(guest address, gateway address, prefix length)` for IPv6.
+    pub guest_v6: Option<(Ipv6Addr, Ipv6Addr, u8)>,
+    /// Ports forwarded to the guest; empty forwards every port.
+    pub ports: Vec<(u16, Protocol)>,
+}
+
+/// One address family's view of the configuration.
+struct Family {
+    /// `ip` or `ip6`, for payload matches and NAT statements.
+    name: &'static str,
+    /// `ipv4` or `ipv6`, for `meta nfproto`.
+    nfproto: &'static str,
+    loopback: IpAddr,
+    guest: IpAddr,
+    gateway: IpAddr,
+    network: IpAddr,
+    prefix_len: u8,
+}
+
+impl MasqueradeRules {
+    /// The families that are configured, IPv4 first.
+    fn families(&self) -> Vec<Family> {
+        let mut families = Vec::with_capacity(2);
+        if let Some((guest, gateway, len)) = self.guest_v4 {
+            let len = len.min(32);
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            families.push(Family {
+                name: "ip",
+                nfproto: "ipv4",
+                loopback: Ipv4Addr::LOCALHOST.into(),
+                guest: guest.into(),
+                gateway: gateway.into(),
+                network: Ipv4Addr::from(u32::from(guest) & mask).into(),
+                prefix_len: len,
+            });
+        }
+        if let Some((guest, gateway, len)) = self.guest_v6 {
+            let len = len.min(128);
+            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            families.push(Family {
+                name: "ip6",
+                nfproto: "ipv6",
+                loopback: Ipv6Addr::LOCALHOST.into(),
+                guest: guest.into(),
+                gateway: gateway.into(),
+                network: Ipv6Addr::from(u128::from(guest) & mask).into(),
+                prefix_len: len,
+            });
+        }
+        families
+    }
+
+    /// The listed ports grouped by protocol, sorted and deduplicated.
+    fn ports_by_protocol(&self) -> Vec<(Protocol, Vec<u16>)> {
+        let mut groups: Vec<(Protocol, Vec<u16>)> = Vec::new();
+        for proto in [Protocol::Tcp, Protocol::Udp] {
+            let mut ports: Vec<u16> = self
+                .ports
+                .iter()
+                .filter(|(_, p)| *p == proto)
+                .map(|(port, _)| *port)
+                .collect();
+            ports.sort_unstable();
+            ports.dedup();
+            if !ports.is_empty() {
+                groups.push((proto, ports));
+            }
+        }
+        groups
+    }
+
+    fn table_obj(&self) -> Value {
+        json!({ "family": "inet", "name": self.table })
+    }
+
+    fn base_chain(&self, name: &str, kind: &str, hook: &str, prio: i32) -> Value {
+        json!({ "add": { "chain": {
+            "family": "inet", "table": self.table, "name": name,
+            "type": kind, "hook": hook, "prio": prio, "policy": "accept",
+        }}})
+    }
+
+    fn chain(&self, name: &str) -> Value {
+        json!({ "add": { "chain": { "family": "inet", "table": self.table, "name": name }}})
+    }
+
+    fn rule(&self, chain: &str, expr: Vec<Value>) -> Value {
+        json!({ "add": { "rule": {
+            "family": "inet", "table": self.table, "chain": chain, "expr": expr,
+        }}})
+    }
+
+    /// The whole ruleset as an `nft -j -f -` document.
+    ///
+    /// The document first adds and deletes the table, then creates it anew,
+    /// so applying it replaces any earlier version in one transaction.
+    pub fn to_json(&self) -> Value {
+        let mut cmds = vec![
+            json!({ "metainfo": { "json_schema_version": 1 } }),
+            json!({ "add": { "table": self.table_obj() } }),
+            json!({ "delete": { "table": self.table_obj() } }),
+            json!({ "add": { "table": self.table_obj() } }),
+            self.base_chain(chains::PREROUTING, "nat", "prerouting", -100),
+            self.chain(chains::PREINBOUND),
+            self.base_chain(chains::OUTPUT, "nat", "output", -100),
+            self.base_chain(chains::POSTROUTING, "nat", "postrouting", 100),
+            self.chain(chains::POSTINBOUND),
+            self.base_chain(chains::FORWARD, "filter", "forward", 0),
+        ];
+
+        let families = self.families();
+        if !families.is_empty() {
+            cmds.push(self.rule(
+                chains::PREROUTING,
+                vec![
+                    match_meta("iifname", json!(self.pod_iface)),
+                    counter(),
+                    json!({ "jump": { "target": chains::PREINBOUND } }),
+                ],
+            ));
+            cmds.push(self.rule(
+                chains::POSTROUTING,
+                vec![
+                    match_meta("oifname", json!(self.tap)),
+                    counter(),
+                    json!({ "jump": { "target": chains::POSTINBOUND } }),
+                ],
+            ));
+        }
+
+        let ports = self.ports_by_protocol();
+        for fam in &families {
+            // Guest -> world: masquerade to the pod's address.
+            cmds.push(self.rule(
+                chains::POSTROUTING,
+                vec![
+                    match_payload(
+                        fam.name,
+                        "saddr",
+                        json!({ "prefix": { "addr": fam.network.to_string(), "len": fam.prefix_len } }),
+                    ),
+                    match_meta("oifname", json!(self.pod_iface)),
+                    counter(),
+                    json!({ "masquerade": null }),
+                ],
+            ));
+
+            // One rule per protocol, or a single catch-all when no port is listed.
+            let port_matches: Vec<Option<Value>> = if ports.is_empty() {
+                vec![None]
+            } else {
+                ports
+                    .iter()
+                    .map(|(proto, list)| {
+                        Some(match_payload(proto.as_str(), "dport", port_set(list)))
+                    })
+                    .collect()
+            };
+            for port_match in port_matches {
+                let with_ports = |mut expr: Vec<Value>| {
+                    if let Some(m) = &port_match {
+                        expr.push(m.clone());
+                    }
+                    expr
+                };
+
+                // World -> guest.
+                let mut expr = with_ports(vec![match_meta("nfproto", json!(fam.nfproto))]);
+                expr.push(counter());
+                expr.push(nat("dnat", fam.name, fam.guest));
+                cmds.push(self.rule(chains::PREINBOUND, expr));
+
+                // Pod loopback -> guest.
+                let mut expr = with_ports(vec![match_payload(
+                    fam.name,
+                    "daddr",
+                    json!(fam.loopback.to_string()),
+                )]);
+                expr.push(counter());
+                expr.push(nat("dnat", fam.name, fam.guest));
+                cmds.push(self.rule(chains::OUTPUT, expr));
+
+                // ... and its loopback source rewritten to the gateway.
+                let mut expr = with_ports(vec![match_payload(
+                    fam.name,
+                    "saddr",
+                    json!(fam.loopback.to_string()),
+                )]);
+                expr.push(counter());
+                expr.push(nat("snat", fam.name, fam.gateway));
+                cmds.push(self.rule(chains::POSTINBOUND, expr));
+            }
+        }
+
+        for (from, to) in [(&self.tap, &self.pod_iface), (&self.pod_iface, &self.tap)] {
+            cmds.push(self.rule(
+                chains::FORWARD,
+                vec![
+                    match_meta("iifname", json!(from)),
+                    match_meta("oifname", json!(to)),
+                    counter(),
+                    json!({ "accept": null }),
+                ],
+            ));
+        }
+
+        json!({ "nftables": cmds })
+    }
+
+    /// A document deleting the table and everything in it. Adding the
+    /// (empty) table first makes it succeed when the table is absent.
+    pub fn delete_json(&self) -> Value {
+        json!({ "nftables": [
+            { "metainfo": { "json_schema_version": 1 } },
+            { "add": { "table": self.table_obj() } },
+            { "delete": { "table": self.table_obj() } },
+        ]})
+    }
+}
+
+fn match_meta(key: &str, right: Value) -> Value {
+    json!({ "match": { "op": "==", "left": { "meta": { "key": key } }, "right": right } })
+}
+
+fn match_payload(protocol: &str, field: &str, right: Value) -> Value {
+    json!({ "match": {
+        "op": "==",
+        "left": { "payload": { "protocol": protocol, "field": field } },
+        "right": right,
+    }})
+}
+
+fn port_set(ports: &[u16]) -> Value {
+    match ports {
+        [one] => json!(one),
+        many => json!({ "set": many }),
+    }
+}
+
+fn counter() -> Value {
+    json!({ "counter": null })
+}
+
+fn nat(kind: &str, family: &str, addr: IpAddr) -> Value {
+    json!({ kind: { "family": family, "addr": addr.to_string() } })
+}
+
+/// Errors from running `nft`.
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    /// The `nft` binary could not be started.
+    #[error("cannot run {NFT_BIN}: {0} (is the nftables package installed?)")]
+    Spawn(#[source] io::Error),
+    /// Writing the document to `nft` or waiting for it failed.
+    #[error("cannot talk to {NFT_BIN}: {0}")]
+    Io(#[source] io::Error),
+    /// `nft` rejected the document.
+    #[error("{NFT_BIN} failed ({status}): {stderr}")]
+    Failed {
+        /// Its exit status.
+        status: ExitStatus,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+}
+
+/// Applies a JSON document (from [`MasqueradeRules::to_json`] or
+/// [`MasqueradeRules::delete_json`]) with `nft -j -f -`, as one transaction.
+///
+/// Runs in the network namespace of the calling thread: the child is
+/// forked from it. Needs CAP_NET_ADMIN.
+pub fn apply(json: &Value) -> Result<(), NftError> {
+    run_nft(&["-j", "-f", "-"], Some(json.to_string().as_bytes())).map(|_| ())
+}
+
+/// Runs `nft args...`, optionally with `stdin`, and returns its stdout.
+pub(crate) fn run_nft(args: &[&str], stdin: Option<&[u8]>) -> Result<String, NftError> {
+    let mut child = Command::new(NFT_BIN)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(NftError::Spawn)?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        // nft reads all of stdin before it writes anything, so writing
+        // first and then collecting the output cannot deadlock. The pipe
+        // closes when `pipe` drops.
+        pipe.write_all(input).map_err(NftError::Io)?;
+    }
+    let output = child.wait_with_output().map_err(NftError::Io)?;
+    if !output.status.success() {
+        return Err(NftError::Failed {
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4_rules(ports: Vec<(u16, Protocol)>) -> MasqueradeRules {
+        MasqueradeRules {
+            table: "petrel_vm1".into(),
+            pod_iface: "eth0".into(),
+            tap: "tap0".into(),
+            guest_v4: Some((Ipv4Addr::new(10, 0, 2, 2), Ipv4Addr::new(10, 0, 2, 1), 24)),
+            guest_v6: None,
+            ports,
+        }
+    }
+
+    fn cmds(doc: &Value) -> &Vec<Value> {
+        doc["nftables"].as_array().unwrap()
+    }
+
+    /// The `expr` lists of every rule added to `chain`.
+    fn rules<'a>(doc: &'a Value, chain: &str) -> Vec<&'a Vec<Value>> {
+        cmds(doc)
+            .iter()
+            .filter_map(|c| c.get("add")?.get("rule"))
+            .filter(|r| r["chain"] == chain)
+            .map(|r| r["expr"].as_array().unwrap())
+            .collect()
+    }
+
+    fn has(expr: &[Value], needle: &Value) -> bool {
+        expr.iter().any(|e| e == needle)
+    }
+
+    #[test]
+    fn ipv4_all_ports() {
+        let doc = v4_rules(vec![]).to_json();
+        let c = cmds(&doc);
+        assert_eq!(c[0]["metainfo"]["json_schema_version"], 1);
+        // add, delete, add: replace atomically.
+        assert_eq!(
+            c[1]["add"]["table"],
+            json!({"family": "inet", "name": "petrel_vm1"})
+        );
+        assert_eq!(
+            c[2]["delete"]["table"],
+            json!({"family": "inet", "name": "petrel_vm1"})
+        );
+        assert_eq!(
+            c[3]["add"]["table"],
+            json!({"family": "inet", "name": "petrel_vm1"})
+        );
+
+        let base: Vec<&Value> = c
+            .iter()
+            .filter_map(|c| c.get("add")?.get("chain"))
+            .collect();
+        let find = |name: &str| base.iter().find(|ch| ch["name"] == name).copied().unwrap();
+        assert_eq!(find("prerouting")["type"], "nat");
+        assert_eq!(find("prerouting")["hook"], "prerouting");
+        assert_eq!(find("prerouting")["prio"], -100);
+        assert_eq!(find("output")["hook"], "output");
+        assert_eq!(find("output")["prio"], -100);
+        assert_eq!(find("postrouting")["hook"], "postrouting");
+        assert_eq!(find("postrouting")["prio"], 100);
+        assert_eq!(find("forward")["type"], "filter");
+        assert!(find("preinbound").get("hook").is_none());
+        assert!(find("postinbound").get("hook").is_none());
+
+        let pre = rules(&doc, "prerouting");
+        assert_eq!(pre.len(), 1);
+        assert!(has(pre[0], &match_meta("iifname", json!("eth0"))));
+        assert!(has(pre[0], &json!({"jump": {"target": "preinbound"}})));
+
+        let inbound = rules(&doc, "preinbound");
+        assert_eq!(inbound.len(), 1, "one catch-all rule");
+        assert!(has(inbound[0], &match_meta("nfproto", json!("ipv4"))));
+        assert!(has(
+            inbound[0],
+            &json!({"dnat": {"family": "ip", "addr": "10.0.2.2"}})
+        ));
+        assert!(!inbound[0].iter().any(|e| e.to_string().contains("dport")));
+
+        let post = rules(&doc, "postrouting");
+        assert_eq!(post.len(), 2);
+        let masq = post
+            .iter()
+            .find(|e| has(e, &json!({"masquerade": null})))
+            .unwrap();
+        assert!(has(
+            masq,
+            &match_payload(
+                "ip",
+                "saddr",
+                json!({"prefix": {"addr": "10.0.2.0", "len": 24}})
+            )
+        ));
+        assert!(has(masq, &match_meta("oifname", json!("eth0"))));
+        let jump = post
+            .iter()
+            .find(|e| has(e, &json!({"jump": {"target": "postinbound"}})))
+            .unwrap();
+        assert!(has(jump, &match_meta("oifname", json!("tap0"))));
+
+        let out = rules(&doc, "output");
+        assert_eq!(out.len(), 1);
+        assert!(has(
+            out[0],
+            &match_payload("ip", "daddr", json!("127.0.0.1"))
+        ));
+        assert!(has(
+            out[0],
+            &json!({"dnat": {"family": "ip", "addr": "10.0.2.2"}})
+        ));
+
+        let snat = rules(&doc, "postinbound");
+        assert_eq!(snat.len(), 1);
+        assert!(has(
+            snat[0],
+            &match_payload("ip", "saddr", json!("127.0.0.1"))
+        ));
+        assert!(has(
+            snat[0],
+            &json!({"snat": {"family": "ip", "addr": "10.0.2.1"}})
+        ));
+
+        let fwd = rules(&doc, "forward");
+        assert_eq!(fwd.len(), 2);
+        assert!(fwd.iter().all(|e| has(e, &json!({"accept": null}))));
+
+        // No IPv6 anywhere.
+        let text = doc.to_string();
+        assert!(!text.contains("ip6"));
+        assert!(!text.contains("ipv6"));
+    }
+
+    #[test]
+    fn tcp_and_udp_ports() {
+        let doc = v4_rules(vec![
+            (443, Protocol::Tcp),
+            (80, Protocol::Tcp),
+            (53, Protocol::Udp),
+            (80, Protocol::Tcp),
+        ])
+        .to_json();
+        let inbound = rules(&doc, "preinbound");
+        assert_eq!(inbound.len(), 2);
+        assert!(has(
+            inbound[0],
+            &match_payload("tcp", "dport", json!({"set": [80, 443]}))
+        ));
+        assert!(has(inbound[1], &match_payload("udp", "dport", json!(53))));
+        for rule in &inbound {
+            assert!(has(
+                rule,
+                &json!({"dnat": {"family": "ip", "addr": "10.0.2.2"}})
+            ));
+        }
+        let out = rules(&doc, "output");
+        assert_eq!(out.len(), 2);
+        assert!(has(
+            out[0],
+            &match_payload("tcp", "dport", json!({"set": [80, 443]}))
+        ));
+        assert!(has(out[1], &match_payload("udp", "dport", json!(53))));
+        let snat = rules(&doc, "postinbound");
+        assert_eq!(snat.len(), 2);
+        assert!(has(snat[1], &match_payload("udp", "dport", json!(53))));
+        // Masquerade of outbound guest traffic does not depend on ports.
+        assert_eq!(rules(&doc, "postrouting").len(), 2);
+    }
+
+    #[test]
+    fn ipv6_only_when_configured() {
+        let mut r = v4_rules(vec![(22, Protocol::Tcp)]);
+        assert!(!r.to_json().to_string().contains("ip6"));
+        r.guest_v6 = Some((
+            "fd10:0:2::2".parse().unwrap(),
+            "fd10:0:2::1".parse().unwrap(),
+            120,
+        ));
+        let doc = r.to_json();
+        let inbound = rules(&doc, "preinbound");
+        assert_eq!(inbound.len(), 2);
+        assert!(has(inbound[1], &match_meta("nfproto", json!("ipv6"))));
+        assert!(has(
+            inbound[1],
+            &json!({"dnat": {"family": "ip6", "addr": "fd10:0:2::2"}})
+        ));
+        let post = rules(&doc, "postrouting");
+        assert!(post.iter().any(|e| has(
+            e,
+            &match_payload(
+                "ip6",
+                "saddr",
+                json!({"prefix": {"addr": "fd10:0:2::", "len": 120}})
+            )
+        )));
+        let out = rules(&doc, "output");
+        assert!(out
+            .iter()
+            .any(|e| has(e, &match_payload("ip6", "daddr", json!("::1")))));
+        let snat = rules(&doc, "postinbound");
+        assert!(snat.iter().any(|e| has(
+            e,
+            &json!({"snat": {"family": "ip6", "addr": "fd10:0:2::1"}})
+        )));
+
+        // IPv6 only.
+        r.guest_v4 = None;
+        let text = r.to_json().to_string();
+        assert!(!text.contains("\"ip\""));
+        assert!(!text.contains("ipv4"));
+    }
+
+    #[test]
+    fn custom_cidr() {
+        let mut r = v4_rules(vec![]);
+        r.guest_v4 = Some((
+            Ipv4Addr::new(172, 20, 33, 77),
+            Ipv4Addr::new(172, 20, 32, 1),
+            22,
+        ));
+        let doc = r.to_json();
+        let post = rules(&doc, "postrouting");
+        assert!(post.iter().any(|e| has(
+            e,
+            &match_payload(
+                "ip",
+                "saddr",
+                json!({"prefix": {"addr": "172.20.32.0", "len": 22}})
+            )
+        )));
+        assert!(has(
+            rules(&doc, "preinbound")[0],
+            &json!({"dnat": {"family": "ip", "addr": "172.20.33.77"}})
+        ));
+        assert!(has(
+            rules(&doc, "postinbound")[0],
+            &json!({"snat": {"family": "ip", "addr": "172.20.32.1"}})
+        ));
+    }
+
+    #[test]
+    fn no_family_means_no_nat_rules() {
+        let mut r = v4_rules(vec![]);
+        r.guest_v4 = None;
+        let doc = r.to_json();
+        assert!(rules(&doc, "prerouting").is_empty());
+        assert!(rules(&doc, "postrouting").is_empty());
+        assert_eq!(rules(&doc, "forward").len(), 2);
+    }
+
+    #[test]
+    fn delete_document() {
+        let doc = v4_rules(vec![]).delete_json();
+        let c = cmds(&doc);
+        assert_eq!(c.len(), 3);
+        assert_eq!(
+            c[2]["delete"]["table"],
+            json!({"family": "inet", "name": "petrel_vm1"})
+        );
+    }
+
+    /// Runs `f` on a fresh thread inside a new network namespace.
+    fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::spawn(move || {
+            // SAFETY: unshare(2) takes a flag word and touches no memory; it
+            // moves only this thread into a new network namespace.
+            let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+            assert_eq!(
+                rc,
+                0,
+                "unshare(CLONE_NEWNET): {}",
+                io::Error::last_os_error()
+            );
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
+    fn skip_reason() -> Option<&'static str> {
+        // SAFETY: geteuid(2) has no arguments and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            return Some("needs root");
+        }
+        if run_nft(&["--version"], None).is_err() {
+            return Some("nft is not installed");
+        }
+        None
+    }
+
+    #[test]
+    fn apply_and_delete_in_netns() {
+        if let Some(reason) = skip_reason() {
+            println!("skipped: {reason}");
+            return;
+        }
+        in_new_netns(|| {
+            let mut r = v4_rules(vec![
+                (80, Protocol::Tcp),
+                (8443, Protocol::Tcp),
+                (53, Protocol::Udp),
+            ]);
+            r.guest_v6 = Some((
+                "fd10:0:2::2".parse().unwrap(),
+                "fd10:0:2::1".parse().unwrap(),
+                120,
+            ));
+            apply(&r.to_json()).unwrap();
+            // Re-applying replaces the table rather than failing or duplicating.
+            apply(&r.to_json()).unwrap();
+            let listing = run_nft(&["list", "table", "inet", "petrel_vm1"], None).unwrap();
+            for needle in [
+                "type nat hook prerouting priority dstnat",
+                "iifname \"eth0\"",
+                "dnat ip to 10.0.2.2",
+                "dnat ip6 to fd10:0:2::2",
+                "masquerade",
+                "snat ip to 10.0.2.1",
+                "tcp dport { 80, 8443 }",
+                "udp dport 53",
+                "ip saddr 10.0.2.0/24",
+                "ip daddr 127.0.0.1",
+                "ip6 daddr ::1",
+            ] {
+                assert!(
+                    listing.contains(needle),
+                    "{needle:?} missing from:\n{listing}"
+                );
+            }
+            assert_eq!(listing.matches("masquerade").count(), 2, "{listing}");
+
+            apply(&r.delete_json()).unwrap();
+            assert!(run_nft(&["list", "table", "inet", "petrel_vm1"], None).is_err());
+            // Deleting an absent table succeeds.
+            apply(&r.delete_json()).unwrap();
+
+            // The all-ports variant is accepted by the kernel too.
+            apply(&v4_rules(vec![]).to_json()).unwrap();
+            apply(&r.delete_json()).unwrap();
+        });
+        // The rules never reached the test's own namespace.
+        assert!(run_nft(&["list", "table", "inet", "petrel_vm1"], None).is_err());
+    }
+}
