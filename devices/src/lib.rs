@@ -3,6 +3,7 @@
 //! address ranges to vCPU exits through [`bus::Bus`].
 
 pub mod bus;
+pub mod e1000;
 pub mod legacy;
 pub mod pci;
 pub mod virtio;

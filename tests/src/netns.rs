@@ -2,6 +2,7 @@
 //! remove: everything lives inside namespaces named `petrel-t-*`, never on
 //! the machine's own interfaces.
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -72,6 +73,8 @@ impl NetNs {
     pub fn spawn(&mut self, cmd: &str) {
         let child = Command::new("ip")
             .args(["netns", "exec", &self.name, "sh", "-c", cmd])
+            // its own process group, so drop can end a whole pipeline
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -100,6 +103,9 @@ impl NetNs {
 impl Drop for NetNs {
     fn drop(&mut self) {
         for c in &mut self.children {
+            // SAFETY: kill(2) on the process group we created for this
+            // child; no memory is involved.
+            unsafe { libc::kill(-(c.id() as i32), libc::SIGKILL) };
             let _ = c.kill();
             let _ = c.wait();
         }

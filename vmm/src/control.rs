@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use vmm_sys_util::epoll::EventSet;
 
 use crate::exit::{ExitReason, ExitSignal};
+use crate::intx::KvmIntx;
 use crate::signals::StopSignals;
 
 #[derive(Debug, thiserror::Error)]
@@ -97,11 +98,30 @@ impl MutEventSubscriber for StdinSubscriber {
     }
 }
 
+/// Re-raises a level-triggered INTx line after the guest's EOI when the
+/// device still holds it.
+struct ResampleSubscriber {
+    line: Arc<KvmIntx>,
+}
+
+impl MutEventSubscriber for ResampleSubscriber {
+    fn init(&mut self, ops: &mut EventOps) {
+        if let Err(e) = ops.add(Events::new(self.line.resample_fd(), EventSet::IN)) {
+            warn!(error = ?e, gsi = self.line.gsi(), "cannot watch an INTx resample event");
+        }
+    }
+
+    fn process(&mut self, _events: Events, _ops: &mut EventOps) {
+        self.line.on_resample();
+    }
+}
+
 /// Runs the control loop until the exit event fires; returns the reason.
 pub fn run(
     exit: Arc<ExitSignal>,
     signals: StopSignals,
     stdin_serial: Option<Arc<Mutex<Serial>>>,
+    intx: Vec<Arc<KvmIntx>>,
 ) -> Result<ExitReason, ControlError> {
     let mut mgr: EventManager<Box<dyn MutEventSubscriber + Send>> = EventManager::new()?;
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -118,6 +138,9 @@ pub fn run(
             serial,
             pending: Vec::new(),
         }));
+    }
+    for line in intx {
+        mgr.add_subscriber(Box::new(ResampleSubscriber { line }));
     }
     while !done.load(std::sync::atomic::Ordering::Acquire) {
         mgr.run()?;

@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use devices::e1000::E1000;
 use devices::pci::{BarAllocator, PciBarRegion, PciBus, PciDevice};
 use devices::virtio::net::Net;
 use devices::virtio::transport::{VirtioPciDevice, BAR0_SIZE};
@@ -12,6 +13,7 @@ use kvm_ioctls::{IoEventAddress, NoDatamatch};
 use net::{FrameBackend, Tap};
 use tracing::info;
 
+use crate::intx::{KvmIntx, INTX_FIRST_GSI, INTX_LAST_GSI};
 use crate::irq::IrqError;
 use crate::msi::KvmMsiVectors;
 use crate::plan::{Backend, NicModel, NicPlan};
@@ -39,6 +41,10 @@ pub enum NicError {
     },
     #[error("interface {nic}: no room for its BAR in the PCI window")]
     NoBarSpace { nic: String },
+    #[error("interface {nic}: no free IOAPIC pin for INTx (petrel has {count})")]
+    NoIntx { nic: String, count: u32 },
+    #[error("interface {nic}: model e1000 has one queue; networkInterfaceMultiqueue applies to virtio only")]
+    Multiqueue { nic: String },
     #[error("interface {nic}: MSI-X vectors")]
     Msi {
         nic: String,
@@ -63,11 +69,21 @@ pub enum NicError {
 }
 
 /// The PCI side of the machine: root bus (with the 0xcf8 config ports on
-/// the port-I/O bus) and the BAR window.
+/// the port-I/O bus), the BAR windows, and the INTx lines handed out.
 pub struct PciSetup {
     pub bus: Arc<Mutex<PciBus>>,
     alloc: BarAllocator,
+    io_alloc: BarAllocator,
+    next_intx_gsi: u32,
+    /// INTx lines whose resample events the control loop serves.
+    pub intx: Vec<Arc<KvmIntx>>,
+    /// MP table entries for those lines.
+    pub mp_intx: Vec<arch::PciIntx>,
 }
+
+/// Port-I/O window for I/O BARs (above the legacy ISA ports).
+const PCI_IO_START: u64 = 0xc000;
+const PCI_IO_SIZE: u64 = 0x4000;
 
 impl PciSetup {
     pub fn new(pio: &mut Bus) -> Result<Self, devices::BusError> {
@@ -83,6 +99,10 @@ impl PciSetup {
                 arch::layout::PCI_MMIO32_START,
                 arch::layout::PCI_MMIO32_SIZE,
             ),
+            io_alloc: BarAllocator::new(PCI_IO_START, PCI_IO_SIZE),
+            next_intx_gsi: INTX_FIRST_GSI,
+            intx: Vec::new(),
+            mp_intx: Vec::new(),
         })
     }
 }
@@ -116,12 +136,6 @@ pub fn attach_nics(
     cpus: &[usize],
 ) -> Result<(), NicError> {
     for nic in nics {
-        if nic.model != NicModel::VirtioNet {
-            return Err(NicError::Unsupported {
-                nic: nic.name.clone(),
-                what: format!("model {:?}", nic.model),
-            });
-        }
         let addr = &nic.pci_address;
         if addr.domain != 0 || addr.bus != 0 || addr.function != 0 {
             return Err(NicError::PciAddress {
@@ -129,6 +143,135 @@ pub fn attach_nics(
                 addr: addr.to_string(),
             });
         }
+        match nic.model {
+            NicModel::VirtioNet => attach_virtio_net(vm, pci, nic, cpus)?,
+            NicModel::E1000 => attach_e1000(vm, pci, nic)?,
+            other => {
+                return Err(NicError::Unsupported {
+                    nic: nic.name.clone(),
+                    what: format!("model {other:?}"),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+fn bus_error(nic: &NicPlan) -> impl FnOnce(devices::BusError) -> NicError + '_ {
+    move |e| NicError::Bus {
+        nic: nic.name.clone(),
+        source: Box::new(e),
+    }
+}
+
+/// Adds `dev` at the plan's slot and maps its BARs: memory BARs on the MMIO
+/// bus, I/O BARs on the port-I/O bus.
+fn place(
+    vm: &mut Vm,
+    pci: &mut PciSetup,
+    nic: &NicPlan,
+    dev: Arc<Mutex<dyn PciDevice>>,
+) -> Result<(), NicError> {
+    pci.bus
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .add_device(nic.pci_address.device, dev.clone())
+        .map_err(|e| NicError::Bus {
+            nic: nic.name.clone(),
+            source: Box::new(e),
+        })?;
+    for (bar, region) in PciBarRegion::for_device(&dev) {
+        let region = Arc::new(Mutex::new(region));
+        if bar.is_mmio() {
+            vm.mmio
+                .insert(region, bar.addr, bar.size)
+                .map_err(bus_error(nic))?;
+        } else {
+            vm.pio
+                .insert(region, bar.addr, bar.size)
+                .map_err(bus_error(nic))?;
+        }
+    }
+    Ok(())
+}
+
+fn attach_e1000(vm: &mut Vm, pci: &mut PciSetup, nic: &NicPlan) -> Result<(), NicError> {
+    if nic.queue_pairs != 1 {
+        return Err(NicError::Multiqueue {
+            nic: nic.name.clone(),
+        });
+    }
+    let mut backends = open_backends(nic)?;
+    let backend = backends.pop().ok_or_else(|| NicError::Unsupported {
+        nic: nic.name.clone(),
+        what: "a backend without queues".into(),
+    })?;
+    if pci.next_intx_gsi > INTX_LAST_GSI {
+        return Err(NicError::NoIntx {
+            nic: nic.name.clone(),
+            count: INTX_LAST_GSI - INTX_FIRST_GSI + 1,
+        });
+    }
+    let gsi = pci.next_intx_gsi;
+    pci.next_intx_gsi += 1;
+    let intx = KvmIntx::new(&vm.irq, gsi).map_err(|source| NicError::Msi {
+        nic: nic.name.clone(),
+        source,
+    })?;
+    let no_space = || NicError::NoBarSpace {
+        nic: nic.name.clone(),
+    };
+    let bar0 = pci
+        .alloc
+        .allocate(devices::e1000::BAR0_SIZE, devices::e1000::BAR0_SIZE)
+        .ok_or_else(no_space)?;
+    let bar1 = pci
+        .io_alloc
+        .allocate(devices::e1000::BAR1_SIZE, devices::e1000::BAR1_SIZE)
+        .ok_or_else(no_space)?;
+    let mut dev = E1000::new(
+        nic.name.clone(),
+        nic.mac.0,
+        backend,
+        vm.mem.clone(),
+        intx.clone(),
+        bar0,
+        bar1,
+    )
+    .map_err(|e| NicError::Device {
+        nic: nic.name.clone(),
+        source: Box::new(e),
+    })?;
+    // Interrupt line register = the IOAPIC pin, as firmware would leave it.
+    dev.config_write(15, 0, &[gsi as u8]);
+    let dev: Arc<Mutex<dyn PciDevice>> = Arc::new(Mutex::new(dev));
+    place(vm, pci, nic, dev)?;
+    pci.mp_intx.push(arch::PciIntx {
+        device: nic.pci_address.device,
+        pin: 0,
+        gsi: gsi as u8,
+    });
+    pci.intx.push(intx);
+    info!(
+        nic = %nic.name,
+        pci = %nic.pci_address,
+        mac = %nic.mac,
+        bar0 = format_args!("{bar0:#x}"),
+        io = format_args!("{bar1:#x}"),
+        gsi,
+        "e1000 attached"
+    );
+    Ok(())
+}
+
+fn attach_virtio_net(
+    vm: &mut Vm,
+    pci: &mut PciSetup,
+    nic: &NicPlan,
+    cpus: &[usize],
+) -> Result<(), NicError> {
+    let addr = &nic.pci_address;
+    {
         let backends = open_backends(nic)?;
         let affinity: Vec<Option<Vec<usize>>> = (0..backends.len())
             .map(|i| (!cpus.is_empty()).then(|| vec![cpus[i % cpus.len()]]))
@@ -172,22 +315,7 @@ pub fn attach_nics(
                 })?;
         }
         let dev: Arc<Mutex<dyn PciDevice>> = Arc::new(Mutex::new(dev));
-        pci.bus
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .add_device(addr.device, dev.clone())
-            .map_err(|e| NicError::Bus {
-                nic: nic.name.clone(),
-                source: Box::new(e),
-            })?;
-        for (bar, region) in PciBarRegion::for_device(&dev) {
-            vm.mmio
-                .insert(Arc::new(Mutex::new(region)), bar.addr, bar.size)
-                .map_err(|e| NicError::Bus {
-                    nic: nic.name.clone(),
-                    source: Box::new(e),
-                })?;
-        }
+        place(vm, pci, nic, dev)?;
         info!(
             nic = %nic.name,
             pci = %addr,

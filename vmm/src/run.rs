@@ -127,7 +127,7 @@ pub fn run(plan: &VmPlan, opts: &RunOptions) -> Result<ExitReason, VmmError> {
         .collect();
     let mut pci = PciSetup::new(&mut vm.pio).map_err(|e| VmmError::Vm(e.into()))?;
     crate::nic::attach_nics(&mut vm, &mut pci, &plan.nics, &vcpu_cpus)?;
-    arch::setup_mptable(&vm.mem, plan.vcpus, &[]).map_err(VmmError::MpTable)?;
+    arch::setup_mptable(&vm.mem, plan.vcpus, &pci.mp_intx).map_err(VmmError::MpTable)?;
     let entry = loader::load(
         &vm.mem,
         vm.mem_bytes,
@@ -182,6 +182,7 @@ pub fn run(plan: &VmPlan, opts: &RunOptions) -> Result<ExitReason, VmmError> {
             exit.clone(),
             signals,
             raw.as_ref().map(|_| vm.serial.clone()),
+            pci.intx.clone(),
         )
         .map_err(VmmError::from),
         Err(e) => Err(e),

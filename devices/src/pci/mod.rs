@@ -19,12 +19,14 @@
 mod bar;
 mod bus;
 mod configuration;
+mod intx;
 mod msi;
 mod msix;
 
 pub use bar::{BarAllocator, PciBarRegion};
 pub use bus::{PciBus, PciConfigIo, PciHostBridge, PCI_CONFIG_IO_BASE, PCI_CONFIG_IO_LEN};
 pub use configuration::{PciConfiguration, PciIds, CAPABILITY_LIST_START, NUM_BARS};
+pub use intx::IntxLine;
 #[cfg(test)]
 pub(crate) use msi::fake::FakeVectors;
 pub use msi::{MsiMessage, MsiVectors};

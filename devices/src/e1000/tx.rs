@@ -1,0 +1,517 @@
+//! Transmit: descriptor ring processing, checksum insertion and TCP/UDP
+//! segmentation (TSO), all done in the device so the backend only ever sees
+//! complete, fully checksummed frames (with an all-zero virtio-net header).
+//!
+//! Each packet is gathered into a preallocated buffer of [`TX_BUF_LEN`]
+//! bytes; a packet that does not fit, whose buffers lie outside guest
+//! memory, or whose offload parameters make no sense is dropped and
+//! counted, never transmitted partially.
+
+use std::io::IoSlice;
+
+use net::FrameBackend;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use super::regs::txd;
+use super::VNET_HDR_LEN;
+
+/// Room for one packet: a 64 KiB TSO payload plus headers.
+pub const TX_BUF_LEN: usize = 0x1_0000 + 0x400;
+/// Bytes per descriptor.
+pub const DESC_LEN: u64 = 16;
+/// Smallest TSO MSS accepted (Linux never goes below 48); smaller values
+/// would turn one descriptor into thousands of frames.
+pub const MIN_TSO_MSS: usize = 32;
+
+const TCP_FIN: u8 = 0x01;
+const TCP_PSH: u8 = 0x08;
+const TCP_CWR: u8 = 0x80;
+
+/// The offload context of the last context descriptor.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Context {
+    ipcss: usize,
+    ipcso: usize,
+    ipcse: usize,
+    tucss: usize,
+    tucso: usize,
+    tucse: usize,
+    hdr_len: usize,
+    mss: usize,
+    ipv4: bool,
+    tcp: bool,
+    tse: bool,
+}
+
+/// A descriptor ring snapshot taken from the registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxRing {
+    pub base: u64,
+    /// Descriptors in the ring (TDLEN / 16).
+    pub len: u32,
+    pub head: u32,
+    pub tail: u32,
+}
+
+/// What one pass over the ring did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TxOutcome {
+    /// The new TDH.
+    pub head: u32,
+    /// A descriptor with RS got its DD bit written back (TXDW).
+    pub wrote_back: bool,
+}
+
+/// Counters of one pass, applied to the statistics registers and the
+/// device counters by the caller.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TxStats {
+    pub frames: u64,
+    /// Frame bytes without FCS.
+    pub bytes: u64,
+    pub multicast: u64,
+    pub broadcast: u64,
+    /// PTC64..PTC1522 buckets.
+    pub sizes: [u64; 6],
+    pub tso_contexts: u64,
+    /// Packets dropped: malformed, too long, bad buffers or offloads.
+    pub dropped: u64,
+    /// Ring problems: registers out of range, ring outside guest memory.
+    pub ring_errors: u64,
+    /// Frames the backend refused.
+    pub backend_errors: u64,
+}
+
+/// Where frames go and how.
+pub struct TxOut<'a> {
+    pub backend: &'a mut dyn FrameBackend,
+    /// VET when CTRL.VME is set (VLAN insertion enabled).
+    pub vlan_tpid: Option<u16>,
+    pub stats: &'a mut TxStats,
+}
+
+/// Transmit state that survives between TDT writes: the offload context
+/// and a packet whose descriptors are not all posted yet.
+pub struct TxState {
+    ctx: Context,
+    buf: Vec<u8>,
+    seg: Vec<u8>,
+    len: usize,
+    started: bool,
+    broken: bool,
+    popts: u8,
+    tso: bool,
+}
+
+impl Default for TxState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TxState {
+    pub fn new() -> Self {
+        Self {
+            ctx: Context::default(),
+            buf: vec![0; TX_BUF_LEN],
+            seg: vec![0; TX_BUF_LEN],
+            len: 0,
+            started: false,
+            broken: false,
+            popts: 0,
+            tso: false,
+        }
+    }
+
+    /// Device reset: forget the context and any partial packet.
+    pub fn reset(&mut self) {
+        self.ctx = Context::default();
+        self.clear_packet();
+    }
+
+    fn clear_packet(&mut self) {
+        self.len = 0;
+        self.started = false;
+        self.broken = false;
+        self.popts = 0;
+        self.tso = false;
+    }
+
+    /// Processes descriptors from `ring.head` up to `ring.tail` (at most
+    /// one lap). Stops early, counting a ring error, when the ring
+    /// registers are out of range or a descriptor cannot be read.
+    pub fn process(&mut self, mem: &GuestMemoryMmap, ring: TxRing, out: &mut TxOut) -> TxOutcome {
+        let mut outcome = TxOutcome {
+            head: ring.head,
+            wrote_back: false,
+        };
+        if ring.len == 0 || ring.head >= ring.len || ring.tail >= ring.len {
+            if ring.head != ring.tail {
+                out.stats.ring_errors += 1;
+            }
+            return outcome;
+        }
+        let mut head = ring.head;
+        let mut budget = ring.len;
+        while head != ring.tail && budget > 0 {
+            budget -= 1;
+            let Some(addr) = ring
+                .base
+                .checked_add(u64::from(head) * DESC_LEN)
+                .filter(|a| a.checked_add(DESC_LEN).is_some())
+            else {
+                out.stats.ring_errors += 1;
+                break;
+            };
+            let mut desc = [0u8; DESC_LEN as usize];
+            if mem.read_slice(&mut desc, GuestAddress(addr)).is_err() {
+                out.stats.ring_errors += 1;
+                break;
+            }
+            let rs = self.descriptor(mem, &desc, out);
+            if rs {
+                // STA: DD set, EC/LC/TU clear.
+                let sta = (desc[12] & 0xf0) | txd::STA_DD;
+                if mem.write_slice(&[sta], GuestAddress(addr + 12)).is_ok() {
+                    outcome.wrote_back = true;
+                } else {
+                    out.stats.ring_errors += 1;
+                }
+            }
+            head = (head + 1) % ring.len;
+        }
+        outcome.head = head;
+        outcome
+    }
+
+    /// Handles one descriptor; returns whether it asks for status
+    /// write-back (RS).
+    fn descriptor(&mut self, mem: &GuestMemoryMmap, d: &[u8; 16], out: &mut TxOut) -> bool {
+        let addr = u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]);
+        let lower = u32::from_le_bytes([d[8], d[9], d[10], d[11]]);
+        let upper = u32::from_le_bytes([d[12], d[13], d[14], d[15]]);
+        let cmd = (lower >> 24) as u8;
+        let special = (upper >> 16) as u16;
+        let rs = cmd & txd::CMD_RS != 0;
+        let (length, data, popts, tse) = if cmd & txd::CMD_DEXT == 0 {
+            ((lower & 0xffff) as usize, false, 0, false)
+        } else {
+            match lower & txd::DTYP_MASK {
+                0 => {
+                    self.set_context(d, lower, out.stats);
+                    return rs;
+                }
+                txd::DTYP_DATA => (
+                    (lower & 0xf_ffff) as usize,
+                    true,
+                    (upper >> 8) as u8,
+                    cmd & txd::CMD_TSE != 0,
+                ),
+                _ => {
+                    // Reserved descriptor type: poison the packet.
+                    self.started = true;
+                    self.broken = true;
+                    if cmd & txd::CMD_EOP != 0 {
+                        self.finish(None, None, out);
+                    }
+                    return rs;
+                }
+            }
+        };
+        if !self.started {
+            self.started = true;
+            self.popts = popts;
+            self.tso = data && tse && self.ctx.tse;
+        }
+        self.gather(mem, addr, length);
+        if cmd & txd::CMD_EOP != 0 {
+            let vlan = out
+                .vlan_tpid
+                .filter(|_| cmd & txd::CMD_VLE != 0)
+                .map(|tpid| (tpid, special));
+            // Legacy IC: checksum from CSS to the end, stored at CSO.
+            let legacy_ic = (!data && cmd & txd::CMD_IC != 0)
+                .then(|| (usize::from(d[13]), usize::from((lower >> 16) as u8)));
+            self.finish(vlan, legacy_ic, out);
+        }
+        rs
+    }
+
+    fn set_context(&mut self, d: &[u8; 16], lower: u32, stats: &mut TxStats) {
+        let tucmd = (lower >> 24) as u8;
+        let tcp = tucmd & txd::TUCMD_TCP != 0;
+        let tucss = usize::from(d[4]);
+        let mut tucso = usize::from(d[5]);
+        if tucso == 0 {
+            // No offset given: the standard TCP/UDP checksum position.
+            tucso = tucss + if tcp { 16 } else { 6 };
+        }
+        self.ctx = Context {
+            ipcss: usize::from(d[0]),
+            ipcso: usize::from(d[1]),
+            ipcse: usize::from(u16::from_le_bytes([d[2], d[3]])),
+            tucss,
+            tucso,
+            tucse: usize::from(u16::from_le_bytes([d[6], d[7]])),
+            hdr_len: usize::from(d[13]),
+            mss: usize::from(u16::from_le_bytes([d[14], d[15]])),
+            ipv4: tucmd & txd::TUCMD_IP != 0,
+            tcp,
+            tse: tucmd & txd::CMD_TSE != 0,
+        };
+        if self.ctx.tse {
+            stats.tso_contexts += 1;
+        }
+    }
+
+    fn gather(&mut self, mem: &GuestMemoryMmap, addr: u64, length: usize) {
+        if length == 0 || self.broken {
+            return;
+        }
+        let Some(end) = self
+            .len
+            .checked_add(length)
+            .filter(|&end| end <= self.buf.len())
+        else {
+            self.broken = true;
+            return;
+        };
+        let read = match self.buf.get_mut(self.len..end) {
+            Some(dst) => mem.read_slice(dst, GuestAddress(addr)).is_ok(),
+            None => false,
+        };
+        if read {
+            self.len = end;
+        } else {
+            self.broken = true;
+        }
+    }
+
+    fn finish(
+        &mut self,
+        vlan: Option<(u16, u16)>,
+        legacy_ic: Option<(usize, usize)>,
+        out: &mut TxOut,
+    ) {
+        let len = self.len;
+        let ok = !self.broken && len > 0;
+        let (tso, popts, ctx) = (self.tso, self.popts, self.ctx);
+        self.clear_packet();
+        if !ok {
+            out.stats.dropped += 1;
+            return;
+        }
+        if tso {
+            self.segment(len, popts, vlan, out);
+            return;
+        }
+        let Some(frame) = self.buf.get_mut(..len) else {
+            out.stats.dropped += 1;
+            return;
+        };
+        if popts & txd::POPTS_IXSM != 0 {
+            put_checksum(frame, ctx.ipcss, ctx.ipcso, ctx.ipcse, false);
+        }
+        if popts & txd::POPTS_TXSM != 0 {
+            put_checksum(frame, ctx.tucss, ctx.tucso, ctx.tucse, true);
+        }
+        if let Some((css, cso)) = legacy_ic {
+            put_checksum(frame, css, cso, 0, true);
+        }
+        send(frame, vlan, out);
+    }
+
+    /// TCP (or UDP) segmentation of the gathered packet per the context.
+    fn segment(&mut self, len: usize, popts: u8, vlan: Option<(u16, u16)>, out: &mut TxOut) {
+        let c = self.ctx;
+        let hdr = c.hdr_len;
+        let l3_min = if c.ipv4 { 20 } else { 40 };
+        let l4_min = if c.tcp { 20 } else { 8 };
+        let valid = hdr > 0
+            && hdr <= len
+            && c.mss >= MIN_TSO_MSS
+            && c.ipcss + l3_min <= hdr
+            && c.tucss >= c.ipcss + l3_min
+            && c.tucss + l4_min <= hdr
+            && (popts & txd::POPTS_TXSM == 0 || c.tucso + 2 <= hdr)
+            && (popts & txd::POPTS_IXSM == 0 || c.ipcso + 2 <= hdr);
+        let (Some(header), Some(payload)) = (self.buf.get(..hdr), self.buf.get(hdr..len)) else {
+            out.stats.dropped += 1;
+            return;
+        };
+        if !valid {
+            out.stats.dropped += 1;
+            return;
+        }
+        let ip_id = be16(header, c.ipcss + 4);
+        let seq = be32(header, c.tucss + 4);
+        let tu_partial = be16(header, c.tucso);
+        let chunks = payload.len().div_ceil(c.mss).max(1);
+        for i in 0..chunks {
+            let start = (i * c.mss).min(payload.len());
+            let end = (start + c.mss).min(payload.len());
+            let seg_len = hdr + (end - start);
+            let Some(s) = self.seg.get_mut(..seg_len) else {
+                out.stats.dropped += 1;
+                return;
+            };
+            s[..hdr].copy_from_slice(header);
+            s[hdr..].copy_from_slice(&payload[start..end]);
+            if c.ipv4 {
+                put_be16(s, c.ipcss + 2, (seg_len - c.ipcss) as u16);
+                put_be16(s, c.ipcss + 4, ip_id.wrapping_add(i as u16));
+            } else {
+                put_be16(s, c.ipcss + 4, (seg_len - c.ipcss - 40) as u16);
+            }
+            let l4_len = seg_len - c.tucss;
+            if c.tcp {
+                put_be32(s, c.tucss + 4, seq.wrapping_add((i * c.mss) as u32));
+                let mut flags = s[c.tucss + 13];
+                if i + 1 < chunks {
+                    flags &= !(TCP_FIN | TCP_PSH);
+                }
+                if i > 0 {
+                    flags &= !TCP_CWR;
+                }
+                s[c.tucss + 13] = flags;
+            } else {
+                put_be16(s, c.tucss + 4, l4_len as u16);
+            }
+            if popts & txd::POPTS_TXSM != 0 {
+                // The driver left the pseudo-header sum without the length.
+                put_be16(s, c.tucso, ones_add(tu_partial, l4_len as u16));
+                put_checksum(s, c.tucss, c.tucso, c.tucse, true);
+            }
+            if popts & txd::POPTS_IXSM != 0 {
+                put_checksum(s, c.ipcss, c.ipcso, c.ipcse, false);
+            }
+            send(s, vlan, out);
+        }
+    }
+}
+
+/// PTC/PRC bucket of a frame length (with FCS): 64, 127, 255, 511, 1023,
+/// 1522.
+pub fn size_bucket(len_with_fcs: usize) -> Option<usize> {
+    match len_with_fcs {
+        0..=64 => Some(0),
+        65..=127 => Some(1),
+        128..=255 => Some(2),
+        256..=511 => Some(3),
+        512..=1023 => Some(4),
+        1024..=1522 => Some(5),
+        _ => None,
+    }
+}
+
+fn send(frame: &[u8], vlan: Option<(u16, u16)>, out: &mut TxOut) {
+    let hdr = [0u8; VNET_HDR_LEN];
+    let (result, wire_len) = match vlan {
+        Some((tpid, tci)) if frame.len() >= 12 => {
+            let [t0, t1] = tpid.to_be_bytes();
+            let [c0, c1] = tci.to_be_bytes();
+            let tag = [t0, t1, c0, c1];
+            let bufs = [
+                IoSlice::new(&hdr),
+                IoSlice::new(&frame[..12]),
+                IoSlice::new(&tag),
+                IoSlice::new(&frame[12..]),
+            ];
+            (out.backend.write_frame(&bufs), frame.len() + 4)
+        }
+        _ => {
+            let bufs = [IoSlice::new(&hdr), IoSlice::new(frame)];
+            (out.backend.write_frame(&bufs), frame.len())
+        }
+    };
+    let stats = &mut *out.stats;
+    if result.is_err() {
+        stats.backend_errors += 1;
+        stats.dropped += 1;
+        return;
+    }
+    stats.frames += 1;
+    stats.bytes += wire_len as u64;
+    if let Some(&first) = frame.first() {
+        if frame.get(..6) == Some(&[0xff; 6]) {
+            stats.broadcast += 1;
+        } else if first & 1 != 0 {
+            stats.multicast += 1;
+        }
+    }
+    if let Some(b) = size_bucket(wire_len + 4) {
+        stats.sizes[b] += 1;
+    }
+}
+
+/// Ones'-complement sum of `data` as big-endian 16-bit words (an odd last
+/// byte is padded with zero), not folded.
+pub fn ones_sum(data: &[u8]) -> u32 {
+    let mut sum: u64 = 0;
+    let mut chunks = data.chunks_exact(2);
+    for w in &mut chunks {
+        sum += u64::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        sum += u64::from(*last) << 8;
+    }
+    while sum > 0xffff_ffff {
+        sum = (sum & 0xffff_ffff) + (sum >> 32);
+    }
+    sum as u32
+}
+
+/// Folds a 32-bit ones'-complement sum to 16 bits.
+pub fn fold(mut sum: u32) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+fn ones_add(a: u16, b: u16) -> u16 {
+    fold(u32::from(a) + u32::from(b))
+}
+
+/// Inserts the checksum of `frame[css..=cse]` (to the end when `cse` is 0
+/// or past it) at `cso`. Offsets that do not fit are ignored (the frame
+/// goes out unmodified). `tu` maps a zero result to 0xffff (UDP).
+fn put_checksum(frame: &mut [u8], css: usize, cso: usize, cse: usize, tu: bool) -> bool {
+    let n = frame.len();
+    let end = if cse != 0 && cse < n { cse + 1 } else { n };
+    if css >= end || cso.checked_add(2).is_none_or(|e| e > end) {
+        return false;
+    }
+    let mut c = !fold(ones_sum(&frame[css..end]));
+    if tu && c == 0 {
+        c = 0xffff;
+    }
+    put_be16(frame, cso, c);
+    true
+}
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    match b.get(at..at + 2) {
+        Some(s) => u16::from_be_bytes([s[0], s[1]]),
+        None => 0,
+    }
+}
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    match b.get(at..at + 4) {
+        Some(s) => u32::from_be_bytes([s[0], s[1], s[2], s[3]]),
+        None => 0,
+    }
+}
+
+fn put_be16(b: &mut [u8], at: usize, v: u16) {
+    if let Some(s) = b.get_mut(at..at + 2) {
+        s.copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+fn put_be32(b: &mut [u8], at: usize, v: u32) {
+    if let Some(s) = b.get_mut(at..at + 4) {
+        s.copy_from_slice(&v.to_be_bytes());
+    }
+}

@@ -1,0 +1,285 @@
+//! The receive worker: one thread per device, named "{id}-rx", running an
+//! event-manager loop over the backend fd (readable), the rx kick eventfd
+//! (written on RDT/RCTL writes and resets) and a kill eventfd.
+//!
+//! The backend fd is watched only while the ring may have room: when a
+//! frame does not fit, the worker keeps it and stops watching the backend
+//! until the driver writes RDT (frames wait in the backend instead of being
+//! dropped). While RCTL.EN is clear, frames are drained and dropped, as a
+//! disabled receiver does.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::{self, JoinHandle};
+
+use event_manager::{EventManager, EventOps, EventSet, Events, MutEventSubscriber, SubscriberOps};
+use net::FrameBackend;
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use super::device::Shared;
+use super::rx::{self, RxResult};
+use super::tx::{fold, ones_sum};
+use super::VNET_HDR_LEN;
+
+/// Frames handled per wake-up before the loop looks at other events.
+pub const RX_BATCH: usize = 64;
+/// Largest frame read from the backend (64 KiB GSO payload + header).
+const MAX_FRAME_LEN: usize = 65550;
+
+pub(crate) struct RxHandler {
+    id: String,
+    shared: Arc<Shared>,
+    backend: Arc<Mutex<Box<dyn FrameBackend>>>,
+    backend_fd: RawFd,
+    mem: GuestMemoryMmap,
+    kick: EventFd,
+    kill: EventFd,
+    buf: Vec<u8>,
+    scratch: Vec<u8>,
+    /// Length (header included) of a frame in `buf` waiting for ring room.
+    pending: Option<usize>,
+    paused: bool,
+    backend_dead: bool,
+    watching_backend: bool,
+    stopped: bool,
+}
+
+impl RxHandler {
+    pub fn new(
+        id: String,
+        shared: Arc<Shared>,
+        backend: Arc<Mutex<Box<dyn FrameBackend>>>,
+        mem: GuestMemoryMmap,
+        kick: EventFd,
+    ) -> io::Result<Self> {
+        let backend_fd = backend
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_raw_fd();
+        Ok(Self {
+            id,
+            shared,
+            backend,
+            backend_fd,
+            mem,
+            kick,
+            kill: EventFd::new(EFD_NONBLOCK)?,
+            buf: vec![0; MAX_FRAME_LEN + VNET_HDR_LEN],
+            scratch: Vec::with_capacity(MAX_FRAME_LEN + 64),
+            pending: None,
+            paused: false,
+            backend_dead: false,
+            watching_backend: false,
+            stopped: false,
+        })
+    }
+
+    /// Moves frames from the backend to the ring until the backend is
+    /// empty, the ring is full or the batch is done.
+    fn run_rx(&mut self) {
+        let mut delivered = false;
+        for _ in 0..RX_BATCH {
+            let len = match self.pending.take() {
+                Some(len) => len,
+                None => {
+                    let read = self
+                        .backend
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .read_frame(&mut self.buf);
+                    match read {
+                        Ok(0) => {
+                            tracing::warn!(id = %self.id, "e1000: backend closed");
+                            self.backend_dead = true;
+                            break;
+                        }
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            let mut regs = self.shared.lock();
+                            regs.counters.backend_errors += 1;
+                            if regs.counters.backend_errors <= 8 {
+                                tracing::warn!(id = %self.id, error = %e, "e1000: backend read failed");
+                            }
+                            break;
+                        }
+                    }
+                }
+            };
+            let complete = complete_frame(self.buf.get_mut(..len).unwrap_or_default());
+            let mut regs = self.shared.lock();
+            let frame = match self.buf.get(VNET_HDR_LEN..len) {
+                Some(frame) if complete => frame,
+                _ => {
+                    regs.counters.rx_dropped += 1;
+                    continue;
+                }
+            };
+            match rx::receive(&mut regs, &self.mem, frame, &mut self.scratch) {
+                RxResult::Delivered => delivered = true,
+                RxResult::Filtered => regs.counters.rx_filtered += 1,
+                RxResult::Dropped => regs.counters.rx_dropped += 1,
+                RxResult::NoRoom => {
+                    self.pending = Some(len);
+                    self.paused = true;
+                    break;
+                }
+            }
+        }
+        if delivered {
+            let irq = self.shared.irq.clone();
+            self.shared.lock().update_irq(irq.as_ref(), true);
+        }
+    }
+
+    fn update_interest(&mut self, ops: &mut EventOps) {
+        let want = !self.paused && !self.backend_dead;
+        if want == self.watching_backend {
+            return;
+        }
+        let ev = Events::new_raw(self.backend_fd, EventSet::IN);
+        let result = if want { ops.add(ev) } else { ops.remove(ev) };
+        match result {
+            Ok(()) => self.watching_backend = want,
+            Err(e) => {
+                tracing::error!(id = %self.id, error = ?e, "e1000: cannot update the backend's epoll interest")
+            }
+        }
+    }
+}
+
+impl MutEventSubscriber for RxHandler {
+    fn init(&mut self, ops: &mut EventOps) {
+        for fd in [self.kill.as_raw_fd(), self.kick.as_raw_fd()] {
+            if let Err(e) = ops.add(Events::new_raw(fd, EventSet::IN)) {
+                tracing::error!(id = %self.id, error = ?e, "e1000: cannot register an eventfd");
+                self.stopped = true;
+            }
+        }
+        self.update_interest(ops);
+    }
+
+    fn process(&mut self, events: Events, ops: &mut EventOps) {
+        let fd = events.fd();
+        if fd == self.kill.as_raw_fd() {
+            let _ = self.kill.read();
+            self.stopped = true;
+            return;
+        }
+        if fd == self.kick.as_raw_fd() {
+            let _ = self.kick.read();
+            self.paused = false;
+            self.run_rx();
+        } else if fd == self.backend_fd {
+            let set = events.event_set();
+            if set.contains(EventSet::IN) {
+                self.run_rx();
+            } else if set.intersects(EventSet::ERROR | EventSet::HANG_UP) {
+                tracing::warn!(id = %self.id, "e1000: backend error or hang-up");
+                self.backend_dead = true;
+            }
+        }
+        self.update_interest(ops);
+    }
+}
+
+/// virtio_net_hdr flags: the checksum is partial.
+const VNET_HDR_F_NEEDS_CSUM: u8 = 1;
+
+/// Makes a backend frame (virtio-net header included) one the driver can
+/// take: a partial checksum (which a backend with offloads off should not
+/// produce) is completed; GSO frames cannot be and are refused.
+fn complete_frame(buf: &mut [u8]) -> bool {
+    let Some((hdr, frame)) = buf.split_at_mut_checked(VNET_HDR_LEN) else {
+        return false;
+    };
+    if hdr[1] != 0 {
+        return false; // gso_type
+    }
+    if hdr[0] & VNET_HDR_F_NEEDS_CSUM == 0 {
+        return true;
+    }
+    let start = usize::from(u16::from_le_bytes([hdr[6], hdr[7]]));
+    let field = start + usize::from(u16::from_le_bytes([hdr[8], hdr[9]]));
+    if start >= frame.len() || field + 2 > frame.len() {
+        return false;
+    }
+    let sum = !fold(ones_sum(&frame[start..]));
+    frame[field..field + 2].copy_from_slice(&sum.to_be_bytes());
+    true
+}
+
+/// The running "{id}-rx" thread.
+pub(crate) struct RxWorker {
+    name: String,
+    kill: EventFd,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl RxWorker {
+    /// Starts the thread and waits until its event loop is set up.
+    pub fn spawn(name: String, handler: RxHandler) -> io::Result<Self> {
+        let kill = handler.kill.try_clone()?;
+        let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
+        let handle = thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || run(handler, ready_tx))?;
+        let ready = ready_rx
+            .recv()
+            .unwrap_or_else(|_| Err(io::Error::other("the rx worker died at start")));
+        if let Err(e) = ready {
+            let _ = handle.join();
+            return Err(e);
+        }
+        Ok(Self {
+            name,
+            kill,
+            handle: Some(handle),
+        })
+    }
+
+    /// Signals the thread and joins it.
+    pub fn stop(&mut self) {
+        let Some(handle) = self.handle.take() else {
+            return;
+        };
+        if let Err(e) = self.kill.write(1) {
+            tracing::error!(worker = %self.name, error = %e, "e1000: cannot signal the rx worker");
+            return;
+        }
+        if handle.join().is_err() {
+            tracing::error!(worker = %self.name, "e1000: rx worker panicked");
+        }
+    }
+}
+
+impl Drop for RxWorker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run(handler: RxHandler, ready_tx: mpsc::Sender<io::Result<()>>) {
+    let mut em = match EventManager::<RxHandler>::new() {
+        Ok(em) => em,
+        Err(e) => {
+            let _ = ready_tx.send(Err(io::Error::other(e.to_string())));
+            return;
+        }
+    };
+    let id = em.add_subscriber(handler);
+    let _ = ready_tx.send(Ok(()));
+    loop {
+        match em.subscriber_mut(id) {
+            Ok(h) if !h.stopped => {}
+            _ => break,
+        }
+        if let Err(e) = em.run() {
+            tracing::error!(error = %e, "e1000: rx worker event loop failed");
+            break;
+        }
+    }
+}
