@@ -439,6 +439,24 @@ mod tests {
             println!("skipped: needs root");
             return;
         }
+        // In a private network namespace of a dedicated thread: the test's
+        // tap never appears among the host's interfaces.
+        std::thread::spawn(|| {
+            // SAFETY: unshare(2) takes a flag word and touches no memory; it
+            // only moves this thread into a new network namespace.
+            let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
+            tap_lifecycle_in_own_netns();
+        })
+        .join()
+        .unwrap();
+    }
+
+    fn tap_lifecycle_in_own_netns() {
+        if sys::euid() != 0 {
+            println!("skipped: needs root");
+            return;
+        }
         // Unique per process, so parallel runs on one host do not collide;
         // the tap is not persistent and goes away with its last descriptor.
         let name = format!("ptst{}", std::process::id() % 10000);
