@@ -127,14 +127,7 @@ pub fn load(
                 mode: EntryMode::Pvh { start_info },
             });
         }
-        let boot_params = arch::configure_boot_params(
-            mem,
-            cmdline_addr,
-            cmdline.len(),
-            initrd_info,
-            mem_bytes,
-            res.setup_header,
-        )?;
+        let boot_params = linux64_params(mem, cmdline_addr, cmdline, initrd_info, mem_bytes, &res)?;
         return Ok(BootEntry {
             entry: res.kernel_load,
             mode: EntryMode::Linux64 { boot_params },
@@ -149,14 +142,7 @@ pub fn load(
                 path: kpath.clone(),
                 source,
             })?;
-        let boot_params = arch::configure_boot_params(
-            mem,
-            cmdline_addr,
-            cmdline.len(),
-            initrd_info,
-            mem_bytes,
-            res.setup_header,
-        )?;
+        let boot_params = linux64_params(mem, cmdline_addr, cmdline, initrd_info, mem_bytes, &res)?;
         // The 64-bit entry of a bzImage's protected-mode part is 0x200 in.
         return Ok(BootEntry {
             entry: GuestAddress(res.kernel_load.0 + 0x200),
@@ -164,6 +150,26 @@ pub fn load(
         });
     }
     Err(LoaderError::UnknownFormat { path: kpath })
+}
+
+/// The zero page for the 64-bit boot protocol, from the loaded kernel's
+/// setup header when it has one.
+fn linux64_params(
+    mem: &GuestMemoryMmap,
+    cmdline_addr: GuestAddress,
+    cmdline: &str,
+    initrd: Option<InitrdInfo>,
+    mem_bytes: u64,
+    res: &linux_loader::loader::KernelLoaderResult,
+) -> Result<GuestAddress, LoaderError> {
+    Ok(arch::configure_boot_params(
+        mem,
+        cmdline_addr,
+        cmdline.len(),
+        initrd,
+        mem_bytes,
+        res.setup_header,
+    )?)
 }
 
 fn load_initrd(
