@@ -26,3 +26,4 @@ test: setup lint build
 bench: setup
 	$(CARGO) build --locked --release -p vmm
 	resources/scripts/bench-boot.sh
+	resources/scripts/bench-net.sh
