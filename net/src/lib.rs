@@ -15,7 +15,9 @@
 //!   code of the crate, one foreign call per block.
 
 pub mod backend;
+pub mod binding;
 pub mod dhcp;
+pub mod netlink;
 pub mod nft;
 pub mod seqpacket;
 mod sys;

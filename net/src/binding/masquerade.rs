@@ -1,0 +1,133 @@
+//! The masquerade binding: the guest on a private subnet behind NAT.
+//!
+//! [`setup_masquerade`] does what KubeVirt's masquerade binding does:
+//!
+//! 1. creates the bridge (pod MTU) holding the gateway address, the first
+//!    host of the guest network (`10.0.2.1/24` by default), and for IPv6 the
+//!    first host of that network (e.g. `fd10:0:2::1/120`, added without
+//!    DAD);
+//! 2. creates the tap (pod MTU, bridge port, up) and brings the bridge up;
+//! 3. enables forwarding (`net.ipv4.ip_forward`, and
+//!    `net.ipv6.conf.all.forwarding` with IPv6) and
+//!    `net.ipv4.conf.<bridge>.route_localnet` (for the pod-loopback-to-guest
+//!    DNAT) in the current network namespace;
+//! 4. applies the [`nft::MasqueradeRules`] in table [`nft_table_name`]
+//!    (`petrel_<vm>`), replacing a stale one. The rules' "tap" is the
+//!    bridge: that is the interface the IP layer sees the guest's traffic
+//!    on;
+//! 5. serves DHCP on the bridge: the guest gets the second host
+//!    (`10.0.2.2`), the gateway as router and server, the pod MTU, DNS and
+//!    host name. An IPv6 guest address is not served (there is no DHCPv6
+//!    server); the guest must be configured for it otherwise.
+//!
+//! The pod interface is not touched.
+//!
+//! Undo: delete the nft table, the tap and the bridge. The sysctls are left
+//! as they are: other NICs or the pod may rely on forwarding, and the
+//! bridge's own `route_localnet` goes away with the bridge.
+//!
+//! [`nft_table_name`]: super::nft_table_name
+
+use std::net::IpAddr;
+
+use super::{
+    bind_dhcp, cleanup_stale, ensure_address, first_hosts_v4, first_hosts_v6, mtu16,
+    nft_table_name, open_tap, set_sysctl, BindingError, BindingGuard, BindingSetup,
+    PodBindingRequest, UndoStep, DEFAULT_V4_CIDR, LEASE_SECS,
+};
+use crate::dhcp::DhcpConfig;
+use crate::netlink::{format_mac, Netlink};
+use crate::nft::{self, MasqueradeRules};
+
+/// The nftables rules [`setup_masquerade`] applies for `req` (after
+/// [`PodBindingRequest::validate`]).
+pub fn masquerade_rules(req: &PodBindingRequest) -> MasqueradeRules {
+    let (net4, len4) = req.v4_cidr.unwrap_or(DEFAULT_V4_CIDR);
+    let (gw4, guest4) = first_hosts_v4(net4, len4);
+    MasqueradeRules {
+        table: nft_table_name(&req.vm_name),
+        pod_iface: req.pod_iface.clone(),
+        tap: req.bridge_name.clone(),
+        guest_v4: Some((guest4, gw4, len4)),
+        guest_v6: req.v6_cidr.map(|(net6, len6)| {
+            let (gw6, guest6) = first_hosts_v6(net6, len6);
+            (guest6, gw6, len6)
+        }),
+        ports: req.ports.clone(),
+    }
+}
+
+/// Sets up the masquerade binding for `req`; see the [module docs](self).
+pub fn setup_masquerade(req: &PodBindingRequest) -> Result<BindingSetup, BindingError> {
+    req.validate()?;
+    let rules = masquerade_rules(req);
+    let Some((guest4, gw4, len4)) = rules.guest_v4 else {
+        return Err(BindingError::Invalid {
+            nic: req.nic_name.clone(),
+            reason: "no IPv4 guest network".into(),
+        });
+    };
+
+    let mut nl = Netlink::new()?;
+    cleanup_stale(&mut nl, req)?;
+    // A stale table is replaced atomically by `to_json` below; deleting it
+    // first also clears one whose ruleset would no longer load.
+    nft::apply(&rules.delete_json())?;
+
+    let pod = nl.link(&req.pod_iface)?;
+    let mtu = pod.mtu;
+    tracing::info!(
+        vm = %req.vm_name, nic = %req.nic_name, pod_iface = %req.pod_iface,
+        bridge = %req.bridge_name, tap = %req.tap_name, mtu, table = %rules.table,
+        guest_v4 = %guest4, gateway_v4 = %gw4, guest_v6 = ?rules.guest_v6,
+        guest_mac = %format_mac(&req.guest_mac),
+        "setting up masquerade binding"
+    );
+
+    let mut guard = BindingGuard::default();
+    nl.create_bridge(&req.bridge_name, Some(mtu))?;
+    guard.push(UndoStep::DeleteLink(req.bridge_name.clone()));
+    ensure_address(&mut nl, &req.bridge_name, IpAddr::V4(gw4), len4)?;
+    if let Some((_, gw6, len6)) = rules.guest_v6 {
+        ensure_address(&mut nl, &req.bridge_name, IpAddr::V6(gw6), len6)?;
+    }
+    let taps = open_tap(&mut nl, req, mtu, &mut guard)?;
+    nl.set_up(&req.bridge_name)?;
+
+    set_sysctl("net/ipv4/ip_forward", "1")?;
+    if rules.guest_v6.is_some() {
+        set_sysctl("net/ipv6/conf/all/forwarding", "1")?;
+    }
+    set_sysctl(
+        &format!("net/ipv4/conf/{}/route_localnet", req.bridge_name),
+        "1",
+    )?;
+
+    guard.push(UndoStep::DeleteNftTable(rules.clone()));
+    nft::apply(&rules.to_json())?;
+
+    let config = DhcpConfig {
+        server_ip: gw4,
+        client_mac: req.guest_mac,
+        client_ip: guest4,
+        prefix_len: len4,
+        router: Some(gw4),
+        dns_servers: req.dns.servers.clone(),
+        search_domains: req.dns.search.clone(),
+        hostname: (!req.hostname.is_empty()).then(|| req.hostname.clone()),
+        mtu: Some(mtu16(mtu)),
+        classless_routes: Vec::new(),
+        lease_secs: LEASE_SECS,
+        boot_file_name: None,
+        tftp_server_name: None,
+    };
+    let dhcp = bind_dhcp(req, config)?;
+
+    Ok(BindingSetup {
+        taps,
+        dhcp: Some(dhcp),
+        guard,
+        mtu: mtu16(mtu),
+        guest_mac: req.guest_mac,
+    })
+}
