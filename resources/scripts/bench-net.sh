@@ -1,13 +1,14 @@
 #!/bin/bash
-# virtio-net datapath benchmark without a guest: builds the `netbench` binary
-# (tests/src/bin/netbench.rs) in release mode and runs it as root. It measures
-# petrel's QueuePair (called directly, and through the real Net device's worker
-# threads with eventfd kicks) against the same frames written to / read from a
-# raw tap, for 64 B, 1514 B and 64 KiB TSO frames, TX and RX, 1 and 2 queue
-# pairs. Everything happens in a private network namespace that disappears
-# with the process; the host's interfaces are never touched.
+# virtio-net and e1000 datapath benchmark without a guest: builds the
+# `netbench` binary (tests/src/bin/netbench.rs) in release mode and runs it as
+# root. It measures petrel's QueuePair (called directly, and through the real
+# Net device's worker threads with eventfd kicks) and the e1000 model (driven
+# through its BAR 0 registers, 1 queue) against the same frames written to /
+# read from a raw tap, for 64 B, 1514 B and 64 KiB TSO frames, TX and RX, 1
+# and 2 queue pairs. Everything happens in a private network namespace that
+# disappears with the process; the host's interfaces are never touched.
 #
-#   resources/scripts/bench-net.sh                     # full run, ~2.5 min
+#   resources/scripts/bench-net.sh                     # full run, ~3 min
 #   resources/scripts/bench-net.sh --seconds 2 --repeat 5 --json out.json
 #   resources/scripts/bench-net.sh --help               # all options
 #

@@ -158,6 +158,19 @@ impl Vmm {
         guest_cmd: Option<&str>,
         args: &[&str],
     ) -> Self {
+        Self::boot_with_fds(netns, spec, extra_cmdline, guest_cmd, args, &[])
+    }
+
+    /// Like [`Vmm::boot_in`]; the descriptors `fds` stay open (same numbers)
+    /// in petrel, for `--tap-fd`.
+    pub fn boot_with_fds(
+        netns: Option<&str>,
+        spec: &Path,
+        extra_cmdline: &str,
+        guest_cmd: Option<&str>,
+        args: &[&str],
+        fds: &[i32],
+    ) -> Self {
         let dir = guest_dir();
         let mut cmdline = guest_cmdline();
         if !extra_cmdline.is_empty() {
@@ -188,6 +201,21 @@ impl Vmm {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if !fds.is_empty() {
+            let fds = fds.to_vec();
+            // SAFETY: the closure runs in the forked child before exec and
+            // only calls fcntl(2), which is async-signal-safe.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut c, move || {
+                    for &fd in &fds {
+                        if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    Ok(())
+                });
+            }
+        }
         Self::spawn(c)
     }
 

@@ -62,6 +62,29 @@ impl NetNs {
         ))
     }
 
+    /// Opens `queues` queues of tap `tap` inside the namespace (from a
+    /// thread that enters it) and returns the descriptors, close-on-exec,
+    /// for handing to petrel with `--tap-fd`.
+    pub fn open_tap_fds(&self, tap: &str, queues: u16) -> Vec<std::os::fd::OwnedFd> {
+        let path = format!("/run/netns/{}", self.name);
+        let tap = tap.to_string();
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).unwrap();
+            // SAFETY: setns(2) on a namespace fd we own; it only changes this
+            // thread's network namespace.
+            let rc =
+                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            net::Tap::open_named(&tap, queues)
+                .unwrap()
+                .iter()
+                .map(|t| std::os::fd::AsFd::as_fd(t).try_clone_to_owned().unwrap())
+                .collect()
+        })
+        .join()
+        .unwrap()
+    }
+
     /// A command object that runs `program args` inside the namespace.
     pub fn command(&self, program: &Path) -> Command {
         let mut c = Command::new("ip");

@@ -13,7 +13,7 @@ fn dhcp_ping_and_transfer_each_way_with_md5() {
 }
 
 #[test]
-fn multiqueue_two_vcpus_two_queue_pairs_both_carry_traffic() {
+fn multiqueue_over_handed_over_tap_fds_two_queue_pairs_both_carry_traffic() {
     let dir = Scratch::new("vnetmq");
     let mut ns = host_side(&dir, true);
     ns.spawn(&format!(
@@ -32,7 +32,20 @@ fn multiqueue_two_vcpus_two_queue_pairs_both_carry_traffic() {
          taskset 2 wget -q -O /tmp/b http://{HOST_IP}:8080/blob && echo DL1-OK; \
          taskset 1 ping -c 3 {HOST_IP} >/dev/null; taskset 2 ping -c 3 {HOST_IP} >/dev/null; echo PINGS-DONE"
     );
-    let mut vm = Vmm::boot_in(Some(ns.name()), &spec, "", Some(&guest_cmd), &[]);
+    // The tap's queues are opened here and handed over as descriptors, the
+    // way a parent process (virt-launcher) would pass them.
+    let fds = ns.open_tap_fds("ptap0", 2);
+    let raw: Vec<i32> = fds.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
+    let tap_fd = format!("default={},{}", raw[0], raw[1]);
+    let mut vm = Vmm::boot_with_fds(
+        Some(ns.name()),
+        &spec,
+        "",
+        Some(&guest_cmd),
+        &["--tap-fd", &tap_fd],
+        &raw,
+    );
+    drop(fds);
     vm.wait_for("GUEST-NET eth0", BOOT_TIMEOUT);
     vm.wait_for("DL0-OK", BOOT_TIMEOUT);
     vm.wait_for("DL1-OK", BOOT_TIMEOUT);

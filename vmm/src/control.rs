@@ -12,6 +12,7 @@ use vmm_sys_util::epoll::EventSet;
 
 use crate::exit::{ExitReason, ExitSignal};
 use crate::intx::KvmIntx;
+use crate::pod_net::PodBinding;
 use crate::signals::StopSignals;
 
 #[derive(Debug, thiserror::Error)]
@@ -116,12 +117,45 @@ impl MutEventSubscriber for ResampleSubscriber {
     }
 }
 
+/// Serves a pod binding's DHCP server on its socket; owns the binding's
+/// undo guard, so the plumbing goes away when the loop ends.
+struct DhcpSubscriber {
+    binding: PodBinding,
+}
+
+impl MutEventSubscriber for DhcpSubscriber {
+    fn init(&mut self, ops: &mut EventOps) {
+        if let Some((_, sock)) = &self.binding.dhcp {
+            if let Err(e) = ops.add(Events::new(sock, EventSet::IN)) {
+                warn!(error = ?e, nic = %self.binding.nic, "cannot watch the DHCP socket");
+            }
+        }
+    }
+
+    fn process(&mut self, _events: Events, _ops: &mut EventOps) {
+        if let Some((server, sock)) = &mut self.binding.dhcp {
+            if let Err(e) = sock.handle_readable(server) {
+                warn!(error = %e, nic = %self.binding.nic, "DHCP socket error");
+            }
+        }
+    }
+}
+
+impl Drop for DhcpSubscriber {
+    fn drop(&mut self) {
+        if let Some((server, _)) = &self.binding.dhcp {
+            info!(nic = %self.binding.nic, counters = ?server.counters(), "DHCP server stopped");
+        }
+    }
+}
+
 /// Runs the control loop until the exit event fires; returns the reason.
 pub fn run(
     exit: Arc<ExitSignal>,
     signals: StopSignals,
     stdin_serial: Option<Arc<Mutex<Serial>>>,
     intx: Vec<Arc<KvmIntx>>,
+    pod: Vec<PodBinding>,
 ) -> Result<ExitReason, ControlError> {
     let mut mgr: EventManager<Box<dyn MutEventSubscriber + Send>> = EventManager::new()?;
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -138,6 +172,9 @@ pub fn run(
             serial,
             pending: Vec::new(),
         }));
+    }
+    for binding in pod {
+        mgr.add_subscriber(Box::new(DhcpSubscriber { binding }));
     }
     for line in intx {
         mgr.add_subscriber(Box::new(ResampleSubscriber { line }));

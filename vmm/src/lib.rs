@@ -13,6 +13,7 @@ mod memory;
 mod msi;
 pub mod nic;
 pub mod plan;
+pub mod pod_net;
 pub mod run;
 mod signals;
 pub mod spec;

@@ -75,7 +75,31 @@ enum Command {
         /// petrel's CPU set (for dedicated CPUs); by default they float.
         #[arg(long)]
         pin_vcpus: bool,
+        /// Use already-open tap descriptors for an interface instead of
+        /// opening its tap by name: `IFACE=FD[,FD...]`, one per queue pair
+        /// (taps opened with IFF_NO_PI|IFF_VNET_HDR). Repeatable.
+        #[arg(long = "tap-fd", value_parser = parse_tap_fd)]
+        tap_fds: Vec<(String, Vec<i32>)>,
     },
+}
+
+fn parse_tap_fd(s: &str) -> Result<(String, Vec<i32>), String> {
+    let (name, fds) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected IFACE=FD[,FD...], e.g. default=3,4"))?;
+    if name.is_empty() {
+        return Err(format!("{s:?}: the interface name is empty"));
+    }
+    let fds = fds
+        .split(',')
+        .map(|f| {
+            f.parse::<i32>()
+                .ok()
+                .filter(|n| *n >= 3)
+                .ok_or_else(|| format!("{f:?} is not a descriptor number >= 3"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((name.to_string(), fds))
 }
 
 fn init_logging(format: LogFormat) {
@@ -140,6 +164,7 @@ fn main() -> ExitCode {
             console,
             boot_protocol,
             pin_vcpus,
+            tap_fds,
         } => load_plan(&spec, boot).and_then(|plan| {
             let console = match console.as_str() {
                 "stdout" | "-" => ConsoleTarget::Stdout,
@@ -149,6 +174,7 @@ fn main() -> ExitCode {
                 console,
                 boot_protocol,
                 pin_vcpus,
+                tap_fds,
                 start: Some(start),
             };
             vmm::run(&plan, &opts).map(Some)

@@ -2,6 +2,7 @@
 //! device model behind the virtio-pci transport, place its BARs, and wire
 //! its queue kicks (ioeventfd) and interrupts (MSI-X → irqfd) into KVM.
 
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 use devices::e1000::E1000;
@@ -39,6 +40,12 @@ pub enum NicError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error("pod network")]
+    PodNet(#[from] crate::pod_net::PodNetError),
+    #[error("interface {nic}: {got} tap descriptors given, it has {want} queue pairs (one descriptor each)")]
+    TapFdCount { nic: String, got: usize, want: u16 },
+    #[error("interface {nic}: descriptor {fd} is not open in petrel")]
+    TapFdClosed { nic: String, fd: i32 },
     #[error("interface {nic}: no room for its BAR in the PCI window")]
     NoBarSpace { nic: String },
     #[error("interface {nic}: no free IOAPIC pin for INTx (petrel has {count})")]
@@ -79,6 +86,8 @@ pub struct PciSetup {
     pub intx: Vec<Arc<KvmIntx>>,
     /// MP table entries for those lines.
     pub mp_intx: Vec<arch::PciIntx>,
+    /// Pod bindings set up for NICs: DHCP servers and undo guards.
+    pub pod: Vec<crate::pod_net::PodBinding>,
 }
 
 /// Port-I/O window for I/O BARs (above the legacy ISA ports).
@@ -103,11 +112,85 @@ impl PciSetup {
             next_intx_gsi: INTX_FIRST_GSI,
             intx: Vec::new(),
             mp_intx: Vec::new(),
+            pod: Vec::new(),
         })
     }
 }
 
-fn open_backends(nic: &NicPlan) -> Result<Vec<Box<dyn FrameBackend>>, NicError> {
+/// Adopts descriptors passed by the parent (`--tap-fd NIC=FD,...`): they
+/// must be taps opened with IFF_NO_PI|IFF_VNET_HDR, one per queue pair.
+fn adopt_fds(nic: &NicPlan, fds: &[i32]) -> Result<Vec<Box<dyn FrameBackend>>, NicError> {
+    if fds.len() != usize::from(nic.queue_pairs) {
+        return Err(NicError::TapFdCount {
+            nic: nic.name.clone(),
+            got: fds.len(),
+            want: nic.queue_pairs,
+        });
+    }
+    let mut taps: Vec<Box<dyn FrameBackend>> = Vec::with_capacity(fds.len());
+    for &fd in fds {
+        // A descriptor number must be open in this process before it may be
+        // owned: F_GETFD fails with EBADF otherwise.
+        // SAFETY: fcntl(F_GETFD) only queries the descriptor table.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(NicError::TapFdClosed {
+                nic: nic.name.clone(),
+                fd,
+            });
+        }
+        // SAFETY: the descriptor is open (checked above) and was handed to
+        // petrel for this NIC alone; nothing else in the process owns it.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let tap = Tap::from_fd(owned).map_err(|source| NicError::Tap {
+            nic: nic.name.clone(),
+            tap: format!("fd {fd}"),
+            source,
+        })?;
+        taps.push(Box::new(tap));
+    }
+    Ok(taps)
+}
+
+/// A NIC's opened backend: one frame backend per queue pair, the MTU and
+/// MAC the guest must use.
+struct Backends {
+    queues: Vec<Box<dyn FrameBackend>>,
+    mtu: u16,
+    mac: [u8; 6],
+}
+
+fn open_backends(
+    pci: &mut PciSetup,
+    vm_name: &str,
+    nic: &NicPlan,
+    tap_fds: &[(String, Vec<i32>)],
+) -> Result<Backends, NicError> {
+    let plain = |queues| Backends {
+        queues,
+        mtu: DEFAULT_MTU,
+        mac: nic.mac.0,
+    };
+    if let Some((_, fds)) = tap_fds.iter().find(|(n, _)| *n == nic.name) {
+        return Ok(plain(adopt_fds(nic, fds)?));
+    }
+    if crate::pod_net::is_pod_binding(nic) {
+        let bound = crate::pod_net::bind(vm_name, nic)?;
+        let queues = bound
+            .taps
+            .into_iter()
+            .map(|t| Box::new(t) as Box<dyn FrameBackend>)
+            .collect();
+        pci.pod.push(bound.state);
+        return Ok(Backends {
+            queues,
+            mtu: bound.mtu,
+            mac: nic.mac.0,
+        });
+    }
+    Ok(plain(open_named_taps(nic)?))
+}
+
+fn open_named_taps(nic: &NicPlan) -> Result<Vec<Box<dyn FrameBackend>>, NicError> {
     match &nic.backend {
         Backend::Tap { name } => {
             let taps = Tap::open_named(name, nic.queue_pairs).map_err(|source| NicError::Tap {
@@ -132,9 +215,19 @@ fn open_backends(nic: &NicPlan) -> Result<Vec<Box<dyn FrameBackend>>, NicError> 
 pub fn attach_nics(
     vm: &mut Vm,
     pci: &mut PciSetup,
+    vm_name: &str,
     nics: &[NicPlan],
     cpus: &[usize],
+    tap_fds: &[(String, Vec<i32>)],
 ) -> Result<(), NicError> {
+    for (name, _) in tap_fds {
+        if !nics.iter().any(|n| &n.name == name) {
+            return Err(NicError::Unsupported {
+                nic: name.clone(),
+                what: "--tap-fd for an interface the spec does not have".into(),
+            });
+        }
+    }
     for nic in nics {
         let addr = &nic.pci_address;
         if addr.domain != 0 || addr.bus != 0 || addr.function != 0 {
@@ -144,8 +237,8 @@ pub fn attach_nics(
             });
         }
         match nic.model {
-            NicModel::VirtioNet => attach_virtio_net(vm, pci, nic, cpus)?,
-            NicModel::E1000 => attach_e1000(vm, pci, nic)?,
+            NicModel::VirtioNet => attach_virtio_net(vm, pci, vm_name, nic, cpus, tap_fds)?,
+            NicModel::E1000 => attach_e1000(vm, pci, vm_name, nic, tap_fds)?,
             other => {
                 return Err(NicError::Unsupported {
                     nic: nic.name.clone(),
@@ -195,13 +288,21 @@ fn place(
     Ok(())
 }
 
-fn attach_e1000(vm: &mut Vm, pci: &mut PciSetup, nic: &NicPlan) -> Result<(), NicError> {
+fn attach_e1000(
+    vm: &mut Vm,
+    pci: &mut PciSetup,
+    vm_name: &str,
+    nic: &NicPlan,
+    tap_fds: &[(String, Vec<i32>)],
+) -> Result<(), NicError> {
     if nic.queue_pairs != 1 {
         return Err(NicError::Multiqueue {
             nic: nic.name.clone(),
         });
     }
-    let mut backends = open_backends(nic)?;
+    let opened = open_backends(pci, vm_name, nic, tap_fds)?;
+    let mac = opened.mac;
+    let mut backends = opened.queues;
     let backend = backends.pop().ok_or_else(|| NicError::Unsupported {
         nic: nic.name.clone(),
         what: "a backend without queues".into(),
@@ -231,7 +332,7 @@ fn attach_e1000(vm: &mut Vm, pci: &mut PciSetup, nic: &NicPlan) -> Result<(), Ni
         .ok_or_else(no_space)?;
     let mut dev = E1000::new(
         nic.name.clone(),
-        nic.mac.0,
+        mac,
         backend,
         vm.mem.clone(),
         intx.clone(),
@@ -267,21 +368,24 @@ fn attach_e1000(vm: &mut Vm, pci: &mut PciSetup, nic: &NicPlan) -> Result<(), Ni
 fn attach_virtio_net(
     vm: &mut Vm,
     pci: &mut PciSetup,
+    vm_name: &str,
     nic: &NicPlan,
     cpus: &[usize],
+    tap_fds: &[(String, Vec<i32>)],
 ) -> Result<(), NicError> {
     let addr = &nic.pci_address;
     {
-        let backends = open_backends(nic)?;
+        let opened = open_backends(pci, vm_name, nic, tap_fds)?;
+        let (backends, mtu, mac) = (opened.queues, opened.mtu, opened.mac);
         let affinity: Vec<Option<Vec<usize>>> = (0..backends.len())
             .map(|i| (!cpus.is_empty()).then(|| vec![cpus[i % cpus.len()]]))
             .collect();
-        let net = Net::new(nic.name.clone(), nic.mac.0, DEFAULT_MTU, backends, affinity).map_err(
-            |e| NicError::Device {
+        let net = Net::new(nic.name.clone(), mac, mtu, backends, affinity).map_err(|e| {
+            NicError::Device {
                 nic: nic.name.clone(),
                 source: Box::new(e),
-            },
-        )?;
+            }
+        })?;
         let vectors = VirtioPciDevice::msix_vectors_needed(&net);
         let msix = KvmMsiVectors::new(vm.irq.clone(), vectors).map_err(|source| NicError::Msi {
             nic: nic.name.clone(),

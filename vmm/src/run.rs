@@ -37,6 +37,9 @@ pub struct RunOptions {
     /// Pin vCPU i (and NIC queue pair i's worker) to the i-th allowed host
     /// CPU; otherwise both float over the process's CPU set.
     pub pin_vcpus: bool,
+    /// Tap descriptors handed over by the parent process, per interface
+    /// name: one per queue pair, used instead of opening the tap by name.
+    pub tap_fds: Vec<(String, Vec<i32>)>,
     /// When the process started, for the boot-time log lines.
     pub start: Option<Instant>,
 }
@@ -126,7 +129,14 @@ pub fn run(plan: &VmPlan, opts: &RunOptions) -> Result<ExitReason, VmmError> {
         .filter_map(|i| crate::affinity::cpu_for_vcpu(&allowed, i))
         .collect();
     let mut pci = PciSetup::new(&mut vm.pio).map_err(|e| VmmError::Vm(e.into()))?;
-    crate::nic::attach_nics(&mut vm, &mut pci, &plan.nics, &vcpu_cpus)?;
+    crate::nic::attach_nics(
+        &mut vm,
+        &mut pci,
+        &plan.name,
+        &plan.nics,
+        &vcpu_cpus,
+        &opts.tap_fds,
+    )?;
     arch::setup_mptable(&vm.mem, plan.vcpus, &pci.mp_intx).map_err(VmmError::MpTable)?;
     let entry = loader::load(
         &vm.mem,
@@ -183,6 +193,7 @@ pub fn run(plan: &VmPlan, opts: &RunOptions) -> Result<ExitReason, VmmError> {
             signals,
             raw.as_ref().map(|_| vm.serial.clone()),
             pci.intx.clone(),
+            std::mem::take(&mut pci.pod),
         )
         .map_err(VmmError::from),
         Err(e) => Err(e),

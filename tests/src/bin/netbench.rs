@@ -1,5 +1,5 @@
-//! netbench: a device-model benchmark of petrel's virtio-net datapath
-//! without a guest.
+//! netbench: a device-model benchmark of petrel's virtio-net and e1000
+//! datapaths without a guest.
 //!
 //! The benchmark plays the guest driver: it lays out split virtqueues and
 //! buffers in a `GuestMemoryMmap`, posts descriptor chains, publishes the
@@ -25,7 +25,16 @@
 //!   `process_rx` itself (device datapath cost, single thread);
 //! - `worker`: the full `Net` device, activated with the driver's
 //!   features, one worker thread per queue pair woken by kick eventfds; a
-//!   fake `VirtioInterrupt` counts interrupts and wakes the driver thread.
+//!   fake `VirtioInterrupt` counts interrupts and wakes the driver thread;
+//! - `e1000`: the e1000 model (`devices::e1000::E1000`), driven through
+//!   `bar_write`/`bar_read` on BAR 0 as Linux's e1000 driver would (256-entry
+//!   rings, RCTL EN|BAM with 2 KiB buffers, IMS, ICR read + IMC in the
+//!   "ISR", IMS again when done). TX writes legacy descriptors (EOP|IFCS|RS)
+//!   or, for TSO, a context descriptor and 4 KiB data descriptors, and
+//!   writes TDT every 32 packets: the device transmits on the calling thread
+//!   inside that write. RX recycles descriptors with DD and writes RDT every
+//!   16; the device's rx worker thread reads the tap. A fake `IntxLine`
+//!   counts assertions. One queue only, and no RX of TSO frames.
 //!
 //! and with 1 and 2 queue pairs (2 pairs: a multi-queue tap, one thread per
 //! pair, each on its own tap queue; RX flows are chosen by probing so each
@@ -45,6 +54,8 @@ use std::sync::{Arc, Barrier};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use devices::e1000::{regs as e1k, E1000Counters, E1000};
+use devices::pci::{IntxLine, PciDevice};
 use devices::virtio::net::{Net, NetMetrics, QueuePair, QUEUE_SIZE, VNET_HDR_LEN};
 use devices::virtio::{
     QueueConfig, VirtioDevice, VirtioInterrupt, VirtioInterruptType, VIRTIO_F_VERSION_1,
@@ -798,6 +809,7 @@ enum Mode {
     Raw,
     Direct,
     Worker,
+    E1000,
 }
 
 impl Mode {
@@ -806,6 +818,7 @@ impl Mode {
             Mode::Raw => "raw",
             Mode::Direct => "direct",
             Mode::Worker => "worker",
+            Mode::E1000 => "e1000",
         }
     }
 }
@@ -818,6 +831,8 @@ struct Stats {
     kicks: AtomicU64,
     waits: AtomicU64,
     stalls: AtomicU64,
+    /// e1000: device drops and errors over the whole run (set at the end).
+    dev_drops: AtomicU64,
 }
 
 impl Stats {
@@ -1024,6 +1039,420 @@ fn worker_rx(
     }
 }
 
+// ------------------------------------------------------------ e1000
+
+/// Descriptors per e1000 ring (Linux's default for both rings).
+const E1K_RING: u32 = 256;
+/// Guest memory layout of the e1000 case (one `PAIR_MEM` region).
+const E1K_TX_RING_OFF: u64 = 0;
+const E1K_RX_RING_OFF: u64 = 0x1000;
+const E1K_RX_BUF_OFF: u64 = 0x10_0000;
+const E1K_TX_BUF_OFF: u64 = 0x50_0000;
+/// RCTL.BSIZE 2048 (BSIZE 0, BSEX clear), as Linux uses for a 1500 MTU.
+const E1K_RX_BUF: u64 = 2048;
+/// Linux's E1000_RX_BUFFER_WRITE: RDT is written every 16 buffers.
+const E1K_RDT_EVERY: u32 = 16;
+/// Linux's E1000_MAX_DATA_PER_TXD: TSO payload is split in 4 KiB descriptors.
+const E1K_MAX_TXD_DATA: usize = 4096;
+/// Frames (TSO: packets) posted per TDT write, like virtio's TX refill.
+const E1K_TX_BATCH: u32 = 32;
+/// Linux's IMS_ENABLE_MASK: RXT0 | TXDW | RXDMT0 | RXSEQ | LSC.
+const E1K_IMS: u32 =
+    e1k::icr::RXT0 | e1k::icr::TXDW | e1k::icr::RXDMT0 | e1k::icr::RXSEQ | e1k::icr::LSC;
+const E1K_BAR0: u64 = 0xc000_0000;
+const E1K_BAR1: u64 = 0xc000;
+
+/// Whether the e1000 mode can run a case: one queue, and no GSO receive
+/// (the device turns the tap's offloads off, so the kernel would segment
+/// an injected 64 KiB frame into 45 before the tap).
+fn e1000_supported(dir: Dir, size: Size, pairs: usize) -> bool {
+    pairs == 1 && !(dir == Dir::Rx && size.gso)
+}
+
+/// TCP segments the kernel sees per benchmark frame in `mode`.
+fn kernel_segments(mode: Mode, size: Size) -> u64 {
+    if mode == Mode::E1000 && size.gso {
+        (size.frame_len - L4_HDRS).div_ceil(usize::from(TSO_MSS)) as u64
+    } else {
+        1
+    }
+}
+
+/// A fake INTA# line: counts assertions and writes an eventfd the driver
+/// thread sleeps on (what an irqfd would do for a real guest).
+struct BenchIntx {
+    asserts: AtomicU64,
+    fd: EventFd,
+}
+
+impl IntxLine for BenchIntx {
+    fn set_level(&self, asserted: bool) {
+        if asserted {
+            self.asserts.fetch_add(1, Ordering::Relaxed);
+            let _ = self.fd.write(1);
+        }
+    }
+}
+
+/// The guest driver's register access: BAR0 dword reads and writes,
+/// counted (each one is an MMIO exit for a real guest).
+struct E1kRegs {
+    dev: E1000,
+    mmio: u64,
+}
+
+impl E1kRegs {
+    fn w(&mut self, reg: u64, v: u32) {
+        self.dev.bar_write(0, reg, &v.to_le_bytes());
+        self.mmio += 1;
+    }
+
+    fn r(&mut self, reg: u64) -> u32 {
+        let mut b = [0u8; 4];
+        self.dev.bar_read(0, reg, &mut b);
+        self.mmio += 1;
+        u32::from_le_bytes(b)
+    }
+
+    /// Linux's e1000_intr + NAPI entry: read ICR (clears it), mask all.
+    fn isr(&mut self) {
+        self.r(e1k::ICR);
+        self.w(e1k::IMC, !0);
+    }
+
+    /// Linux's NAPI completion: unmask.
+    fn irq_enable(&mut self) {
+        self.w(e1k::IMS, E1K_IMS);
+    }
+
+    /// Device-side drops and errors so far.
+    fn drops(&self) -> u64 {
+        let c: E1000Counters = self.dev.counters();
+        c.tx_dropped
+            + c.tx_ring_errors
+            + c.rx_filtered
+            + c.rx_dropped
+            + c.rx_ring_errors
+            + c.backend_errors
+    }
+}
+
+/// The e1000 frame a Linux guest hands the device: for TSO, IP total
+/// length and checksum zeroed and the TCP checksum field holding the
+/// pseudo-header sum without length (e1000_tso); otherwise complete.
+fn e1k_frame(size: Size, sport: u16) -> Vec<u8> {
+    let mut f = build_frame(size, GUEST_MAC, PEER_MAC, sport);
+    if size.gso {
+        f[16..18].fill(0);
+        f[24..26].fill(0);
+        let mut pseudo = csum_add(0, &GUEST_IP);
+        pseudo = csum_add(pseudo, &PEER_IP);
+        pseudo += 6;
+        f[50..52].copy_from_slice(&csum_fold(pseudo).to_be_bytes());
+    }
+    f
+}
+
+fn e1k_desc(addr: u64, lower: u32, upper: u32) -> [u8; 16] {
+    let mut d = [0u8; 16];
+    d[0..8].copy_from_slice(&addr.to_le_bytes());
+    d[8..12].copy_from_slice(&lower.to_le_bytes());
+    d[12..16].copy_from_slice(&upper.to_le_bytes());
+    d
+}
+
+/// TX side of the e1000 driver. Non-TSO frames take one legacy descriptor
+/// (EOP | IFCS | RS; the frame carries complete checksums). TSO packets
+/// take a context descriptor (TSE, IPv4, TCP, MSS 1448) and data
+/// descriptors of at most 4 KiB (IXSM | TXSM; EOP | RS on the last).
+struct E1kTx {
+    mem: GuestMemoryMmap,
+    ring: u64,
+    tail: u32,
+    /// Ring index of the RS descriptor of every packet posted, oldest first.
+    in_flight: std::collections::VecDeque<u32>,
+    /// Descriptors posted and not yet cleaned.
+    used: u32,
+    bufs: Vec<u64>,
+    next_buf: usize,
+    size: Size,
+    frames: u64,
+}
+
+impl E1kTx {
+    fn new(mem: &GuestMemoryMmap, base: u64, size: Size, sport: u16) -> Self {
+        let frame = e1k_frame(size, sport);
+        let stride = (frame.len() as u64).next_multiple_of(4096);
+        let n = ((PAIR_MEM - E1K_TX_BUF_OFF) / stride).min(u64::from(E1K_RING / 2));
+        let bufs: Vec<u64> = (0..n).map(|i| base + E1K_TX_BUF_OFF + i * stride).collect();
+        for &b in &bufs {
+            mem.write_slice(&frame, GuestAddress(b)).unwrap();
+        }
+        let ring = base + E1K_TX_RING_OFF;
+        mem.write_slice(&vec![0u8; 16 * E1K_RING as usize], GuestAddress(ring))
+            .unwrap();
+        Self {
+            mem: mem.clone(),
+            ring,
+            tail: 0,
+            in_flight: std::collections::VecDeque::new(),
+            used: 0,
+            bufs,
+            next_buf: 0,
+            size,
+            frames: 0,
+        }
+    }
+
+    fn descs_per_packet(&self) -> u32 {
+        if self.size.gso {
+            1 + self.size.frame_len.div_ceil(E1K_MAX_TXD_DATA) as u32
+        } else {
+            1
+        }
+    }
+
+    fn put(&mut self, d: [u8; 16]) {
+        let at = self.ring + 16 * u64::from(self.tail);
+        self.mem.write_slice(&d, GuestAddress(at)).unwrap();
+        self.tail = (self.tail + 1) % E1K_RING;
+        self.used += 1;
+    }
+
+    /// Writes descriptors for up to `E1K_TX_BATCH` packets (as many as
+    /// fit, one slot always empty); returns how many.
+    fn post(&mut self) -> u32 {
+        use e1k::txd;
+        let per = self.descs_per_packet();
+        let room = (E1K_RING - 1 - self.used) / per;
+        let n = room.min(E1K_TX_BATCH);
+        let cmd = |c: u8| u32::from(c) << 24;
+        for _ in 0..n {
+            let buf = self.bufs[self.next_buf];
+            self.next_buf = (self.next_buf + 1) % self.bufs.len();
+            let len = self.size.frame_len;
+            if !self.size.gso {
+                let c = txd::CMD_EOP | txd::CMD_IFCS | txd::CMD_RS;
+                self.in_flight.push_back(self.tail);
+                self.put(e1k_desc(buf, len as u32 | cmd(c), 0));
+                continue;
+            }
+            // Context: IPCSS 14, IPCSO 24, IPCSE 33, TUCSS 34, TUCSO 50,
+            // TUCSE 0 (to the end), PAYLEN, TUCMD, HDRLEN 54, MSS.
+            let mut ctx = [0u8; 16];
+            ctx[0] = 14;
+            ctx[1] = 24;
+            ctx[2..4].copy_from_slice(&33u16.to_le_bytes());
+            ctx[4] = 34;
+            ctx[5] = 50;
+            let tucmd = txd::CMD_DEXT | txd::CMD_TSE | txd::TUCMD_IP | txd::TUCMD_TCP;
+            let lower = (len - L4_HDRS) as u32 | cmd(tucmd);
+            ctx[8..12].copy_from_slice(&lower.to_le_bytes());
+            ctx[13] = L4_HDRS as u8;
+            ctx[14..16].copy_from_slice(&TSO_MSS.to_le_bytes());
+            self.put(ctx);
+            let popts = u32::from(txd::POPTS_IXSM | txd::POPTS_TXSM) << 8;
+            let mut off = 0;
+            while off < len {
+                let chunk = (len - off).min(E1K_MAX_TXD_DATA);
+                let last = off + chunk == len;
+                let mut c = txd::CMD_DEXT | txd::CMD_TSE | txd::CMD_IFCS;
+                if last {
+                    c |= txd::CMD_EOP | txd::CMD_RS;
+                    self.in_flight.push_back(self.tail);
+                }
+                let lower = chunk as u32 | txd::DTYP_DATA | cmd(c);
+                self.put(e1k_desc(buf + off as u64, lower, popts));
+                off += chunk;
+            }
+        }
+        n
+    }
+
+    /// Cleans packets whose RS descriptor has DD (e1000_clean_tx_irq).
+    fn reap(&mut self) -> u32 {
+        let per = self.descs_per_packet();
+        let mut n = 0;
+        while let Some(&i) = self.in_flight.front() {
+            let at = GuestAddress(self.ring + 16 * u64::from(i) + 12);
+            let sta: u8 = self.mem.load(at, Ordering::Acquire).unwrap();
+            if sta & e1k::txd::STA_DD == 0 {
+                break;
+            }
+            self.mem.store(0u8, at, Ordering::Relaxed).unwrap();
+            self.in_flight.pop_front();
+            self.used -= per;
+            n += 1;
+        }
+        self.frames += u64::from(n);
+        n
+    }
+}
+
+/// RX side of the e1000 driver: `E1K_RING` descriptors over 2 KiB buffers;
+/// cleaned descriptors get their status cleared and are handed back by
+/// writing RDT every `E1K_RDT_EVERY` buffers (and before going idle).
+struct E1kRx {
+    mem: GuestMemoryMmap,
+    ring: u64,
+    next_to_clean: u32,
+    to_refill: u32,
+    /// Bytes of the frame being assembled (frames may span buffers).
+    acc: u64,
+    frames: u64,
+    bytes: u64,
+}
+
+impl E1kRx {
+    fn new(mem: &GuestMemoryMmap, base: u64) -> Self {
+        let ring = base + E1K_RX_RING_OFF;
+        assert!(E1K_RX_BUF_OFF + u64::from(E1K_RING) * E1K_RX_BUF <= E1K_TX_BUF_OFF);
+        for i in 0..u64::from(E1K_RING) {
+            let buf = base + E1K_RX_BUF_OFF + i * E1K_RX_BUF;
+            mem.write_slice(&e1k_desc(buf, 0, 0), GuestAddress(ring + 16 * i))
+                .unwrap();
+        }
+        Self {
+            mem: mem.clone(),
+            ring,
+            next_to_clean: 0,
+            to_refill: 0,
+            acc: 0,
+            frames: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Cleans descriptors with DD; returns how many.
+    fn reap(&mut self) -> u32 {
+        let mut n = 0;
+        loop {
+            let wb = self.ring + 16 * u64::from(self.next_to_clean) + 8;
+            let sta: u8 = self
+                .mem
+                .load(GuestAddress(wb + 4), Ordering::Acquire)
+                .unwrap();
+            if sta & e1k::rxd::STA_DD == 0 {
+                break;
+            }
+            let len: u16 = self.mem.read_obj(GuestAddress(wb)).unwrap();
+            self.acc += u64::from(u16::from_le(len));
+            if sta & e1k::rxd::STA_EOP != 0 {
+                // Linux strips the FCS (RCTL.SECRC is left clear).
+                self.bytes += self.acc.saturating_sub(4);
+                self.frames += 1;
+                self.acc = 0;
+            }
+            self.mem.write_slice(&[0u8; 8], GuestAddress(wb)).unwrap();
+            self.next_to_clean = (self.next_to_clean + 1) % E1K_RING;
+            self.to_refill += 1;
+            n += 1;
+        }
+        n
+    }
+
+    /// Hands cleaned descriptors back (RDT one behind next_to_clean).
+    fn refill(&mut self, regs: &mut E1kRegs) {
+        if self.to_refill > 0 {
+            regs.w(e1k::RDT, (self.next_to_clean + E1K_RING - 1) % E1K_RING);
+            self.to_refill = 0;
+        }
+    }
+}
+
+/// Brings the device up as Linux's e1000 driver would (rings, TCTL,
+/// RCTL with BAM and 2 KiB buffers, IMS).
+fn e1k_setup(regs: &mut E1kRegs, base: u64) {
+    regs.w(e1k::TDBAL, (base + E1K_TX_RING_OFF) as u32);
+    regs.w(e1k::TDBAH, ((base + E1K_TX_RING_OFF) >> 32) as u32);
+    regs.w(e1k::TDLEN, E1K_RING * 16);
+    regs.w(e1k::TDH, 0);
+    regs.w(e1k::TDT, 0);
+    regs.w(e1k::TCTL, e1k::tctl::EN | e1k::tctl::PSP);
+    regs.w(e1k::RDBAL, (base + E1K_RX_RING_OFF) as u32);
+    regs.w(e1k::RDBAH, ((base + E1K_RX_RING_OFF) >> 32) as u32);
+    regs.w(e1k::RDLEN, E1K_RING * 16);
+    regs.w(e1k::RDH, 0);
+    regs.w(e1k::RDT, E1K_RING - 1);
+    regs.w(e1k::RCTL, e1k::rctl::EN | e1k::rctl::BAM);
+    regs.irq_enable();
+}
+
+/// e1000 TX: the driver thread is the vCPU. Posting a batch and writing
+/// TDT runs the device's transmit inside that write; the TXDW interrupt
+/// then runs the "ISR" (ICR read, IMC), the clean and the re-enable (IMS).
+fn e1000_tx(
+    mut regs: E1kRegs,
+    mut drv: E1kTx,
+    intx: Arc<BenchIntx>,
+    stats: Arc<Stats>,
+    ctl: Arc<Ctl>,
+) {
+    let frame_len = drv.size.frame_len as u64;
+    let mut seen = intx.asserts.load(Ordering::Relaxed);
+    ctl.start.wait();
+    while !ctl.stopped() {
+        let posted = drv.post();
+        if posted > 0 {
+            regs.w(e1k::TDT, drv.tail);
+        }
+        let now = intx.asserts.load(Ordering::Relaxed);
+        if now != seen {
+            regs.isr();
+            drv.reap();
+            regs.irq_enable();
+            // The re-enable may assert again for causes set meanwhile.
+            seen = intx.asserts.load(Ordering::Relaxed);
+        } else if posted == 0 {
+            drv.reap();
+        }
+        stats.set(drv.frames, drv.frames * frame_len);
+        stats.kicks.store(regs.mmio, Ordering::Relaxed);
+    }
+    stats.dev_drops.store(regs.drops(), Ordering::Relaxed);
+}
+
+/// e1000 RX: the benchmark thread injects (closed loop) and cleans the
+/// ring NAPI-style: poll while there is work, then unmask and sleep on the
+/// interrupt; on wake, ICR read and IMC as Linux's ISR does.
+fn e1000_rx(
+    mut regs: E1kRegs,
+    mut drv: E1kRx,
+    intx: Arc<BenchIntx>,
+    rx: RxSetup,
+    stats: Arc<Stats>,
+    ctl: Arc<Ctl>,
+) {
+    let mut inj = Injector::new(rx.ifindex, rx.size, &rx.sports).expect("AF_PACKET injector");
+    let mut win = Window::new(rx.window);
+    let (mut waits, mut stalls) = (0u64, 0u64);
+    // Start in polling mode (interrupts masked).
+    regs.isr();
+    ctl.start.wait();
+    while !ctl.stopped() {
+        let sent = inj.send(win.room(drv.frames)).expect("inject");
+        win.injected += sent as u64;
+        let reaped = drv.reap();
+        if drv.to_refill >= E1K_RDT_EVERY {
+            drv.refill(&mut regs);
+        }
+        if sent == 0 && reaped == 0 {
+            drv.refill(&mut regs);
+            regs.irq_enable();
+            wait_readable(intx.fd.as_raw_fd(), 2);
+            let _ = intx.fd.read();
+            regs.isr();
+            waits += 1;
+        }
+        stalls += u64::from(win.check(drv.frames));
+        stats.set(drv.frames, drv.bytes);
+        stats.kicks.store(regs.mmio, Ordering::Relaxed);
+        stats.waits.store(waits, Ordering::Relaxed);
+        stats.stalls.store(stalls, Ordering::Relaxed);
+    }
+    stats.dev_drops.store(regs.drops(), Ordering::Relaxed);
+}
+
 // ------------------------------------------------------------ cases
 
 #[derive(Clone, Debug)]
@@ -1057,6 +1486,8 @@ struct Measurement {
     irqs: u64,
     waits: u64,
     stalls: u64,
+    /// e1000: device drops and errors over the whole run, warm-up included.
+    dev_drops: u64,
 }
 
 struct Snapshot {
@@ -1068,7 +1499,7 @@ struct Snapshot {
     irqs: u64,
 }
 
-fn snapshot(stats: &[Arc<Stats>], irq: Option<&BenchInterrupt>) -> Snapshot {
+fn snapshot(stats: &[Arc<Stats>], irqs: u64) -> Snapshot {
     Snapshot {
         at: Instant::now(),
         cpu: cpu_seconds(),
@@ -1081,7 +1512,7 @@ fn snapshot(stats: &[Arc<Stats>], irq: Option<&BenchInterrupt>) -> Snapshot {
             .map(|s| s.bytes.load(Ordering::Relaxed))
             .collect(),
         kernel: if_counters(TAP).unwrap_or_default(),
-        irqs: irq.map_or(0, BenchInterrupt::total),
+        irqs,
     }
 }
 
@@ -1164,10 +1595,13 @@ fn run_case(
         let what = what.to_owned();
         move |e: &dyn std::fmt::Display| format!("{what}: {e}")
     };
+    if mode == Mode::E1000 && !e1000_supported(dir, size, pairs) {
+        return Err("not supported by the e1000".into());
+    }
     let mut taps = Tap::open_named(TAP, pairs as u16).map_err(|e| err("open tap")(&e))?;
     taps[0].set_up().map_err(|e| err("tap up")(&e))?;
     let idx = ifindex(TAP).map_err(|e| err("if_nametoindex")(&e))?;
-    if mode != Mode::Worker {
+    if mode == Mode::Raw || mode == Mode::Direct {
         for t in &mut taps {
             t.set_offloads(OFFLOADS)
                 .map_err(|e| err("TUNSETOFFLOAD")(&e))?;
@@ -1192,6 +1626,7 @@ fn run_case(
     let mut handles: Vec<JoinHandle<()>> = Vec::new();
     let mut net: Option<Net> = None;
     let mut irq: Option<Arc<BenchInterrupt>> = None;
+    let mut intx: Option<Arc<BenchIntx>> = None;
     let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), pairs * PAIR_MEM as usize)])
         .map_err(|e| err("guest memory")(&e))?;
 
@@ -1305,13 +1740,51 @@ fn run_case(
             net = Some(dev);
             irq = Some(interrupt);
         }
+        Mode::E1000 => {
+            let line = Arc::new(BenchIntx {
+                asserts: AtomicU64::new(0),
+                fd: EventFd::new(EFD_NONBLOCK).map_err(|e| err("eventfd")(&e))?,
+            });
+            let tap = taps.into_iter().next().ok_or("no tap")?;
+            let dyn_line: Arc<dyn IntxLine> = line.clone();
+            let dev = E1000::new(
+                "pbench-e1000".into(),
+                GUEST_MAC,
+                Box::new(tap),
+                mem.clone(),
+                dyn_line,
+                E1K_BAR0,
+                E1K_BAR1,
+            )
+            .map_err(|e| err("E1000::new")(&e))?;
+            let mut regs = E1kRegs { dev, mmio: 0 };
+            let rxd = E1kRx::new(&mem, 0);
+            let txd = E1kTx::new(&mem, 0, size, tx_sport(0));
+            e1k_setup(&mut regs, 0);
+            let (s, c, l) = (Arc::clone(&stats[0]), Arc::clone(&ctl), Arc::clone(&line));
+            let h = match dir {
+                Dir::Tx => thread::spawn(move || e1000_tx(regs, txd, l, s, c)),
+                Dir::Rx => {
+                    let rx = rx_setup(0);
+                    thread::spawn(move || e1000_rx(regs, rxd, l, rx, s, c))
+                }
+            };
+            handles.push(h);
+            intx = Some(line);
+        }
     }
 
     ctl.start.wait();
     thread::sleep(Duration::from_secs_f64(opts.warmup));
-    let s0 = snapshot(&stats, irq.as_deref());
+    let irqs = || {
+        irq.as_deref().map_or(0, BenchInterrupt::total)
+            + intx
+                .as_ref()
+                .map_or(0, |l| l.asserts.load(Ordering::Relaxed))
+    };
+    let s0 = snapshot(&stats, irqs());
     thread::sleep(Duration::from_secs_f64(opts.seconds));
-    let s1 = snapshot(&stats, irq.as_deref());
+    let s1 = snapshot(&stats, irqs());
     ctl.stop.store(true, Ordering::Relaxed);
     let mut failed = None;
     for h in handles {
@@ -1355,6 +1828,7 @@ fn run_case(
         irqs: s1.irqs - s0.irqs,
         waits: sum(|s| &s.waits),
         stalls: sum(|s| &s.stalls),
+        dev_drops: sum(|s| &s.dev_drops),
     })
 }
 
@@ -1405,9 +1879,13 @@ fn check_note(r: &CaseResult) -> String {
     let mut notes = Vec::new();
     // The kernel's count and ours differ by at most the frames in flight
     // at the two snapshot instants.
-    let slack = 2 * u64::from(RING) * r.pairs as u64 + 64;
-    if m.kernel_frames.abs_diff(m.frames) > slack {
+    let segs = kernel_segments(r.mode, r.size);
+    let slack = (2 * u64::from(RING) * r.pairs as u64 + 64) * segs;
+    if m.kernel_frames.abs_diff(m.frames * segs) > slack {
         notes.push(format!("kernel saw {} frames", m.kernel_frames));
+    }
+    if m.dev_drops > 0 {
+        notes.push(format!("device dropped {} (whole run)", m.dev_drops));
     }
     if m.kernel_drops > 0 {
         notes.push(format!("{} dropped", m.kernel_drops));
@@ -1523,6 +2001,76 @@ fn table(results: &[CaseResult], opts: &Opts) -> String {
             }
         }
     }
+    if opts.modes.contains(&Mode::E1000) && opts.queues.contains(&1) {
+        out.push_str(&e1000_table(results, opts));
+    }
+    out
+}
+
+/// The e1000 rows: e1000 against virtio-net (worker mode, 1 queue pair)
+/// and the raw tap, same frames, same run.
+fn e1000_table(results: &[CaseResult], opts: &Opts) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "e1000 (1 queue) vs virtio-net (worker+eventfd, 1 queue pair) and the raw tap:"
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "| dir | frame | raw tap: pps / Gbit/s / CPU | virtio-net worker: pps / Gbit/s / CPU | e1000: pps / Gbit/s / CPU | e1000/virtio | e1000/raw | e1000 MMIO accesses, irqs per 1k frames | checks |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    for &dir in &opts.dirs {
+        for &size in &opts.sizes {
+            let cell = |mode: Mode| -> String {
+                if mode == Mode::E1000 && !e1000_supported(dir, size, 1) {
+                    return "n/a (no GSO receive)".into();
+                }
+                match find(results, dir, size, 1, mode) {
+                    None => "–".into(),
+                    Some(CaseResult { error: Some(e), .. }) => format!("failed: {e}"),
+                    Some(CaseResult {
+                        median: Some(m), ..
+                    }) => format!("{}pps / {:.2} / {:.0}%", fmt_rate(m.pps), m.gbps, m.cpu_pct),
+                    Some(_) => "–".into(),
+                }
+            };
+            let e = pps_of(results, dir, size, 1, Mode::E1000);
+            let ratio = |other: Mode| match (e, pps_of(results, dir, size, 1, other)) {
+                (Some(p), Some(r)) if r > 0.0 => format!("{:.2}", p / r),
+                _ => "–".into(),
+            };
+            let e_res = find(results, dir, size, 1, Mode::E1000);
+            let notify = match e_res.and_then(|r| r.median.as_ref()) {
+                Some(m) if m.frames > 0 => format!(
+                    "{:.1}, {:.1}",
+                    m.kicks as f64 * 1000.0 / m.frames as f64,
+                    m.irqs as f64 * 1000.0 / m.frames as f64
+                ),
+                _ => "–".into(),
+            };
+            let checks = match e_res.map(check_note) {
+                Some(n) if n.is_empty() => "ok".to_string(),
+                Some(n) => n,
+                None => "–".into(),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                dir.name(),
+                size.label,
+                cell(Mode::Raw),
+                cell(Mode::Worker),
+                cell(Mode::E1000),
+                ratio(Mode::Worker),
+                ratio(Mode::Raw),
+                notify,
+                checks
+            );
+        }
+    }
     out
 }
 
@@ -1556,6 +2104,7 @@ fn json(results: &[CaseResult], opts: &Opts, host: &str) -> String {
     );
     for (i, r) in results.iter().enumerate() {
         let raw = pps_of(results, r.dir, r.size, r.pairs, Mode::Raw);
+        let virtio = pps_of(results, r.dir, r.size, r.pairs, Mode::Worker);
         let _ = write!(
             o,
             "{}\n    {{\"dir\": \"{}\", \"frame\": {}, \"frame_len\": {}, \"pairs\": {}, \"mode\": \"{}\"",
@@ -1594,6 +2143,18 @@ fn json(results: &[CaseResult], opts: &Opts, host: &str) -> String {
                 m.stalls,
                 reps.join(", ")
             );
+            if r.mode == Mode::E1000 {
+                let ratio = match virtio {
+                    Some(x) if x > 0.0 => format!("{:.4}", m.pps / x),
+                    _ => "null".into(),
+                };
+                // For the e1000, "kicks" counts BAR0 register accesses.
+                let _ = write!(
+                    o,
+                    ", \"ratio_vs_virtio_worker\": {}, \"mmio_accesses\": {}, \"device_drops\": {}",
+                    ratio, m.kicks, m.dev_drops
+                );
+            }
         }
         o.push('}');
     }
@@ -1605,9 +2166,11 @@ fn json(results: &[CaseResult], opts: &Opts, host: &str) -> String {
 
 const USAGE: &str = "usage: netbench [--seconds S] [--warmup S] [--repeat N] [--json FILE]
                 [--sizes 64,1514,65536] [--queues 1,2] [--dirs tx,rx]
-                [--modes raw,direct,worker] [--rx-buf BYTES] [--window FRAMES]
+                [--modes raw,direct,worker,e1000] [--rx-buf BYTES]
+                [--window FRAMES]
 
-Benchmarks petrel's virtio-net datapath against a raw tap, without a guest.
+Benchmarks petrel's virtio-net and e1000 datapaths against a raw tap, without
+a guest. The e1000 runs with 1 queue only, and not for RX of TSO frames.
 --sizes 65536 selects the 64 KiB TSO frame (65214 bytes: 45 segments of 1448).
 Needs root; runs in a private network namespace. Timings are relative: compare
 columns of one run, not runs on different hosts.";
@@ -1627,7 +2190,7 @@ fn parse_args() -> Result<Opts, String> {
         sizes: SIZES.to_vec(),
         queues: vec![1, 2],
         dirs: vec![Dir::Tx, Dir::Rx],
-        modes: vec![Mode::Raw, Mode::Direct, Mode::Worker],
+        modes: vec![Mode::Raw, Mode::Direct, Mode::Worker, Mode::E1000],
         rx_buf: 4096,
         window: 192,
     };
@@ -1671,6 +2234,7 @@ fn parse_args() -> Result<Opts, String> {
                     "raw" => Some(Mode::Raw),
                     "direct" => Some(Mode::Direct),
                     "worker" => Some(Mode::Worker),
+                    "e1000" => Some(Mode::E1000),
                     _ => None,
                 })?
             }
@@ -1759,7 +2323,9 @@ fn main() {
                 // noisy host hit all of them alike.
                 for _ in 0..opts.repeat {
                     for (i, &mode) in opts.modes.iter().enumerate() {
-                        if errors[i].is_some() {
+                        if errors[i].is_some()
+                            || (mode == Mode::E1000 && !e1000_supported(dir, size, pairs))
+                        {
                             continue;
                         }
                         match run_case(dir, size, pairs, mode, &opts, &flows) {
@@ -1769,6 +2335,9 @@ fn main() {
                     }
                 }
                 for (i, &mode) in opts.modes.iter().enumerate() {
+                    if mode == Mode::E1000 && !e1000_supported(dir, size, pairs) {
+                        continue;
+                    }
                     let mut ms = std::mem::take(&mut reps[i]);
                     ms.sort_by(|a, b| a.pps.total_cmp(&b.pps));
                     let all: Vec<f64> = ms.iter().map(|m| m.pps).collect();

@@ -1,0 +1,139 @@
+//! Pod network bindings for NICs on the pod network: the spec's bridge or
+//! masquerade binding becomes host plumbing (net::binding) plus petrel's
+//! own DHCP server, whose socket the control loop serves. Everything set up
+//! here is undone when the returned state drops, on every exit path.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use net::binding::{self, BindingGuard, PodBindingRequest};
+use net::dhcp::{DhcpServer, DhcpSocket};
+use net::Tap;
+use tracing::info;
+
+use crate::plan::{Backend, Binding, NetworkPlan, NicPlan, Protocol};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PodNetError {
+    #[error("interface {nic}: bad CIDR {cidr}")]
+    Cidr { nic: String, cidr: String },
+    #[error("interface {nic}: {binding} binding")]
+    Binding {
+        nic: String,
+        binding: &'static str,
+        #[source]
+        source: binding::BindingError,
+    },
+}
+
+/// A pod binding that is set up: the DHCP server to serve and the guard
+/// that undoes the plumbing.
+pub struct PodBinding {
+    pub nic: String,
+    pub dhcp: Option<(DhcpServer, DhcpSocket)>,
+    pub guard: BindingGuard,
+}
+
+/// Taps and MTU for the NIC, with the binding state to keep alive.
+pub struct BoundNic {
+    pub taps: Vec<Tap>,
+    pub mtu: u16,
+    pub state: PodBinding,
+}
+
+fn parse_v4(nic: &str, cidr: &str) -> Result<(Ipv4Addr, u8), PodNetError> {
+    let bad = || PodNetError::Cidr {
+        nic: nic.to_string(),
+        cidr: cidr.to_string(),
+    };
+    let (a, p) = cidr.split_once('/').ok_or_else(bad)?;
+    Ok((a.parse().map_err(|_| bad())?, p.parse().map_err(|_| bad())?))
+}
+
+fn parse_v6(nic: &str, cidr: &str) -> Result<(Ipv6Addr, u8), PodNetError> {
+    let bad = || PodNetError::Cidr {
+        nic: nic.to_string(),
+        cidr: cidr.to_string(),
+    };
+    let (a, p) = cidr.split_once('/').ok_or_else(bad)?;
+    Ok((a.parse().map_err(|_| bad())?, p.parse().map_err(|_| bad())?))
+}
+
+/// Whether this NIC is plumbed by a pod binding (as opposed to a tap named
+/// in the spec or a backend petrel does not bind yet).
+pub fn is_pod_binding(nic: &NicPlan) -> bool {
+    let on_pod = match &nic.network {
+        NetworkPlan::Pod { .. } => true,
+        NetworkPlan::Multus { default, .. } => *default,
+        _ => false,
+    };
+    on_pod
+        && matches!(nic.binding, Binding::Bridge | Binding::Masquerade)
+        && matches!(nic.backend, Backend::Tap { .. })
+}
+
+pub fn bind(vm_name: &str, nic: &NicPlan) -> Result<BoundNic, PodNetError> {
+    let tap = match &nic.backend {
+        Backend::Tap { name } => name.clone(),
+        _ => format!("tap-{}", nic.name),
+    };
+    let mut req = PodBindingRequest::new(vm_name, &nic.name, "eth0", &tap, nic.mac.0);
+    req.queues = nic.queue_pairs;
+    req.dns = binding::read_resolv_conf("/etc/resolv.conf");
+    req.ports = nic
+        .ports
+        .iter()
+        .map(|p| {
+            let proto = match p.protocol {
+                Protocol::Tcp => net::nft::Protocol::Tcp,
+                Protocol::Udp => net::nft::Protocol::Udp,
+            };
+            (p.port, proto)
+        })
+        .collect();
+    if let NetworkPlan::Pod {
+        ipv4_cidr,
+        ipv6_cidr,
+    } = &nic.network
+    {
+        if let Some(c) = ipv4_cidr {
+            req.v4_cidr = Some(parse_v4(&nic.name, c)?);
+        }
+        // IPv6 masquerade only when the pod itself has IPv6.
+        if let Some(c) = ipv6_cidr {
+            if pod_has_global_ipv6() {
+                req.v6_cidr = Some(parse_v6(&nic.name, c)?);
+            }
+        }
+    }
+    let (setup, which) = match nic.binding {
+        Binding::Masquerade => (binding::setup_masquerade(&req), "masquerade"),
+        _ => (binding::setup_bridge(&req), "bridge"),
+    };
+    let setup = setup.map_err(|source| PodNetError::Binding {
+        nic: nic.name.clone(),
+        binding: which,
+        source,
+    })?;
+    info!(nic = %nic.name, binding = which, tap = %tap, mtu = setup.mtu, "pod binding set up");
+    Ok(BoundNic {
+        taps: setup.taps,
+        mtu: setup.mtu,
+        state: PodBinding {
+            nic: nic.name.clone(),
+            dhcp: setup.dhcp,
+            guard: setup.guard,
+        },
+    })
+}
+
+fn pod_has_global_ipv6() -> bool {
+    std::fs::read_to_string("/proc/net/if_inet6")
+        .map(|s| {
+            s.lines().any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                // scope 00 = global, on the pod interface
+                f.len() >= 6 && f[3] == "00" && f[5] == "eth0"
+            })
+        })
+        .unwrap_or(false)
+}
