@@ -3,6 +3,7 @@
 //! a running VMM whose console is collected line by line and which is killed
 //! when the fixture drops.
 
+pub mod cluster;
 pub mod guestnet;
 pub mod netns;
 

@@ -1,0 +1,87 @@
+//! A small "cluster" of network namespaces, the way a CNI would leave a
+//! virt-launcher pod: `node` routes between a `pod` (eth0 with the pod IP,
+//! default route and MTU, its own resolv.conf) and a `server` with services.
+//! petrel runs inside `pod`. Everything is removed on drop.
+
+use crate::netns::{sh, NetNs};
+
+pub const NODE_POD_IP: &str = "10.244.1.1";
+pub const POD_IP: &str = "10.244.1.5";
+pub const POD_MTU: u32 = 1450;
+pub const SERVER_IP: &str = "10.0.50.10";
+pub const POD_DNS: &str = "10.96.0.10";
+pub const POD_SEARCH: &str = "default.svc.cluster.local";
+
+pub struct Cluster {
+    pub node: NetNs,
+    pub pod: NetNs,
+    pub server: NetNs,
+    resolv_dir: String,
+}
+
+impl Cluster {
+    pub fn new() -> Self {
+        let node = NetNs::new("node");
+        let pod = NetNs::new("pod");
+        let server = NetNs::new("srv");
+        let tag = std::process::id() % 100_000;
+        let (vp, vs) = (format!("vp{tag}"), format!("vs{tag}"));
+        sh(&format!(
+            "ip -n {node} link add {vp} type veth peer name eth0 netns {pod} && \
+             ip -n {node} link add {vs} type veth peer name eth0 netns {srv} && \
+             ip -n {node} link set {vp} mtu {POD_MTU} up && ip -n {node} addr add {NODE_POD_IP}/24 dev {vp} && \
+             ip -n {node} link set {vs} up && ip -n {node} addr add 10.0.50.1/24 dev {vs} && \
+             ip netns exec {node} sysctl -qw net.ipv4.ip_forward=1 && \
+             ip -n {pod} link set eth0 mtu {POD_MTU} up && ip -n {pod} addr add {POD_IP}/24 dev eth0 && \
+             ip -n {pod} route add default via {NODE_POD_IP} && \
+             ip -n {srv} link set eth0 up && ip -n {srv} addr add {SERVER_IP}/24 dev eth0 && \
+             ip -n {srv} route add default via 10.0.50.1",
+            node = node.name(),
+            pod = pod.name(),
+            srv = server.name(),
+        ));
+        // `ip netns exec` bind-mounts /etc/netns/<ns>/resolv.conf over
+        // /etc/resolv.conf: the pod's DNS as the kubelet would write it.
+        let resolv_dir = format!("/etc/netns/{}", pod.name());
+        std::fs::create_dir_all(&resolv_dir).unwrap();
+        std::fs::write(
+            format!("{resolv_dir}/resolv.conf"),
+            format!("nameserver {POD_DNS}\nsearch {POD_SEARCH}\n"),
+        )
+        .unwrap();
+        Self {
+            node,
+            pod,
+            server,
+            resolv_dir,
+        }
+    }
+
+    /// True while the server has an established TCP connection from `ip`.
+    pub fn server_sees_peer(&self, ip: &str) -> bool {
+        let octets: Vec<u8> = ip.split('.').map(|o| o.parse().unwrap()).collect();
+        let hex = format!(
+            "{:02X}{:02X}{:02X}{:02X}",
+            octets[3], octets[2], octets[1], octets[0]
+        );
+        // busybox nc listens dual-stack: IPv4 peers show up in tcp6 as
+        // ::ffff:a.b.c.d, whose last word is the same hex.
+        let tcp = self.server.exec("cat /proc/net/tcp /proc/net/tcp6");
+        tcp.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[3] == "01" && f[2].split(':').next().is_some_and(|a| a.ends_with(&hex))
+        })
+    }
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.resolv_dir);
+    }
+}

@@ -1,0 +1,165 @@
+//! Pod bindings with a real guest inside a pod-like network namespace:
+//! masquerade (NAT, port allow-list) and bridge (the guest takes the pod IP
+//! over petrel's own DHCP), and cleanup after the VMM exits.
+
+use std::time::{Duration, Instant};
+
+use petrel_tests::cluster::{Cluster, POD_DNS, POD_IP, POD_MTU, SERVER_IP};
+use petrel_tests::{Scratch, Vmm, BOOT_TIMEOUT};
+
+fn spec(name: &str, binding: &str, ports: &str) -> String {
+    format!(
+        r#"apiVersion: kubevirt.io/v1
+kind: VirtualMachineInstance
+metadata:
+  name: {name}
+spec:
+  domain:
+    cpu: {{cores: 1}}
+    memory: {{guest: 128Mi}}
+    devices:
+      interfaces:
+        - name: default
+          model: virtio
+          {binding}: {{}}
+{ports}
+  networks:
+    - name: default
+      pod: {{}}
+"#
+    )
+}
+
+fn serve_server(cluster: &mut Cluster, dir: &Scratch) {
+    std::fs::write(dir.path().join("hello"), "HELLO-FROM-SERVER\n").unwrap();
+    cluster.server.spawn(&format!(
+        "exec busybox httpd -f -p {SERVER_IP}:80 -h {}",
+        dir.path().display()
+    ));
+    cluster
+        .server
+        .spawn("sleep 3600 | busybox nc -l -p 7000 > /dev/null");
+}
+
+fn wait_server_sees(cluster: &Cluster, ip: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if cluster.server_sees_peer(ip) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("the server never saw a connection from {ip}");
+}
+
+fn assert_pod_clean(cluster: &Cluster) {
+    let links = cluster.pod.exec("ip -o link show");
+    assert!(!links.contains("k6t-"), "bridge left behind:\n{links}");
+    assert!(!links.contains("tap-"), "tap left behind:\n{links}");
+    let tables = cluster.pod.exec("nft list tables");
+    assert!(
+        !tables.contains("petrel"),
+        "nft table left behind:\n{tables}"
+    );
+}
+
+/// The guest reaches the server from behind NAT (the server sees the pod
+/// IP), gets 10.0.2.2 from petrel's DHCP, and only the listed port is
+/// forwarded in; SIGTERM cleans everything up.
+#[test]
+fn masquerade_nat_port_allow_list_and_cleanup() {
+    let dir = Scratch::new("masq");
+    let mut cluster = Cluster::new();
+    serve_server(&mut cluster, &dir);
+    let ports = "          ports:\n            - name: http\n              port: 8080";
+    let spec_path = dir.write("vmi.yaml", &spec("masq", "masquerade", ports));
+    let guest_cmd = format!(
+        "mkdir -p /tmp/www && echo HELLO-FROM-GUEST > /tmp/www/index.html; \
+         httpd -p 8080 -h /tmp/www; httpd -p 8081 -h /tmp/www; \
+         wget -q -O - http://{SERVER_IP}/hello; \
+         (sleep 20 | nc {SERVER_IP} 7000 &); \
+         echo GUEST-READY; sleep 600"
+    );
+    let mut vm = Vmm::boot_in(
+        Some(cluster.pod.name()),
+        &spec_path,
+        "",
+        Some(&guest_cmd),
+        &[],
+    );
+    let lease = vm.wait_for("GUEST-NET eth0", BOOT_TIMEOUT);
+    assert!(lease.contains("ip=10.0.2.2/24"), "{lease}");
+    assert!(lease.contains("gw=10.0.2.1"), "{lease}");
+    vm.wait_for("HELLO-FROM-SERVER", BOOT_TIMEOUT);
+    vm.wait_for("GUEST-READY", BOOT_TIMEOUT);
+    wait_server_sees(&cluster, POD_IP);
+    // inbound to the listed port reaches the guest's listener
+    let body = cluster
+        .node
+        .exec(&format!("curl -sS -m 20 http://{POD_IP}:8080/index.html"));
+    assert_eq!(body.trim(), "HELLO-FROM-GUEST");
+    // an unlisted port is not forwarded
+    let refused = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            cluster.node.name(),
+            "curl",
+            "-sS",
+            "-m",
+            "5",
+        ])
+        .arg(format!("http://{POD_IP}:8081/index.html"))
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "port 8081 must not reach the guest"
+    );
+    vm.signal(libc::SIGTERM);
+    let st = vm.wait_exit(Duration::from_secs(30));
+    assert_eq!(st.code(), Some(0), "stderr:\n{}", vm.stderr());
+    assert_pod_clean(&cluster);
+}
+
+/// The guest takes the pod IP, MTU and DNS from petrel's DHCP server and
+/// reaches the server with the pod IP as its source; afterwards the pod's
+/// eth0 has its address and route back.
+#[test]
+fn bridge_guest_gets_pod_ip_mtu_dns_and_pod_is_restored() {
+    let dir = Scratch::new("bridge");
+    let mut cluster = Cluster::new();
+    serve_server(&mut cluster, &dir);
+    let spec_path = dir.write("vmi.yaml", &spec("brvm", "bridge", ""));
+    let guest_cmd = format!(
+        "cat /etc/resolv.conf; wget -q -O - http://{SERVER_IP}/hello; \
+         sleep 20 | nc {SERVER_IP} 7000; echo GUEST-DONE"
+    );
+    let mut vm = Vmm::boot_in(
+        Some(cluster.pod.name()),
+        &spec_path,
+        "",
+        Some(&guest_cmd),
+        &[],
+    );
+    let lease = vm.wait_for("GUEST-NET eth0", BOOT_TIMEOUT);
+    assert!(lease.contains(&format!("ip={POD_IP}/24")), "{lease}");
+    assert!(lease.contains(&format!("mtu={POD_MTU}")), "{lease}");
+    vm.wait_for(&format!("nameserver {POD_DNS}"), BOOT_TIMEOUT);
+    vm.wait_for("HELLO-FROM-SERVER", BOOT_TIMEOUT);
+    wait_server_sees(&cluster, POD_IP);
+    vm.wait_for("GUEST-DONE", BOOT_TIMEOUT);
+    let st = vm.wait_exit(BOOT_TIMEOUT);
+    assert_eq!(st.code(), Some(0), "stderr:\n{}", vm.stderr());
+    assert_pod_clean(&cluster);
+    let addr = cluster.pod.exec("ip -4 -o addr show dev eth0");
+    assert!(
+        addr.contains(&format!("{POD_IP}/24")),
+        "pod IP not restored: {addr}"
+    );
+    let routes = cluster.pod.exec("ip route show default");
+    assert!(
+        routes.contains("10.244.1.1"),
+        "default route not restored: {routes}"
+    );
+}
