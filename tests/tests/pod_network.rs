@@ -39,6 +39,11 @@ fn serve_server(cluster: &mut Cluster, dir: &Scratch) {
     cluster
         .server
         .spawn("sleep 3600 | busybox nc -l -p 7000 > /dev/null");
+    cluster.server.spawn(&format!(
+        "exec python3 {}/scripts/udp-dns-responder.py {SERVER_IP} {}",
+        env!("CARGO_MANIFEST_DIR"),
+        dir.path().join("udp.log").display()
+    ));
 }
 
 fn wait_server_sees(cluster: &Cluster, ip: &str) {
@@ -77,6 +82,7 @@ fn masquerade_nat_port_allow_list_and_cleanup() {
         "mkdir -p /tmp/www && echo HELLO-FROM-GUEST > /tmp/www/index.html; \
          httpd -p 8080 -h /tmp/www; httpd -p 8081 -h /tmp/www; \
          wget -q -O - http://{SERVER_IP}/hello; \
+         nslookup udp.test {SERVER_IP}; \
          (sleep 20 | nc {SERVER_IP} 7000 &); \
          echo GUEST-READY; sleep 600"
     );
@@ -91,6 +97,14 @@ fn masquerade_nat_port_allow_list_and_cleanup() {
     assert!(lease.contains("ip=10.0.2.2/24"), "{lease}");
     assert!(lease.contains("gw=10.0.2.1"), "{lease}");
     vm.wait_for("HELLO-FROM-SERVER", BOOT_TIMEOUT);
+    // UDP both ways: the DNS answer came back, and the query arrived from
+    // the pod IP (source NAT).
+    vm.wait_for("10.1.2.3", BOOT_TIMEOUT);
+    let udp_log = std::fs::read_to_string(dir.path().join("udp.log")).unwrap_or_default();
+    assert!(
+        udp_log.lines().any(|l| l == POD_IP),
+        "UDP sources: {udp_log:?}"
+    );
     vm.wait_for("GUEST-READY", BOOT_TIMEOUT);
     wait_server_sees(&cluster, POD_IP);
     // inbound to the listed port reaches the guest's listener
@@ -162,4 +176,47 @@ fn bridge_guest_gets_pod_ip_mtu_dns_and_pod_is_restored() {
         routes.contains("10.244.1.1"),
         "default route not restored: {routes}"
     );
+}
+
+/// Virtink's masquerade with a custom `cidr`: the guest gets the second
+/// address of it and reaches the server through NAT.
+#[test]
+fn virtink_masquerade_custom_cidr() {
+    let dir = Scratch::new("vtk");
+    let mut cluster = Cluster::new();
+    serve_server(&mut cluster, &dir);
+    let spec_path = dir.write(
+        "vm.yaml",
+        r#"apiVersion: virt.virtink.smartx.com/v1alpha1
+kind: VirtualMachine
+metadata:
+  name: vtk
+spec:
+  instance:
+    cpu: {sockets: 1, coresPerSocket: 1}
+    memory: {size: 128Mi}
+    interfaces:
+      - name: pod
+        masquerade:
+          cidr: 10.11.0.0/28
+  networks:
+    - name: pod
+      pod: {}
+"#,
+    );
+    let guest_cmd = format!("wget -q -O - http://{SERVER_IP}/hello");
+    let mut vm = Vmm::boot_in(
+        Some(cluster.pod.name()),
+        &spec_path,
+        "",
+        Some(&guest_cmd),
+        &[],
+    );
+    let lease = vm.wait_for("GUEST-NET eth0", BOOT_TIMEOUT);
+    assert!(lease.contains("ip=10.11.0.2/28"), "{lease}");
+    assert!(lease.contains("gw=10.11.0.1"), "{lease}");
+    vm.wait_for("HELLO-FROM-SERVER", BOOT_TIMEOUT);
+    let st = vm.wait_exit(BOOT_TIMEOUT);
+    assert_eq!(st.code(), Some(0), "stderr:\n{}", vm.stderr());
+    assert_pod_clean(&cluster);
 }
