@@ -17,6 +17,7 @@
 pub mod backend;
 pub mod binding;
 pub mod dhcp;
+pub mod macvtap;
 pub mod netlink;
 pub mod nft;
 pub mod seqpacket;

@@ -40,6 +40,18 @@ pub enum NicError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error("interface {nic}: macvtap")]
+    Macvtap {
+        nic: String,
+        #[source]
+        source: net::macvtap::MacvtapError,
+    },
+    #[error("interface {nic}: netlink")]
+    Netlink {
+        nic: String,
+        #[source]
+        source: net::netlink::NetlinkError,
+    },
     #[error("pod network")]
     PodNet(#[from] crate::pod_net::PodNetError),
     #[error("interface {nic}: {got} tap descriptors given, it has {want} queue pairs (one descriptor each)")]
@@ -187,7 +199,44 @@ fn open_backends(
             mac: nic.mac.0,
         });
     }
+    if let Backend::Macvtap { iface } = &nic.backend {
+        return open_macvtap(nic, iface);
+    }
     Ok(plain(open_named_taps(nic)?))
+}
+
+/// KubeVirt's macvtap binding: the guest uses the macvtap link's MAC unless
+/// the spec gives one, in which case the link takes the spec's MAC (a
+/// macvtap only receives frames for its own address).
+fn open_macvtap(nic: &NicPlan, iface: &str) -> Result<Backends, NicError> {
+    let mverr = |source| NicError::Macvtap {
+        nic: nic.name.clone(),
+        source,
+    };
+    let mac = if nic.mac_from_spec {
+        let mut nl = net::netlink::Netlink::new().map_err(|source| NicError::Netlink {
+            nic: nic.name.clone(),
+            source,
+        })?;
+        nl.set_mac(iface, nic.mac.0)
+            .map_err(|source| NicError::Netlink {
+                nic: nic.name.clone(),
+                source,
+            })?;
+        nic.mac.0
+    } else {
+        net::macvtap::interface_mac(iface).map_err(mverr)?
+    };
+    let taps = net::macvtap::open(iface, nic.queue_pairs).map_err(mverr)?;
+    info!(nic = %nic.name, macvtap = iface, queues = taps.len(), "macvtap opened");
+    Ok(Backends {
+        queues: taps
+            .into_iter()
+            .map(|t| Box::new(t) as Box<dyn FrameBackend>)
+            .collect(),
+        mtu: DEFAULT_MTU,
+        mac,
+    })
 }
 
 fn open_named_taps(nic: &NicPlan) -> Result<Vec<Box<dyn FrameBackend>>, NicError> {

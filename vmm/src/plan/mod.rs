@@ -325,6 +325,9 @@ pub struct NicPlan {
     pub network: NetworkPlan,
     pub backend: Backend,
     pub mac: MacAddr,
+    /// The spec gave the MAC (otherwise it was generated); backends that
+    /// come with a MAC of their own (macvtap) keep theirs unless given one.
+    pub mac_from_spec: bool,
     pub queue_pairs: u16,
     pub pci_address: PciAddress,
     pub ports: Vec<PortPlan>,

@@ -776,6 +776,7 @@ pub(crate) fn resolve_nics(
             network,
             backend,
             mac,
+            mac_from_spec: d.iface.mac.is_some(),
             queue_pairs,
             pci_address,
             ports: d.ports,
