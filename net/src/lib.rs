@@ -20,6 +20,7 @@ pub mod dhcp;
 pub mod macvtap;
 pub mod netlink;
 pub mod nft;
+pub mod ra;
 pub mod seqpacket;
 mod sys;
 pub mod tap;

@@ -108,14 +108,28 @@ impl NetNs {
 
     /// Starts `udhcpd` leasing exactly `guest_ip` on `iface` with `router`.
     pub fn start_udhcpd(&mut self, dir: &Path, iface: &str, guest_ip: &str, router: &str) {
-        let conf = dir.join(format!("udhcpd-{iface}.conf"));
-        let leases = dir.join(format!("udhcpd-{iface}.leases"));
+        self.start_udhcpd_with(dir, iface, guest_ip, router, true);
+    }
+
+    /// Like [`NetNs::start_udhcpd`]; without `with_router` the lease has no
+    /// router option (a secondary network must not take the default route).
+    pub fn start_udhcpd_with(
+        &mut self,
+        dir: &Path,
+        iface: &str,
+        guest_ip: &str,
+        router: &str,
+        with_router: bool,
+    ) {
+        let conf = dir.join(format!("udhcpd-{}-{iface}.conf", self.name));
+        let leases = dir.join(format!("udhcpd-{}-{iface}.leases", self.name));
         std::fs::write(&leases, b"").unwrap();
         std::fs::write(
             &conf,
             format!(
-                "start {guest_ip}\nend {guest_ip}\ninterface {iface}\nlease_file {}\noption subnet 255.255.255.0\noption router {router}\noption dns {router}\noption lease 3600\n",
-                leases.display()
+                "start {guest_ip}\nend {guest_ip}\ninterface {iface}\nlease_file {}\noption subnet 255.255.255.0\n{}option dns {router}\noption lease 3600\n",
+                leases.display(),
+                if with_router { format!("option router {router}\n") } else { String::new() }
             ),
         )
         .unwrap();

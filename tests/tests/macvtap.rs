@@ -89,3 +89,85 @@ spec:
     );
     assert!(!console.iter().any(|l| l.contains("queues/rx-2")));
 }
+
+/// Three NICs of different kinds at once: masquerade on the pod network,
+/// a multus bridge (L2, DHCP from its own network) and a macvtap; each guest
+/// interface gets its lease from and reaches its own network, and the pod
+/// is clean afterwards.
+#[test]
+fn three_nics_masquerade_multus_bridge_and_macvtap() {
+    use petrel_tests::cluster::{Cluster, SERVER_IP};
+    let dir = Scratch::new("multi");
+    let mut cluster = Cluster::new();
+    let mut l2 = NetNs::new("l2srv");
+    let mut mv = NetNs::new("mvsrv");
+    let tag = std::process::id() % 100_000;
+    sh(&format!(
+        "ip -n {pod} link add net1 type veth peer name eth0 netns {l2} && \
+         ip -n {pod} link set net1 up && \
+         ip -n {l2} link set eth0 up && ip -n {l2} addr add 10.0.70.1/24 dev eth0 && \
+         ip -n {pod} link add mm{tag} type veth peer name eth0 netns {mv} && \
+         ip -n {pod} link set mm{tag} up && \
+         ip -n {pod} link add link mm{tag} name net2 type macvtap mode bridge && \
+         ip -n {pod} link set net2 up && \
+         ip -n {mv} link set eth0 up && ip -n {mv} addr add {SERVER}/24 dev eth0",
+        pod = cluster.pod.name(),
+        l2 = l2.name(),
+        mv = mv.name(),
+    ));
+    l2.start_udhcpd_with(dir.path(), "eth0", "10.0.70.2", "10.0.70.1", false);
+    mv.start_udhcpd_with(dir.path(), "eth0", GUEST, SERVER, false);
+    std::fs::write(dir.path().join("hello"), "HELLO-FROM-SERVER\n").unwrap();
+    cluster.server.spawn(&format!(
+        "exec busybox httpd -f -p {SERVER_IP}:80 -h {}",
+        dir.path().display()
+    ));
+    let spec = dir.write(
+        "vmi.yaml",
+        r#"apiVersion: kubevirt.io/v1
+kind: VirtualMachineInstance
+metadata:
+  name: multi
+spec:
+  domain:
+    memory: {guest: 128Mi}
+    devices:
+      interfaces:
+        - name: default
+          masquerade: {}
+        - name: br2
+          bridge: {}
+        - name: mvt
+          macvtap: {}
+  networks:
+    - name: default
+      pod: {}
+    - name: br2
+      multus:
+        networkName: nadbr
+    - name: mvt
+      multus:
+        networkName: macvtapnet
+"#,
+    );
+    let guest_cmd = format!(
+        "wget -q -O - http://{SERVER_IP}/hello; \
+         ping -c 1 -W 5 10.0.70.1 && echo L2-OK; \
+         ping -c 1 -W 5 {SERVER} && echo MACVTAP-OK"
+    );
+    let mut vm = Vmm::boot_in(Some(cluster.pod.name()), &spec, "", Some(&guest_cmd), &[]);
+    let e0 = vm.wait_for("GUEST-NET eth0", BOOT_TIMEOUT);
+    let e1 = vm.wait_for("GUEST-NET eth1", BOOT_TIMEOUT);
+    let e2 = vm.wait_for("GUEST-NET eth2", BOOT_TIMEOUT);
+    assert!(e0.contains("ip=10.0.2.2/24"), "{e0}");
+    assert!(e1.contains("ip=10.0.70.2/24"), "{e1}");
+    assert!(e2.contains(&format!("ip={GUEST}/24")), "{e2}");
+    vm.wait_for("HELLO-FROM-SERVER", BOOT_TIMEOUT);
+    vm.wait_for("L2-OK", BOOT_TIMEOUT);
+    vm.wait_for("MACVTAP-OK", BOOT_TIMEOUT);
+    let st = vm.wait_exit(BOOT_TIMEOUT);
+    assert_eq!(st.code(), Some(0), "stderr:\n{}", vm.stderr());
+    let links = cluster.pod.exec("ip -o link show");
+    assert!(!links.contains("k6t-"), "bridges left behind:\n{links}");
+    assert!(!links.contains("tap-"), "taps left behind:\n{links}");
+}

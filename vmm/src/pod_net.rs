@@ -58,15 +58,23 @@ fn parse_v6(nic: &str, cidr: &str) -> Result<(Ipv6Addr, u8), PodNetError> {
     Ok((a.parse().map_err(|_| bad())?, p.parse().map_err(|_| bad())?))
 }
 
+/// The pod interface a NIC's network arrives on: `eth0` for the pod
+/// network (or the default multus network), `net1`, `net2`, … for the
+/// other multus networks.
+fn pod_iface(nic: &NicPlan) -> Option<&str> {
+    match &nic.network {
+        NetworkPlan::Pod { .. } => Some("eth0"),
+        NetworkPlan::Multus { pod_iface, .. } => Some(pod_iface),
+        _ => None,
+    }
+}
+
 /// Whether this NIC is plumbed by a pod binding (as opposed to a tap named
-/// in the spec or a backend petrel does not bind yet).
+/// in the spec or a backend petrel does not bind yet): masquerade on the pod
+/// network, bridge on the pod network or on a multus network (L2; DHCP only
+/// when that interface carries an IPv4 address).
 pub fn is_pod_binding(nic: &NicPlan) -> bool {
-    let on_pod = match &nic.network {
-        NetworkPlan::Pod { .. } => true,
-        NetworkPlan::Multus { default, .. } => *default,
-        _ => false,
-    };
-    on_pod
+    pod_iface(nic).is_some()
         && matches!(nic.binding, Binding::Bridge | Binding::Masquerade)
         && matches!(nic.backend, Backend::Tap { .. })
 }
@@ -76,7 +84,8 @@ pub fn bind(vm_name: &str, nic: &NicPlan) -> Result<BoundNic, PodNetError> {
         Backend::Tap { name } => name.clone(),
         _ => format!("tap-{}", nic.name),
     };
-    let mut req = PodBindingRequest::new(vm_name, &nic.name, "eth0", &tap, nic.mac.0);
+    let iface = pod_iface(nic).unwrap_or("eth0");
+    let mut req = PodBindingRequest::new(vm_name, &nic.name, iface, &tap, nic.mac.0);
     req.queues = nic.queue_pairs;
     req.dns = binding::read_resolv_conf("/etc/resolv.conf");
     req.ports = nic
@@ -114,7 +123,7 @@ pub fn bind(vm_name: &str, nic: &NicPlan) -> Result<BoundNic, PodNetError> {
         binding: which,
         source,
     })?;
-    info!(nic = %nic.name, binding = which, tap = %tap, mtu = setup.mtu, "pod binding set up");
+    info!(nic = %nic.name, binding = which, pod_iface = iface, tap = %tap, mtu = setup.mtu, "pod binding set up");
     Ok(BoundNic {
         taps: setup.taps,
         mtu: setup.mtu,

@@ -17,6 +17,7 @@
 pub mod options;
 pub mod server;
 pub mod socket;
+pub mod v6;
 
 pub use server::{DhcpAction, DhcpConfig, DhcpCounters, DhcpServer, IgnoreReason};
 pub use socket::{DhcpSocket, CLIENT_PORT, SERVER_PORT};

@@ -1,0 +1,808 @@
+//! IPv6 Router Advertisements for one guest on a tap or bridge link.
+//!
+//! petrel's masquerade binding gives the guest a fixed address from a small
+//! ULA range (by default `fd10:0:2::2` in `fd10:0:2::/120`, the gateway
+//! `fd10:0:2::1` sitting on the host side), like KubeVirt. A /120 cannot be
+//! used for SLAAC (RFC 4862 needs a /64), so the advertisement:
+//!
+//! - sets the M (managed) flag, so the guest gets its address by stateful
+//!   DHCPv6 ([`crate::dhcp::v6`]), and the O (other configuration) flag;
+//! - makes the host its default router (router lifetime [`ROUTER_LIFETIME`]);
+//! - carries a Prefix Information option for the CIDR with L=1, A=0: the
+//!   guest adds an on-link route for the prefix but forms no address from it;
+//! - carries the host's link-layer address and the link MTU.
+//!
+//! - [`router_advertisement`] builds the ICMPv6 message; pure.
+//! - [`RaSocket`] is the raw ICMPv6 socket that multicasts it and answers
+//!   Router Solicitations. Re-sending every [`RA_INTERVAL`] is the caller's
+//!   business (the socket owns no timer).
+//!
+//! Needs CAP_NET_RAW (raw socket, `SO_BINDTODEVICE`), i.e. root in practice.
+
+use std::ffi::CString;
+use std::io;
+use std::net::{Ipv6Addr, SocketAddrV6};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+/// ICMPv6 Router Solicitation (RFC 4861 §4.1).
+pub const ICMPV6_ROUTER_SOLICITATION: u8 = 133;
+/// ICMPv6 Router Advertisement (RFC 4861 §4.2).
+pub const ICMPV6_ROUTER_ADVERTISEMENT: u8 = 134;
+/// Hop limit the advertisement tells the guest to use.
+pub const CUR_HOP_LIMIT: u8 = 64;
+/// Router lifetime advertised, in seconds (3 × MaxRtrAdvInterval).
+pub const ROUTER_LIFETIME: u16 = 1800;
+/// How often the caller should multicast an unsolicited advertisement; well
+/// under a third of [`ROUTER_LIFETIME`] so a lost packet or two does not let
+/// the default route expire.
+pub const RA_INTERVAL: Duration = Duration::from_secs(300);
+/// Valid lifetime of the on-link prefix, in seconds (radvd's default).
+pub const PREFIX_VALID_LIFETIME: u32 = 86_400;
+/// Preferred lifetime of the on-link prefix, in seconds (radvd's default).
+pub const PREFIX_PREFERRED_LIFETIME: u32 = 14_400;
+
+/// M flag: addresses are available via DHCPv6.
+pub const FLAG_MANAGED: u8 = 0x80;
+/// O flag: other configuration (DNS) is available via DHCPv6.
+pub const FLAG_OTHER: u8 = 0x40;
+/// Prefix Information L flag: the prefix is on-link.
+pub const PREFIX_FLAG_ON_LINK: u8 = 0x80;
+/// Prefix Information A flag: usable for SLAAC (never set here).
+pub const PREFIX_FLAG_AUTONOMOUS: u8 = 0x40;
+
+/// Option type: source link-layer address.
+const OPT_SOURCE_LL_ADDR: u8 = 1;
+/// Option type: prefix information.
+const OPT_PREFIX_INFO: u8 = 3;
+/// Option type: MTU.
+const OPT_MTU: u8 = 5;
+
+/// All-nodes link-local multicast group, where advertisements go.
+pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+/// All-routers link-local multicast group, where solicitations arrive.
+pub const ALL_ROUTERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
+
+/// `ICMP6_FILTER` socket option (`<netinet/icmp6.h>`), level `IPPROTO_ICMPV6`;
+/// not in the `libc` crate.
+const ICMP6_FILTER: libc::c_int = 1;
+
+/// Large enough for any solicitation (they are a few dozen bytes).
+const RECV_BUF_LEN: usize = 2048;
+
+/// `prefix` with every bit past `prefix_len` cleared (`prefix_len` is
+/// clamped to 128).
+pub fn mask_prefix(prefix: Ipv6Addr, prefix_len: u8) -> Ipv6Addr {
+    let len = u32::from(prefix_len.min(128));
+    let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+    Ipv6Addr::from(u128::from(prefix) & mask)
+}
+
+/// Builds a Router Advertisement (the ICMPv6 message, without the IPv6
+/// header; the checksum field is zero because the kernel fills it in for
+/// raw ICMPv6 sockets). See the [module docs](self) for the contents.
+///
+/// Layout: 16-byte header, source link-layer address option (8 bytes), MTU
+/// option (8 bytes), Prefix Information option (32 bytes); 64 bytes in all.
+pub fn router_advertisement(mac: [u8; 6], mtu: u32, prefix: Ipv6Addr, prefix_len: u8) -> Vec<u8> {
+    let prefix_len = prefix_len.min(128);
+    let mut ra = Vec::with_capacity(64);
+    // Header: type, code, checksum.
+    ra.extend_from_slice(&[ICMPV6_ROUTER_ADVERTISEMENT, 0, 0, 0]);
+    ra.push(CUR_HOP_LIMIT);
+    ra.push(FLAG_MANAGED | FLAG_OTHER);
+    ra.extend_from_slice(&ROUTER_LIFETIME.to_be_bytes());
+    ra.extend_from_slice(&0u32.to_be_bytes()); // reachable time: unspecified
+    ra.extend_from_slice(&0u32.to_be_bytes()); // retrans timer: unspecified
+                                               // Source link-layer address: length in units of 8 bytes.
+    ra.extend_from_slice(&[OPT_SOURCE_LL_ADDR, 1]);
+    ra.extend_from_slice(&mac);
+    // MTU.
+    ra.extend_from_slice(&[OPT_MTU, 1, 0, 0]);
+    ra.extend_from_slice(&mtu.to_be_bytes());
+    // Prefix information: on-link only.
+    ra.extend_from_slice(&[OPT_PREFIX_INFO, 4, prefix_len, PREFIX_FLAG_ON_LINK]);
+    ra.extend_from_slice(&PREFIX_VALID_LIFETIME.to_be_bytes());
+    ra.extend_from_slice(&PREFIX_PREFERRED_LIFETIME.to_be_bytes());
+    ra.extend_from_slice(&0u32.to_be_bytes()); // reserved
+    ra.extend_from_slice(&mask_prefix(prefix, prefix_len).octets());
+    ra
+}
+
+/// True when `msg` (an ICMPv6 message) is a well-formed Router Solicitation
+/// as far as can be told without the IPv6 header (RFC 4861 §6.1.1: code 0,
+/// at least 8 bytes, every option of non-zero length and within bounds).
+pub fn is_router_solicitation(msg: &[u8]) -> bool {
+    if msg.len() < 8 || msg[0] != ICMPV6_ROUTER_SOLICITATION || msg[1] != 0 {
+        return false;
+    }
+    let mut opts = &msg[8..];
+    while !opts.is_empty() {
+        let Some(&len) = opts.get(1) else {
+            return false;
+        };
+        let len = usize::from(len) * 8;
+        if len == 0 || len > opts.len() {
+            return false;
+        }
+        opts = &opts[len..];
+    }
+    true
+}
+
+/// Counters of a [`RaSocket`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RaCounters {
+    /// Router Solicitations received (and answered).
+    pub solicitations: u64,
+    /// Router Advertisements sent, solicited or not.
+    pub advertisements: u64,
+    /// Received ICMPv6 messages that were not valid solicitations.
+    pub dropped: u64,
+    /// Advertisements that could not be sent.
+    pub send_errors: u64,
+}
+
+/// A non-blocking raw ICMPv6 socket advertising the host as router on one
+/// interface; see the [module docs](self).
+///
+/// The socket is bound to the interface (`SO_BINDTODEVICE`), sends with hop
+/// limit 255 (RFC 4861 requires it; receivers drop anything else), only
+/// receives Router Solicitations (`ICMP6_FILTER`) and joins `ff02::2`. The
+/// kernel picks the interface's link-local address as source, so the
+/// interface must have one (the default unless `addr_gen_mode` is `none`).
+/// The hop limit of received solicitations is not checked (that needs
+/// `IPV6_RECVHOPLIMIT` ancillary data); answering a forged one only costs
+/// an advertisement on the guest's own link.
+#[derive(Debug)]
+pub struct RaSocket {
+    fd: OwnedFd,
+    iface: String,
+    ifindex: u32,
+    ra: Vec<u8>,
+    counters: RaCounters,
+}
+
+impl RaSocket {
+    /// Opens the socket on `iface` (which must exist) for the advertisement
+    /// [`router_advertisement`]`(mac, mtu, prefix, prefix_len)`.
+    pub fn bind(
+        iface: &str,
+        mac: [u8; 6],
+        mtu: u32,
+        prefix: Ipv6Addr,
+        prefix_len: u8,
+    ) -> io::Result<Self> {
+        let name = sys6::iface_name(iface)?;
+        let ifindex = sys6::ifindex(&name).map_err(|e| annotate(e, "if_nametoindex"))?;
+        let fd = sys6::socket6(libc::SOCK_RAW, libc::IPPROTO_ICMPV6)
+            .map_err(|e| annotate(e, "socket(AF_INET6, SOCK_RAW, IPPROTO_ICMPV6)"))?;
+        sys6::bind_to_device(fd.as_fd(), &name)
+            .map_err(|e| annotate(e, &format!("setsockopt(SO_BINDTODEVICE, {iface:?})")))?;
+        let hops: libc::c_int = 255;
+        sys6::set_opt(
+            fd.as_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MULTICAST_HOPS,
+            &hops,
+        )
+        .map_err(|e| annotate(e, "setsockopt(IPV6_MULTICAST_HOPS)"))?;
+        sys6::set_opt(
+            fd.as_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_UNICAST_HOPS,
+            &hops,
+        )
+        .map_err(|e| annotate(e, "setsockopt(IPV6_UNICAST_HOPS)"))?;
+        let ifindex_int = libc::c_int::try_from(ifindex)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        sys6::set_opt(
+            fd.as_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MULTICAST_IF,
+            &ifindex_int,
+        )
+        .map_err(|e| annotate(e, "setsockopt(IPV6_MULTICAST_IF)"))?;
+        // Our own multicast RA looped back makes the host kernel log "RA
+        // from local address".
+        let zero: libc::c_int = 0;
+        sys6::set_opt(
+            fd.as_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MULTICAST_LOOP,
+            &zero,
+        )
+        .map_err(|e| annotate(e, "setsockopt(IPV6_MULTICAST_LOOP)"))?;
+        let filter = icmp6_filter_pass_only(ICMPV6_ROUTER_SOLICITATION);
+        sys6::set_opt(fd.as_fd(), libc::IPPROTO_ICMPV6, ICMP6_FILTER, &filter)
+            .map_err(|e| annotate(e, "setsockopt(ICMP6_FILTER)"))?;
+        sys6::join_group(fd.as_fd(), ALL_ROUTERS, ifindex)
+            .map_err(|e| annotate(e, "setsockopt(IPV6_ADD_MEMBERSHIP, ff02::2)"))?;
+        tracing::debug!(iface, ifindex, "RA socket bound");
+        Ok(Self {
+            fd,
+            iface: iface.to_owned(),
+            ifindex,
+            ra: router_advertisement(mac, mtu, prefix, prefix_len),
+            counters: RaCounters::default(),
+        })
+    }
+
+    /// The interface the socket is bound to.
+    pub fn iface(&self) -> &str {
+        &self.iface
+    }
+
+    /// The advertisement this socket sends.
+    pub fn advertisement(&self) -> &[u8] {
+        &self.ra
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> &RaCounters {
+        &self.counters
+    }
+
+    /// Multicasts the advertisement to all nodes (`ff02::1`) on the link.
+    pub fn send_ra(&mut self) -> io::Result<()> {
+        let dest = SocketAddrV6::new(ALL_NODES, 0, 0, self.ifindex);
+        match sys6::send_to(self.fd.as_fd(), &self.ra, &dest) {
+            Ok(()) => {
+                self.counters.advertisements += 1;
+                Ok(())
+            }
+            Err(e) => {
+                self.counters.send_errors += 1;
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads every pending message and answers each Router Solicitation
+    /// with a multicast advertisement (RFC 4861 §6.2.6 allows either; the
+    /// multicast needs no neighbour resolution); returns once the socket
+    /// would block. Failing to send is logged; failing to receive is
+    /// returned.
+    pub fn handle_readable(&mut self) -> io::Result<()> {
+        let mut buf = [0u8; RECV_BUF_LEN];
+        loop {
+            let (len, src) = match sys6::recv_from(self.fd.as_fd(), &mut buf) {
+                Ok(received) => received,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            let msg = buf.get(..len).unwrap_or(&[]);
+            if !is_router_solicitation(msg) {
+                self.counters.dropped += 1;
+                tracing::debug!(iface = %self.iface, %src, "non-RS ICMPv6 message ignored");
+                continue;
+            }
+            self.counters.solicitations += 1;
+            if let Err(e) = self.send_ra() {
+                tracing::warn!(iface = %self.iface, error = %e, "cannot send router advertisement");
+            }
+        }
+    }
+}
+
+impl AsFd for RaSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for RaSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// `struct icmp6_filter` as glibc lays it out: one bit per ICMPv6 type, set
+/// when the type is blocked.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct Icmp6Filter {
+    data: [u32; 8],
+}
+
+/// A filter blocking every ICMPv6 type but `pass`
+/// (`ICMP6_FILTER_SETBLOCKALL` + `ICMP6_FILTER_SETPASS`).
+fn icmp6_filter_pass_only(pass: u8) -> Icmp6Filter {
+    let mut data = [u32::MAX; 8];
+    if let Some(word) = data.get_mut(usize::from(pass >> 5)) {
+        *word &= !(1u32 << (pass & 31));
+    }
+    Icmp6Filter { data }
+}
+
+fn annotate(err: io::Error, op: &str) -> io::Error {
+    let hint = match err.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => " (needs CAP_NET_RAW, i.e. root)",
+        Some(libc::ENODEV) | Some(libc::ENXIO) => " (no such interface)",
+        _ => "",
+    };
+    io::Error::new(err.kind(), format!("{op} failed: {err}{hint}"))
+}
+
+/// IPv6 socket system calls std has no API for, shared with
+/// [`crate::dhcp::v6`]; one foreign call per `unsafe` block.
+pub(crate) mod sys6 {
+    use std::mem;
+
+    use super::*;
+
+    /// Maps a `-1` return to the thread's `errno`.
+    fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+        if ret == -1 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(ret)
+        }
+    }
+
+    fn socklen_of<T>() -> libc::socklen_t {
+        // Socket option and address structs are a few bytes long.
+        libc::socklen_t::try_from(mem::size_of::<T>()).unwrap_or(libc::socklen_t::MAX)
+    }
+
+    /// Validates an interface name for `SO_BINDTODEVICE`/`if_nametoindex`.
+    pub(crate) fn iface_name(iface: &str) -> io::Result<CString> {
+        let name = CString::new(iface).map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidInput, "interface name contains NUL")
+        })?;
+        if name.as_bytes().is_empty() || name.as_bytes().len() >= libc::IFNAMSIZ {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid interface name {iface:?}"),
+            ));
+        }
+        Ok(name)
+    }
+
+    /// The index of interface `name`.
+    pub(crate) fn ifindex(name: &CString) -> io::Result<u32> {
+        // SAFETY: `name` is a NUL-terminated string that outlives the call,
+        // which only reads it.
+        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if index == 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(index)
+        }
+    }
+
+    /// A non-blocking, close-on-exec `AF_INET6` socket.
+    pub(crate) fn socket6(ty: libc::c_int, proto: libc::c_int) -> io::Result<OwnedFd> {
+        // SAFETY: socket(2) takes only integer arguments and touches no memory.
+        let fd = cvt(unsafe {
+            libc::socket(
+                libc::AF_INET6,
+                ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                proto,
+            )
+        })?;
+        // SAFETY: `fd` was just returned by socket(2), is open, and nothing
+        // else owns it.
+        Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+    }
+
+    /// `setsockopt(level, name, value)` for a plain-old-data `value`.
+    pub(crate) fn set_opt<T: Copy>(
+        fd: BorrowedFd<'_>,
+        level: libc::c_int,
+        name: libc::c_int,
+        value: &T,
+    ) -> io::Result<()> {
+        // SAFETY: `fd` is a valid socket for the borrow; the kernel reads
+        // exactly `size_of::<T>()` bytes from `value`, a plain `Copy` value
+        // (an int or a C struct) that lives across the call.
+        cvt(unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                level,
+                name,
+                (value as *const T).cast(),
+                socklen_of::<T>(),
+            )
+        })?;
+        Ok(())
+    }
+
+    /// `setsockopt(SOL_SOCKET, SO_BINDTODEVICE, name)`.
+    pub(crate) fn bind_to_device(fd: BorrowedFd<'_>, name: &CString) -> io::Result<()> {
+        let bytes = name.as_bytes_with_nul();
+        let len = libc::socklen_t::try_from(bytes.len())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: `fd` is a valid socket for the borrow; the kernel reads at
+        // most `len` bytes of the NUL-terminated name, which outlives the call.
+        cvt(unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_BINDTODEVICE,
+                bytes.as_ptr().cast(),
+                len,
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Joins multicast `group` on interface `ifindex`.
+    pub(crate) fn join_group(fd: BorrowedFd<'_>, group: Ipv6Addr, ifindex: u32) -> io::Result<()> {
+        let mreq = libc::ipv6_mreq {
+            ipv6mr_multiaddr: libc::in6_addr {
+                s6_addr: group.octets(),
+            },
+            ipv6mr_interface: ifindex,
+        };
+        set_opt(fd, libc::IPPROTO_IPV6, libc::IPV6_ADD_MEMBERSHIP, &mreq)
+    }
+
+    fn to_sockaddr(addr: &SocketAddrV6) -> libc::sockaddr_in6 {
+        libc::sockaddr_in6 {
+            sin6_family: libc::AF_INET6 as libc::sa_family_t,
+            sin6_port: addr.port().to_be(),
+            sin6_flowinfo: addr.flowinfo().to_be(),
+            sin6_addr: libc::in6_addr {
+                s6_addr: addr.ip().octets(),
+            },
+            sin6_scope_id: addr.scope_id(),
+        }
+    }
+
+    /// `bind(addr)`.
+    pub(crate) fn bind(fd: BorrowedFd<'_>, addr: &SocketAddrV6) -> io::Result<()> {
+        let sa = to_sockaddr(addr);
+        // SAFETY: `fd` is a valid socket for the borrow; `sa` is a fully
+        // initialised sockaddr_in6 whose exact size is passed, and it lives
+        // across the call.
+        cvt(unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sa as *const libc::sockaddr_in6).cast(),
+                socklen_of::<libc::sockaddr_in6>(),
+            )
+        })?;
+        Ok(())
+    }
+
+    /// `sendto(dest)`, retried on EINTR.
+    pub(crate) fn send_to(fd: BorrowedFd<'_>, buf: &[u8], dest: &SocketAddrV6) -> io::Result<()> {
+        let sa = to_sockaddr(dest);
+        loop {
+            // SAFETY: `fd` is a valid socket for the borrow; the kernel reads
+            // `buf.len()` bytes from `buf` and the sockaddr_in6 `sa` of the
+            // size passed, both alive across the call.
+            let ret = unsafe {
+                libc::sendto(
+                    fd.as_raw_fd(),
+                    buf.as_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&sa as *const libc::sockaddr_in6).cast(),
+                    socklen_of::<libc::sockaddr_in6>(),
+                )
+            };
+            if ret >= 0 {
+                return Ok(());
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+
+    /// `recvfrom`, returning the length and the IPv6 source.
+    pub(crate) fn recv_from(
+        fd: BorrowedFd<'_>,
+        buf: &mut [u8],
+    ) -> io::Result<(usize, SocketAddrV6)> {
+        let mut sa = libc::sockaddr_in6 {
+            sin6_family: 0,
+            sin6_port: 0,
+            sin6_flowinfo: 0,
+            sin6_addr: libc::in6_addr { s6_addr: [0; 16] },
+            sin6_scope_id: 0,
+        };
+        let mut sa_len = socklen_of::<libc::sockaddr_in6>();
+        // SAFETY: `fd` is a valid socket for the borrow; the kernel writes at
+        // most `buf.len()` bytes to `buf` and at most `sa_len` bytes to `sa`,
+        // both exclusively borrowed across the call.
+        let ret = unsafe {
+            libc::recvfrom(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                0,
+                (&mut sa as *mut libc::sockaddr_in6).cast(),
+                &mut sa_len,
+            )
+        };
+        let len = usize::try_from(ret).map_err(|_| io::Error::last_os_error())?;
+        let src = SocketAddrV6::new(
+            Ipv6Addr::from(sa.sin6_addr.s6_addr),
+            u16::from_be(sa.sin6_port),
+            u32::from_be(sa.sin6_flowinfo),
+            sa.sin6_scope_id,
+        );
+        Ok((len.min(buf.len()), src))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
+    const PREFIX: Ipv6Addr = Ipv6Addr::new(0xfd10, 0, 2, 0, 0, 0, 0, 0);
+
+    #[test]
+    fn ra_header_and_flags() {
+        let ra = router_advertisement(MAC, 1500, PREFIX, 120);
+        assert_eq!(ra.len(), 64);
+        assert_eq!(ra[0], 134);
+        assert_eq!(ra[1], 0);
+        assert_eq!(&ra[2..4], &[0, 0], "checksum left to the kernel");
+        assert_eq!(ra[4], 64);
+        assert_eq!(ra[5] & FLAG_MANAGED, FLAG_MANAGED);
+        assert_eq!(ra[5] & FLAG_OTHER, FLAG_OTHER);
+        assert_eq!(ra[5] & 0x3f, 0);
+        assert_eq!(u16::from_be_bytes([ra[6], ra[7]]), 1800);
+        assert_eq!(&ra[8..16], &[0; 8]);
+    }
+
+    #[test]
+    fn ra_options_layout() {
+        let ra = router_advertisement(MAC, 1400, PREFIX, 120);
+        // Source link-layer address.
+        assert_eq!(&ra[16..18], &[1, 1]);
+        assert_eq!(&ra[18..24], &MAC);
+        // MTU.
+        assert_eq!(&ra[24..28], &[5, 1, 0, 0]);
+        assert_eq!(u32::from_be_bytes([ra[28], ra[29], ra[30], ra[31]]), 1400);
+        // Prefix information: on-link, not autonomous.
+        let pio = &ra[32..64];
+        assert_eq!(pio[0], 3);
+        assert_eq!(pio[1], 4);
+        assert_eq!(pio[2], 120);
+        assert_eq!(pio[3] & PREFIX_FLAG_ON_LINK, PREFIX_FLAG_ON_LINK);
+        assert_eq!(pio[3] & PREFIX_FLAG_AUTONOMOUS, 0);
+        assert_eq!(
+            u32::from_be_bytes([pio[4], pio[5], pio[6], pio[7]]),
+            PREFIX_VALID_LIFETIME
+        );
+        assert_eq!(
+            u32::from_be_bytes([pio[8], pio[9], pio[10], pio[11]]),
+            PREFIX_PREFERRED_LIFETIME
+        );
+        assert_eq!(&pio[12..16], &[0; 4]);
+        assert_eq!(&pio[16..32], &PREFIX.octets());
+    }
+
+    #[test]
+    fn ra_prefix_is_masked() {
+        let host = Ipv6Addr::new(0xfd10, 0, 2, 0, 0, 0, 0, 0x1ff);
+        let ra = router_advertisement(MAC, 1500, host, 120);
+        assert_eq!(
+            &ra[48..64],
+            &Ipv6Addr::new(0xfd10, 0, 2, 0, 0, 0, 0, 0x100).octets()
+        );
+        assert_eq!(mask_prefix(host, 0), Ipv6Addr::UNSPECIFIED);
+        assert_eq!(mask_prefix(host, 128), host);
+        assert_eq!(mask_prefix(host, 200), host);
+        assert_eq!(
+            mask_prefix(host, 64),
+            Ipv6Addr::new(0xfd10, 0, 2, 0, 0, 0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn router_solicitation_validation() {
+        assert!(is_router_solicitation(&[133, 0, 0, 0, 0, 0, 0, 0]));
+        let mut with_slla = vec![133, 0, 0, 0, 0, 0, 0, 0, 1, 1];
+        with_slla.extend_from_slice(&MAC);
+        assert!(is_router_solicitation(&with_slla));
+        assert!(!is_router_solicitation(&[133, 0, 0, 0]));
+        assert!(!is_router_solicitation(&[133, 1, 0, 0, 0, 0, 0, 0]));
+        assert!(!is_router_solicitation(&[134, 0, 0, 0, 0, 0, 0, 0]));
+        // Zero-length option, truncated option, lone type byte.
+        assert!(!is_router_solicitation(&[
+            133, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0
+        ]));
+        assert!(!is_router_solicitation(&[
+            133, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0
+        ]));
+        assert!(!is_router_solicitation(&[133, 0, 0, 0, 0, 0, 0, 0, 1]));
+        assert!(!is_router_solicitation(&[]));
+    }
+
+    #[test]
+    fn filter_passes_only_rs() {
+        let f = icmp6_filter_pass_only(133);
+        for t in 0u8..=255 {
+            let blocked = f.data[usize::from(t >> 5)] & (1 << (t & 31)) != 0;
+            assert_eq!(blocked, t != 133, "type {t}");
+        }
+    }
+
+    /// The ICMPv6/UDP checksum over the IPv6 pseudo-header and `payload`.
+    fn l4_checksum(src: Ipv6Addr, dst: Ipv6Addr, next: u8, payload: &[u8]) -> u16 {
+        let mut data = Vec::new();
+        data.extend_from_slice(&src.octets());
+        data.extend_from_slice(&dst.octets());
+        data.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
+        data.extend_from_slice(&[0, 0, 0, next]);
+        data.extend_from_slice(payload);
+        if data.len() % 2 == 1 {
+            data.push(0);
+        }
+        let mut sum: u32 = data
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    }
+
+    /// vnet header + Ethernet + IPv6 (hop limit 255) carrying `l4` of
+    /// protocol `next`, whose checksum at `csum_at` is filled in.
+    fn guest_frame(dst: Ipv6Addr, next: u8, mut l4: Vec<u8>, csum_at: usize) -> Vec<u8> {
+        let src = Ipv6Addr::new(0xfe80, 0, 0, 0, 0x5054, 0xff, 0xfe12, 0x3456);
+        let csum = l4_checksum(src, dst, next, &l4);
+        l4[csum_at..csum_at + 2].copy_from_slice(&csum.to_be_bytes());
+        let mut f = vec![0u8; crate::VNET_HDR_LEN];
+        let d = dst.octets();
+        f.extend_from_slice(&[0x33, 0x33, d[12], d[13], d[14], d[15]]);
+        f.extend_from_slice(&[0x52, 0x54, 0, 0x12, 0x34, 0x56]);
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+        f.extend_from_slice(&u16::try_from(l4.len()).unwrap().to_be_bytes());
+        f.extend_from_slice(&[next, 255]);
+        f.extend_from_slice(&src.octets());
+        f.extend_from_slice(&d);
+        f.extend_from_slice(&l4);
+        f
+    }
+
+    /// If `frame` (vnet header included) is an IPv6 Router Advertisement,
+    /// returns its hop limit, source, destination and ICMPv6 message.
+    fn parse_ra(frame: &[u8]) -> Option<(u8, Ipv6Addr, Ipv6Addr, Vec<u8>)> {
+        let eth = frame.get(crate::VNET_HDR_LEN..)?;
+        if eth.get(12..14)? != [0x86, 0xdd] || *eth.get(14 + 6)? != 58 {
+            return None;
+        }
+        let ip = eth.get(14..)?;
+        let icmp = ip.get(40..)?;
+        if *icmp.first()? != ICMPV6_ROUTER_ADVERTISEMENT {
+            return None;
+        }
+        let src: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
+        let dst: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
+        Some((ip[7], src.into(), dst.into(), icmp.to_vec()))
+    }
+
+    #[test]
+    fn ra_and_dhcp6_over_a_tap_as_root() {
+        use std::io::IoSlice;
+        use std::time::Instant;
+
+        use crate::dhcp::v6::{duid_ll, Dhcp6Config, Dhcp6Server, Dhcp6Socket};
+        use crate::{FrameBackend, Tap};
+
+        // SAFETY: geteuid(2) has no arguments and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            println!("skipped: needs root");
+            return;
+        }
+        if !std::path::Path::new("/dev/net/tun").exists() {
+            println!("skipped: /dev/net/tun is missing");
+            return;
+        }
+        std::thread::spawn(|| {
+            // SAFETY: unshare(2) takes a flag word and touches no memory; it
+            // moves only this thread into a new network namespace.
+            let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "unshare: {}", io::Error::last_os_error());
+            // No DAD: the link-local address is usable at once.
+            std::fs::write("/proc/sys/net/ipv6/conf/default/accept_dad", "0").unwrap();
+
+            let mut tap = Tap::open_named("pra0", 1).unwrap().remove(0);
+            tap.set_up().unwrap();
+            let mac = tap.mac().unwrap();
+            let mut ra_sock = RaSocket::bind("pra0", mac, 1500, PREFIX, 120).unwrap();
+            assert_eq!(ra_sock.iface(), "pra0");
+            let mut dhcp_sock = Dhcp6Socket::bind("pra0").unwrap();
+            let mut server = Dhcp6Server::new(Dhcp6Config {
+                server_duid: duid_ll(mac),
+                client_mac: [0x52, 0x54, 0, 0x12, 0x34, 0x56],
+                client_ip: Ipv6Addr::new(0xfd10, 0, 2, 0, 0, 0, 0, 2),
+                dns_servers: vec![],
+                search: vec![],
+                preferred_lifetime: 3600,
+                valid_lifetime: 3600,
+            });
+
+            let mut buf = vec![0u8; 65536];
+            let mut next_ra = |tap: &mut Tap, what: &str| {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                loop {
+                    assert!(Instant::now() < deadline, "no RA on the tap ({what})");
+                    match tap.read_frame(&mut buf) {
+                        Ok(n) => {
+                            if let Some(ra) = parse_ra(&buf[..n]) {
+                                return ra;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                        Err(e) => panic!("tap read: {e}"),
+                    }
+                }
+            };
+
+            // Unsolicited; retried until the link-local address exists.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while let Err(e) = ra_sock.send_ra() {
+                assert!(Instant::now() < deadline, "send_ra: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let (hops, src, dst, icmp) = next_ra(&mut tap, "unsolicited");
+            assert_eq!(hops, 255);
+            assert_eq!(src.segments()[0], 0xfe80);
+            assert_eq!(dst, ALL_NODES);
+            assert_eq!(icmp[..2], ra_sock.advertisement()[..2]);
+            assert_eq!(icmp[4..], ra_sock.advertisement()[4..]);
+            assert_eq!(&icmp[18..24], &mac);
+
+            // Solicited.
+            let rs = guest_frame(ALL_ROUTERS, 58, vec![133, 0, 0, 0, 0, 0, 0, 0], 2);
+            tap.write_frame(&[IoSlice::new(&rs)]).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while ra_sock.counters().solicitations == 0 {
+                assert!(Instant::now() < deadline, "RS not received");
+                ra_sock.handle_readable().unwrap();
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let (_, _, dst, _) = next_ra(&mut tap, "solicited");
+            assert_eq!(dst, ALL_NODES);
+            assert_eq!(ra_sock.counters().advertisements, 2);
+
+            // A DHCPv6 SOLICIT reaches the server through ff02::1:2.
+            let mut dhcp = vec![1, 0, 0, 1, 0, 1, 0, 10];
+            dhcp.extend_from_slice(&duid_ll([0x52, 0x54, 0, 0x12, 0x34, 0x56]));
+            dhcp.extend_from_slice(&[0, 3, 0, 12, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+            let mut udp = vec![0x02, 0x22, 0x02, 0x23];
+            udp.extend_from_slice(&u16::try_from(8 + dhcp.len()).unwrap().to_be_bytes());
+            udp.extend_from_slice(&[0, 0]);
+            udp.extend_from_slice(&dhcp);
+            let all_dhcp = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
+            let solicit = guest_frame(all_dhcp, 17, udp, 6);
+            tap.write_frame(&[IoSlice::new(&solicit)]).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while server.counters().advertises == 0 {
+                assert!(Instant::now() < deadline, "SOLICIT not answered");
+                dhcp_sock.handle_readable(&mut server).unwrap();
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert_eq!(server.counters().solicits, 1);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn bind_rejects_bad_names() {
+        for name in ["", "a\0b", "sixteen-chars-xx"] {
+            assert_eq!(
+                RaSocket::bind(name, MAC, 1500, PREFIX, 120)
+                    .unwrap_err()
+                    .kind(),
+                io::ErrorKind::InvalidInput
+            );
+        }
+    }
+}
