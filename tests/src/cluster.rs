@@ -11,6 +11,10 @@ pub const POD_MTU: u32 = 1450;
 pub const SERVER_IP: &str = "10.0.50.10";
 pub const POD_DNS: &str = "10.96.0.10";
 pub const POD_SEARCH: &str = "default.svc.cluster.local";
+pub const POD_IP6: &str = "fd00:244::5";
+/// POD_IP6 as /proc/net/tcp6 prints it (four little-endian words).
+pub const POD_IP6_HEX: &str = "440200FD000000000000000005000000";
+pub const SERVER_IP6: &str = "fd00:50::10";
 
 pub struct Cluster {
     pub node: NetNs,
@@ -55,6 +59,31 @@ impl Cluster {
             server,
             resolv_dir,
         }
+    }
+
+    /// Adds IPv6 to the cluster: pod fd00:244::5/64 (default route via the
+    /// node), server fd00:50::10/64, the node forwarding between them.
+    pub fn add_ipv6(&self) {
+        sh(&format!(
+            "ip netns exec {node} sysctl -qw net.ipv6.conf.all.forwarding=1 && \
+             ip -n {node} -6 addr add fd00:244::1/64 dev $(ip -n {node} -o link | awk -F': ' '/^[0-9]+: vp/ {{split($2,a,\"@\"); print a[1]}}') nodad && \
+             ip -n {node} -6 addr add fd00:50::1/64 dev $(ip -n {node} -o link | awk -F': ' '/^[0-9]+: vs/ {{split($2,a,\"@\"); print a[1]}}') nodad && \
+             ip -n {pod} -6 addr add {POD_IP6}/64 dev eth0 nodad && ip -n {pod} -6 route add default via fd00:244::1 && \
+             ip -n {srv} -6 addr add {SERVER_IP6}/64 dev eth0 nodad && ip -n {srv} -6 route add default via fd00:50::1",
+            node = self.node.name(),
+            pod = self.pod.name(),
+            srv = self.server.name(),
+        ));
+    }
+
+    /// True while the server has an established TCP connection from IPv6
+    /// address `ip` (given as the 32 hex digits /proc/net/tcp6 prints).
+    pub fn server_sees_peer6_hex(&self, hex: &str) -> bool {
+        let tcp = self.server.exec("cat /proc/net/tcp6");
+        tcp.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[3] == "01" && f[2].starts_with(hex)
+        })
     }
 
     /// True while the server has an established TCP connection from `ip`.

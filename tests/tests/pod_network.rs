@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use petrel_tests::cluster::{Cluster, POD_DNS, POD_IP, POD_MTU, SERVER_IP};
+use petrel_tests::cluster::{
+    Cluster, POD_DNS, POD_IP, POD_IP6_HEX, POD_MTU, SERVER_IP, SERVER_IP6,
+};
 use petrel_tests::{Scratch, Vmm, BOOT_TIMEOUT};
 
 fn spec(name: &str, binding: &str, ports: &str) -> String {
@@ -216,6 +218,57 @@ spec:
     assert!(lease.contains("ip=10.11.0.2/28"), "{lease}");
     assert!(lease.contains("gw=10.11.0.1"), "{lease}");
     vm.wait_for("HELLO-FROM-SERVER", BOOT_TIMEOUT);
+    let st = vm.wait_exit(BOOT_TIMEOUT);
+    assert_eq!(st.code(), Some(0), "stderr:\n{}", vm.stderr());
+    assert_pod_clean(&cluster);
+}
+
+/// IPv6 masquerade when the pod has IPv6: petrel's router advertisement
+/// gives the guest its default route, the guest uses fd10:0:2::2 (the
+/// address petrel's DHCPv6 server leases; this guest has no DHCPv6 client,
+/// so it configures the address itself), and NAT66 makes the server see
+/// the pod's IPv6 address.
+#[test]
+fn masquerade_ipv6_router_advertisement_and_nat66() {
+    let dir = Scratch::new("masq6");
+    let mut cluster = Cluster::new();
+    cluster.add_ipv6();
+    serve_server(&mut cluster, &dir);
+    cluster.server.spawn(&format!(
+        "exec busybox httpd -f -p 8066 -h {}",
+        dir.path().display()
+    ));
+    let spec_path = dir.write("vmi.yaml", &spec("masq6", "masquerade", ""));
+    let guest_cmd = format!(
+        "ip -6 addr add fd10:0:2::2/120 dev eth0; \
+         for i in 1 2 3 4 5 6 7 8 9 10; do ip -6 route | grep -q '^default' && break; sleep 1; done; \
+         ip -6 route | grep '^default' | sed 's/^/ROUTE6 /'; \
+         wget -q -O - http://[{SERVER_IP6}]:8066/hello; \
+         sleep 20 | nc {SERVER_IP6} 7000; echo GUEST6-DONE"
+    );
+    let mut vm = Vmm::boot_in(
+        Some(cluster.pod.name()),
+        &spec_path,
+        "",
+        Some(&guest_cmd),
+        &[],
+    );
+    vm.wait_for("GUEST-NET eth0", BOOT_TIMEOUT);
+    let route = vm.wait_for("ROUTE6 default", BOOT_TIMEOUT);
+    assert!(
+        route.contains("via fe80::"),
+        "default route from the RA: {route}"
+    );
+    vm.wait_for("HELLO-FROM-SERVER", BOOT_TIMEOUT);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cluster.server_sees_peer6_hex(POD_IP6_HEX) {
+        assert!(
+            Instant::now() < deadline,
+            "the server never saw the pod's IPv6 address"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    vm.wait_for("GUEST6-DONE", BOOT_TIMEOUT);
     let st = vm.wait_exit(BOOT_TIMEOUT);
     assert_eq!(st.code(), Some(0), "stderr:\n{}", vm.stderr());
     assert_pod_clean(&cluster);

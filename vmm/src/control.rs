@@ -117,6 +117,10 @@ impl MutEventSubscriber for ResampleSubscriber {
     }
 }
 
+const TOKEN_DHCP4: u32 = 1;
+const TOKEN_RA: u32 = 2;
+const TOKEN_DHCP6: u32 = 3;
+
 /// Serves a pod binding's DHCP server on its socket; owns the binding's
 /// undo guard, so the plumbing goes away when the loop ends.
 struct DhcpSubscriber {
@@ -125,18 +129,43 @@ struct DhcpSubscriber {
 
 impl MutEventSubscriber for DhcpSubscriber {
     fn init(&mut self, ops: &mut EventOps) {
-        if let Some((_, sock)) = &self.binding.dhcp {
-            if let Err(e) = ops.add(Events::new(sock, EventSet::IN)) {
-                warn!(error = ?e, nic = %self.binding.nic, "cannot watch the DHCP socket");
+        let b = &self.binding;
+        let mut fds: Vec<(i32, u32)> = Vec::new();
+        if let Some((_, sock)) = &b.dhcp {
+            fds.push((sock.as_raw_fd(), TOKEN_DHCP4));
+        }
+        if let Some(ra) = &b.ra {
+            fds.push((ra.as_raw_fd(), TOKEN_RA));
+        }
+        if let Some((_, sock)) = &b.dhcp6 {
+            fds.push((sock.as_raw_fd(), TOKEN_DHCP6));
+        }
+        for (fd, token) in fds {
+            if let Err(e) = ops.add(Events::with_data_raw(fd, token, EventSet::IN)) {
+                warn!(error = ?e, nic = %b.nic, "cannot watch a pod network socket");
             }
         }
     }
 
-    fn process(&mut self, _events: Events, _ops: &mut EventOps) {
-        if let Some((server, sock)) = &mut self.binding.dhcp {
-            if let Err(e) = sock.handle_readable(server) {
-                warn!(error = %e, nic = %self.binding.nic, "DHCP socket error");
-            }
+    fn process(&mut self, events: Events, _ops: &mut EventOps) {
+        let b = &mut self.binding;
+        let res = match events.data() {
+            TOKEN_DHCP4 => match &mut b.dhcp {
+                Some((server, sock)) => sock.handle_readable(server),
+                None => Ok(()),
+            },
+            TOKEN_RA => match &mut b.ra {
+                Some(ra) => ra.handle_readable(),
+                None => Ok(()),
+            },
+            TOKEN_DHCP6 => match &mut b.dhcp6 {
+                Some((server, sock)) => sock.handle_readable(server),
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        };
+        if let Err(e) = res {
+            warn!(error = %e, nic = %b.nic, "pod network socket error");
         }
     }
 }
