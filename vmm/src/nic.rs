@@ -199,8 +199,9 @@ fn open_backends(
             mac: nic.mac.0,
         });
     }
-    if let Backend::Macvtap { iface } = &nic.backend {
-        return open_macvtap(nic, iface);
+    if let Backend::Macvtap { .. } = &nic.backend {
+        let iface = crate::pod_net::pod_iface(nic).unwrap_or_default();
+        return open_macvtap(nic, &iface);
     }
     Ok(plain(open_named_taps(nic)?))
 }

@@ -78,15 +78,42 @@ fn parse_v6(nic: &str, cidr: &str) -> Result<(Ipv6Addr, u8), PodNetError> {
     Ok((a.parse().map_err(|_| bad())?, p.parse().map_err(|_| bad())?))
 }
 
+/// KubeVirt's newer name for a secondary multus interface: "pod" and the
+/// first 11 hex digits of the SHA-256 of the network's name.
+pub fn hashed_iface_name(network: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(network.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("pod{}", &hex[..11])
+}
+
 /// The pod interface a NIC's network arrives on: `eth0` for the pod
-/// network (or the default multus network), `net1`, `net2`, … for the
-/// other multus networks.
-fn pod_iface(nic: &NicPlan) -> Option<&str> {
+/// network (or the default multus network); for other multus networks the
+/// ordinal name (`net1`, `net2`, … in `spec.networks` order) when the pod
+/// has it, else KubeVirt's hashed name (the network's name is the
+/// interface's name).
+pub fn pod_iface(nic: &NicPlan) -> Option<String> {
     match &nic.network {
-        NetworkPlan::Pod { .. } => Some("eth0"),
-        NetworkPlan::Multus { pod_iface, .. } => Some(pod_iface),
+        NetworkPlan::Pod { .. } => Some("eth0".to_string()),
+        NetworkPlan::Multus {
+            pod_iface, default, ..
+        } => {
+            if *default || iface_exists(pod_iface) {
+                return Some(pod_iface.clone());
+            }
+            let hashed = hashed_iface_name(&nic.name);
+            Some(if iface_exists(&hashed) {
+                hashed
+            } else {
+                pod_iface.clone()
+            })
+        }
         _ => None,
     }
+}
+
+fn iface_exists(name: &str) -> bool {
+    std::path::Path::new("/sys/class/net").join(name).exists()
 }
 
 /// Whether this NIC is plumbed by a pod binding (as opposed to a tap named
@@ -104,7 +131,8 @@ pub fn bind(vm_name: &str, nic: &NicPlan) -> Result<BoundNic, PodNetError> {
         Backend::Tap { name } => name.clone(),
         _ => format!("tap-{}", nic.name),
     };
-    let iface = pod_iface(nic).unwrap_or("eth0");
+    let iface = pod_iface(nic).unwrap_or_else(|| "eth0".to_string());
+    let iface = iface.as_str();
     let mut req = PodBindingRequest::new(vm_name, &nic.name, iface, &tap, nic.mac.0);
     req.queues = nic.queue_pairs;
     req.dns = binding::read_resolv_conf("/etc/resolv.conf");
@@ -227,4 +255,17 @@ fn pod_has_global_ipv6() -> bool {
             })
         })
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubevirt_hashed_interface_names() {
+        // sha256("mvt") = e32c04ddf04…, as KubeVirt's namescheme computes it
+        assert_eq!(hashed_iface_name("mvt"), "pode32c04ddf04");
+        assert_eq!(hashed_iface_name("br2"), "pod6c87f847df0");
+        assert!(hashed_iface_name("a-very-long-network-name").len() <= 15);
+    }
 }
