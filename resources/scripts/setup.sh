@@ -32,9 +32,8 @@ if ! command -v cargo >/dev/null 2>&1; then
 	curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c clippy,rustfmt >/dev/null
 	export PATH="$HOME/.cargo/bin:$PATH"
 fi
-for c in clippy rustfmt; do
-	cargo "$c" --version >/dev/null 2>&1 || { command -v rustup >/dev/null && rustup component add "$c"; }
-done
+cargo clippy --version >/dev/null 2>&1 || { command -v rustup >/dev/null && rustup component add clippy; }
+cargo fmt --version >/dev/null 2>&1 || { command -v rustup >/dev/null && rustup component add rustfmt; }
 
 log "building the test guest (cached)"
 "$ROOT/resources/guest/build.sh"
