@@ -86,6 +86,19 @@ impl Cluster {
         })
     }
 
+    /// Waits (up to a minute) until `sees` holds for the server, e.g. an
+    /// established connection from the pod's address; panics otherwise.
+    pub fn wait_server_sees(&self, what: &str, sees: impl Fn(&Self) -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !sees(self) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server never saw a connection from {what}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
     /// True while the server has an established TCP connection from `ip`.
     pub fn server_sees_peer(&self, ip: &str) -> bool {
         let octets: Vec<u8> = ip.split('.').map(|o| o.parse().unwrap()).collect();

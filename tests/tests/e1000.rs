@@ -49,14 +49,7 @@ spec:
     let lease = vm.wait_for("GUEST-NET eth0", BOOT_TIMEOUT);
     assert!(lease.contains("ip=10.0.2.2/24"), "{lease}");
     vm.wait_for("HELLO-FROM-SERVER", BOOT_TIMEOUT);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !cluster.server_sees_peer(POD_IP) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the server never saw the pod IP"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    cluster.wait_server_sees(POD_IP, |c| c.server_sees_peer(POD_IP));
     vm.wait_for("E1000-DONE", BOOT_TIMEOUT);
     let st = vm.wait_exit(BOOT_TIMEOUT);
     assert_eq!(st.code(), Some(0), "stderr:\n{}", vm.stderr());

@@ -2,7 +2,7 @@
 //! masquerade (NAT, port allow-list) and bridge (the guest takes the pod IP
 //! over petrel's own DHCP), and cleanup after the VMM exits.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use petrel_tests::cluster::{
     Cluster, POD_DNS, POD_IP, POD_IP6_HEX, POD_MTU, SERVER_IP, SERVER_IP6,
@@ -46,17 +46,6 @@ fn serve_server(cluster: &mut Cluster, dir: &Scratch) {
         env!("CARGO_MANIFEST_DIR"),
         dir.path().join("udp.log").display()
     ));
-}
-
-fn wait_server_sees(cluster: &Cluster, ip: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if cluster.server_sees_peer(ip) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("the server never saw a connection from {ip}");
 }
 
 fn assert_pod_clean(cluster: &Cluster) {
@@ -108,7 +97,7 @@ fn masquerade_nat_port_allow_list_and_cleanup() {
         "UDP sources: {udp_log:?}"
     );
     vm.wait_for("GUEST-READY", BOOT_TIMEOUT);
-    wait_server_sees(&cluster, POD_IP);
+    cluster.wait_server_sees(POD_IP, |c| c.server_sees_peer(POD_IP));
     // inbound to the listed port reaches the guest's listener
     let body = cluster
         .node
@@ -163,7 +152,7 @@ fn bridge_guest_gets_pod_ip_mtu_dns_and_pod_is_restored() {
     assert!(lease.contains(&format!("mtu={POD_MTU}")), "{lease}");
     vm.wait_for(&format!("nameserver {POD_DNS}"), BOOT_TIMEOUT);
     vm.wait_for("HELLO-FROM-SERVER", BOOT_TIMEOUT);
-    wait_server_sees(&cluster, POD_IP);
+    cluster.wait_server_sees(POD_IP, |c| c.server_sees_peer(POD_IP));
     vm.wait_for("GUEST-DONE", BOOT_TIMEOUT);
     let st = vm.wait_exit(BOOT_TIMEOUT);
     assert_eq!(st.code(), Some(0), "stderr:\n{}", vm.stderr());
@@ -260,14 +249,9 @@ fn masquerade_ipv6_router_advertisement_and_nat66() {
         "default route from the RA: {route}"
     );
     vm.wait_for("HELLO-FROM-SERVER", BOOT_TIMEOUT);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !cluster.server_sees_peer6_hex(POD_IP6_HEX) {
-        assert!(
-            Instant::now() < deadline,
-            "the server never saw the pod's IPv6 address"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    cluster.wait_server_sees("the pod's IPv6 address", |c| {
+        c.server_sees_peer6_hex(POD_IP6_HEX)
+    });
     vm.wait_for("GUEST6-DONE", BOOT_TIMEOUT);
     let st = vm.wait_exit(BOOT_TIMEOUT);
     assert_eq!(st.code(), Some(0), "stderr:\n{}", vm.stderr());
