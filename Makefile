@@ -5,7 +5,7 @@ CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 EXAMPLE ?= resources/examples/vmi-guestkit.yaml
 
-.PHONY: setup build run test lint unit integration bench
+.PHONY: setup build run run-plain test lint unit integration bench
 
 setup:
 	resources/scripts/setup.sh
@@ -14,6 +14,10 @@ build:
 	$(CARGO) build --locked -p vmm
 
 run: setup build
+	resources/scripts/run-example.sh
+
+# The example without networking, straight on the host.
+run-plain: setup build
 	target/debug/petrel run $(EXAMPLE)
 
 lint:
