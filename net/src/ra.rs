@@ -177,7 +177,7 @@ impl RaSocket {
         let ifindex = sys6::ifindex(&name).map_err(|e| annotate(e, "if_nametoindex"))?;
         let fd = sys6::socket6(libc::SOCK_RAW, libc::IPPROTO_ICMPV6)
             .map_err(|e| annotate(e, "socket(AF_INET6, SOCK_RAW, IPPROTO_ICMPV6)"))?;
-        sys6::bind_to_device(fd.as_fd(), &name)
+        crate::sys::bind_to_device(fd.as_fd(), &name)
             .map_err(|e| annotate(e, &format!("setsockopt(SO_BINDTODEVICE, {iface:?})")))?;
         let hops: libc::c_int = 255;
         sys6::set_opt(
@@ -404,25 +404,6 @@ pub(crate) mod sys6 {
                 name,
                 (value as *const T).cast(),
                 socklen_of::<T>(),
-            )
-        })?;
-        Ok(())
-    }
-
-    /// `setsockopt(SOL_SOCKET, SO_BINDTODEVICE, name)`.
-    pub(crate) fn bind_to_device(fd: BorrowedFd<'_>, name: &CString) -> io::Result<()> {
-        let bytes = name.as_bytes_with_nul();
-        let len = libc::socklen_t::try_from(bytes.len())
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        // SAFETY: `fd` is a valid socket for the borrow; the kernel reads at
-        // most `len` bytes of the NUL-terminated name, which outlives the call.
-        cvt(unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_BINDTODEVICE,
-                bytes.as_ptr().cast(),
-                len,
             )
         })?;
         Ok(())

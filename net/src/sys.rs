@@ -229,6 +229,27 @@ pub(crate) fn set_socket_int_opt(fd: BorrowedFd<'_>, opt: c_int, value: c_int) -
     cvt(unsafe { libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, opt, ptr, len) }).map(drop)
 }
 
+/// setsockopt(2) `SO_BINDTODEVICE`: the socket only sees traffic of the
+/// interface `name`.
+pub(crate) fn bind_to_device(fd: BorrowedFd<'_>, name: &std::ffi::CStr) -> io::Result<()> {
+    let bytes = name.to_bytes_with_nul();
+    let len = libc::socklen_t::try_from(bytes.len())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let ptr: *const c_void = bytes.as_ptr().cast();
+    // SAFETY: the kernel reads at most `len` bytes of the NUL-terminated
+    // name through `ptr`; the name outlives the call.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            ptr,
+            len,
+        )
+    })
+    .map(drop)
+}
+
 /// Adds `O_NONBLOCK` to the file status flags of `fd`.
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: F_GETFL takes no argument and touches no memory of ours.

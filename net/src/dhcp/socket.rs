@@ -49,11 +49,11 @@ impl DhcpSocket {
             ));
         }
         let fd = sys::udp_socket()?;
-        sys::set_int_opt(fd.as_fd(), libc::SO_REUSEADDR, 1)
+        crate::sys::set_socket_int_opt(fd.as_fd(), libc::SO_REUSEADDR, 1)
             .map_err(|e| annotate(e, "setsockopt(SO_REUSEADDR)"))?;
-        sys::set_int_opt(fd.as_fd(), libc::SO_BROADCAST, 1)
+        crate::sys::set_socket_int_opt(fd.as_fd(), libc::SO_BROADCAST, 1)
             .map_err(|e| annotate(e, "setsockopt(SO_BROADCAST)"))?;
-        sys::bind_to_device(fd.as_fd(), &name)
+        crate::sys::bind_to_device(fd.as_fd(), &name)
             .map_err(|e| annotate(e, &format!("setsockopt(SO_BINDTODEVICE, {iface:?})")))?;
         sys::bind_any(fd.as_fd(), SERVER_PORT).map_err(|e| annotate(e, "bind(0.0.0.0:67)"))?;
         tracing::debug!(iface, "DHCP socket bound");
@@ -179,45 +179,6 @@ mod sys {
         // SAFETY: `fd` was just returned by socket(2), is open, and nothing
         // else owns it.
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-    }
-
-    /// `setsockopt(SOL_SOCKET, opt, &value)` for an `int` option.
-    pub(super) fn set_int_opt(
-        fd: BorrowedFd<'_>,
-        opt: libc::c_int,
-        value: libc::c_int,
-    ) -> io::Result<()> {
-        // SAFETY: `fd` is a valid socket for the borrow; the kernel reads
-        // exactly `sizeof(int)` bytes from `&value`, which lives across the call.
-        cvt(unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                (&value as *const libc::c_int).cast(),
-                socklen_of::<libc::c_int>(),
-            )
-        })?;
-        Ok(())
-    }
-
-    /// `setsockopt(SOL_SOCKET, SO_BINDTODEVICE, name)`.
-    pub(super) fn bind_to_device(fd: BorrowedFd<'_>, name: &CString) -> io::Result<()> {
-        let bytes = name.as_bytes_with_nul();
-        let len = libc::socklen_t::try_from(bytes.len())
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        // SAFETY: `fd` is a valid socket for the borrow; the kernel reads at
-        // most `len` bytes of the NUL-terminated name, which outlives the call.
-        cvt(unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_BINDTODEVICE,
-                bytes.as_ptr().cast(),
-                len,
-            )
-        })?;
-        Ok(())
     }
 
     /// `bind(0.0.0.0:port)`.

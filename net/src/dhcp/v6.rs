@@ -556,7 +556,7 @@ impl Dhcp6Socket {
             .map_err(|e| annotate(e, "setsockopt(SO_REUSEADDR)"))?;
         sys6::set_opt(fd.as_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &one)
             .map_err(|e| annotate(e, "setsockopt(IPV6_V6ONLY)"))?;
-        sys6::bind_to_device(fd.as_fd(), &name)
+        crate::sys::bind_to_device(fd.as_fd(), &name)
             .map_err(|e| annotate(e, &format!("setsockopt(SO_BINDTODEVICE, {iface:?})")))?;
         sys6::bind(
             fd.as_fd(),
