@@ -6,6 +6,7 @@ pub mod bus;
 pub mod e1000;
 pub mod legacy;
 pub mod pci;
+pub mod vfio;
 pub mod virtio;
 
 pub use bus::{Bus, BusDevice, BusError};
