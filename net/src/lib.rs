@@ -22,6 +22,7 @@ pub mod netlink;
 pub mod nft;
 pub mod ra;
 pub mod seqpacket;
+pub mod sriov;
 mod sys;
 pub mod tap;
 

@@ -18,6 +18,7 @@ pub mod run;
 mod signals;
 pub mod spec;
 pub mod vcpu;
+pub mod vfio;
 pub mod vm;
 
 pub use error::VmmError;

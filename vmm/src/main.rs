@@ -80,6 +80,11 @@ enum Command {
         /// (taps opened with IFF_NO_PI|IFF_VNET_HDR). Repeatable.
         #[arg(long = "tap-fd", value_parser = parse_tap_fd)]
         tap_fds: Vec<(String, Vec<i32>)>,
+        /// Downward-API directory with the pod's network-status (a file
+        /// `network-status`, or `annotations`); SR-IOV NICs find their VF
+        /// there or in the device plugin's PCIDEVICE_* variables.
+        #[arg(long, default_value = "/etc/podinfo")]
+        pod_info: PathBuf,
     },
 }
 
@@ -165,6 +170,7 @@ fn main() -> ExitCode {
             boot_protocol,
             pin_vcpus,
             tap_fds,
+            pod_info,
         } => load_plan(&spec, boot).and_then(|plan| {
             let console = match console.as_str() {
                 "stdout" | "-" => ConsoleTarget::Stdout,
@@ -175,6 +181,7 @@ fn main() -> ExitCode {
                 boot_protocol,
                 pin_vcpus,
                 tap_fds,
+                pod_info,
                 start: Some(start),
             };
             vmm::run(&plan, &opts).map(Some)

@@ -2,7 +2,9 @@
 //! device model behind the virtio-pci transport, place its BARs, and wire
 //! its queue kicks (ioeventfd) and interrupts (MSI-X → irqfd) into KVM.
 
+use std::collections::BTreeMap;
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use devices::e1000::E1000;
@@ -17,7 +19,7 @@ use tracing::info;
 use crate::intx::{KvmIntx, INTX_FIRST_GSI, INTX_LAST_GSI};
 use crate::irq::IrqError;
 use crate::msi::KvmMsiVectors;
-use crate::plan::{Backend, NicModel, NicPlan};
+use crate::plan::{Backend, NetworkPlan, NicModel, NicPlan};
 use crate::vm::Vm;
 
 /// MTU offered to the guest until bindings bring the pod's.
@@ -54,6 +56,17 @@ pub enum NicError {
     },
     #[error("pod network")]
     PodNet(#[from] crate::pod_net::PodNetError),
+    #[error("SR-IOV: cannot read the pod's downward-API files")]
+    PodInfo(#[source] net::sriov::PodInfoError),
+    #[error("SR-IOV: {0}")]
+    Sriov(net::sriov::SriovErrors),
+    #[error("interface {nic}: SR-IOV VF {addr}")]
+    Vfio {
+        nic: String,
+        addr: String,
+        #[source]
+        source: crate::vfio::VfioAttachError,
+    },
     #[error("interface {nic}: {got} tap descriptors given, it has {want} queue pairs (one descriptor each)")]
     TapFdCount { nic: String, got: usize, want: u16 },
     #[error("interface {nic}: descriptor {fd} is not open in petrel")]
@@ -100,6 +113,8 @@ pub struct PciSetup {
     pub mp_intx: Vec<arch::PciIntx>,
     /// Pod bindings set up for NICs: DHCP servers and undo guards.
     pub pod: Vec<crate::pod_net::PodBinding>,
+    /// VFIO container and BAR mappings of passed-through VFs.
+    pub vfio: crate::vfio::VfioState,
 }
 
 /// Port-I/O window for I/O BARs (above the legacy ISA ports).
@@ -125,6 +140,7 @@ impl PciSetup {
             intx: Vec::new(),
             mp_intx: Vec::new(),
             pod: Vec::new(),
+            vfio: crate::vfio::VfioState::default(),
         })
     }
 }
@@ -260,8 +276,57 @@ fn open_named_taps(nic: &NicPlan) -> Result<Vec<Box<dyn FrameBackend>>, NicError
     }
 }
 
+/// Finds the VF of every `sriov` NIC at once (two NICs on one device-plugin
+/// pool must get different VFs), from the pod's env and the downward-API
+/// files in `pod_info`.
+fn resolve_vfs(
+    nics: &[NicPlan],
+    pod_info: &Path,
+) -> Result<BTreeMap<String, net::sriov::VfDevice>, NicError> {
+    let sriov: Vec<&NicPlan> = nics
+        .iter()
+        .filter(|n| matches!(n.backend, Backend::Vfio { .. }))
+        .collect();
+    if sriov.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let info = net::sriov::PodInfo::from_process(pod_info).map_err(NicError::PodInfo)?;
+    let reqs: Vec<net::sriov::VfRequest<'_>> = sriov
+        .iter()
+        .map(|n| {
+            let (multus_network, pod_iface) = match &n.network {
+                NetworkPlan::Multus {
+                    network_name,
+                    pod_iface,
+                    ..
+                } => (network_name.as_str(), pod_iface.as_str()),
+                _ => (n.name.as_str(), ""),
+            };
+            net::sriov::VfRequest {
+                network: &n.name,
+                multus_network,
+                pod_iface,
+                resource: match &n.backend {
+                    Backend::Vfio { resource } => resource.as_deref(),
+                    _ => None,
+                },
+            }
+        })
+        .collect();
+    let vfs = net::sriov::resolve_all(&info, &reqs).map_err(NicError::Sriov)?;
+    Ok(sriov
+        .iter()
+        .map(|n| n.name.clone())
+        .zip(vfs)
+        .inspect(|(nic, vf)| {
+            info!(nic = %nic, vf = %vf.address, from = %vf.resolved_from, "SR-IOV VF resolved")
+        })
+        .collect())
+}
+
 /// Adds every NIC of the plan; `cpus[i]` is the host CPU of vCPU i when
-/// vCPUs are pinned (queue pair i's worker follows it).
+/// vCPUs are pinned (queue pair i's worker follows it). `pod_info` is the
+/// downward-API directory SR-IOV NICs are resolved with.
 pub fn attach_nics(
     vm: &mut Vm,
     pci: &mut PciSetup,
@@ -269,7 +334,9 @@ pub fn attach_nics(
     nics: &[NicPlan],
     cpus: &[usize],
     tap_fds: &[(String, Vec<i32>)],
+    pod_info: &Path,
 ) -> Result<(), NicError> {
+    let vfs = resolve_vfs(nics, pod_info)?;
     for (name, _) in tap_fds {
         if !nics.iter().any(|n| &n.name == name) {
             return Err(NicError::Unsupported {
@@ -285,6 +352,10 @@ pub fn attach_nics(
                 nic: nic.name.clone(),
                 addr: addr.to_string(),
             });
+        }
+        if let Some(vf) = vfs.get(&nic.name) {
+            attach_sriov(vm, pci, nic, vf)?;
+            continue;
         }
         match nic.model {
             NicModel::VirtioNet => attach_virtio_net(vm, pci, vm_name, nic, cpus, tap_fds)?,
@@ -335,6 +406,50 @@ fn place(
                 .map_err(bus_error(nic))?;
         }
     }
+    Ok(())
+}
+
+/// Passes the NIC's VF through: the guest drives the VF with its own
+/// driver (the interface's `model` does not apply, as in KubeVirt).
+fn attach_sriov(
+    vm: &mut Vm,
+    pci: &mut PciSetup,
+    nic: &NicPlan,
+    vf: &net::sriov::VfDevice,
+) -> Result<(), NicError> {
+    let intx_gsi = (pci.next_intx_gsi <= INTX_LAST_GSI).then_some(pci.next_intx_gsi);
+    let attached = crate::vfio::attach(
+        vm,
+        &mut pci.vfio,
+        &nic.name,
+        &vf.sysfs_path,
+        crate::vfio::PciPlace {
+            mmio: &mut pci.alloc,
+            io: &mut pci.io_alloc,
+            intx_gsi,
+        },
+    )
+    .map_err(|source| NicError::Vfio {
+        nic: nic.name.clone(),
+        addr: vf.address.to_string(),
+        source,
+    })?;
+    if let Some(gsi) = attached.intx_gsi {
+        pci.next_intx_gsi += 1;
+        pci.mp_intx.push(arch::PciIntx {
+            device: nic.pci_address.device,
+            pin: attached.probe.intx_pin.saturating_sub(1),
+            gsi: gsi as u8,
+        });
+    }
+    if nic.mac_from_spec {
+        // The VF's MAC is the PF's to set (`ip link set PF vf N mac`), which
+        // the SR-IOV CNI does on the node from the same spec; the PF is not
+        // in the pod.
+        info!(nic = %nic.name, mac = %nic.mac, "the VF's MAC is set by the SR-IOV CNI, not petrel");
+    }
+    place(vm, pci, nic, attached.device)?;
+    info!(nic = %nic.name, pci = %nic.pci_address, vf = %vf.address, "SR-IOV VF passed through");
     Ok(())
 }
 

@@ -40,6 +40,8 @@ pub struct RunOptions {
     /// Tap descriptors handed over by the parent process, per interface
     /// name: one per queue pair, used instead of opening the tap by name.
     pub tap_fds: Vec<(String, Vec<i32>)>,
+    /// Downward-API directory (network-status) for SR-IOV NICs.
+    pub pod_info: std::path::PathBuf,
     /// When the process started, for the boot-time log lines.
     pub start: Option<Instant>,
 }
@@ -136,6 +138,7 @@ pub fn run(plan: &VmPlan, opts: &RunOptions) -> Result<ExitReason, VmmError> {
         &plan.nics,
         &vcpu_cpus,
         &opts.tap_fds,
+        &opts.pod_info,
     )?;
     arch::setup_mptable(&vm.mem, plan.vcpus, &pci.mp_intx).map_err(VmmError::MpTable)?;
     let entry = loader::load(
