@@ -123,6 +123,17 @@ impl Drop for Scratch {
     }
 }
 
+/// Adds `run SPEC --kernel … --initrd …` (the guest kit in `kit`) to a
+/// petrel command.
+pub fn run_args(c: &mut Command, spec: &Path, kit: &Path) {
+    c.arg("run")
+        .arg(spec)
+        .arg("--kernel")
+        .arg(kit.join("vmlinux"))
+        .arg("--initrd")
+        .arg(kit.join("initramfs.cpio"));
+}
+
 /// A minimal KubeVirt VMI for the guest kit, without NICs.
 pub fn vmi_yaml(name: &str, cores: u32, memory: &str) -> String {
     format!(
@@ -190,13 +201,8 @@ impl Vmm {
             }
             None => Command::new(petrel_bin()),
         };
-        c.arg("run")
-            .arg(spec)
-            .arg("--kernel")
-            .arg(dir.join("vmlinux"))
-            .arg("--initrd")
-            .arg(dir.join("initramfs.cpio"))
-            .arg("--cmdline")
+        run_args(&mut c, spec, &dir);
+        c.arg("--cmdline")
             .arg(&cmdline)
             .args(args)
             .stdin(Stdio::null())

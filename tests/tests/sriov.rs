@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use petrel_tests::{guest_cmdline, guest_dir, petrel_bin, Scratch, Vmm};
+use petrel_tests::{guest_cmdline, guest_dir, petrel_bin, run_args, Scratch, Vmm};
 
 /// A VMI whose NICs are SR-IOV interfaces on multus networks
 /// `(name, networkName, pciAddress)`.
@@ -38,15 +38,9 @@ fn run_with_env(spec: &Path, pod_info: &Path, env: &[(&str, &str)]) -> (i32, Str
     let mut c = Command::new(petrel_bin());
     c.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs(env.iter().copied())
-        .arg("run")
-        .arg(spec)
-        .arg("--kernel")
-        .arg(dir.join("vmlinux"))
-        .arg("--initrd")
-        .arg(dir.join("initramfs.cpio"))
-        .arg("--pod-info")
-        .arg(pod_info);
+        .envs(env.iter().copied());
+    run_args(&mut c, spec, &dir);
+    c.arg("--pod-info").arg(pod_info);
     let out = c.output().unwrap();
     (
         out.status.code().unwrap_or(-1),
@@ -192,14 +186,9 @@ fn real_vf_is_passed_through_to_the_guest() {
     let gd = guest_dir();
     let mut c = Command::new(petrel_bin());
     c.env("KUBEVIRT_RESOURCE_NAME_sriov", "petrel.test/vf")
-        .env("PCIDEVICE_PETREL_TEST_VF", &vf)
-        .arg("run")
-        .arg(&spec)
-        .arg("--kernel")
-        .arg(gd.join("vmlinux"))
-        .arg("--initrd")
-        .arg(gd.join("initramfs.cpio"))
-        .arg("--cmdline")
+        .env("PCIDEVICE_PETREL_TEST_VF", &vf);
+    run_args(&mut c, &spec, &gd);
+    c.arg("--cmdline")
         .arg(&cmdline)
         .arg("--pod-info")
         .arg(&pod_info)
