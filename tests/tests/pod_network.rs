@@ -254,6 +254,16 @@ fn masquerade_ipv6_router_advertisement_and_nat66() {
     });
     vm.wait_for("GUEST6-DONE", BOOT_TIMEOUT);
     let st = vm.wait_exit(BOOT_TIMEOUT);
-    assert_eq!(st.code(), Some(0), "stderr:\n{}", vm.stderr());
+    let stderr = vm.stderr();
+    assert_eq!(st.code(), Some(0), "stderr:\n{stderr}");
+    // The run lasts well over the 16 s of the first unsolicited
+    // advertisement (RFC 4861 §6.2.4), which petrel sends on its own.
+    let unsolicited: u32 = stderr
+        .split("unsolicited=")
+        .nth(1)
+        .and_then(|t| t.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no router advertisement summary in:\n{stderr}"));
+    assert!(unsolicited >= 1, "no unsolicited RA was sent:\n{stderr}");
     assert_pod_clean(&cluster);
 }
