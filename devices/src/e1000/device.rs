@@ -48,11 +48,15 @@ pub(crate) struct Regs {
     lsc_sent: bool,
     /// Last level given to the INTx line.
     level: bool,
+    /// Bumped whenever the driver reprograms the receive ring (RDBAL,
+    /// RDBAH, RDLEN, RDH, CTRL.RST), so that the rx worker, which writes a
+    /// frame without the lock, does not publish an RDH for another ring.
+    pub rx_ring_gen: u64,
     pub counters: E1000Counters,
 }
 
 impl Regs {
-    fn new(mac_addr: [u8; 6]) -> Self {
+    pub(super) fn new(mac_addr: [u8; 6]) -> Self {
         let mut regs = Self {
             mac: vec![0; NUM_WORDS],
             phy: Phy::default(),
@@ -60,6 +64,7 @@ impl Regs {
             mac_addr,
             lsc_sent: false,
             level: false,
+            rx_ring_gen: 0,
             counters: E1000Counters::default(),
         };
         regs.load_defaults();
@@ -82,6 +87,7 @@ impl Regs {
         self.phy = Phy::default();
         self.eeprom.reset_interface();
         self.lsc_sent = false;
+        self.rx_ring_gen = self.rx_ring_gen.wrapping_add(1);
     }
 
     /// CTRL.RST: everything but the EEPROM contents and the counters.
@@ -241,6 +247,9 @@ impl Regs {
 
     /// A guest write of the dword at `offset` (4-byte aligned).
     pub(crate) fn write(&mut self, offset: u64, value: u32, irq: &dyn IntxLine) -> Action {
+        if matches!(offset, regs::RDBAL | regs::RDBAH | regs::RDLEN | regs::RDH) {
+            self.rx_ring_gen = self.rx_ring_gen.wrapping_add(1);
+        }
         match offset {
             regs::CTRL => {
                 if value & ctrl::RST != 0 {

@@ -87,7 +87,8 @@ pub struct E1000Counters {
     pub rx_bytes: u64,
     /// Frames the address filter rejected.
     pub rx_filtered: u64,
-    /// Frames dropped: receiver disabled, runts, too long, ring unusable.
+    /// Frames dropped: receiver disabled, runts, too long, ring unusable,
+    /// or the ring reprogrammed while the frame was being written.
     pub rx_dropped: u64,
     /// RX descriptors or buffers outside guest memory.
     pub rx_ring_errors: u64,

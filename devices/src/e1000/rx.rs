@@ -1,5 +1,18 @@
-//! Receive: the address filter and the descriptor ring writer. Runs on the
-//! "{id}-rx" worker with the register lock held for one frame at a time.
+//! Receive: the address filter and the descriptor ring writer, run on the
+//! "{id}-rx" worker in three steps per frame:
+//!
+//! 1. [`prepare`], under the register lock: receiver state, length checks,
+//!    the address filter, and a snapshot of the ring ([`RxPlan`]).
+//! 2. [`write`], without the lock: the FCS, the copy into the guest's
+//!    buffers and the descriptor write-backs. Only the worker advances RDH
+//!    (a driver writes it only to set a ring up), so the descriptors from
+//!    the snapshot's head stay the device's meanwhile.
+//! 3. [`publish`], under the lock again: RDH, statistics and causes. If the
+//!    driver reprogrammed the ring in between (RDBAL/RDBAH/RDLEN/RDH writes,
+//!    CTRL.RST), RDH is left alone and the frame counts as dropped.
+//!
+//! The driver's register accesses (RDT, ICR, IMS...) therefore never wait
+//! for a copy or a CRC.
 
 use std::sync::atomic::{fence, Ordering};
 
@@ -8,6 +21,9 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use super::device::Regs;
 use super::regs::{self, ctrl, icr, rah, rctl, rxd};
 use super::tx::{size_bucket, DESC_LEN};
+
+/// Zeroes for padding runts.
+static ZEROES: [u8; RX_MIN_FRAME_LEN] = [0; RX_MIN_FRAME_LEN];
 
 /// Shortest frame handed to the driver (without FCS); shorter ones are
 /// padded with zeroes.
@@ -104,18 +120,45 @@ fn vlan_tag(regs: &Regs, frame: &[u8]) -> Option<u16> {
     (u16::from_be_bytes([t[0], t[1]]) == vet).then(|| u16::from_be_bytes([t[2], t[3]]))
 }
 
-/// Filters `frame` (no virtio-net header) and writes it to the receive
-/// ring, advancing RDH and setting RXT0 (the caller updates the interrupt
-/// line). `scratch` is reused for the padded frame plus FCS.
-pub fn receive(
-    regs: &mut Regs,
-    mem: &GuestMemoryMmap,
-    frame: &[u8],
-    scratch: &mut Vec<u8>,
-) -> RxResult {
+/// One frame's ring placement, read under the register lock by
+/// [`prepare`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RxPlan {
+    base: u64,
+    /// Ring length in descriptors (non-zero).
+    len: u32,
+    /// RDH at the snapshot (below `len`).
+    head: u32,
+    /// [`Regs::rx_ring_gen`] at the snapshot.
+    ring_gen: u64,
+    bufsize: usize,
+    /// The VLAN tag stripped from the frame (CTRL.VME).
+    stripped_tci: Option<u16>,
+    /// Append the FCS (RCTL.SECRC clear).
+    fcs: bool,
+    /// Bytes stored: the frame without a stripped tag, padded, plus FCS.
+    total: usize,
+    rctl: u32,
+}
+
+/// What [`write`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RxWritten {
+    /// The head after the descriptors used.
+    head: u32,
+    /// Descriptors or buffers outside guest memory.
+    ring_errors: u64,
+    /// All descriptors of the frame were written back.
+    complete: bool,
+}
+
+/// Step 1, under the lock: checks and filters `frame` (no virtio-net
+/// header) and finds room for it in the ring. `Err` is never
+/// [`RxResult::Delivered`].
+pub fn prepare(regs: &mut Regs, frame: &[u8]) -> Result<RxPlan, RxResult> {
     let rctl_val = regs.get(regs::RCTL);
     if rctl_val & rctl::EN == 0 || frame.len() < 14 {
-        return RxResult::Dropped;
+        return Err(RxResult::Dropped);
     }
     let max = if rctl_val & rctl::LPE != 0 {
         MAX_LONG_FRAME_LEN
@@ -124,10 +167,10 @@ pub fn receive(
     };
     if frame.len() > max {
         regs.add_stat(regs::ROC, 1);
-        return RxResult::Dropped;
+        return Err(RxResult::Dropped);
     }
     if !accepts(regs, frame) {
-        return RxResult::Filtered;
+        return Err(RxResult::Filtered);
     }
 
     // Ring geometry.
@@ -135,92 +178,162 @@ pub fn receive(
     let head = regs.get(regs::RDH);
     let tail = regs.get(regs::RDT);
     if len == 0 || head >= len || tail >= len {
-        return RxResult::NoRoom;
+        return Err(RxResult::NoRoom);
     }
     let base = u64::from(regs.get(regs::RDBAH)) << 32 | u64::from(regs.get(regs::RDBAL));
 
     // The bytes to store: VLAN tag stripped (CTRL.VME), padded, FCS.
-    scratch.clear();
-    let mut special = None;
-    match vlan_tag(regs, frame) {
-        Some(tci) if regs.get(regs::CTRL) & ctrl::VME != 0 => {
-            special = Some(tci);
-            scratch.extend_from_slice(&frame[..12]);
-            scratch.extend_from_slice(&frame[16..]);
-        }
-        _ => scratch.extend_from_slice(frame),
-    }
-    if scratch.len() < RX_MIN_FRAME_LEN {
-        scratch.resize(RX_MIN_FRAME_LEN, 0);
-    }
-    if rctl_val & rctl::SECRC == 0 {
-        let fcs = crc32(scratch);
-        scratch.extend_from_slice(&fcs.to_le_bytes());
-    }
-    let total = scratch.len();
+    let stripped_tci = match vlan_tag(regs, frame) {
+        Some(tci) if regs.get(regs::CTRL) & ctrl::VME != 0 => Some(tci),
+        _ => None,
+    };
+    let stored = frame.len() - if stripped_tci.is_some() { 4 } else { 0 };
+    let fcs = rctl_val & rctl::SECRC == 0;
+    let total = stored.max(RX_MIN_FRAME_LEN) + if fcs { FCS_LEN } else { 0 };
     let bufsize = buffer_size(rctl_val);
     let needed = total.div_ceil(bufsize) as u32;
     if needed >= len {
         // Could never fit (one slot always stays empty).
-        return RxResult::Dropped;
+        return Err(RxResult::Dropped);
     }
     let free = (tail + len - head) % len;
     if free < needed {
-        return RxResult::NoRoom;
+        return Err(RxResult::NoRoom);
     }
+    Ok(RxPlan {
+        base,
+        len,
+        head,
+        ring_gen: regs.rx_ring_gen,
+        bufsize,
+        stripped_tci,
+        fcs,
+        total,
+        rctl: rctl_val,
+    })
+}
 
-    let mut head = head;
-    for (i, chunk) in scratch.chunks(bufsize).enumerate() {
-        let Some(desc) = base
-            .checked_add(u64::from(head) * DESC_LEN)
+/// Step 2, without the lock: computes the FCS and writes `frame` to the
+/// buffers of the descriptors `plan` reserved, then their write-backs (DD
+/// last). Never touches a descriptor outside `plan`'s ring.
+pub fn write(mem: &GuestMemoryMmap, frame: &[u8], plan: &RxPlan) -> RxWritten {
+    // The stored bytes as pieces, without copying the frame.
+    let (front, back): (&[u8], &[u8]) = match plan.stripped_tci {
+        Some(_) => (
+            frame.get(..12).unwrap_or_default(),
+            frame.get(16..).unwrap_or_default(),
+        ),
+        None => (frame, &[]),
+    };
+    let pad = &ZEROES[..RX_MIN_FRAME_LEN.saturating_sub(front.len() + back.len())];
+    let fcs_bytes = if plan.fcs {
+        let mut crc = crc32fast::Hasher::new();
+        for piece in [front, back, pad] {
+            crc.update(piece);
+        }
+        crc.finalize().to_le_bytes()
+    } else {
+        [0; FCS_LEN]
+    };
+    let fcs: &[u8] = if plan.fcs { &fcs_bytes } else { &[] };
+    let pieces = [front, back, pad, fcs];
+    let total: usize = pieces.iter().map(|p| p.len()).sum();
+
+    let mut out = RxWritten {
+        head: plan.head,
+        ring_errors: 0,
+        complete: false,
+    };
+    let mut offset = 0;
+    while offset < total {
+        let n = plan.bufsize.min(total - offset);
+        let Some(desc) = plan
+            .base
+            .checked_add(u64::from(out.head) * DESC_LEN)
             .filter(|a| a.checked_add(DESC_LEN).is_some())
         else {
-            regs.counters.rx_ring_errors += 1;
-            regs.set(regs::RDH, head);
-            return RxResult::Dropped;
+            out.ring_errors += 1;
+            return out;
         };
         let mut addr = [0u8; 8];
         if mem.read_slice(&mut addr, GuestAddress(desc)).is_err() {
-            regs.counters.rx_ring_errors += 1;
-            regs.set(regs::RDH, head);
-            return RxResult::Dropped;
+            out.ring_errors += 1;
+            return out;
         }
         let buf = u64::from_le_bytes(addr);
-        let last = i + 1 == needed as usize;
+        let last = offset + n == total;
         let mut errors = 0u8;
-        if mem.write_slice(chunk, GuestAddress(buf)).is_err() {
-            regs.counters.rx_ring_errors += 1;
+        if !write_range(mem, &pieces, offset, n, buf) {
+            out.ring_errors += 1;
             errors |= rxd::ERR_RXE;
         }
         let mut status = rxd::STA_DD | rxd::STA_IXSM;
         let mut tci = 0u16;
         if last {
             status |= rxd::STA_EOP;
-            if let Some(t) = special {
+            if let Some(t) = plan.stripped_tci {
                 status |= rxd::STA_VP;
                 tci = t;
             }
         }
-        let [l0, l1] = (chunk.len() as u16).to_le_bytes();
+        let [l0, l1] = (n as u16).to_le_bytes();
         let [s0, s1] = tci.to_le_bytes();
         let wb = [l0, l1, 0, 0, status, errors, s0, s1];
         // The buffer must be visible before DD.
         fence(Ordering::Release);
         if mem.write_slice(&wb, GuestAddress(desc + 8)).is_err() {
-            regs.counters.rx_ring_errors += 1;
+            out.ring_errors += 1;
         }
-        head = (head + 1) % len;
+        out.head = (out.head + 1) % plan.len;
+        offset += n;
     }
-    regs.set(regs::RDH, head);
+    out.complete = true;
+    out
+}
+
+/// Writes bytes `offset..offset + n` of the concatenated `pieces` to guest
+/// address `buf`. False if any part falls outside guest memory.
+fn write_range(mem: &GuestMemoryMmap, pieces: &[&[u8]], offset: usize, n: usize, buf: u64) -> bool {
+    let end = offset + n;
+    let mut ok = true;
+    let mut start = 0; // of the current piece in the concatenation
+    for piece in pieces {
+        let (lo, hi) = (offset.max(start), end.min(start + piece.len()));
+        if lo < hi {
+            let dst = buf.checked_add((lo - offset) as u64);
+            let src = piece.get(lo - start..hi - start).unwrap_or_default();
+            ok &= dst.is_some_and(|d| mem.write_slice(src, GuestAddress(d)).is_ok());
+        }
+        start += piece.len();
+        if start >= end {
+            break;
+        }
+    }
+    ok
+}
+
+/// Step 3, under the lock: advances RDH (unless the ring was reprogrammed
+/// since [`prepare`]), updates the statistics and sets RXT0 (and RXDMT0);
+/// the caller updates the interrupt line.
+pub fn publish(regs: &mut Regs, frame: &[u8], plan: &RxPlan, written: &RxWritten) -> RxResult {
+    regs.counters.rx_ring_errors += written.ring_errors;
+    let same_ring = regs.rx_ring_gen == plan.ring_gen;
+    if same_ring {
+        regs.set(regs::RDH, written.head);
+    }
+    if !same_ring || !written.complete {
+        return RxResult::Dropped;
+    }
 
     // Statistics.
+    let total = plan.total as u64;
     regs.add_stat(regs::GPRC, 1);
     regs.add_stat(regs::TPR, 1);
-    regs.add_stat64(regs::GORCL, total as u64);
-    regs.add_stat64(regs::TORL, total as u64);
-    if frame[..6] == [0xff; 6] {
+    regs.add_stat64(regs::GORCL, total);
+    regs.add_stat64(regs::TORL, total);
+    if frame.get(..6) == Some(&[0xff; 6]) {
         regs.add_stat(regs::BPRC, 1);
-    } else if frame[0] & 1 != 0 {
+    } else if frame.first().is_some_and(|b| b & 1 != 0) {
         regs.add_stat(regs::MPRC, 1);
     }
     let with_fcs = frame.len().max(RX_MIN_FRAME_LEN) + FCS_LEN;
@@ -231,42 +344,23 @@ pub fn receive(
     regs.counters.rx_bytes += frame.len() as u64;
 
     let mut cause = icr::RXT0;
-    // Free descriptors at or below the RDMTS fraction (1/2, 1/4, 1/8).
-    let rdmts = (rctl_val >> rctl::RDMTS_SHIFT) & 3;
-    let free = (tail + len - head) % len;
-    if rdmts < 3 && free <= len >> (rdmts + 1) {
-        cause |= icr::RXDMT0;
+    // Free descriptors at or below the RDMTS fraction (1/2, 1/4, 1/8),
+    // against the driver's current tail.
+    let (len, head, tail) = (plan.len, written.head, regs.get(regs::RDT));
+    let rdmts = (plan.rctl >> rctl::RDMTS_SHIFT) & 3;
+    if tail < len {
+        let free = (tail + len - head) % len;
+        if rdmts < 3 && free <= len >> (rdmts + 1) {
+            cause |= icr::RXDMT0;
+        }
     }
     regs.set_cause(cause);
     RxResult::Delivered
 }
 
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xedb8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-};
-
-/// The Ethernet FCS (CRC-32, IEEE 802.3), sent least significant byte
-/// first.
+/// The Ethernet FCS (CRC-32, IEEE 802.3, the polynomial `crc32fast`
+/// computes), sent least significant byte first.
+#[cfg(test)]
 pub fn crc32(data: &[u8]) -> u32 {
-    let mut c = !0u32;
-    for &b in data {
-        c = CRC_TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
-    }
-    !c
+    crc32fast::hash(data)
 }

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use net::{seqpacket_pair, FrameBackend, SeqpacketBackend};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
+use super::device::Regs;
 use super::eeprom::{CHECKSUM_WORD, EEPROM_SUM, EEPROM_WORDS};
 use super::phy;
 use super::regs::*;
-use super::rx::crc32;
+use super::rx::{self, crc32, RxResult};
 use super::tx::{fold, ones_sum};
 use super::*;
 use crate::pci::{BarKind, PciDevice};
@@ -800,6 +801,182 @@ fn tso_segments_a_large_tcp_send() {
 #[test]
 fn crc32_matches_the_ieee_check_value() {
     assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+    assert_eq!(crc32(b""), 0);
+    // Values from an independent implementation (Python's zlib.crc32): a
+    // minimum-size broadcast ARP frame (60 bytes, zero padded) and 1536
+    // bytes of 0, 1, ..., 255 repeated.
+    let mut arp = eth([0xff; 6], PEER, 0x0806);
+    arp.resize(60, 0);
+    assert_eq!(crc32(&arp), 0x6259_1683);
+    let ramp: Vec<u8> = (0..1536).map(|i| i as u8).collect();
+    assert_eq!(crc32(&ramp), 0xad48_4d3f);
+}
+
+/// The byte-at-a-time reference (IEEE 802.3 CRC-32, reflected).
+fn crc32_bitwise(data: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in data {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+#[test]
+fn crc32_matches_the_bitwise_reference() {
+    let data: Vec<u8> = (0..2100u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    // Every length up to past the SIMD folding's 128-byte minimum, and
+    // every start alignment.
+    for len in (0..300).chain([1514, 1518, 2047, 2048, 2049]) {
+        for start in 0..8 {
+            let d = &data[start..start + len];
+            assert_eq!(crc32(d), crc32_bitwise(d), "len {len} start {start}");
+        }
+    }
+}
+
+#[test]
+fn rx_fcs_on_the_wire() {
+    let mut h = Harness::new();
+    h.setup_rx(8, rctl::BAM);
+    // A runt: padded to 60 bytes, FCS over the padding.
+    let arp = eth([0xff; 6], PEER, 0x0806);
+    h.send(&arp);
+    assert!(h.wait_rdh(1));
+    let (len, _, _, _) = h.rx_desc(0);
+    assert_eq!(len, 64);
+    let got = h.rx_buf(0, 64);
+    assert!(got[14..60].iter().all(|&b| b == 0));
+    assert_eq!(&got[60..], &0x6259_1683u32.to_le_bytes());
+    // A full-size frame.
+    let mut f = eth(MAC, PEER, 0x0800);
+    f.extend_from_slice(&pattern(1500, 7));
+    h.send(&f);
+    assert!(h.wait_rdh(2));
+    assert_eq!(h.rx_desc(1).0, 1518);
+    let got = h.rx_buf(1, 1518);
+    assert_eq!(&got[..1514], &f[..]);
+    assert_eq!(&got[1514..], &crc32_bitwise(&f).to_le_bytes());
+    // The FCS split across two 256-byte buffers (254 + 4 bytes).
+    h.w(RCTL, rctl::EN | rctl::BAM | 3 << rctl::BSIZE_SHIFT);
+    let mut f = eth(MAC, PEER, 0x0800);
+    f.extend_from_slice(&pattern(240, 9));
+    h.send(&f);
+    assert!(h.wait_rdh(4));
+    assert_eq!(h.rx_desc(2).0, 256);
+    assert_eq!(h.rx_desc(3).0, 2);
+    let mut got = h.rx_buf(2, 256);
+    got.extend(h.rx_buf(3, 2));
+    assert_eq!(&got[..254], &f[..]);
+    assert_eq!(&got[254..], &crc32_bitwise(&f).to_le_bytes());
+    // A stripped VLAN tag: the FCS covers the bytes delivered.
+    h.w(RCTL, rctl::EN | rctl::BAM);
+    h.w(CTRL, ctrl::DEFAULT | ctrl::VME);
+    let mut v = eth(MAC, PEER, 0x8100);
+    v.extend_from_slice(&[0x00, 0x2a, 0x08, 0x00]);
+    v.extend_from_slice(&pattern(100, 5));
+    h.send(&v);
+    assert!(h.wait_rdh(5));
+    let (len, st, _, special) = h.rx_desc(4);
+    assert_eq!((len, special), (114 + 4, 0x2a));
+    assert_ne!(st & rxd::STA_VP, 0);
+    let got = h.rx_buf(4, 118);
+    let mut stripped = v[..12].to_vec();
+    stripped.extend_from_slice(&v[16..]);
+    assert_eq!(&got[..114], &stripped[..]);
+    assert_eq!(&got[114..], &crc32_bitwise(&stripped).to_le_bytes());
+}
+
+/// Drives the three receive steps directly on a register file (no
+/// worker): the copy runs without the lock, so the driver may reprogram
+/// the ring in between.
+#[test]
+fn rx_ring_reprogrammed_during_the_copy() {
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+    let irq = FakeIntx::default();
+    let mut regs = Regs::new(MAC);
+    for i in 0..8u64 {
+        let buf = RX_BUFS + RX_BUF_STRIDE * i;
+        mem.write_obj(buf, GuestAddress(RX_RING + 16 * i)).unwrap();
+    }
+    let program = |regs: &mut Regs| {
+        regs.write(RDBAL, RX_RING as u32, &irq);
+        regs.write(RDBAH, 0, &irq);
+        regs.write(RDLEN, 8 * 16, &irq);
+        regs.write(RDH, 0, &irq);
+        regs.write(RDT, 7, &irq);
+        regs.write(RCTL, rctl::EN, &irq);
+    };
+    program(&mut regs);
+    let mut f = eth(MAC, PEER, 0x0800);
+    f.extend_from_slice(&pattern(100, 1));
+
+    // Undisturbed: RDH moves, RXT0 is set, the statistics count it.
+    let plan = rx::prepare(&mut regs, &f).unwrap();
+    let written = rx::write(&mem, &f, &plan);
+    assert_eq!(
+        rx::publish(&mut regs, &f, &plan, &written),
+        RxResult::Delivered
+    );
+    assert_eq!(regs.get(RDH), 1);
+    assert_ne!(regs.get(ICR) & icr::RXT0, 0);
+    assert_eq!(regs.get(GPRC), 1);
+    assert_eq!(regs.get(GORCL), 118);
+
+    // The driver rewrites RDH, RDLEN or RDBAH, or resets, mid-copy: the
+    // device does not publish a head for the old ring.
+    type Reprogram = fn(&mut Regs, &FakeIntx);
+    let cases: [Reprogram; 4] = [
+        |r, i| {
+            r.write(RDH, 0, i);
+        },
+        |r, i| {
+            r.write(RDLEN, 16 * 16, i);
+        },
+        |r, i| {
+            r.write(RDBAH, 0, i);
+        },
+        |r, i| {
+            r.write(CTRL, ctrl::RST, i);
+        },
+    ];
+    for (n, reprogram) in cases.iter().enumerate() {
+        program(&mut regs);
+        regs.write(RDH, 3, &irq);
+        let plan = rx::prepare(&mut regs, &f).unwrap();
+        reprogram(&mut regs, &irq);
+        let rdh = regs.get(RDH);
+        let written = rx::write(&mem, &f, &plan);
+        assert_eq!(
+            rx::publish(&mut regs, &f, &plan, &written),
+            RxResult::Dropped,
+            "case {n}"
+        );
+        assert_eq!(regs.get(RDH), rdh, "case {n}");
+        // The copy stayed within the snapshot's descriptor.
+        let mut wb = [0u8; 8];
+        mem.read_slice(&mut wb, GuestAddress(RX_RING + 3 * 16 + 8))
+            .unwrap();
+        assert_eq!(u16::from_le_bytes([wb[0], wb[1]]), 118, "case {n}");
+    }
+    // Only RDT moving (the normal case) is not a reprogramming.
+    program(&mut regs);
+    let plan = rx::prepare(&mut regs, &f).unwrap();
+    regs.write(RDT, 5, &irq);
+    let written = rx::write(&mem, &f, &plan);
+    assert_eq!(
+        rx::publish(&mut regs, &f, &plan, &written),
+        RxResult::Delivered
+    );
+    assert_eq!(regs.get(RDH), 1);
 }
 
 #[test]

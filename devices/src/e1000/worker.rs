@@ -37,7 +37,6 @@ pub(crate) struct RxHandler {
     kick: EventFd,
     kill: EventFd,
     buf: Vec<u8>,
-    scratch: Vec<u8>,
     /// Length (header included) of a frame in `buf` waiting for ring room.
     pending: Option<usize>,
     paused: bool,
@@ -67,7 +66,6 @@ impl RxHandler {
             kick,
             kill: EventFd::new(EFD_NONBLOCK)?,
             buf: vec![0; MAX_FRAME_LEN + VNET_HDR_LEN],
-            scratch: Vec::with_capacity(MAX_FRAME_LEN + 64),
             pending: None,
             paused: false,
             backend_dead: false,
@@ -110,23 +108,39 @@ impl RxHandler {
                 }
             };
             let complete = complete_frame(self.buf.get_mut(..len).unwrap_or_default());
-            let mut regs = self.shared.lock();
             let frame = match self.buf.get(VNET_HDR_LEN..len) {
                 Some(frame) if complete => frame,
                 _ => {
-                    regs.counters.rx_dropped += 1;
+                    self.shared.lock().counters.rx_dropped += 1;
                     continue;
                 }
             };
-            match rx::receive(&mut regs, &self.mem, frame, &mut self.scratch) {
-                RxResult::Delivered => delivered = true,
-                RxResult::Filtered => regs.counters.rx_filtered += 1,
-                RxResult::Dropped => regs.counters.rx_dropped += 1,
-                RxResult::NoRoom => {
-                    self.pending = Some(len);
-                    self.paused = true;
-                    break;
+            // Checks and a ring snapshot under the lock, the copy and the
+            // FCS without it, then RDH and the causes under it again.
+            let plan = {
+                let mut regs = self.shared.lock();
+                match rx::prepare(&mut regs, frame) {
+                    Ok(plan) => plan,
+                    Err(RxResult::NoRoom) => {
+                        self.pending = Some(len);
+                        self.paused = true;
+                        break;
+                    }
+                    Err(RxResult::Filtered) => {
+                        regs.counters.rx_filtered += 1;
+                        continue;
+                    }
+                    Err(_) => {
+                        regs.counters.rx_dropped += 1;
+                        continue;
+                    }
                 }
+            };
+            let written = rx::write(&self.mem, frame, &plan);
+            let mut regs = self.shared.lock();
+            match rx::publish(&mut regs, frame, &plan, &written) {
+                RxResult::Delivered => delivered = true,
+                _ => regs.counters.rx_dropped += 1,
             }
         }
         if delivered {
