@@ -19,11 +19,12 @@
 //!
 //! Needs CAP_NET_RAW (raw socket, `SO_BINDTODEVICE`), i.e. root in practice.
 
-use std::ffi::CString;
 use std::io;
 use std::net::{Ipv6Addr, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
+
+use crate::sys;
 
 /// ICMPv6 Router Solicitation (RFC 4861 §4.1).
 pub const ICMPV6_ROUTER_SOLICITATION: u8 = 133;
@@ -173,21 +174,21 @@ impl RaSocket {
         prefix: Ipv6Addr,
         prefix_len: u8,
     ) -> io::Result<Self> {
-        let name = sys6::iface_name(iface)?;
+        let name = sys::iface_name(iface)?;
         let ifindex = sys6::ifindex(&name).map_err(|e| annotate(e, "if_nametoindex"))?;
         let fd = sys6::socket6(libc::SOCK_RAW, libc::IPPROTO_ICMPV6)
             .map_err(|e| annotate(e, "socket(AF_INET6, SOCK_RAW, IPPROTO_ICMPV6)"))?;
-        crate::sys::bind_to_device(fd.as_fd(), &name)
+        sys::bind_to_device(fd.as_fd(), &name)
             .map_err(|e| annotate(e, &format!("setsockopt(SO_BINDTODEVICE, {iface:?})")))?;
         let hops: libc::c_int = 255;
-        sys6::set_opt(
+        sys::set_opt(
             fd.as_fd(),
             libc::IPPROTO_IPV6,
             libc::IPV6_MULTICAST_HOPS,
             &hops,
         )
         .map_err(|e| annotate(e, "setsockopt(IPV6_MULTICAST_HOPS)"))?;
-        sys6::set_opt(
+        sys::set_opt(
             fd.as_fd(),
             libc::IPPROTO_IPV6,
             libc::IPV6_UNICAST_HOPS,
@@ -196,7 +197,7 @@ impl RaSocket {
         .map_err(|e| annotate(e, "setsockopt(IPV6_UNICAST_HOPS)"))?;
         let ifindex_int = libc::c_int::try_from(ifindex)
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        sys6::set_opt(
+        sys::set_opt(
             fd.as_fd(),
             libc::IPPROTO_IPV6,
             libc::IPV6_MULTICAST_IF,
@@ -206,7 +207,7 @@ impl RaSocket {
         // Our own multicast RA looped back makes the host kernel log "RA
         // from local address".
         let zero: libc::c_int = 0;
-        sys6::set_opt(
+        sys::set_opt(
             fd.as_fd(),
             libc::IPPROTO_IPV6,
             libc::IPV6_MULTICAST_LOOP,
@@ -214,7 +215,7 @@ impl RaSocket {
         )
         .map_err(|e| annotate(e, "setsockopt(IPV6_MULTICAST_LOOP)"))?;
         let filter = icmp6_filter_pass_only(ICMPV6_ROUTER_SOLICITATION);
-        sys6::set_opt(fd.as_fd(), libc::IPPROTO_ICMPV6, ICMP6_FILTER, &filter)
+        sys::set_opt(fd.as_fd(), libc::IPPROTO_ICMPV6, ICMP6_FILTER, &filter)
             .map_err(|e| annotate(e, "setsockopt(ICMP6_FILTER)"))?;
         sys6::join_group(fd.as_fd(), ALL_ROUTERS, ifindex)
             .map_err(|e| annotate(e, "setsockopt(IPV6_ADD_MEMBERSHIP, ff02::2)"))?;
@@ -265,13 +266,8 @@ impl RaSocket {
     /// returned.
     pub fn handle_readable(&mut self) -> io::Result<()> {
         let mut buf = [0u8; RECV_BUF_LEN];
-        loop {
-            let (len, src) = match sys6::recv_from(self.fd.as_fd(), &mut buf) {
-                Ok(received) => received,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
+        while let Some((len, src)) = sys::recv_next(|| sys6::recv_from(self.fd.as_fd(), &mut buf))?
+        {
             let msg = buf.get(..len).unwrap_or(&[]);
             if !is_router_solicitation(msg) {
                 self.counters.dropped += 1;
@@ -283,6 +279,7 @@ impl RaSocket {
                 tracing::warn!(iface = %self.iface, error = %e, "cannot send router advertisement");
             }
         }
+        Ok(())
     }
 }
 
@@ -317,51 +314,17 @@ fn icmp6_filter_pass_only(pass: u8) -> Icmp6Filter {
 }
 
 fn annotate(err: io::Error, op: &str) -> io::Error {
-    let hint = match err.raw_os_error() {
-        Some(libc::EPERM) | Some(libc::EACCES) => " (needs CAP_NET_RAW, i.e. root)",
-        Some(libc::ENODEV) | Some(libc::ENXIO) => " (no such interface)",
-        _ => "",
-    };
-    io::Error::new(err.kind(), format!("{op} failed: {err}{hint}"))
+    sys::socket_error(err, op, "CAP_NET_RAW", None)
 }
 
 /// IPv6 socket system calls std has no API for, shared with
 /// [`crate::dhcp::v6`]; one foreign call per `unsafe` block.
 pub(crate) mod sys6 {
-    use std::mem;
-
     use super::*;
-
-    /// Maps a `-1` return to the thread's `errno`.
-    fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-        if ret == -1 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(ret)
-        }
-    }
-
-    fn socklen_of<T>() -> libc::socklen_t {
-        // Socket option and address structs are a few bytes long.
-        libc::socklen_t::try_from(mem::size_of::<T>()).unwrap_or(libc::socklen_t::MAX)
-    }
-
-    /// Validates an interface name for `SO_BINDTODEVICE`/`if_nametoindex`.
-    pub(crate) fn iface_name(iface: &str) -> io::Result<CString> {
-        let name = CString::new(iface).map_err(|_| {
-            io::Error::new(io::ErrorKind::InvalidInput, "interface name contains NUL")
-        })?;
-        if name.as_bytes().is_empty() || name.as_bytes().len() >= libc::IFNAMSIZ {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("invalid interface name {iface:?}"),
-            ));
-        }
-        Ok(name)
-    }
+    use crate::sys::{cvt_size, retry_eintr, socklen_of};
 
     /// The index of interface `name`.
-    pub(crate) fn ifindex(name: &CString) -> io::Result<u32> {
+    pub(crate) fn ifindex(name: &std::ffi::CStr) -> io::Result<u32> {
         // SAFETY: `name` is a NUL-terminated string that outlives the call,
         // which only reads it.
         let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
@@ -374,39 +337,11 @@ pub(crate) mod sys6 {
 
     /// A non-blocking, close-on-exec `AF_INET6` socket.
     pub(crate) fn socket6(ty: libc::c_int, proto: libc::c_int) -> io::Result<OwnedFd> {
-        // SAFETY: socket(2) takes only integer arguments and touches no memory.
-        let fd = cvt(unsafe {
-            libc::socket(
-                libc::AF_INET6,
-                ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                proto,
-            )
-        })?;
-        // SAFETY: `fd` was just returned by socket(2), is open, and nothing
-        // else owns it.
-        Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
-    }
-
-    /// `setsockopt(level, name, value)` for a plain-old-data `value`.
-    pub(crate) fn set_opt<T: Copy>(
-        fd: BorrowedFd<'_>,
-        level: libc::c_int,
-        name: libc::c_int,
-        value: &T,
-    ) -> io::Result<()> {
-        // SAFETY: `fd` is a valid socket for the borrow; the kernel reads
-        // exactly `size_of::<T>()` bytes from `value`, a plain `Copy` value
-        // (an int or a C struct) that lives across the call.
-        cvt(unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                level,
-                name,
-                (value as *const T).cast(),
-                socklen_of::<T>(),
-            )
-        })?;
-        Ok(())
+        sys::socket(
+            libc::AF_INET6,
+            ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            proto,
+        )
     }
 
     /// Joins multicast `group` on interface `ifindex`.
@@ -417,7 +352,7 @@ pub(crate) mod sys6 {
             },
             ipv6mr_interface: ifindex,
         };
-        set_opt(fd, libc::IPPROTO_IPV6, libc::IPV6_ADD_MEMBERSHIP, &mreq)
+        sys::set_opt(fd, libc::IPPROTO_IPV6, libc::IPV6_ADD_MEMBERSHIP, &mreq)
     }
 
     fn to_sockaddr(addr: &SocketAddrV6) -> libc::sockaddr_in6 {
@@ -434,24 +369,13 @@ pub(crate) mod sys6 {
 
     /// `bind(addr)`.
     pub(crate) fn bind(fd: BorrowedFd<'_>, addr: &SocketAddrV6) -> io::Result<()> {
-        let sa = to_sockaddr(addr);
-        // SAFETY: `fd` is a valid socket for the borrow; `sa` is a fully
-        // initialised sockaddr_in6 whose exact size is passed, and it lives
-        // across the call.
-        cvt(unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sa as *const libc::sockaddr_in6).cast(),
-                socklen_of::<libc::sockaddr_in6>(),
-            )
-        })?;
-        Ok(())
+        sys::bind(fd, &to_sockaddr(addr))
     }
 
     /// `sendto(dest)`, retried on EINTR.
     pub(crate) fn send_to(fd: BorrowedFd<'_>, buf: &[u8], dest: &SocketAddrV6) -> io::Result<()> {
         let sa = to_sockaddr(dest);
-        loop {
+        retry_eintr(|| {
             // SAFETY: `fd` is a valid socket for the borrow; the kernel reads
             // `buf.len()` bytes from `buf` and the sockaddr_in6 `sa` of the
             // size passed, both alive across the call.
@@ -465,14 +389,8 @@ pub(crate) mod sys6 {
                     socklen_of::<libc::sockaddr_in6>(),
                 )
             };
-            if ret >= 0 {
-                return Ok(());
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
-            }
-        }
+            cvt_size(ret).map(drop)
+        })
     }
 
     /// `recvfrom`, returning the length and the IPv6 source.
@@ -501,7 +419,7 @@ pub(crate) mod sys6 {
                 &mut sa_len,
             )
         };
-        let len = usize::try_from(ret).map_err(|_| io::Error::last_os_error())?;
+        let len = cvt_size(ret)?;
         let src = SocketAddrV6::new(
             Ipv6Addr::from(sa.sin6_addr.s6_addr),
             u16::from_be(sa.sin6_port),
@@ -616,17 +534,7 @@ mod tests {
         data.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
         data.extend_from_slice(&[0, 0, 0, next]);
         data.extend_from_slice(payload);
-        if data.len() % 2 == 1 {
-            data.push(0);
-        }
-        let mut sum: u32 = data
-            .chunks(2)
-            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-            .sum();
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        !(sum as u16)
+        crate::dhcp::server::test_util::internet_checksum(&data)
     }
 
     /// vnet header + Ethernet + IPv6 (hop limit 255) carrying `l4` of
@@ -673,20 +581,7 @@ mod tests {
         use crate::dhcp::v6::{duid_ll, Dhcp6Config, Dhcp6Server, Dhcp6Socket};
         use crate::{FrameBackend, Tap};
 
-        // SAFETY: geteuid(2) has no arguments and cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
-            println!("skipped: needs root");
-            return;
-        }
-        if !std::path::Path::new("/dev/net/tun").exists() {
-            println!("skipped: /dev/net/tun is missing");
-            return;
-        }
-        std::thread::spawn(|| {
-            // SAFETY: unshare(2) takes a flag word and touches no memory; it
-            // moves only this thread into a new network namespace.
-            let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "unshare: {}", io::Error::last_os_error());
+        sys::in_new_netns(|| {
             // No DAD: the link-local address is usable at once.
             std::fs::write("/proc/sys/net/ipv6/conf/default/accept_dad", "0").unwrap();
 
@@ -770,9 +665,7 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(10));
             }
             assert_eq!(server.counters().solicits, 1);
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]

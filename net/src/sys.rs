@@ -4,6 +4,7 @@
 //! Every `unsafe` block of the crate lives here, each around exactly one
 //! foreign call, so the rest of the crate is safe code.
 
+use std::ffi::CString;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
@@ -117,7 +118,7 @@ impl IfReq {
 }
 
 /// Maps a `-1` return to the thread's `errno`.
-fn cvt(ret: c_int) -> io::Result<c_int> {
+pub(crate) fn cvt(ret: c_int) -> io::Result<c_int> {
     if ret < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -125,21 +126,111 @@ fn cvt(ret: c_int) -> io::Result<c_int> {
     }
 }
 
+/// Maps a `-1` return of a call that returns a byte count to `errno`.
+pub(crate) fn cvt_size(ret: libc::ssize_t) -> io::Result<usize> {
+    usize::try_from(ret).map_err(|_| io::Error::last_os_error())
+}
+
+/// The size of `T` as a socket length.
+pub(crate) fn socklen_of<T>() -> libc::socklen_t {
+    // Socket option and address structs are a few bytes long.
+    libc::socklen_t::try_from(std::mem::size_of::<T>()).unwrap_or(libc::socklen_t::MAX)
+}
+
+/// Runs `call` again while it fails with `EINTR`.
+pub(crate) fn retry_eintr<T>(mut call: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match call() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            result => return result,
+        }
+    }
+}
+
+/// One receive on a non-blocking socket: `None` once it would block.
+pub(crate) fn recv_next<T>(recv: impl FnMut() -> io::Result<T>) -> io::Result<Option<T>> {
+    match retry_eintr(recv) {
+        Ok(received) => Ok(Some(received)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `err` of the socket call `op`, with the likely cause of the usual
+/// failures: missing capabilities (the socket `needs` them), a missing
+/// interface, and the address being taken (by `in_use`, if given).
+pub(crate) fn socket_error(
+    err: io::Error,
+    op: &str,
+    needs: &str,
+    in_use: Option<&str>,
+) -> io::Error {
+    let hint = match (err.raw_os_error(), in_use) {
+        (Some(libc::EPERM | libc::EACCES), _) => format!(" (needs {needs}, i.e. root)"),
+        (Some(libc::ENODEV | libc::ENXIO), _) => " (no such interface)".to_owned(),
+        (Some(libc::EADDRINUSE), Some(owner)) => format!(" ({owner})"),
+        _ => String::new(),
+    };
+    io::Error::new(err.kind(), format!("{op} failed: {err}{hint}"))
+}
+
+/// Validates an interface name for `SO_BINDTODEVICE`/`if_nametoindex`.
+pub(crate) fn iface_name(iface: &str) -> io::Result<CString> {
+    let name = CString::new(iface)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name contains NUL"))?;
+    if name.as_bytes().is_empty() || name.as_bytes().len() >= libc::IFNAMSIZ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid interface name {iface:?}"),
+        ));
+    }
+    Ok(name)
+}
+
+/// The ioctls whose argument is one `struct ifreq` and nothing else, so
+/// that [`ifreq_ioctl`] cannot be handed a request that would touch more.
+#[derive(Debug, Clone, Copy)]
+enum IfreqIoctl {
+    TunSetIff,
+    TunGetIff,
+    GetFlags,
+    SetFlags,
+    GetHwaddr,
+    SetMtu,
+}
+
+impl IfreqIoctl {
+    fn request(self) -> IoctlReq {
+        match self {
+            Self::TunSetIff => TUNSETIFF,
+            Self::TunGetIff => TUNGETIFF,
+            Self::GetFlags => SIOCGIFFLAGS,
+            Self::SetFlags => SIOCSIFFLAGS,
+            Self::GetHwaddr => SIOCGIFHWADDR,
+            Self::SetMtu => SIOCSIFMTU,
+        }
+    }
+}
+
+/// Issues `ioctl` on `fd` with `req`, which the kernel reads and, for the
+/// getters and TUNSETIFF, writes back.
+fn ifreq_ioctl(fd: BorrowedFd<'_>, ioctl: IfreqIoctl, req: &mut IfReq) -> io::Result<()> {
+    let ptr: *mut IfReq = req;
+    // SAFETY: every `IfreqIoctl` reads and at most writes one `struct
+    // ifreq`; `ptr` points to a live, exclusively borrowed `IfReq` with the
+    // kernel's layout and size.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), ioctl.request(), ptr) }).map(drop)
+}
+
 /// TUNSETIFF: attaches the tun fd to (creating if needed) interface
 /// `req.name` with `req.flags()`; the kernel writes the final name back.
 pub(crate) fn tun_set_iff(fd: BorrowedFd<'_>, req: &mut IfReq) -> io::Result<()> {
-    let ptr: *mut IfReq = req;
-    // SAFETY: TUNSETIFF reads and writes one `struct ifreq`; `ptr` points to a
-    // live, exclusively borrowed `IfReq` with the kernel's layout and size.
-    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, ptr) }).map(drop)
+    ifreq_ioctl(fd, IfreqIoctl::TunSetIff, req)
 }
 
 /// TUNGETIFF: fills `req` with the name and tun flags of the attached interface.
 pub(crate) fn tun_get_iff(fd: BorrowedFd<'_>, req: &mut IfReq) -> io::Result<()> {
-    let ptr: *mut IfReq = req;
-    // SAFETY: TUNGETIFF writes one `struct ifreq`; `ptr` points to a live,
-    // exclusively borrowed `IfReq` with the kernel's layout and size.
-    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNGETIFF, ptr) }).map(drop)
+    ifreq_ioctl(fd, IfreqIoctl::TunGetIff, req)
 }
 
 /// TUNSETVNETHDRSZ: sets the virtio-net header length prepended to frames.
@@ -159,34 +250,24 @@ pub(crate) fn tun_set_offload(fd: BorrowedFd<'_>, flags: c_uint) -> io::Result<(
 
 /// SIOCGIFFLAGS: reads the interface flags of `req.name` into `req`.
 pub(crate) fn sioc_get_if_flags(sock: BorrowedFd<'_>, req: &mut IfReq) -> io::Result<()> {
-    let ptr: *mut IfReq = req;
-    // SAFETY: SIOCGIFFLAGS reads and writes one `struct ifreq`; `ptr` points
-    // to a live, exclusively borrowed `IfReq` with the kernel's layout.
-    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), SIOCGIFFLAGS, ptr) }).map(drop)
+    ifreq_ioctl(sock, IfreqIoctl::GetFlags, req)
 }
 
 /// SIOCSIFFLAGS: sets the interface flags of `req.name` to `req.flags()`.
 pub(crate) fn sioc_set_if_flags(sock: BorrowedFd<'_>, req: &IfReq) -> io::Result<()> {
-    let ptr: *const IfReq = req;
-    // SAFETY: SIOCSIFFLAGS only reads one `struct ifreq`; `ptr` points to a
-    // live `IfReq` with the kernel's layout.
-    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), SIOCSIFFLAGS, ptr) }).map(drop)
+    // The kernel only reads the request, so a copy will do.
+    ifreq_ioctl(sock, IfreqIoctl::SetFlags, &mut { *req })
 }
 
 /// SIOCGIFHWADDR: reads the hardware address of `req.name` into `req`.
 pub(crate) fn sioc_get_if_hwaddr(sock: BorrowedFd<'_>, req: &mut IfReq) -> io::Result<()> {
-    let ptr: *mut IfReq = req;
-    // SAFETY: SIOCGIFHWADDR reads and writes one `struct ifreq`; `ptr` points
-    // to a live, exclusively borrowed `IfReq` with the kernel's layout.
-    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), SIOCGIFHWADDR, ptr) }).map(drop)
+    ifreq_ioctl(sock, IfreqIoctl::GetHwaddr, req)
 }
 
 /// SIOCSIFMTU: sets the MTU of `req.name` to the `ifr_mtu` in `req`.
 pub(crate) fn sioc_set_if_mtu(sock: BorrowedFd<'_>, req: &IfReq) -> io::Result<()> {
-    let ptr: *const IfReq = req;
-    // SAFETY: SIOCSIFMTU only reads one `struct ifreq`; `ptr` points to a
-    // live `IfReq` with the kernel's layout.
-    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), SIOCSIFMTU, ptr) }).map(drop)
+    // The kernel only reads the request, so a copy will do.
+    ifreq_ioctl(sock, IfreqIoctl::SetMtu, &mut { *req })
 }
 
 /// Takes ownership of a descriptor a successful system call just returned.
@@ -196,11 +277,16 @@ fn own(fd: c_int) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
+/// socket(2); `ty` carries the `SOCK_*` flags.
+pub(crate) fn socket(domain: c_int, ty: c_int, protocol: c_int) -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) takes only integer arguments and touches no memory of ours.
+    let fd = cvt(unsafe { libc::socket(domain, ty, protocol) })?;
+    Ok(own(fd))
+}
+
 /// An `AF_INET` datagram socket (close-on-exec) for interface ioctls.
 pub(crate) fn inet_dgram_socket() -> io::Result<OwnedFd> {
-    // SAFETY: socket(2) takes only integer arguments and touches no memory of ours.
-    let fd = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
-    Ok(own(fd))
+    socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
 }
 
 /// A connected, non-blocking, close-on-exec `AF_UNIX` `SOCK_SEQPACKET` pair.
@@ -222,11 +308,29 @@ pub(crate) fn seqpacket_socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
 
 /// setsockopt(2) at `SOL_SOCKET` with an `int` value.
 pub(crate) fn set_socket_int_opt(fd: BorrowedFd<'_>, opt: c_int, value: c_int) -> io::Result<()> {
-    let ptr: *const c_void = (&value as *const c_int).cast();
-    let len = std::mem::size_of::<c_int>() as libc::socklen_t;
-    // SAFETY: setsockopt reads `len` bytes through `ptr`, which points to a
-    // live local `int` of exactly that size.
-    cvt(unsafe { libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, opt, ptr, len) }).map(drop)
+    set_opt(fd, libc::SOL_SOCKET, opt, &value)
+}
+
+/// setsockopt(2) `(level, name)` to a plain-old-data `value` (an int or a
+/// C struct).
+pub(crate) fn set_opt<T: Copy>(
+    fd: BorrowedFd<'_>,
+    level: c_int,
+    name: c_int,
+    value: &T,
+) -> io::Result<()> {
+    let ptr: *const c_void = (value as *const T).cast();
+    // SAFETY: the kernel reads at most `size_of::<T>()` bytes through `ptr`,
+    // which points to `value`, borrowed across the call.
+    cvt(unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, ptr, socklen_of::<T>()) }).map(drop)
+}
+
+/// bind(2) to `addr`, a `sockaddr_in` or `sockaddr_in6`.
+pub(crate) fn bind<T: Copy>(fd: BorrowedFd<'_>, addr: &T) -> io::Result<()> {
+    let ptr: *const libc::sockaddr = (addr as *const T).cast();
+    // SAFETY: the kernel reads at most `size_of::<T>()` bytes through `ptr`,
+    // which points to `addr`, borrowed across the call.
+    cvt(unsafe { libc::bind(fd.as_raw_fd(), ptr, socklen_of::<T>()) }).map(drop)
 }
 
 /// setsockopt(2) `SO_BINDTODEVICE`: the socket only sees traffic of the
@@ -264,20 +368,11 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// read(2) into `buf`, retrying on `EINTR`.
 pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     let ptr: *mut c_void = buf.as_mut_ptr().cast();
-    loop {
+    retry_eintr(|| {
         // SAFETY: read(2) writes at most `buf.len()` bytes through `ptr`,
         // which points to the start of the exclusively borrowed `buf`.
-        let ret = unsafe { libc::read(fd.as_raw_fd(), ptr, buf.len()) };
-        match usize::try_from(ret) {
-            Ok(n) => return Ok(n),
-            Err(_) => {
-                let err = io::Error::last_os_error();
-                if err.kind() != io::ErrorKind::Interrupted {
-                    return Err(err);
-                }
-            }
-        }
-    }
+        cvt_size(unsafe { libc::read(fd.as_raw_fd(), ptr, buf.len()) })
+    })
 }
 
 /// writev(2) of all of `bufs` as one write, retrying on `EINTR`.
@@ -286,21 +381,12 @@ pub(crate) fn writev(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usi
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many buffers"))?;
     // `IoSlice` is guaranteed ABI-compatible with `struct iovec` on Unix.
     let iov: *const libc::iovec = bufs.as_ptr().cast();
-    loop {
+    retry_eintr(|| {
         // SAFETY: writev(2) reads `count` iovecs through `iov` (the borrowed
         // `bufs`, laid out as iovecs) and the memory they describe, all of
         // which stays borrowed for the duration of the call.
-        let ret = unsafe { libc::writev(fd.as_raw_fd(), iov, count) };
-        match usize::try_from(ret) {
-            Ok(n) => return Ok(n),
-            Err(_) => {
-                let err = io::Error::last_os_error();
-                if err.kind() != io::ErrorKind::Interrupted {
-                    return Err(err);
-                }
-            }
-        }
-    }
+        cvt_size(unsafe { libc::writev(fd.as_raw_fd(), iov, count) })
+    })
 }
 
 /// Effective user id of this process.
@@ -308,6 +394,30 @@ pub(crate) fn writev(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usi
 pub(crate) fn euid() -> u32 {
     // SAFETY: geteuid(2) takes no arguments, cannot fail and touches no memory.
     unsafe { libc::geteuid() }
+}
+
+/// Runs `test` on a thread of its own in a new network namespace, so the
+/// interfaces it makes exist only there; skips it (saying why) unless this
+/// process may make taps, i.e. is root with `/dev/net/tun`.
+#[cfg(test)]
+pub(crate) fn in_new_netns(test: impl FnOnce() + Send + 'static) {
+    if euid() != 0 {
+        println!("skipped: needs root");
+        return;
+    }
+    if !std::path::Path::new("/dev/net/tun").exists() {
+        println!("skipped: /dev/net/tun is missing");
+        return;
+    }
+    std::thread::spawn(|| {
+        // SAFETY: unshare(2) takes a flag word and touches no memory; it
+        // moves only this thread into a new network namespace.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "unshare: {}", io::Error::last_os_error());
+        test();
+    })
+    .join()
+    .unwrap();
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 
 mod device;
 pub mod net;
+#[cfg(any(test, feature = "test-driver"))]
+pub mod test_driver;
 pub mod transport;
 
 pub use device::{ActivateError, QueueConfig, VirtioDevice, VirtioInterrupt, VirtioInterruptType};

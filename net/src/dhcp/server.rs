@@ -500,6 +500,37 @@ pub(crate) mod test_util {
             }
         }
     }
+
+    /// The one's-complement checksum of IPv4, UDP and ICMPv6 (RFC 1071);
+    /// an odd length counts as padded with a zero byte.
+    pub(crate) fn internet_checksum(data: &[u8]) -> u16 {
+        let mut sum: u32 = data
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w.get(1).copied().unwrap_or(0)])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    }
+
+    /// xorshift64*: deterministic pseudo-random bytes without a dependency.
+    pub(crate) struct Rng(pub(crate) u64);
+
+    impl Rng {
+        pub(crate) fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        pub(crate) fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        pub(crate) fn byte(&mut self) -> u8 {
+            (self.next() >> 56) as u8
+        }
+    }
 }
 
 #[cfg(test)]
@@ -967,24 +998,6 @@ mod tests {
             DhcpAction::Ignore(IgnoreReason::Malformed("no DHCP message type option"))
         );
         assert_eq!(s.counters().dropped_malformed, 3);
-    }
-
-    /// xorshift64*: deterministic pseudo-random bytes without a dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-        fn byte(&mut self) -> u8 {
-            (self.next() >> 56) as u8
-        }
     }
 
     #[test]

@@ -9,13 +9,12 @@
 //! Needs CAP_NET_RAW (for `SO_BINDTODEVICE`) and CAP_NET_BIND_SERVICE (for
 //! port 67), i.e. root in practice.
 
-use std::ffi::CString;
 use std::io;
-use std::mem;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use super::server::{DhcpAction, DhcpServer};
+use crate::sys;
 
 /// The DHCP server port.
 pub const SERVER_PORT: u16 = 67;
@@ -39,23 +38,20 @@ impl DhcpSocket {
     /// `SO_BROADCAST` and `SO_REUSEADDR`; the socket is non-blocking and
     /// close-on-exec. The interface must exist.
     pub fn bind(iface: &str) -> io::Result<Self> {
-        let name = CString::new(iface).map_err(|_| {
-            io::Error::new(io::ErrorKind::InvalidInput, "interface name contains NUL")
-        })?;
-        if name.as_bytes().is_empty() || name.as_bytes().len() >= libc::IFNAMSIZ {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("invalid interface name {iface:?}"),
-            ));
-        }
-        let fd = sys::udp_socket()?;
-        crate::sys::set_socket_int_opt(fd.as_fd(), libc::SO_REUSEADDR, 1)
+        let name = sys::iface_name(iface)?;
+        let fd = sys::socket(
+            libc::AF_INET,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_UDP,
+        )?;
+        sys::set_socket_int_opt(fd.as_fd(), libc::SO_REUSEADDR, 1)
             .map_err(|e| annotate(e, "setsockopt(SO_REUSEADDR)"))?;
-        crate::sys::set_socket_int_opt(fd.as_fd(), libc::SO_BROADCAST, 1)
+        sys::set_socket_int_opt(fd.as_fd(), libc::SO_BROADCAST, 1)
             .map_err(|e| annotate(e, "setsockopt(SO_BROADCAST)"))?;
-        crate::sys::bind_to_device(fd.as_fd(), &name)
+        sys::bind_to_device(fd.as_fd(), &name)
             .map_err(|e| annotate(e, &format!("setsockopt(SO_BINDTODEVICE, {iface:?})")))?;
-        sys::bind_any(fd.as_fd(), SERVER_PORT).map_err(|e| annotate(e, "bind(0.0.0.0:67)"))?;
+        sys::bind(fd.as_fd(), &any_addr(SERVER_PORT))
+            .map_err(|e| annotate(e, "bind(0.0.0.0:67)"))?;
         tracing::debug!(iface, "DHCP socket bound");
         Ok(Self {
             socket: UdpSocket::from(fd),
@@ -86,13 +82,7 @@ impl DhcpSocket {
     /// client retransmits); failing to receive is returned.
     pub fn handle_readable(&mut self, server: &mut DhcpServer) -> io::Result<()> {
         let mut buf = [0u8; RECV_BUF_LEN];
-        loop {
-            let (len, src) = match self.socket.recv_from(&mut buf) {
-                Ok(received) => received,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
+        while let Some((len, src)) = sys::recv_next(|| self.socket.recv_from(&mut buf))? {
             let packet = buf.get(..len).unwrap_or(&[]);
             match server.handle(packet) {
                 DhcpAction::Reply { packet, broadcast } => {
@@ -101,7 +91,8 @@ impl DhcpSocket {
                     } else {
                         SocketAddrV4::new(server.config().client_ip, CLIENT_PORT)
                     };
-                    if let Err(e) = self.send(&packet, dest) {
+                    let sent = sys::retry_eintr(|| self.socket.send_to(&packet, dest));
+                    if let Err(e) = sent {
                         tracing::warn!(iface = %self.iface, %dest, error = %e, "cannot send DHCP reply");
                     }
                 }
@@ -110,16 +101,7 @@ impl DhcpSocket {
                 }
             }
         }
-    }
-
-    fn send(&self, packet: &[u8], dest: SocketAddrV4) -> io::Result<()> {
-        loop {
-            match self.socket.send_to(packet, SocketAddr::V4(dest)) {
-                Ok(_) => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
+        Ok(())
     }
 }
 
@@ -136,72 +118,23 @@ impl AsRawFd for DhcpSocket {
 }
 
 fn annotate(err: io::Error, op: &str) -> io::Error {
-    let hint = match err.raw_os_error() {
-        Some(libc::EPERM) | Some(libc::EACCES) => {
-            " (needs CAP_NET_RAW and CAP_NET_BIND_SERVICE, i.e. root)"
-        }
-        Some(libc::ENODEV) => " (no such interface)",
-        Some(libc::EADDRINUSE) => " (another DHCP server owns port 67 on this interface)",
-        _ => "",
-    };
-    io::Error::new(err.kind(), format!("{op} failed: {err}{hint}"))
+    sys::socket_error(
+        err,
+        op,
+        "CAP_NET_RAW and CAP_NET_BIND_SERVICE",
+        Some("another DHCP server owns port 67 on this interface"),
+    )
 }
 
-/// The socket system calls std has no API for; one foreign call per
-/// `unsafe` block.
-mod sys {
-    use super::*;
-
-    /// Maps a `-1` return to the thread's `errno`.
-    fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-        if ret == -1 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(ret)
-        }
-    }
-
-    fn socklen_of<T>() -> libc::socklen_t {
-        // Socket option and address structs are a few bytes long.
-        libc::socklen_t::try_from(mem::size_of::<T>()).unwrap_or(libc::socklen_t::MAX)
-    }
-
-    /// A non-blocking, close-on-exec `AF_INET` datagram socket.
-    pub(super) fn udp_socket() -> io::Result<OwnedFd> {
-        // SAFETY: socket(2) takes only integer arguments and touches no memory.
-        let fd = cvt(unsafe {
-            libc::socket(
-                libc::AF_INET,
-                libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                libc::IPPROTO_UDP,
-            )
-        })?;
-        // SAFETY: `fd` was just returned by socket(2), is open, and nothing
-        // else owns it.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-    }
-
-    /// `bind(0.0.0.0:port)`.
-    pub(super) fn bind_any(fd: BorrowedFd<'_>, port: u16) -> io::Result<()> {
-        let addr = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: port.to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(Ipv4Addr::UNSPECIFIED).to_be(),
-            },
-            sin_zero: [0; 8],
-        };
-        // SAFETY: `fd` is a valid socket for the borrow; `addr` is a fully
-        // initialised sockaddr_in whose exact size is passed, and it lives
-        // across the call.
-        cvt(unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_in).cast(),
-                socklen_of::<libc::sockaddr_in>(),
-            )
-        })?;
-        Ok(())
+/// `0.0.0.0:port`.
+fn any_addr(port: u16) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(Ipv4Addr::UNSPECIFIED).to_be(),
+        },
+        sin_zero: [0; 8],
     }
 }
 
@@ -214,7 +147,7 @@ mod tests {
     use dhcproto::{Decodable, Decoder};
 
     use super::*;
-    use crate::dhcp::server::test_util::{config, request, CLIENT, MAC, SERVER};
+    use crate::dhcp::server::test_util::{config, internet_checksum, request, CLIENT, MAC, SERVER};
     use crate::{FrameBackend, Tap, VNET_HDR_LEN};
 
     #[test]
@@ -233,18 +166,6 @@ mod tests {
         );
     }
 
-    /// The one's-complement checksum of an IPv4 header.
-    fn ip_checksum(header: &[u8]) -> u16 {
-        let mut sum: u32 = header
-            .chunks(2)
-            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-            .sum();
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        !(sum as u16)
-    }
-
     /// vnet header + Ethernet + IPv4 + UDP 68 -> 67 broadcast carrying `dhcp`.
     fn client_broadcast_frame(dhcp: &[u8]) -> Vec<u8> {
         let mut f = vec![0u8; VNET_HDR_LEN];
@@ -257,7 +178,7 @@ mod tests {
         ip[2..4].copy_from_slice(&total.to_be_bytes());
         ip.extend_from_slice(&[0, 0, 0, 0]);
         ip.extend_from_slice(&[255, 255, 255, 255]);
-        let csum = ip_checksum(&ip);
+        let csum = internet_checksum(&ip);
         ip[10..12].copy_from_slice(&csum.to_be_bytes());
         f.extend_from_slice(&ip);
         f.extend_from_slice(&CLIENT_PORT.to_be_bytes());
@@ -293,10 +214,10 @@ mod tests {
 
     /// Sets an IPv4 address (SIOCSIFADDR) and netmask (SIOCSIFNETMASK).
     fn set_ipv4(iface: &str, addr: Ipv4Addr, mask: Ipv4Addr) {
-        let sock = sys::udp_socket().unwrap();
+        let sock = sys::inet_dgram_socket().unwrap();
         for (req, value) in [(libc::SIOCSIFADDR, addr), (libc::SIOCSIFNETMASK, mask)] {
             // SAFETY: ifreq is plain old data; all-zero is a valid value.
-            let mut ifr: libc::ifreq = unsafe { mem::zeroed() };
+            let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
             for (dst, src) in ifr.ifr_name.iter_mut().zip(iface.as_bytes()) {
                 *dst = *src as libc::c_char;
             }
@@ -311,7 +232,7 @@ mod tests {
             // SAFETY: sockaddr_in is 16 bytes, the size of the sockaddr
             // union member it is written over; both are plain old data.
             ifr.ifr_ifru.ifru_addr =
-                unsafe { mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin) };
+                unsafe { std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin) };
             // SAFETY: `sock` is an open socket and `ifr` a valid ifreq that
             // the kernel only reads for these requests.
             let rc = unsafe { libc::ioctl(sock.as_raw_fd(), req as libc::Ioctl, &mut ifr) };
@@ -321,22 +242,7 @@ mod tests {
 
     #[test]
     fn discover_over_a_tap_gets_an_offer_as_root() {
-        // SAFETY: geteuid(2) has no arguments and cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
-            println!("skipped: needs root");
-            return;
-        }
-        if !std::path::Path::new("/dev/net/tun").exists() {
-            println!("skipped: /dev/net/tun is missing");
-            return;
-        }
-        std::thread::spawn(|| {
-            // SAFETY: unshare(2) takes a flag word and touches no memory; it
-            // moves only this thread into a new network namespace, so the
-            // tap and its address exist only there.
-            let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "unshare: {}", io::Error::last_os_error());
-
+        sys::in_new_netns(|| {
             let mut tap = Tap::open_named("pdhcp0", 1).unwrap().remove(0);
             tap.set_up().unwrap();
             set_ipv4("pdhcp0", SERVER, Ipv4Addr::new(255, 255, 255, 0));
@@ -387,8 +293,6 @@ mod tests {
             );
             assert_eq!(server.counters().discovers, 1);
             assert_eq!(server.counters().offers, 1);
-        })
-        .join()
-        .unwrap();
+        });
     }
 }

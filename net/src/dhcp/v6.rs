@@ -33,6 +33,7 @@ use dhcproto::v6::{
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 
 use crate::ra::sys6;
+use crate::sys;
 
 /// The DHCPv6 server (and relay agent) port.
 pub const SERVER_PORT: u16 = 547;
@@ -547,16 +548,16 @@ impl Dhcp6Socket {
     /// Binds the socket on `iface`, which must exist; non-blocking and
     /// close-on-exec.
     pub fn bind(iface: &str) -> io::Result<Self> {
-        let name: CString = sys6::iface_name(iface)?;
+        let name: CString = sys::iface_name(iface)?;
         let ifindex = sys6::ifindex(&name).map_err(|e| annotate(e, "if_nametoindex"))?;
         let fd: OwnedFd = sys6::socket6(libc::SOCK_DGRAM, libc::IPPROTO_UDP)
             .map_err(|e| annotate(e, "socket(AF_INET6, SOCK_DGRAM)"))?;
         let one: libc::c_int = 1;
-        sys6::set_opt(fd.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, &one)
+        sys::set_opt(fd.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, &one)
             .map_err(|e| annotate(e, "setsockopt(SO_REUSEADDR)"))?;
-        sys6::set_opt(fd.as_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &one)
+        sys::set_opt(fd.as_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &one)
             .map_err(|e| annotate(e, "setsockopt(IPV6_V6ONLY)"))?;
-        crate::sys::bind_to_device(fd.as_fd(), &name)
+        sys::bind_to_device(fd.as_fd(), &name)
             .map_err(|e| annotate(e, &format!("setsockopt(SO_BINDTODEVICE, {iface:?})")))?;
         sys6::bind(
             fd.as_fd(),
@@ -583,30 +584,20 @@ impl Dhcp6Socket {
     /// returned.
     pub fn handle_readable(&mut self, server: &mut Dhcp6Server) -> io::Result<()> {
         let mut buf = [0u8; RECV_BUF_LEN];
-        loop {
-            let (len, src) = match self.socket.recv_from(&mut buf) {
-                Ok(received) => received,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
+        while let Some((len, src)) = sys::recv_next(|| self.socket.recv_from(&mut buf))? {
             let packet = buf.get(..len).unwrap_or(&[]);
             match server.handle(packet) {
-                Dhcp6Action::Reply(reply) => loop {
-                    match self.socket.send_to(&reply, src) {
-                        Ok(_) => break,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => {
-                            tracing::warn!(iface = %self.iface, %src, error = %e, "cannot send DHCPv6 reply");
-                            break;
-                        }
+                Dhcp6Action::Reply(reply) => {
+                    if let Err(e) = sys::retry_eintr(|| self.socket.send_to(&reply, src)) {
+                        tracing::warn!(iface = %self.iface, %src, error = %e, "cannot send DHCPv6 reply");
                     }
-                },
+                }
                 Dhcp6Action::Ignore(reason) => {
                     tracing::debug!(iface = %self.iface, %src, ?reason, "DHCPv6 message ignored");
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -623,15 +614,12 @@ impl AsRawFd for Dhcp6Socket {
 }
 
 fn annotate(err: io::Error, op: &str) -> io::Error {
-    let hint = match err.raw_os_error() {
-        Some(libc::EPERM) | Some(libc::EACCES) => {
-            " (needs CAP_NET_RAW and CAP_NET_BIND_SERVICE, i.e. root)"
-        }
-        Some(libc::ENODEV) | Some(libc::ENXIO) => " (no such interface)",
-        Some(libc::EADDRINUSE) => " (another DHCPv6 server owns port 547 on this interface)",
-        _ => "",
-    };
-    io::Error::new(err.kind(), format!("{op} failed: {err}{hint}"))
+    sys::socket_error(
+        err,
+        op,
+        "CAP_NET_RAW and CAP_NET_BIND_SERVICE",
+        Some("another DHCPv6 server owns port 547 on this interface"),
+    )
 }
 
 #[cfg(test)]
@@ -639,6 +627,7 @@ mod tests {
     use dhcproto::Name;
 
     use super::*;
+    use crate::dhcp::server::test_util::Rng;
 
     const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
     const MAC: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
@@ -995,20 +984,6 @@ mod tests {
             [1, b'a', 2, b'b', b'c', 0, 1, b'd', 0]
         );
         assert_eq!(encode_domain_list(&["a".repeat(64)]), Vec::<u8>::new());
-    }
-
-    /// xorshift64*, deterministic.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
     }
 
     #[test]

@@ -57,6 +57,7 @@ use std::time::{Duration, Instant};
 use devices::e1000::{regs as e1k, E1000Counters, E1000};
 use devices::pci::{IntxLine, PciDevice};
 use devices::virtio::net::{Net, NetMetrics, QueuePair, QUEUE_SIZE, VNET_HDR_LEN};
+use devices::virtio::test_driver::DriverRing;
 use devices::virtio::{
     QueueConfig, VirtioDevice, VirtioInterrupt, VirtioInterruptType, VIRTIO_F_VERSION_1,
     VIRTIO_RING_F_EVENT_IDX,
@@ -68,7 +69,6 @@ use virtio_bindings::virtio_net::{
     VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_OK,
 };
 use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
-use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
@@ -495,121 +495,6 @@ fn probe_flows(per_queue: usize) -> io::Result<[Vec<u16>; 2]> {
 
 // ------------------------------------------------------------ driver rings
 
-fn need_event(event: u16, new: u16, old: u16) -> bool {
-    new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
-}
-
-/// The driver side of one split virtqueue.
-struct DriverRing {
-    mem: GuestMemoryMmap,
-    desc: u64,
-    avail: u64,
-    used: u64,
-    size: u16,
-    /// Shadow of the avail index (published by `publish`).
-    avail_idx: u16,
-    last_used: u16,
-}
-
-impl DriverRing {
-    fn new(mem: &GuestMemoryMmap, base: u64, size: u16) -> Self {
-        let desc = base;
-        let avail = desc + 16 * u64::from(size);
-        let used = (avail + 6 + 2 * u64::from(size) + 3) & !3;
-        let end = used + 6 + 8 * u64::from(size);
-        mem.write_slice(&vec![0u8; (end - base) as usize], GuestAddress(base))
-            .unwrap();
-        Self {
-            mem: mem.clone(),
-            desc,
-            avail,
-            used,
-            size,
-            avail_idx: 0,
-            last_used: 0,
-        }
-    }
-
-    /// The device's view, as the transport would configure it.
-    fn queue(&self, event_idx: bool) -> Queue {
-        let mut q = Queue::new(QUEUE_SIZE).unwrap();
-        q.set_size(self.size);
-        q.set_desc_table_address(Some(self.desc as u32), Some((self.desc >> 32) as u32));
-        q.set_avail_ring_address(Some(self.avail as u32), Some((self.avail >> 32) as u32));
-        q.set_used_ring_address(Some(self.used as u32), Some((self.used >> 32) as u32));
-        q.set_event_idx(event_idx);
-        q.set_ready(true);
-        q
-    }
-
-    fn set_desc(&self, index: u16, addr: u64, len: u32, flags: u16, next: u16) {
-        let mut d = [0u8; 16];
-        d[0..8].copy_from_slice(&addr.to_le_bytes());
-        d[8..12].copy_from_slice(&len.to_le_bytes());
-        d[12..14].copy_from_slice(&flags.to_le_bytes());
-        d[14..16].copy_from_slice(&next.to_le_bytes());
-        self.mem
-            .write_slice(&d, GuestAddress(self.desc + 16 * u64::from(index)))
-            .unwrap();
-    }
-
-    /// Puts `head` in the avail ring (not yet visible to the device).
-    fn push(&mut self, head: u16) {
-        let slot = self.avail + 4 + 2 * u64::from(self.avail_idx % self.size);
-        self.mem
-            .write_obj(head.to_le(), GuestAddress(slot))
-            .unwrap();
-        self.avail_idx = self.avail_idx.wrapping_add(1);
-    }
-
-    /// Makes pushed heads visible (store-release of the avail index).
-    fn publish(&self) {
-        self.mem
-            .store(
-                self.avail_idx.to_le(),
-                GuestAddress(self.avail + 2),
-                Ordering::Release,
-            )
-            .unwrap();
-    }
-
-    /// With EVENT_IDX: whether the device asked for a kick for the heads
-    /// published since `old` (the avail index before them).
-    fn kick_needed(&self, old: u16) -> bool {
-        fence(Ordering::SeqCst);
-        let at = self.used + 4 + 8 * u64::from(self.size);
-        let event: u16 = self.mem.load(GuestAddress(at), Ordering::Relaxed).unwrap();
-        need_event(u16::from_le(event), self.avail_idx, old)
-    }
-
-    fn used_idx(&self) -> u16 {
-        let v: u16 = self
-            .mem
-            .load(GuestAddress(self.used + 2), Ordering::Acquire)
-            .unwrap();
-        u16::from_le(v)
-    }
-
-    /// (id, len) of used element `i`.
-    fn used_elem(&self, i: u16) -> (u32, u32) {
-        let at = GuestAddress(self.used + 4 + 8 * u64::from(i % self.size));
-        let mut e = [0u8; 8];
-        self.mem.read_slice(&mut e, at).unwrap();
-        (
-            u32::from_le_bytes([e[0], e[1], e[2], e[3]]),
-            u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
-        )
-    }
-
-    /// EVENT_IDX: interrupt me once used index passes `idx`.
-    fn set_used_event(&self, idx: u16) {
-        let at = self.avail + 4 + 2 * u64::from(self.size);
-        self.mem
-            .store(idx.to_le(), GuestAddress(at), Ordering::Relaxed)
-            .unwrap();
-    }
-}
-
 /// TX side of the driver: RING/2 slots, each a 2-descriptor chain (12-byte
 /// header, then the frame) over its own copy of the frame.
 struct TxDriver {
@@ -713,14 +598,14 @@ impl RxDriver {
     /// Consumes used buffers, reposts them; returns (buffers, avail index
     /// before reposting).
     fn reap(&mut self) -> (usize, u16) {
-        let old = self.ring.avail_idx;
+        let old = self.ring.avail_idx();
         let used = self.ring.used_idx();
         let mut n = 0;
         while self.ring.last_used != used {
             let (id, len) = self.ring.used_elem(self.ring.last_used);
             if self.remaining == 0 {
                 let at = self.buf_base + u64::from(id) * u64::from(self.buf_len) + 10;
-                let nb: u16 = self.ring.mem.read_obj(GuestAddress(at)).unwrap();
+                let nb: u16 = self.ring.mem().read_obj(GuestAddress(at)).unwrap();
                 self.remaining = u16::from_le(nb).max(1);
                 self.acc = u64::from(len).saturating_sub(VNET_HDR_LEN as u64);
             } else {
@@ -932,7 +817,7 @@ fn worker_tx(mut drv: TxDriver, kick: EventFd, irq: EventFd, stats: Arc<Stats>, 
     while !ctl.stopped() {
         drv.reap();
         if drv.free.len() >= batch || drv.in_flight() == 0 {
-            let old = drv.ring.avail_idx;
+            let old = drv.ring.avail_idx();
             if drv.fill() > 0 && drv.ring.kick_needed(old) {
                 kick.write(1).expect("kick");
                 kicks += 1;
@@ -1872,6 +1757,37 @@ fn fmt_rate(pps: f64) -> String {
     }
 }
 
+/// A table cell for one case: pps, Gbit/s and CPU, or why there are none.
+fn result_cell(r: Option<&CaseResult>) -> String {
+    match r {
+        Some(CaseResult { error: Some(e), .. }) => format!("failed: {e}"),
+        Some(CaseResult {
+            median: Some(m), ..
+        }) => format!("{}pps / {:.2} / {:.0}%", fmt_rate(m.pps), m.gbps, m.cpu_pct),
+        _ => "–".into(),
+    }
+}
+
+/// `a / b` as a table cell, when both were measured.
+fn ratio_cell(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "–".into(),
+    }
+}
+
+/// Kicks (or MMIO accesses) and interrupts per 1000 frames of one case.
+fn notify_cell(r: Option<&CaseResult>) -> String {
+    match r.and_then(|r| r.median.as_ref()) {
+        Some(m) if m.frames > 0 => format!(
+            "{:.1}, {:.1}",
+            m.kicks as f64 * 1000.0 / m.frames as f64,
+            m.irqs as f64 * 1000.0 / m.frames as f64
+        ),
+        _ => "–".into(),
+    }
+}
+
 fn check_note(r: &CaseResult) -> String {
     let Some(m) = &r.median else {
         return String::new();
@@ -1903,41 +1819,33 @@ fn check_note(r: &CaseResult) -> String {
     notes.join(", ")
 }
 
+/// Starts a markdown table: `title` as a paragraph of its own, then the
+/// `header` row and the separator row for its columns.
+fn table_head(out: &mut String, title: Option<&str>, header: &str) {
+    if let Some(title) = title {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "{title}");
+        let _ = writeln!(out);
+    }
+    let _ = writeln!(out, "{header}");
+    let columns = header.matches('|').count().saturating_sub(1);
+    let _ = writeln!(out, "|{}", "---|".repeat(columns));
+}
+
 fn table(results: &[CaseResult], opts: &Opts) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "| dir | frame | pairs | raw tap: pps / Gbit/s / CPU | direct QueuePair: pps / Gbit/s / CPU | direct/raw | worker+eventfd: pps / Gbit/s / CPU | worker/raw | kicks, irqs per 1k frames | checks |"
+    table_head(
+        &mut out,
+        None,
+        "| dir | frame | pairs | raw tap: pps / Gbit/s / CPU | direct QueuePair: pps / Gbit/s / CPU | direct/raw | worker+eventfd: pps / Gbit/s / CPU | worker/raw | kicks, irqs per 1k frames | checks |",
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
     for &dir in &opts.dirs {
         for &size in &opts.sizes {
             for &pairs in &opts.queues {
-                let cell = |mode: Mode| -> String {
-                    match find(results, dir, size, pairs, mode) {
-                        None => "–".into(),
-                        Some(CaseResult { error: Some(e), .. }) => format!("failed: {e}"),
-                        Some(CaseResult {
-                            median: Some(m), ..
-                        }) => format!("{}pps / {:.2} / {:.0}%", fmt_rate(m.pps), m.gbps, m.cpu_pct),
-                        Some(_) => "–".into(),
-                    }
-                };
+                let cell = |mode: Mode| result_cell(find(results, dir, size, pairs, mode));
                 let raw = pps_of(results, dir, size, pairs, Mode::Raw);
-                let ratio = |mode: Mode| match (pps_of(results, dir, size, pairs, mode), raw) {
-                    (Some(p), Some(r)) if r > 0.0 => format!("{:.2}", p / r),
-                    _ => "–".into(),
-                };
-                let notify = match find(results, dir, size, pairs, Mode::Worker)
-                    .and_then(|r| r.median.as_ref())
-                {
-                    Some(m) if m.frames > 0 => format!(
-                        "{:.1}, {:.1}",
-                        m.kicks as f64 * 1000.0 / m.frames as f64,
-                        m.irqs as f64 * 1000.0 / m.frames as f64
-                    ),
-                    _ => "–".into(),
-                };
+                let ratio = |mode: Mode| ratio_cell(pps_of(results, dir, size, pairs, mode), raw);
+                let notify = notify_cell(find(results, dir, size, pairs, Mode::Worker));
                 let checks: Vec<String> = [Mode::Raw, Mode::Direct, Mode::Worker]
                     .into_iter()
                     .filter_map(|mode| find(results, dir, size, pairs, mode))
@@ -1969,25 +1877,18 @@ fn table(results: &[CaseResult], opts: &Opts) -> String {
         }
     }
     if opts.queues.contains(&1) && opts.queues.contains(&2) {
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "2 vs 1 queue pairs (pps with 2 pairs / pps with 1 pair):"
+        table_head(
+            &mut out,
+            Some("2 vs 1 queue pairs (pps with 2 pairs / pps with 1 pair):"),
+            "| dir | frame | raw tap | direct QueuePair | worker+eventfd |",
         );
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "| dir | frame | raw tap | direct QueuePair | worker+eventfd |"
-        );
-        let _ = writeln!(out, "|---|---|---|---|---|");
         for &dir in &opts.dirs {
             for &size in &opts.sizes {
-                let scale = |mode: Mode| match (
-                    pps_of(results, dir, size, 2, mode),
-                    pps_of(results, dir, size, 1, mode),
-                ) {
-                    (Some(two), Some(one)) if one > 0.0 => format!("{:.2}", two / one),
-                    _ => "–".into(),
+                let scale = |mode: Mode| {
+                    ratio_cell(
+                        pps_of(results, dir, size, 2, mode),
+                        pps_of(results, dir, size, 1, mode),
+                    )
                 };
                 let _ = writeln!(
                     out,
@@ -2011,46 +1912,23 @@ fn table(results: &[CaseResult], opts: &Opts) -> String {
 /// and the raw tap, same frames, same run.
 fn e1000_table(results: &[CaseResult], opts: &Opts) -> String {
     let mut out = String::new();
-    let _ = writeln!(out);
-    let _ = writeln!(
-        out,
-        "e1000 (1 queue) vs virtio-net (worker+eventfd, 1 queue pair) and the raw tap:"
+    table_head(
+        &mut out,
+        Some("e1000 (1 queue) vs virtio-net (worker+eventfd, 1 queue pair) and the raw tap:"),
+        "| dir | frame | raw tap: pps / Gbit/s / CPU | virtio-net worker: pps / Gbit/s / CPU | e1000: pps / Gbit/s / CPU | e1000/virtio | e1000/raw | e1000 MMIO accesses, irqs per 1k frames | checks |",
     );
-    let _ = writeln!(out);
-    let _ = writeln!(
-        out,
-        "| dir | frame | raw tap: pps / Gbit/s / CPU | virtio-net worker: pps / Gbit/s / CPU | e1000: pps / Gbit/s / CPU | e1000/virtio | e1000/raw | e1000 MMIO accesses, irqs per 1k frames | checks |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
     for &dir in &opts.dirs {
         for &size in &opts.sizes {
             let cell = |mode: Mode| -> String {
                 if mode == Mode::E1000 && !e1000_supported(dir, size, 1) {
                     return "n/a (no GSO receive)".into();
                 }
-                match find(results, dir, size, 1, mode) {
-                    None => "–".into(),
-                    Some(CaseResult { error: Some(e), .. }) => format!("failed: {e}"),
-                    Some(CaseResult {
-                        median: Some(m), ..
-                    }) => format!("{}pps / {:.2} / {:.0}%", fmt_rate(m.pps), m.gbps, m.cpu_pct),
-                    Some(_) => "–".into(),
-                }
+                result_cell(find(results, dir, size, 1, mode))
             };
             let e = pps_of(results, dir, size, 1, Mode::E1000);
-            let ratio = |other: Mode| match (e, pps_of(results, dir, size, 1, other)) {
-                (Some(p), Some(r)) if r > 0.0 => format!("{:.2}", p / r),
-                _ => "–".into(),
-            };
+            let ratio = |other: Mode| ratio_cell(e, pps_of(results, dir, size, 1, other));
             let e_res = find(results, dir, size, 1, Mode::E1000);
-            let notify = match e_res.and_then(|r| r.median.as_ref()) {
-                Some(m) if m.frames > 0 => format!(
-                    "{:.1}, {:.1}",
-                    m.kicks as f64 * 1000.0 / m.frames as f64,
-                    m.irqs as f64 * 1000.0 / m.frames as f64
-                ),
-                _ => "–".into(),
-            };
+            let notify = notify_cell(e_res);
             let checks = match e_res.map(check_note) {
                 Some(n) if n.is_empty() => "ok".to_string(),
                 Some(n) => n,

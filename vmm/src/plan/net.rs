@@ -124,17 +124,28 @@ fn check_unique<'a>(
     what: &str,
     errors: &mut Vec<FieldError>,
 ) {
-    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut seen = BTreeMap::new();
     for f in names {
-        if let Some(first) = seen.get(f.value.as_str()) {
-            errors.push(FieldError::new(
-                &f.path,
-                &f.value,
-                format!("is used by two {what}s (also {first}); {what} names must be unique"),
-            ));
-        } else {
-            seen.insert(&f.value, &f.path);
-        }
+        note_name(&mut seen, f, what, errors);
+    }
+}
+
+/// Records the name `f`, or reports it when `seen` already has it; `seen`
+/// maps each name to where it was first used.
+fn note_name<'a>(
+    seen: &mut BTreeMap<&'a str, &'a str>,
+    f: &'a Field<String>,
+    what: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    if let Some(first) = seen.get(f.value.as_str()) {
+        errors.push(FieldError::new(
+            &f.path,
+            &f.value,
+            format!("is used by two {what}s (also {first}); {what} names must be unique"),
+        ));
+    } else {
+        seen.insert(&f.value, &f.path);
     }
 }
 
@@ -154,6 +165,25 @@ fn required(
             errors.push(FieldError::new(path, "", format!("is missing; {what}")));
             None
         }
+    }
+}
+
+/// Reports each of `extras` (paths) as a second `what` of `owner`, which
+/// already has `first`: a network takes one source, an interface one
+/// binding.
+fn report_extras<'p>(
+    extras: impl Iterator<Item = &'p str>,
+    what: &str,
+    owner: &str,
+    first: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    for path in extras {
+        errors.push(FieldError::new(
+            path,
+            "",
+            format!("is a second {what} for {owner} (it already has {first}); keep exactly one"),
+        ));
     }
 }
 
@@ -182,17 +212,13 @@ fn resolve_networks<'a>(
             }
             [one] => Some(one),
             [first, rest @ ..] => {
-                for extra in rest {
-                    errors.push(FieldError::new(
-                        &extra.path,
-                        "",
-                        format!(
-                            "is a second source for network {:?} (it already has {}); keep exactly one",
-                            n.name.value,
-                            source_key(&first.kind)
-                        ),
-                    ));
-                }
+                report_extras(
+                    rest.iter().map(|e| e.path.as_str()),
+                    "source",
+                    &format!("network {:?}", n.name.value),
+                    source_key(&first.kind),
+                    errors,
+                );
                 None
             }
         };
@@ -328,17 +354,13 @@ fn pick_binding<'a>(
         }
         [one] => one,
         [first, rest @ ..] => {
-            for extra in rest {
-                errors.push(FieldError::new(
-                    &extra.path,
-                    "",
-                    format!(
-                        "is a second binding for interface {:?} (it already has {}); keep exactly one",
-                        iface.name.value,
-                        first.path.rsplit('.').next().unwrap_or_default()
-                    ),
-                ));
-            }
+            report_extras(
+                rest.iter().map(|e| e.path.as_str()),
+                "binding",
+                &format!("interface {:?}", iface.name.value),
+                first.path.rsplit('.').next().unwrap_or_default(),
+                errors,
+            );
             return (None, None);
         }
     };
@@ -477,7 +499,7 @@ fn ports(
         }
     }
     let mut out = Vec::new();
-    let mut names: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut names = BTreeMap::new();
     for p in &iface.ports {
         let port = match &p.port {
             None => {
@@ -516,15 +538,7 @@ fn ports(
             },
         };
         if let Some(n) = &p.name {
-            if let Some(first) = names.get(n.value.as_str()) {
-                errors.push(FieldError::new(
-                    &n.path,
-                    &n.value,
-                    format!("is used by two ports (also {first}); port names must be unique"),
-                ));
-            } else {
-                names.insert(&n.value, &n.path);
-            }
+            note_name(&mut names, n, "port", errors);
         }
         if let (Some(port), Some(protocol)) = (port, protocol) {
             out.push(PortPlan {
@@ -818,31 +832,36 @@ fn check_tap_names(
     }
 }
 
-/// Explicit MACs are checked; the others are derived from the names.
-fn assign_macs(
-    spec: &VmSpec,
-    drafts: &[Draft<'_>],
+/// Parses the values interfaces set in one field (`field`), reporting bad
+/// ones and repeats (at the later occurrence). Returns each draft's value
+/// and the valid values with the path that first set each, so the caller
+/// can fill in the rest without clashing.
+fn parse_explicit<'a, T: Ord + Copy, E: std::fmt::Display>(
+    drafts: &[Draft<'a>],
+    field: impl Fn(&'a InterfaceSpec) -> Option<&'a Field<String>>,
+    parse: impl Fn(&str) -> Result<T, E>,
+    plural: &str,
     errors: &mut Vec<FieldError>,
-) -> Vec<Option<MacAddr>> {
-    let mut used: BTreeMap<MacAddr, &str> = BTreeMap::new();
-    let mut out: Vec<Option<MacAddr>> = Vec::new();
+) -> (Vec<Option<T>>, BTreeMap<T, &'a str>) {
+    let mut out = Vec::new();
+    let mut used = BTreeMap::new();
     for d in drafts {
-        let Some(f) = &d.iface.mac else {
+        let Some(f) = field(d.iface) else {
             out.push(None);
             continue;
         };
-        match MacAddr::parse_unicast(&f.value) {
-            Ok(mac) => {
-                if let Some(first) = used.get(&mac) {
+        match parse(&f.value) {
+            Ok(v) => {
+                if let Some(first) = used.get(&v) {
                     errors.push(FieldError::new(
                         &f.path,
                         &f.value,
-                        format!("is used twice (also {first}); MAC addresses must be unique"),
+                        format!("is used twice (also {first}); {plural} must be unique"),
                     ));
                 } else {
-                    used.insert(mac, &f.path);
+                    used.insert(v, f.path.as_str());
                 }
-                out.push(Some(mac));
+                out.push(Some(v));
             }
             Err(e) => {
                 errors.push(FieldError::new(&f.path, &f.value, e.to_string()));
@@ -850,6 +869,22 @@ fn assign_macs(
             }
         }
     }
+    (out, used)
+}
+
+/// Explicit MACs are checked; the others are derived from the names.
+fn assign_macs(
+    spec: &VmSpec,
+    drafts: &[Draft<'_>],
+    errors: &mut Vec<FieldError>,
+) -> Vec<Option<MacAddr>> {
+    let (mut out, mut used) = parse_explicit(
+        drafts,
+        |i| i.mac.as_ref(),
+        MacAddr::parse_unicast,
+        "MAC addresses",
+        errors,
+    );
     for (d, slot) in drafts.iter().zip(out.iter_mut()) {
         if d.iface.mac.is_some() {
             continue;
@@ -868,32 +903,13 @@ fn assign_macs(
 
 /// Explicit PCI addresses are checked; the others get free slots in order.
 fn assign_pci(drafts: &[Draft<'_>], errors: &mut Vec<FieldError>) -> Vec<Option<PciAddress>> {
-    let mut out: Vec<Option<PciAddress>> = Vec::new();
-    let mut used: BTreeMap<PciAddress, &str> = BTreeMap::new();
-    for d in drafts {
-        let Some(f) = &d.iface.pci_address else {
-            out.push(None);
-            continue;
-        };
-        match PciAddress::parse_for_device(&f.value) {
-            Ok(a) => {
-                if let Some(first) = used.get(&a) {
-                    errors.push(FieldError::new(
-                        &f.path,
-                        &f.value,
-                        format!("is used twice (also {first}); PCI addresses must be unique"),
-                    ));
-                } else {
-                    used.insert(a, &f.path);
-                }
-                out.push(Some(a));
-            }
-            Err(e) => {
-                errors.push(FieldError::new(&f.path, &f.value, e.to_string()));
-                out.push(None);
-            }
-        }
-    }
+    let (mut out, used) = parse_explicit(
+        drafts,
+        |i| i.pci_address.as_ref(),
+        PciAddress::parse_for_device,
+        "PCI addresses",
+        errors,
+    );
     let mut alloc = SlotAllocator::new(used.keys().copied());
     for (d, slot) in drafts.iter().zip(out.iter_mut()) {
         if d.iface.pci_address.is_some() {

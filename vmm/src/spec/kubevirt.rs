@@ -2,6 +2,7 @@
 
 use serde_yaml::Value;
 
+use super::common::{named_item, parse_spec, Layout};
 use super::model::*;
 use super::walk::{MapView, Walker};
 
@@ -163,26 +164,18 @@ fn template_annotations(v: &Value, path: &str, spec: &mut VmSpec, w: &mut Walker
     }
 }
 
+const VMI_LAYOUT: Layout = Layout {
+    machine: "domain",
+    interfaces: "domain.devices.interfaces",
+    cpu: "domain.cpu",
+    memory: "domain.memory.guest",
+    kubevirt_networks: true,
+    out_of_scope: VMI_SPEC_OUT_OF_SCOPE,
+};
+
 /// `spec` of a `VirtualMachineInstance` (or a VM's `spec.template.spec`).
 pub(crate) fn parse_vmi_spec(v: &Value, path: &str, spec: &mut VmSpec, w: &mut Walker) {
-    spec.networks_path = format!("{path}.networks");
-    spec.interfaces_path = format!("{path}.domain.devices.interfaces");
-    spec.cpu.path = format!("{path}.domain.cpu");
-    spec.memory_path = format!("{path}.domain.memory.guest");
-    let Some(mut m) = w.map(v, path) else {
-        return;
-    };
-    if let Some((dv, dp)) = m.take("domain") {
-        parse_domain(dv, &dp, spec, w);
-    }
-    if let Some((nv, np)) = m.take("networks") {
-        for (item, ip) in w.seq(nv, &np) {
-            if let Some(n) = parse_network(item, &ip, w, true) {
-                spec.networks.push(n);
-            }
-        }
-    }
-    m.finish(w, VMI_SPEC_OUT_OF_SCOPE);
+    parse_spec(v, path, spec, w, &VMI_LAYOUT, parse_domain);
 }
 
 fn parse_domain(v: &Value, path: &str, spec: &mut VmSpec, w: &mut Walker) {
@@ -306,13 +299,8 @@ fn parse_devices(v: &Value, path: &str, spec: &mut VmSpec, w: &mut Walker) {
     let Some(mut d) = w.map(v, path) else {
         return;
     };
-    if let Some((iv, ip)) = d.take("interfaces") {
-        for (item, p) in w.seq(iv, &ip) {
-            if let Some(i) = parse_interface(item, &p, w) {
-                spec.interfaces.push(i);
-            }
-        }
-    }
+    let interfaces = w.list(&mut d, "interfaces", parse_interface);
+    spec.interfaces.extend(interfaces);
     spec.autoattach_pod_interface = d
         .take("autoattachPodInterface")
         .and_then(|(v, p)| w.bool(v, &p));
@@ -333,11 +321,8 @@ const BINDINGS: &[(&str, BindingKind)] = &[
 ];
 
 fn parse_interface(v: &Value, path: &str, w: &mut Walker) -> Option<InterfaceSpec> {
-    let Some(mut m) = w.map(v, path) else {
-        w.issue(path, "expected a mapping with at least a name");
-        return None;
-    };
-    let name = required_name(&mut m, w)?;
+    let (mut m, name) = named_item(v, path, w)?;
+    let name = name?;
     let mut bindings = Vec::new();
     for (key, kind) in BINDINGS {
         if m.has(key) {
@@ -397,12 +382,7 @@ fn parse_interface(v: &Value, path: &str, w: &mut Walker) -> Option<InterfaceSpe
             );
         }
     }
-    let mut ports = Vec::new();
-    if let Some((pv, pp)) = m.take("ports") {
-        for (item, p) in w.seq(pv, &pp) {
-            ports.extend(parse_port(item, &p, w));
-        }
-    }
+    let ports = w.list(&mut m, "ports", parse_port);
     m.finish(
         w,
         &[
@@ -437,20 +417,6 @@ fn parse_port(v: &Value, path: &str, w: &mut Walker) -> Option<PortSpec> {
     Some(port)
 }
 
-/// The mandatory `name` of a list item; reports a schema issue when missing.
-pub(crate) fn required_name(m: &mut MapView<'_>, w: &mut Walker) -> Option<Field<String>> {
-    let name_path = format!("{}.name", m.path);
-    match m.take("name").and_then(|(v, p)| w.string(v, &p)) {
-        Some(name) => Some(name),
-        None => {
-            if !w.issues.iter().any(|i| i.path == name_path) {
-                w.issue(&name_path, "required field missing");
-            }
-            None
-        }
-    }
-}
-
 /// A network entry. `kubevirt` enables the KubeVirt-only sources (genie,
 /// resource) and pod CIDR fields.
 pub(crate) fn parse_network(
@@ -459,11 +425,7 @@ pub(crate) fn parse_network(
     w: &mut Walker,
     kubevirt: bool,
 ) -> Option<NetworkSpec> {
-    let Some(mut m) = w.map(v, path) else {
-        w.issue(path, "expected a mapping with at least a name");
-        return None;
-    };
-    let name = required_name(&mut m, w);
+    let (mut m, name) = named_item(v, path, w)?;
     let mut sources = Vec::new();
     if m.has("pod") {
         if let Some((pv, pp)) = m.take("pod") {

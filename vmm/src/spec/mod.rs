@@ -8,6 +8,7 @@
 //! paths. Semantic checks (ranges, MAC syntax, binding rules...) are done by
 //! [`crate::plan::resolve`].
 
+mod common;
 mod kubevirt;
 mod model;
 pub mod quantity;

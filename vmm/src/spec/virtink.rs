@@ -2,7 +2,7 @@
 
 use serde_yaml::Value;
 
-use super::kubevirt::{parse_network, required_name};
+use super::common::{self, named_item, Layout};
 use super::model::*;
 use super::walk::Walker;
 
@@ -30,25 +30,17 @@ const INSTANCE_OUT_OF_SCOPE: &[(&str, &str)] = &[
     ("fileSystems", "filesystems are outside petrel's scope"),
 ];
 
+const LAYOUT: Layout = Layout {
+    machine: "instance",
+    interfaces: "instance.interfaces",
+    cpu: "instance.cpu",
+    memory: "instance.memory.size",
+    kubevirt_networks: false,
+    out_of_scope: SPEC_OUT_OF_SCOPE,
+};
+
 pub(crate) fn parse_spec(v: &Value, path: &str, spec: &mut VmSpec, w: &mut Walker) {
-    spec.networks_path = format!("{path}.networks");
-    spec.interfaces_path = format!("{path}.instance.interfaces");
-    spec.cpu.path = format!("{path}.instance.cpu");
-    spec.memory_path = format!("{path}.instance.memory.size");
-    let Some(mut m) = w.map(v, path) else {
-        return;
-    };
-    if let Some((iv, ip)) = m.take("instance") {
-        parse_instance(iv, &ip, spec, w);
-    }
-    if let Some((nv, np)) = m.take("networks") {
-        for (item, ip) in w.seq(nv, &np) {
-            if let Some(n) = parse_network(item, &ip, w, false) {
-                spec.networks.push(n);
-            }
-        }
-    }
-    m.finish(w, SPEC_OUT_OF_SCOPE);
+    common::parse_spec(v, path, spec, w, &LAYOUT, parse_instance);
 }
 
 fn parse_instance(v: &Value, path: &str, spec: &mut VmSpec, w: &mut Walker) {
@@ -81,22 +73,14 @@ fn parse_instance(v: &Value, path: &str, spec: &mut VmSpec, w: &mut Walker) {
             k.finish(w, &[("imagePullPolicy", "petrel does not pull images")]);
         }
     }
-    if let Some((iv, ip)) = m.take("interfaces") {
-        for (item, p) in w.seq(iv, &ip) {
-            if let Some(i) = parse_interface(item, &p, w) {
-                spec.interfaces.push(i);
-            }
-        }
-    }
+    let interfaces = w.list(&mut m, "interfaces", parse_interface);
+    spec.interfaces.extend(interfaces);
     m.finish(w, INSTANCE_OUT_OF_SCOPE);
 }
 
 fn parse_interface(v: &Value, path: &str, w: &mut Walker) -> Option<InterfaceSpec> {
-    let Some(mut m) = w.map(v, path) else {
-        w.issue(path, "expected a mapping with at least a name");
-        return None;
-    };
-    let name = required_name(&mut m, w)?;
+    let (mut m, name) = named_item(v, path, w)?;
+    let name = name?;
     let mut bindings = Vec::new();
     for (key, kind) in [
         ("bridge", BindingKind::Bridge),

@@ -141,6 +141,23 @@ impl Walker {
         }
     }
 
+    /// The items of the list under `key` of `m` that `parse` accepts (it
+    /// reports the others).
+    pub fn list<T>(
+        &mut self,
+        m: &mut MapView<'_>,
+        key: &str,
+        mut parse: impl FnMut(&Value, &str, &mut Walker) -> Option<T>,
+    ) -> Vec<T> {
+        let Some((v, path)) = m.take(key) else {
+            return Vec::new();
+        };
+        self.seq(v, &path)
+            .into_iter()
+            .filter_map(|(item, p)| parse(item, &p, self))
+            .collect()
+    }
+
     /// A string field. `null` is treated as absent.
     pub fn string(&mut self, v: &Value, path: &str) -> Option<Field<String>> {
         match untag(v) {

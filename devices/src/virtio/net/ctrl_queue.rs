@@ -19,6 +19,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::metrics::{should_log, NetMetrics};
+use super::queue_pair::settle_batch;
 use super::QueuePairError;
 
 /// Bytes of a command (class, command, data) the device looks at; MAC
@@ -96,22 +97,14 @@ impl CtrlQueue {
         if self.broken {
             return Ok(false);
         }
-        match self.batch().and_then(|used| {
-            if used > 0 {
-                self.queue.needs_notification(&self.mem)
-            } else {
-                Ok(false)
-            }
-        }) {
-            Ok(notify) => Ok(notify),
-            Err(source) => {
-                self.broken = true;
-                Err(QueuePairError::BrokenQueue {
-                    queue: self.index,
-                    source,
-                })
-            }
-        }
+        let used = self.batch();
+        settle_batch(
+            &mut self.queue,
+            &self.mem,
+            self.index,
+            &mut self.broken,
+            used,
+        )
     }
 
     fn batch(&mut self) -> Result<u32, virtio_queue::Error> {

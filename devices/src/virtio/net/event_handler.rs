@@ -115,6 +115,18 @@ impl NetEpollHandler {
         }
     }
 
+    /// Raises the queue's interrupt if the datapath asked for it; a batch
+    /// that ran out of budget kicks its queue again, so it resumes after
+    /// the other events of this round.
+    fn after_batch(&self, queue: u16, notify: bool, budget_exhausted: bool, kick: &EventFd) {
+        if notify {
+            self.signal(queue);
+        }
+        if budget_exhausted {
+            let _ = kick.write(1);
+        }
+    }
+
     fn run_rx(&mut self) {
         if self.pair.index() >= usize::from(self.active_pairs.load(Ordering::Acquire)) {
             // Disabled by VQ_PAIRS_SET: leave frames in the backend.
@@ -123,17 +135,12 @@ impl NetEpollHandler {
         }
         match self.pair.process_rx() {
             Ok(out) => {
-                if out.notify {
-                    self.signal(self.pair.rx_queue_index());
-                }
+                let queue = self.pair.rx_queue_index();
+                self.after_batch(queue, out.notify, out.budget_exhausted, &self.rx_kick);
                 self.rx_paused = out.paused;
                 if out.backend_closed {
                     warn!(nic = %self.nic, pair = self.pair.index(), "virtio-net: backend closed");
                     self.backend_dead = true;
-                }
-                if out.budget_exhausted {
-                    // Come back after the other events of this round.
-                    let _ = self.rx_kick.write(1);
                 }
             }
             Err(e) => {
@@ -146,13 +153,9 @@ impl NetEpollHandler {
     fn run_tx(&mut self) {
         match self.pair.process_tx() {
             Ok(out) => {
-                if out.notify {
-                    self.signal(self.pair.tx_queue_index());
-                }
+                let queue = self.pair.tx_queue_index();
+                self.after_batch(queue, out.notify, out.budget_exhausted, &self.tx_kick);
                 self.tx_blocked = out.backend_full;
-                if out.budget_exhausted {
-                    let _ = self.tx_kick.write(1);
-                }
             }
             Err(e) => {
                 self.tx_blocked = false;

@@ -63,6 +63,13 @@ pub struct RxOutcome {
     pub backend_closed: bool,
 }
 
+/// Which queue of the pair.
+#[derive(Debug, Clone, Copy)]
+enum Direction {
+    Rx,
+    Tx,
+}
+
 /// Why a descriptor chain was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ChainError {
@@ -198,33 +205,10 @@ impl QueuePair {
     /// then re-enables notifications.
     pub fn process_tx(&mut self) -> Result<TxOutcome, QueuePairError> {
         let mut out = TxOutcome::default();
-        if self.tx_broken {
-            return Ok(out);
+        if !self.tx_broken {
+            out.notify = self.run_batch(Direction::Tx, |qp, batch| qp.tx_batch(batch, &mut out))?;
         }
-        let mut batch = BatchCounters::default();
-        let result = self.tx_batch(&mut batch, &mut out).and_then(|used| {
-            if used > 0 {
-                self.tx.needs_notification(&self.mem)
-            } else {
-                Ok(false)
-            }
-        });
-        let result = match result {
-            Ok(notify) => {
-                out.notify = notify;
-                batch.notifications += u64::from(notify);
-                Ok(out)
-            }
-            Err(source) => {
-                self.tx_broken = true;
-                Err(QueuePairError::BrokenQueue {
-                    queue: self.tx_queue_index(),
-                    source,
-                })
-            }
-        };
-        self.publish(&batch);
-        result
+        Ok(out)
     }
 
     fn tx_batch(
@@ -291,32 +275,10 @@ impl QueuePair {
         let mut out = RxOutcome::default();
         if self.rx_broken {
             out.paused = true;
-            return Ok(out);
+        } else {
+            out.notify = self.run_batch(Direction::Rx, |qp, batch| qp.rx_batch(batch, &mut out))?;
         }
-        let mut batch = BatchCounters::default();
-        let result = self.rx_batch(&mut batch, &mut out).and_then(|used| {
-            if used > 0 {
-                self.rx.needs_notification(&self.mem)
-            } else {
-                Ok(false)
-            }
-        });
-        let result = match result {
-            Ok(notify) => {
-                out.notify = notify;
-                batch.notifications += u64::from(notify);
-                Ok(out)
-            }
-            Err(source) => {
-                self.rx_broken = true;
-                Err(QueuePairError::BrokenQueue {
-                    queue: self.rx_queue_index(),
-                    source,
-                })
-            }
-        };
-        self.publish(&batch);
-        result
+        Ok(out)
     }
 
     fn rx_batch(
@@ -476,11 +438,64 @@ impl QueuePair {
         Ok(Delivery::Dropped { chains })
     }
 
+    /// Runs one batch of `direction` (`batch_fn` returns how many used
+    /// entries it added): whether to notify, or the driver's error; the
+    /// batch's counters are published either way.
+    fn run_batch(
+        &mut self,
+        direction: Direction,
+        batch_fn: impl FnOnce(&mut Self, &mut BatchCounters) -> Result<u32, virtio_queue::Error>,
+    ) -> Result<bool, QueuePairError> {
+        let mut batch = BatchCounters::default();
+        let used = batch_fn(self, &mut batch);
+        let result = match direction {
+            Direction::Rx => {
+                let index = self.rx_queue_index();
+                settle_batch(&mut self.rx, &self.mem, index, &mut self.rx_broken, used)
+            }
+            Direction::Tx => {
+                let index = self.tx_queue_index();
+                settle_batch(&mut self.tx, &self.mem, index, &mut self.tx_broken, used)
+            }
+        };
+        if let Ok(notify) = result {
+            batch.notifications += u64::from(notify);
+        }
+        self.publish(&batch);
+        result
+    }
+
     fn publish(&self, batch: &BatchCounters) {
         if let Some(m) = self.metrics.pair(self.index) {
             m.publish(batch);
         }
     }
+}
+
+/// Ends a batch on `queue` (virtqueue `index`) that added `used` entries:
+/// whether the driver asked to be notified. A queue error means the driver
+/// broke the queue, which is then marked in `broken` and left alone.
+pub(super) fn settle_batch(
+    queue: &mut Queue,
+    mem: &GuestMemoryMmap,
+    index: u16,
+    broken: &mut bool,
+    used: Result<u32, virtio_queue::Error>,
+) -> Result<bool, QueuePairError> {
+    let notify = used.and_then(|used| {
+        if used > 0 {
+            queue.needs_notification(mem)
+        } else {
+            Ok(false)
+        }
+    });
+    notify.map_err(|source| {
+        *broken = true;
+        QueuePairError::BrokenQueue {
+            queue: index,
+            source,
+        }
+    })
 }
 
 /// Writes one frame with a single `write_frame`, retrying on EINTR.

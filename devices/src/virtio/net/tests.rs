@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use net::{seqpacket_pair, FrameBackend, SeqpacketBackend};
 use virtio_bindings::virtio_net::*;
 use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
-use virtio_queue::{Queue, QueueT};
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::*;
+use crate::virtio::test_driver::DriverRing;
 use crate::virtio::{
     ActivateError, QueueConfig, VirtioDevice, VirtioInterrupt, VirtioInterruptType,
     VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
@@ -27,112 +27,6 @@ const BUF_BASE: u64 = 0x10_0000;
 
 fn memory() -> GuestMemoryMmap {
     GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap()
-}
-
-/// The driver side of one split virtqueue (no indirect descriptors).
-struct Ring {
-    mem: GuestMemoryMmap,
-    desc: u64,
-    avail: u64,
-    used: u64,
-    size: u16,
-    next_desc: u16,
-    avail_idx: u16,
-}
-
-impl Ring {
-    fn new(mem: &GuestMemoryMmap, base: u64, size: u16) -> Self {
-        let desc = base;
-        let avail = desc + 16 * u64::from(size);
-        let used = (avail + 6 + 2 * u64::from(size) + 3) & !3;
-        let end = used + 6 + 8 * u64::from(size);
-        mem.write_slice(&vec![0u8; (end - base) as usize], GuestAddress(base))
-            .unwrap();
-        Self {
-            mem: mem.clone(),
-            desc,
-            avail,
-            used,
-            size,
-            next_desc: 0,
-            avail_idx: 0,
-        }
-    }
-
-    fn queue(&self) -> Queue {
-        let mut q = Queue::new(QUEUE_SIZE).unwrap();
-        q.set_size(self.size);
-        q.set_desc_table_address(Some(self.desc as u32), Some((self.desc >> 32) as u32));
-        q.set_avail_ring_address(Some(self.avail as u32), Some((self.avail >> 32) as u32));
-        q.set_used_ring_address(Some(self.used as u32), Some((self.used >> 32) as u32));
-        q.set_ready(true);
-        q
-    }
-
-    fn write_desc(&self, index: u16, addr: u64, len: u32, flags: u16, next: u16) {
-        let at = GuestAddress(self.desc + 16 * u64::from(index));
-        self.mem.write_obj(addr.to_le(), at).unwrap();
-        self.mem
-            .write_obj(len.to_le(), at.unchecked_add(8))
-            .unwrap();
-        self.mem
-            .write_obj(flags.to_le(), at.unchecked_add(12))
-            .unwrap();
-        self.mem
-            .write_obj(next.to_le(), at.unchecked_add(14))
-            .unwrap();
-    }
-
-    /// Writes a chain of (addr, len, device-writable) buffers and makes it
-    /// available; returns its head.
-    fn add_chain(&mut self, bufs: &[(u64, u32, bool)]) -> u16 {
-        let head = self.next_desc;
-        for (i, &(addr, len, write)) in bufs.iter().enumerate() {
-            let index = (self.next_desc + i as u16) % self.size;
-            let last = i + 1 == bufs.len();
-            let mut flags = if write { VRING_DESC_F_WRITE as u16 } else { 0 };
-            if !last {
-                flags |= VRING_DESC_F_NEXT as u16;
-            }
-            self.write_desc(index, addr, len, flags, (index + 1) % self.size);
-        }
-        self.next_desc = (self.next_desc + bufs.len() as u16) % self.size;
-        self.publish(head);
-        head
-    }
-
-    fn publish(&mut self, head: u16) {
-        let slot = self.avail + 4 + 2 * u64::from(self.avail_idx % self.size);
-        self.mem
-            .write_obj(head.to_le(), GuestAddress(slot))
-            .unwrap();
-        self.avail_idx = self.avail_idx.wrapping_add(1);
-        self.set_avail_idx(self.avail_idx);
-    }
-
-    fn set_avail_idx(&self, idx: u16) {
-        self.mem
-            .write_obj(idx.to_le(), GuestAddress(self.avail + 2))
-            .unwrap();
-    }
-
-    /// used_event, read by the device with EVENT_IDX.
-    fn set_used_event(&self, idx: u16) {
-        let at = self.avail + 4 + 2 * u64::from(self.size);
-        self.mem.write_obj(idx.to_le(), GuestAddress(at)).unwrap();
-    }
-
-    fn used_idx(&self) -> u16 {
-        self.mem.read_obj(GuestAddress(self.used + 2)).unwrap()
-    }
-
-    /// (id, len) of used element `i`.
-    fn used_elem(&self, i: u16) -> (u32, u32) {
-        let at = GuestAddress(self.used + 4 + 8 * u64::from(i % self.size));
-        let id: u32 = self.mem.read_obj(at).unwrap();
-        let len: u32 = self.mem.read_obj(at.unchecked_add(4)).unwrap();
-        (id, len)
-    }
 }
 
 fn read(mem: &GuestMemoryMmap, addr: u64, len: usize) -> Vec<u8> {
@@ -170,8 +64,8 @@ fn read_peer(peer: &mut SeqpacketBackend) -> io::Result<Vec<u8>> {
 
 struct Fixture {
     mem: GuestMemoryMmap,
-    rx: Ring,
-    tx: Ring,
+    rx: DriverRing,
+    tx: DriverRing,
     peer: SeqpacketBackend,
     metrics: Arc<NetMetrics>,
     qp: QueuePair,
@@ -179,15 +73,15 @@ struct Fixture {
 
 fn fixture(mrg_rxbuf: bool, size: u16) -> Fixture {
     let mem = memory();
-    let rx = Ring::new(&mem, RX_RING, size);
-    let tx = Ring::new(&mem, TX_RING, size);
+    let rx = DriverRing::new(&mem, RX_RING, size);
+    let tx = DriverRing::new(&mem, TX_RING, size);
     let (dev, peer) = seqpacket_pair().unwrap();
     let metrics = Arc::new(NetMetrics::new(1));
     let qp = QueuePair::new(
         0,
         mem.clone(),
-        rx.queue(),
-        tx.queue(),
+        rx.queue(false),
+        tx.queue(false),
         Box::new(dev),
         mrg_rxbuf,
         Arc::clone(&metrics),
@@ -246,16 +140,15 @@ fn tx_frame_with_separate_header_arrives_whole() {
 #[test]
 fn tx_batch_notifies_once_and_respects_event_idx() {
     let mem = memory();
-    let rx = Ring::new(&mem, RX_RING, 16);
-    let mut tx = Ring::new(&mem, TX_RING, 16);
+    let rx = DriverRing::new(&mem, RX_RING, 16);
+    let mut tx = DriverRing::new(&mem, TX_RING, 16);
     let (dev, mut peer) = seqpacket_pair().unwrap();
-    let mut txq = tx.queue();
-    txq.set_event_idx(true);
+    let txq = tx.queue(true);
     let metrics = Arc::new(NetMetrics::new(1));
     let mut qp = QueuePair::new(
         0,
         mem.clone(),
-        rx.queue(),
+        rx.queue(false),
         txq,
         Box::new(dev),
         false,
@@ -473,9 +366,10 @@ fn rx_backend_hangup_is_reported() {
 fn hostile_tx_descriptor_loop_is_dropped() {
     let mut f = fixture(false, 16);
     // 0 -> 1 -> 0 -> ...
-    f.tx.write_desc(0, BUF_BASE, 100, VRING_DESC_F_NEXT as u16, 1);
-    f.tx.write_desc(1, BUF_BASE, 100, VRING_DESC_F_NEXT as u16, 0);
-    f.tx.publish(0);
+    f.tx.set_desc(0, BUF_BASE, 100, VRING_DESC_F_NEXT as u16, 1);
+    f.tx.set_desc(1, BUF_BASE, 100, VRING_DESC_F_NEXT as u16, 0);
+    f.tx.push(0);
+    f.tx.publish();
     let out = f.qp.process_tx().unwrap();
     assert!(out.notify);
     assert_eq!(f.tx.used_elem(0), (0, 0));
@@ -487,21 +381,22 @@ fn hostile_tx_descriptor_loop_is_dropped() {
 fn hostile_rx_descriptor_loop_does_not_spin() {
     let mut f = fixture(true, 16);
     write_peer(&mut f.peer, &tap_frame(&pattern(5000, 1)));
-    f.rx.write_desc(
+    f.rx.set_desc(
         0,
         BUF_BASE,
         100,
         (VRING_DESC_F_NEXT | VRING_DESC_F_WRITE) as u16,
         1,
     );
-    f.rx.write_desc(
+    f.rx.set_desc(
         1,
         BUF_BASE,
         100,
         (VRING_DESC_F_NEXT | VRING_DESC_F_WRITE) as u16,
         0,
     );
-    f.rx.publish(0);
+    f.rx.push(0);
+    f.rx.publish();
     f.qp.process_rx().unwrap();
     assert_eq!(f.rx.used_elem(0), (0, 0));
     assert_eq!(f.counters().rx_malformed, 1);
@@ -567,7 +462,8 @@ fn hostile_zero_length_and_huge_descriptors() {
 #[test]
 fn hostile_head_index_out_of_range() {
     let mut f = fixture(false, 16);
-    f.tx.publish(999);
+    f.tx.push(999);
+    f.tx.publish();
     f.mem
         .write_slice(&[0u8; 64], GuestAddress(BUF_BASE))
         .unwrap();
@@ -599,7 +495,7 @@ fn hostile_avail_index_past_queue_size_breaks_the_queue() {
 
 struct CtrlFixture {
     mem: GuestMemoryMmap,
-    ring: Ring,
+    ring: DriverRing,
     ctrl: CtrlQueue,
     state: Arc<Mutex<CtrlState>>,
     active: Arc<AtomicU16>,
@@ -608,13 +504,13 @@ struct CtrlFixture {
 
 fn ctrl_fixture(max_pairs: u16, mq: bool) -> CtrlFixture {
     let mem = memory();
-    let ring = Ring::new(&mem, CTRL_RING, 16);
+    let ring = DriverRing::new(&mem, CTRL_RING, 16);
     let state = Arc::new(Mutex::new(CtrlState::default()));
     let active = Arc::new(AtomicU16::new(1));
     let waker = EventFd::new(EFD_NONBLOCK).unwrap();
     let ctrl = CtrlQueue::new(
         mem.clone(),
-        ring.queue(),
+        ring.queue(false),
         2,
         max_pairs,
         mq,
@@ -897,7 +793,7 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 
 struct Guest {
     mem: GuestMemoryMmap,
-    rings: Vec<Ring>,
+    rings: Vec<DriverRing>,
     kicks: Vec<EventFd>,
 }
 
@@ -909,11 +805,11 @@ fn guest_queues(n: usize) -> (Guest, Vec<QueueConfig>) {
     let mut kicks = Vec::new();
     let mut configs = Vec::new();
     for i in 0..n {
-        let ring = Ring::new(&mem, 0x1_0000 * i as u64, 64);
+        let ring = DriverRing::new(&mem, 0x1_0000 * i as u64, 64);
         let kick = EventFd::new(EFD_NONBLOCK).unwrap();
         configs.push(QueueConfig {
             index: i as u16,
-            queue: ring.queue(),
+            queue: ring.queue(false),
             kick: kick.try_clone().unwrap(),
         });
         rings.push(ring);
