@@ -46,31 +46,47 @@ fn intx_fds() -> IntxFds {
     }
 }
 
-fn build(fake: FakeVfio) -> Built {
-    let ops = Arc::new(fake);
-    let probe = Probe::read(&*ops).unwrap();
+/// Probes `ops`, places its BARs and builds the model with `irqs`.
+fn model(
+    ops: &Arc<FakeVfio>,
+    irqs: impl FnOnce(&Probe) -> VfioInterrupts,
+) -> Result<VfioPciDevice, VfioError> {
+    let probe = Probe::read(&**ops).unwrap();
     let mut mmio = BarAllocator::new(MMIO_BASE, 0x1000_0000);
     let mut io = BarAllocator::new(0xc000, 0x4000);
     let bars = place_bars(&probe, &mut mmio, &mut io).unwrap();
-    let msix = FakeVectors::new(probe.msix.map_or(1, |m| m.table_size));
-    let msi = FakeVectors::new(probe.msi.map_or(1, |m| u16::from(m.max_vectors)));
-    let dev = VfioPciDevice::new(
-        "sriov1".into(),
-        ops.clone(),
-        probe,
-        bars,
+    let irqs = irqs(&probe);
+    VfioPciDevice::new("sriov1".into(), ops.clone(), probe, bars, irqs)
+}
+
+fn no_irqs() -> VfioInterrupts {
+    VfioInterrupts {
+        msix: None,
+        msi: None,
+        intx: None,
+    }
+}
+
+fn build(fake: FakeVfio) -> Built {
+    let ops = Arc::new(fake);
+    let (mut msix, mut msi) = (None, None);
+    let dev = model(&ops, |probe| {
+        let x = FakeVectors::new(probe.msix.map_or(1, |m| m.table_size));
+        let m = FakeVectors::new(probe.msi.map_or(1, |m| u16::from(m.max_vectors)));
+        msix = Some(x.clone());
+        msi = Some(m.clone());
         VfioInterrupts {
-            msix: Some(msix.clone()),
-            msi: Some(msi.clone()),
+            msix: Some(x),
+            msi: Some(m),
             intx: Some(intx_fds()),
-        },
-    )
+        }
+    })
     .unwrap();
     Built {
         dev,
         ops,
-        msix,
-        msi,
+        msix: msix.unwrap(),
+        msi: msi.unwrap(),
     }
 }
 
@@ -214,25 +230,7 @@ fn intx_is_enabled_at_start_with_its_unmask_fd() {
 #[test]
 fn no_intx_wiring_means_pin_zero_and_no_intx() {
     let ops = Arc::new(vf());
-    let probe = Probe::read(&*ops).unwrap();
-    let bars = place_bars(
-        &probe,
-        &mut BarAllocator::new(MMIO_BASE, 0x100_0000),
-        &mut BarAllocator::new(0xc000, 0x4000),
-    )
-    .unwrap();
-    let mut dev = VfioPciDevice::new(
-        "x".into(),
-        ops.clone(),
-        probe,
-        bars,
-        VfioInterrupts {
-            msix: None,
-            msi: None,
-            intx: None,
-        },
-    )
-    .unwrap();
+    let mut dev = model(&ops, |_| no_irqs()).unwrap();
     assert_eq!((dev.config_read(15) >> 8) & 0xff, 0);
     assert!(ops.take_irqs().is_empty());
 }
@@ -490,24 +488,10 @@ fn hostile_guest_accesses_are_contained() {
 #[test]
 fn vector_counts_must_match_the_device() {
     let ops = Arc::new(vf());
-    let probe = Probe::read(&*ops).unwrap();
-    let bars = place_bars(
-        &probe,
-        &mut BarAllocator::new(MMIO_BASE, 0x100_0000),
-        &mut BarAllocator::new(0xc000, 0x4000),
-    )
-    .unwrap();
-    let err = VfioPciDevice::new(
-        "x".into(),
-        ops,
-        probe,
-        bars,
-        VfioInterrupts {
-            msix: Some(FakeVectors::new(2)),
-            msi: None,
-            intx: None,
-        },
-    )
+    let err = model(&ops, |_| VfioInterrupts {
+        msix: Some(FakeVectors::new(2)),
+        ..no_irqs()
+    })
     .unwrap_err();
     assert_eq!(err, VfioError::MsixVectors { want: 3, got: 2 });
 }
