@@ -139,22 +139,30 @@ fn network_status_from_the_downward_api_names_the_vf() {
     );
 }
 
+/// Says why a test did not run, on the real stderr: libtest captures
+/// `println!`/`eprintln!` of passing tests, and a skip must be visible in
+/// `make test`'s output.
+fn skip(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED real_vf_is_passed_through_to_the_guest: {why}"
+    );
+}
+
 /// Runs on a host with VFIO and a VF bound to vfio-pci, named by
 /// PETREL_TEST_VF (e.g. 0000:65:00.2); see the README.
 #[test]
 fn real_vf_is_passed_through_to_the_guest() {
     if !Path::new("/dev/vfio/vfio").exists() {
-        println!(
-            "SKIPPED real_vf_is_passed_through_to_the_guest: /dev/vfio/vfio is absent \
-             (no VFIO on this host: load vfio-pci and bind a VF to it, then set PETREL_TEST_VF)"
+        skip(
+            "/dev/vfio/vfio is absent (no VFIO on this host: load vfio-pci and bind a VF to it, \
+             then set PETREL_TEST_VF)",
         );
         return;
     }
     let Ok(vf) = std::env::var("PETREL_TEST_VF") else {
-        println!(
-            "SKIPPED real_vf_is_passed_through_to_the_guest: PETREL_TEST_VF is not set \
-             (name a VF bound to vfio-pci, e.g. PETREL_TEST_VF=0000:65:00.2)"
-        );
+        skip("PETREL_TEST_VF is not set (name a VF bound to vfio-pci, e.g. PETREL_TEST_VF=0000:65:00.2)");
         return;
     };
     let sys = format!("/sys/bus/pci/devices/{vf}");
