@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod guestnet;
 pub mod netns;
+pub mod vfio_loopback;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

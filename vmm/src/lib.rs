@@ -24,4 +24,4 @@ pub mod vm;
 pub use error::VmmError;
 pub use exit::ExitReason;
 pub use loader::BootProtocol;
-pub use run::{run, ConsoleTarget, RunOptions};
+pub use run::{run, ConsoleTarget, ExtraPci, RunOptions};

@@ -183,6 +183,7 @@ fn main() -> ExitCode {
                 tap_fds,
                 pod_info,
                 start: Some(start),
+                extra_pci: Vec::new(),
             };
             vmm::run(&plan, &opts).map(Some)
         }),

@@ -371,13 +371,6 @@ pub fn attach_nics(
     Ok(())
 }
 
-fn bus_error(nic: &NicPlan) -> impl FnOnce(devices::BusError) -> NicError + '_ {
-    move |e| NicError::Bus {
-        nic: nic.name.clone(),
-        source: Box::new(e),
-    }
-}
-
 /// Adds `dev` at the plan's slot and maps its BARs: memory BARs on the MMIO
 /// bus, I/O BARs on the port-I/O bus.
 fn place(
@@ -386,12 +379,26 @@ fn place(
     nic: &NicPlan,
     dev: Arc<Mutex<dyn PciDevice>>,
 ) -> Result<(), NicError> {
+    place_at(vm, pci, &nic.name, nic.pci_address.device, dev)
+}
+
+fn place_at(
+    vm: &mut Vm,
+    pci: &mut PciSetup,
+    name: &str,
+    slot: u8,
+    dev: Arc<Mutex<dyn PciDevice>>,
+) -> Result<(), NicError> {
+    let bus_error = |e: devices::BusError| NicError::Bus {
+        nic: name.to_string(),
+        source: Box::new(e),
+    };
     pci.bus
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .add_device(nic.pci_address.device, dev.clone())
+        .add_device(slot, dev.clone())
         .map_err(|e| NicError::Bus {
-            nic: nic.name.clone(),
+            nic: name.to_string(),
             source: Box::new(e),
         })?;
     for (bar, region) in PciBarRegion::for_device(&dev) {
@@ -399,11 +406,11 @@ fn place(
         if bar.is_mmio() {
             vm.mmio
                 .insert(region, bar.addr, bar.size)
-                .map_err(bus_error(nic))?;
+                .map_err(bus_error)?;
         } else {
             vm.pio
                 .insert(region, bar.addr, bar.size)
-                .map_err(bus_error(nic))?;
+                .map_err(bus_error)?;
         }
     }
     Ok(())
@@ -417,40 +424,76 @@ fn attach_sriov(
     nic: &NicPlan,
     vf: &net::sriov::VfDevice,
 ) -> Result<(), NicError> {
-    let intx_gsi = (pci.next_intx_gsi <= INTX_LAST_GSI).then_some(pci.next_intx_gsi);
-    let attached = crate::vfio::attach(
-        vm,
-        &mut pci.vfio,
-        &nic.name,
-        &vf.sysfs_path,
-        crate::vfio::PciPlace {
-            mmio: &mut pci.alloc,
-            io: &mut pci.io_alloc,
-            intx_gsi,
-        },
-    )
-    .map_err(|source| NicError::Vfio {
-        nic: nic.name.clone(),
-        addr: vf.address.to_string(),
-        source,
-    })?;
-    if let Some(gsi) = attached.intx_gsi {
-        pci.next_intx_gsi += 1;
-        pci.mp_intx.push(arch::PciIntx {
-            device: nic.pci_address.device,
-            pin: attached.probe.intx_pin.saturating_sub(1),
-            gsi: gsi as u8,
-        });
-    }
+    let (place, vfio) = pci.passthrough_parts();
+    let attached =
+        crate::vfio::attach(vm, vfio, &nic.name, &vf.sysfs_path, place).map_err(|source| {
+            NicError::Vfio {
+                nic: nic.name.clone(),
+                addr: vf.address.to_string(),
+                source,
+            }
+        })?;
     if nic.mac_from_spec {
         // The VF's MAC is the PF's to set (`ip link set PF vf N mac`), which
         // the SR-IOV CNI does on the node from the same spec; the PF is not
         // in the pod.
         info!(nic = %nic.name, mac = %nic.mac, "the VF's MAC is set by the SR-IOV CNI, not petrel");
     }
-    place(vm, pci, nic, attached.device)?;
+    pci.finish_passthrough(vm, &nic.name, nic.pci_address.device, attached)?;
     info!(nic = %nic.name, pci = %nic.pci_address, vf = %vf.address, "SR-IOV VF passed through");
     Ok(())
+}
+
+impl PciSetup {
+    /// Where a passthrough device's BARs and INTx go, and the VFIO state
+    /// its host side lives in.
+    fn passthrough_parts(&mut self) -> (crate::vfio::PciPlace<'_>, &mut crate::vfio::VfioState) {
+        let place = crate::vfio::PciPlace {
+            mmio: &mut self.alloc,
+            io: &mut self.io_alloc,
+            intx_gsi: (self.next_intx_gsi <= INTX_LAST_GSI).then_some(self.next_intx_gsi),
+        };
+        (place, &mut self.vfio)
+    }
+
+    /// Takes the INTx pin the device uses and puts it on the bus at `slot`.
+    fn finish_passthrough(
+        &mut self,
+        vm: &mut Vm,
+        name: &str,
+        slot: u8,
+        attached: crate::vfio::Attached,
+    ) -> Result<(), NicError> {
+        if let Some(gsi) = attached.intx_gsi {
+            self.next_intx_gsi += 1;
+            self.mp_intx.push(arch::PciIntx {
+                device: slot,
+                pin: attached.probe.intx_pin.saturating_sub(1),
+                gsi: gsi as u8,
+            });
+        }
+        place_at(vm, self, name, slot, attached.device)
+    }
+
+    /// Passes a device that speaks the VFIO interface through at `slot`:
+    /// for programs embedding the vmm library (the petrel CLI passes VFs
+    /// through from the spec's sriov interfaces).
+    pub fn attach_passthrough(
+        &mut self,
+        vm: &mut Vm,
+        name: &str,
+        slot: u8,
+        ops: Arc<dyn devices::vfio::VfioOps>,
+    ) -> Result<(), NicError> {
+        let (place, _) = self.passthrough_parts();
+        let attached =
+            crate::vfio::attach_ops(vm, name, ops, place).map_err(|source| NicError::Vfio {
+                nic: name.to_string(),
+                addr: format!("slot {slot}"),
+                source,
+            })?;
+        self.finish_passthrough(vm, name, slot, attached)
+    }
 }
 
 fn attach_e1000(

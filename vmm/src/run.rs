@@ -44,6 +44,15 @@ pub struct RunOptions {
     pub pod_info: std::path::PathBuf,
     /// When the process started, for the boot-time log lines.
     pub start: Option<Instant>,
+    /// Devices a program embedding the vmm library adds beside the spec's
+    /// NICs (the petrel CLI adds none).
+    pub extra_pci: Vec<Arc<dyn ExtraPci>>,
+}
+
+/// A PCI device added by the embedding program, after the spec's NICs and
+/// before the guest starts (e.g. with [`PciSetup::attach_passthrough`]).
+pub trait ExtraPci: Send + Sync + std::fmt::Debug {
+    fn attach(&self, vm: &mut Vm, pci: &mut PciSetup) -> Result<(), crate::nic::NicError>;
 }
 
 /// Puts a terminal stdin into raw mode for the guest console and restores it
@@ -140,6 +149,9 @@ pub fn run(plan: &VmPlan, opts: &RunOptions) -> Result<ExitReason, VmmError> {
         &opts.tap_fds,
         &opts.pod_info,
     )?;
+    for dev in &opts.extra_pci {
+        dev.attach(&mut vm, &mut pci)?;
+    }
     arch::setup_mptable(&vm.mem, plan.vcpus, &pci.mp_intx).map_err(VmmError::MpTable)?;
     let entry = loader::load(
         &vm.mem,

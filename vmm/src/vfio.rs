@@ -36,15 +36,15 @@ pub enum VfioAttachError {
         #[source]
         source: vfio_ioctls::VfioError,
     },
-    #[error("device {path}")]
+    #[error("device {device}")]
     Model {
-        path: String,
+        device: String,
         #[source]
         source: devices::vfio::VfioError,
     },
-    #[error("interrupts of {path}")]
+    #[error("interrupts of {device}")]
     Irq {
-        path: String,
+        device: String,
         #[source]
         source: crate::irq::IrqError,
     },
@@ -263,11 +263,13 @@ pub struct Attached {
     /// The INTx pin it uses (for the MP table), if any.
     pub intx_gsi: Option<u32>,
     pub probe: Probe,
+    /// BAR parts the host side may map straight into the guest.
+    pub mmap_areas: Vec<MmapArea>,
 }
 
 /// Opens the device at `sysfs` (bound to vfio-pci), DMA-maps guest memory,
-/// places its BARs, wires its interrupts and maps its BARs; the caller puts
-/// it on the PCI bus.
+/// then builds it with [`attach_ops`] and maps its BARs into the guest; the
+/// caller puts it on the PCI bus.
 pub fn attach(
     vm: &mut Vm,
     state: &mut VfioState,
@@ -291,15 +293,33 @@ pub fn attach(
         // VM ends, and `Vm` drops memory after the devices.
         unsafe { container.vfio_map_guest_memory(&vm.mem) }.map_err(VfioAttachError::DmaMap)?;
     }
-    let ops = Arc::new(HostVfio { device });
+    let host = Arc::new(HostVfio { device });
+    let attached = attach_ops(vm, name, host.clone(), place)?;
+    for area in &attached.mmap_areas {
+        map_area(vm, state, &host.device, &path, area)?;
+    }
+    info!(device = %name, host = %path, "VFIO device opened");
+    Ok(attached)
+}
+
+/// Builds the passthrough model over `ops` (a host VFIO device, or
+/// anything that behaves like one): probes it, places its BARs, and wires
+/// its MSI-X, MSI and INTx into KVM. The caller maps `mmap_areas` (if it
+/// can) and puts the device on the PCI bus.
+pub fn attach_ops(
+    vm: &mut Vm,
+    name: &str,
+    ops: Arc<dyn VfioOps>,
+    place: PciPlace<'_>,
+) -> Result<Attached, VfioAttachError> {
     let model = |source| VfioAttachError::Model {
-        path: path.clone(),
+        device: name.to_string(),
         source,
     };
     let probe = Probe::read(&*ops).map_err(model)?;
     let bars = devices::vfio::place_bars(&probe, place.mmio, place.io).map_err(model)?;
     let irq = |source| VfioAttachError::Irq {
-        path: path.clone(),
+        device: name.to_string(),
         source,
     };
     let msix = match probe.msix {
@@ -328,28 +348,28 @@ pub fn attach(
     };
     let dev = VfioPciDevice::new(
         name.to_string(),
-        ops.clone(),
+        ops,
         probe.clone(),
         bars,
         VfioInterrupts { msix, msi, intx },
     )
     .map_err(model)?;
-    for area in dev.mmap_areas() {
-        map_area(vm, state, &ops.device, &path, &area)?;
-    }
-    let device: Arc<Mutex<dyn PciDevice>> = Arc::new(Mutex::new(dev));
+    let mmap_areas = dev.mmap_areas();
     info!(
         device = %name,
-        host = %path,
         vendor = format_args!("{:04x}", probe.vendor_id),
         id = format_args!("{:04x}", probe.device_id),
+        bars = ?dev.bars(),
         msix = probe.msix.map_or(0, |m| m.table_size),
+        msi = probe.msi.map_or(0, |m| m.max_vectors),
         intx_gsi,
         "VFIO device attached"
     );
+    let device: Arc<Mutex<dyn PciDevice>> = Arc::new(Mutex::new(dev));
     Ok(Attached {
         device,
         intx_gsi,
         probe,
+        mmap_areas,
     })
 }

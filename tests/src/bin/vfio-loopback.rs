@@ -1,0 +1,119 @@
+//! `petrel run` with one more device: petrel's virtio-net over tap
+//! `ptap0`, passed through to the guest at slot 7 by petrel's VFIO
+//! passthrough path (see `petrel_tests::vfio_loopback`).
+//!
+//!     vfio-loopback SPEC KERNEL INITRD CMDLINE TAP
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use devices::virtio::net::Net;
+use devices::virtio::transport::VirtioPciDevice;
+use net::FrameBackend;
+use petrel_tests::vfio_loopback::{LoopbackOps, LoopbackVectors};
+use vmm::nic::{NicError, PciSetup};
+use vmm::vm::Vm;
+
+#[derive(Debug)]
+struct Loopback {
+    tap: String,
+    mac: [u8; 6],
+}
+
+impl vmm::ExtraPci for Loopback {
+    fn attach(&self, vm: &mut Vm, pci: &mut PciSetup) -> Result<(), NicError> {
+        let err = |e: Box<dyn std::error::Error + Send + Sync>| NicError::Device {
+            nic: "loop0".into(),
+            source: e,
+        };
+        let taps = net::Tap::open_named(&self.tap, 1).map_err(|e| err(Box::new(e)))?;
+        let backends: Vec<Box<dyn FrameBackend>> = taps
+            .into_iter()
+            .map(|t| Box::new(t) as Box<dyn FrameBackend>)
+            .collect();
+        let net = Net::new("loop0".into(), self.mac, 1500, backends, vec![None])
+            .map_err(|e| err(Box::new(e)))?;
+        let vectors = Arc::new(LoopbackVectors::new(VirtioPciDevice::msix_vectors_needed(
+            &net,
+        )));
+        // The inner BAR address is never used: the passthrough model
+        // places and shadows the BAR, and kicks arrive as BAR writes.
+        let inner = VirtioPciDevice::new(
+            "loop0-inner".into(),
+            Box::new(net),
+            vm.mem.clone(),
+            vectors.clone(),
+            0,
+        )
+        .map_err(|e| err(Box::new(e)))?;
+        pci.attach_passthrough(vm, "loop0", 7, Arc::new(LoopbackOps::new(inner, vectors)))
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [spec, kernel, initrd, cmdline, tap] = args.as_slice() else {
+        eprintln!("usage: vfio-loopback SPEC KERNEL INITRD CMDLINE TAP");
+        return ExitCode::from(2);
+    };
+    tracing_subscriber_init();
+    let spec = match vmm::spec::load_file(std::path::Path::new(spec)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vfio-loopback: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let overrides = vmm::plan::Overrides {
+        kernel: Some(PathBuf::from(kernel)),
+        initrd: Some(PathBuf::from(initrd)),
+        cmdline: Some(cmdline.clone()),
+    };
+    let plan = match vmm::plan::resolve(&spec, &overrides) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("vfio-loopback: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let opts = vmm::RunOptions {
+        console: vmm::ConsoleTarget::Stdout,
+        boot_protocol: vmm::BootProtocol::Auto,
+        pin_vcpus: false,
+        tap_fds: Vec::new(),
+        pod_info: PathBuf::from("/nonexistent"),
+        start: None,
+        extra_pci: vec![Arc::new(Loopback {
+            tap: tap.clone(),
+            mac: [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x07],
+        })],
+    };
+    match vmm::run(&plan, &opts) {
+        Ok(reason) if reason.is_clean() => ExitCode::SUCCESS,
+        Ok(reason) => {
+            eprintln!("vfio-loopback: the VM failed: {reason}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            let mut msg = format!("vfio-loopback: error: {e}");
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg.push_str(&format!("\n  caused by: {s}"));
+                src = s.source();
+            }
+            eprintln!("{msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn tracing_subscriber_init() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PETREL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+}
