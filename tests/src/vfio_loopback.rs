@@ -1,21 +1,23 @@
-//! A VFIO device that is not a host device: petrel's own virtio-net
-//! (`VirtioPciDevice` over a tap) behind the [`VfioOps`] interface, the way
-//! VFIO exposes a real function (configuration and BARs as regions,
-//! MSI-X as eventfds the "hardware" signals). Passed through with
-//! `vmm`'s passthrough path, it lets a real guest and its stock
-//! virtio-pci driver exercise petrel's VFIO model (BAR shadowing and
-//! sizing, capability walking, the trapped MSI-X table and its KVM routes,
-//! interrupt-mode switching) on a host without VFIO hardware.
+//! A VFIO device that is not a host device: one of petrel's own PCI
+//! devices (virtio-net or e1000 over a tap) behind the [`VfioOps`]
+//! interface, the way VFIO exposes a real function: configuration and BARs
+//! as regions, MSI-X vectors and INTx as eventfds the "hardware" signals,
+//! INTx masked after each assertion until the unmask eventfd fires. Passed
+//! through with `vmm`'s passthrough path, it lets a real guest and its stock
+//! drivers exercise petrel's VFIO model (BAR shadowing and sizing,
+//! capability walking, the trapped MSI-X table and its KVM routes, INTx
+//! with KVM's resample, interrupt-mode switching) on a host without VFIO
+//! hardware.
 //!
 //! What it cannot prove is the host half (container, DMA mapping, BAR
 //! mmap), which needs /dev/vfio.
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use devices::pci::{MsiMessage, MsiVectors, PciDevice};
+use devices::pci::{IntxLine, MsiMessage, MsiVectors, PciDevice};
 use devices::vfio::{IrqIndex, RegionInfo, VfioOps, CONFIG_REGION};
-use devices::virtio::transport::VirtioPciDevice;
 use vmm_sys_util::eventfd::EventFd;
 
 const MSIX_CAP_ID: u8 = 0x11;
@@ -61,19 +63,70 @@ impl MsiVectors for LoopbackVectors {
     }
 }
 
+/// The inner device's INTx line, with VFIO's semantics: an assertion
+/// signals the trigger eventfd and masks the line; the unmask eventfd
+/// (KVM's resample, after the guest's EOI) unmasks it and re-signals while
+/// the device still asserts.
+#[derive(Debug, Default)]
+pub struct LoopbackIntx {
+    state: Mutex<IntxState>,
+}
+
+#[derive(Debug, Default)]
+struct IntxState {
+    asserted: bool,
+    masked: bool,
+    trigger: Option<EventFd>,
+}
+
+impl IntxState {
+    fn fire(&mut self) {
+        if self.asserted && !self.masked {
+            if let Some(t) = &self.trigger {
+                let _ = t.write(1);
+                self.masked = true;
+            }
+        }
+    }
+}
+
+impl LoopbackIntx {
+    fn unmask(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.masked = false;
+        st.fire();
+    }
+}
+
+impl IntxLine for LoopbackIntx {
+    fn set_level(&self, asserted: bool) {
+        let mut st = self.state.lock().unwrap();
+        st.asserted = asserted;
+        st.fire();
+    }
+}
+
 /// [`VfioOps`] over one of petrel's own PCI devices.
 pub struct LoopbackOps {
-    inner: Mutex<VirtioPciDevice>,
-    vectors: Arc<LoopbackVectors>,
-    /// (MSI-X capability offset, table offset in BAR0) of the inner device.
-    msix: (usize, u64),
+    inner: Mutex<Box<dyn PciDevice>>,
+    vectors: Option<Arc<LoopbackVectors>>,
+    intx: Option<Arc<LoopbackIntx>>,
+    /// (MSI-X capability offset, table BAR, table offset) of the inner
+    /// device.
+    msix: Option<(usize, u8, u64)>,
     pub irq_log: Mutex<Vec<String>>,
 }
 
 impl LoopbackOps {
-    pub fn new(mut inner: VirtioPciDevice, vectors: Arc<LoopbackVectors>) -> Self {
+    /// `vectors`: the MSI-X vectors the inner device was built with;
+    /// `intx`: its INTx line.
+    pub fn new(
+        mut inner: Box<dyn PciDevice>,
+        vectors: Option<Arc<LoopbackVectors>>,
+        intx: Option<Arc<LoopbackIntx>>,
+    ) -> Self {
         let mut cap = usize::from(inner.config_read(13) as u8 & 0xfc);
-        let mut msix = (0, 0);
+        let mut msix = None;
         for _ in 0..48 {
             if cap < 0x40 {
                 break;
@@ -81,7 +134,7 @@ impl LoopbackOps {
             let head = inner.config_read(cap / 4);
             if head as u8 == MSIX_CAP_ID {
                 let table = inner.config_read(cap / 4 + 1);
-                msix = (cap, u64::from(table & !0x7));
+                msix = Some((cap, (table & 0x7) as u8, u64::from(table & !0x7)));
                 break;
             }
             cap = usize::from((head >> 8) as u8 & 0xfc);
@@ -89,6 +142,7 @@ impl LoopbackOps {
         Self {
             inner: Mutex::new(inner),
             vectors,
+            intx,
             msix,
             irq_log: Mutex::new(Vec::new()),
         }
@@ -101,13 +155,15 @@ impl LoopbackOps {
     /// What the host kernel does on VFIO_DEVICE_SET_IRQS for MSI-X: enable
     /// MSI-X on the function with every entry unmasked.
     fn set_msix(&self, on: bool) {
-        let (cap, table) = self.msix;
+        let (Some((cap, bar, table)), Some(vectors)) = (self.msix, &self.vectors) else {
+            return;
+        };
         let mut inner = self.inner.lock().unwrap();
         if on {
-            for v in 0..self.vectors.len() {
+            for v in 0..vectors.len() {
                 let entry = table + u64::from(v) * 16;
-                inner.bar_write(0, entry, &0xfee0_0000u32.to_le_bytes());
-                inner.bar_write(0, entry + 12, &0u32.to_le_bytes());
+                inner.bar_write(bar, entry, &0xfee0_0000u32.to_le_bytes());
+                inner.bar_write(bar, entry + 12, &0u32.to_le_bytes());
             }
         }
         let ctl: u16 = if on { 0x8000 } else { 0 };
@@ -157,37 +213,74 @@ impl VfioOps for LoopbackOps {
 
     fn irq_count(&self, index: IrqIndex) -> u32 {
         match index {
-            IrqIndex::Msix => u32::from(self.vectors.len()),
-            _ => 0,
+            IrqIndex::Msix => self.vectors.as_ref().map_or(0, |v| u32::from(v.len())),
+            IrqIndex::Intx => u32::from(self.intx.is_some()),
+            IrqIndex::Msi => 0,
         }
     }
 
     fn enable_irq(&self, index: IrqIndex, fds: &[&EventFd]) -> io::Result<()> {
         self.log(format!("enable {index:?} {}", fds.len()));
-        if index != IrqIndex::Msix {
-            return Err(io::Error::from(io::ErrorKind::Unsupported));
+        match (index, &self.vectors, &self.intx) {
+            (IrqIndex::Msix, Some(vectors), _) => {
+                if vectors.fds.get().is_none() {
+                    let dup = fds
+                        .iter()
+                        .map(|fd| fd.try_clone())
+                        .collect::<io::Result<Vec<_>>>()?;
+                    let _ = vectors.fds.set(dup);
+                }
+                self.set_msix(true);
+                Ok(())
+            }
+            (IrqIndex::Intx, _, Some(intx)) => {
+                let fd = fds.first().ok_or(io::ErrorKind::InvalidInput)?;
+                let mut st = intx.state.lock().unwrap();
+                st.trigger = Some(fd.try_clone()?);
+                st.masked = false;
+                st.fire();
+                Ok(())
+            }
+            _ => Err(io::Error::from(io::ErrorKind::Unsupported)),
         }
-        if self.vectors.fds.get().is_none() {
-            let dup = fds
-                .iter()
-                .map(|fd| fd.try_clone())
-                .collect::<io::Result<Vec<_>>>()?;
-            let _ = self.vectors.fds.set(dup);
-        }
-        self.set_msix(true);
-        Ok(())
     }
 
     fn disable_irq(&self, index: IrqIndex) -> io::Result<()> {
         self.log(format!("disable {index:?}"));
-        if index == IrqIndex::Msix {
-            self.set_msix(false);
+        match index {
+            IrqIndex::Msix => self.set_msix(false),
+            IrqIndex::Intx => {
+                if let Some(intx) = &self.intx {
+                    intx.state.lock().unwrap().trigger = None;
+                }
+            }
+            IrqIndex::Msi => {}
         }
         Ok(())
     }
 
-    fn set_intx_unmask_fd(&self, _fd: &EventFd) -> io::Result<()> {
-        Err(io::Error::from(io::ErrorKind::Unsupported))
+    /// Like VFIO's ACTION_UNMASK eventfd: a thread waits on it and unmasks
+    /// the line each time it fires.
+    fn set_intx_unmask_fd(&self, fd: &EventFd) -> io::Result<()> {
+        let Some(intx) = self.intx.clone() else {
+            return Err(io::Error::from(io::ErrorKind::Unsupported));
+        };
+        let fd = fd.try_clone()?;
+        std::thread::Builder::new()
+            .name("intx-unmask".into())
+            .spawn(move || loop {
+                let mut p = libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd for the duration of the call.
+                let n = unsafe { libc::poll(&mut p, 1, 1000) };
+                if n > 0 && fd.read().is_ok() {
+                    intx.unmask();
+                }
+            })?;
+        Ok(())
     }
 
     fn reset(&self) -> io::Result<()> {

@@ -1,22 +1,24 @@
-//! `petrel run` with one more device: petrel's virtio-net over tap
-//! `ptap0`, passed through to the guest at slot 7 by petrel's VFIO
-//! passthrough path (see `petrel_tests::vfio_loopback`).
+//! `petrel run` with one more device: petrel's virtio-net or e1000 over a
+//! tap, passed through to the guest at slot 7 by petrel's VFIO passthrough
+//! path (see `petrel_tests::vfio_loopback`).
 //!
-//!     vfio-loopback SPEC KERNEL INITRD CMDLINE TAP
+//!     vfio-loopback SPEC KERNEL INITRD CMDLINE TAP virtio|e1000
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use devices::e1000::E1000;
 use devices::virtio::net::Net;
 use devices::virtio::transport::VirtioPciDevice;
 use net::FrameBackend;
-use petrel_tests::vfio_loopback::{LoopbackOps, LoopbackVectors};
+use petrel_tests::vfio_loopback::{LoopbackIntx, LoopbackOps, LoopbackVectors};
 use vmm::nic::{NicError, PciSetup};
 use vmm::vm::Vm;
 
 #[derive(Debug)]
 struct Loopback {
+    model: String,
     tap: String,
     mac: [u8; 6],
 }
@@ -27,34 +29,55 @@ impl vmm::ExtraPci for Loopback {
             nic: "loop0".into(),
             source: e,
         };
-        let taps = net::Tap::open_named(&self.tap, 1).map_err(|e| err(Box::new(e)))?;
-        let backends: Vec<Box<dyn FrameBackend>> = taps
-            .into_iter()
-            .map(|t| Box::new(t) as Box<dyn FrameBackend>)
-            .collect();
-        let net = Net::new("loop0".into(), self.mac, 1500, backends, vec![None])
-            .map_err(|e| err(Box::new(e)))?;
-        let vectors = Arc::new(LoopbackVectors::new(VirtioPciDevice::msix_vectors_needed(
-            &net,
-        )));
-        // The inner BAR address is never used: the passthrough model
-        // places and shadows the BAR, and kicks arrive as BAR writes.
-        let inner = VirtioPciDevice::new(
-            "loop0-inner".into(),
-            Box::new(net),
-            vm.mem.clone(),
-            vectors.clone(),
-            0,
-        )
-        .map_err(|e| err(Box::new(e)))?;
-        pci.attach_passthrough(vm, "loop0", 7, Arc::new(LoopbackOps::new(inner, vectors)))
+        let mut taps = net::Tap::open_named(&self.tap, 1).map_err(|e| err(Box::new(e)))?;
+        let tap: Box<dyn FrameBackend> = match taps.pop() {
+            Some(t) => Box::new(t),
+            None => return Err(err("no tap queue".into())),
+        };
+        // The inner BAR addresses are never used: the passthrough model
+        // places and shadows the BARs, and every access arrives as a BAR
+        // access through VfioOps.
+        let ops = match self.model.as_str() {
+            "virtio" => {
+                let net = Net::new("loop0".into(), self.mac, 1500, vec![tap], vec![None])
+                    .map_err(|e| err(Box::new(e)))?;
+                let vectors = Arc::new(LoopbackVectors::new(VirtioPciDevice::msix_vectors_needed(
+                    &net,
+                )));
+                let inner = VirtioPciDevice::new(
+                    "loop0-inner".into(),
+                    Box::new(net),
+                    vm.mem.clone(),
+                    vectors.clone(),
+                    0,
+                )
+                .map_err(|e| err(Box::new(e)))?;
+                LoopbackOps::new(Box::new(inner), Some(vectors), None)
+            }
+            "e1000" => {
+                let intx = Arc::new(LoopbackIntx::default());
+                let inner = E1000::new(
+                    "loop0-inner".into(),
+                    self.mac,
+                    tap,
+                    vm.mem.clone(),
+                    intx.clone(),
+                    0,
+                    0,
+                )
+                .map_err(|e| err(Box::new(e)))?;
+                LoopbackOps::new(Box::new(inner), None, Some(intx))
+            }
+            other => return Err(err(format!("unknown model {other}").into())),
+        };
+        pci.attach_passthrough(vm, "loop0", 7, Arc::new(ops))
     }
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [spec, kernel, initrd, cmdline, tap] = args.as_slice() else {
-        eprintln!("usage: vfio-loopback SPEC KERNEL INITRD CMDLINE TAP");
+    let [spec, kernel, initrd, cmdline, tap, model] = args.as_slice() else {
+        eprintln!("usage: vfio-loopback SPEC KERNEL INITRD CMDLINE TAP virtio|e1000");
         return ExitCode::from(2);
     };
     tracing_subscriber_init();
@@ -85,6 +108,7 @@ fn main() -> ExitCode {
         pod_info: PathBuf::from("/nonexistent"),
         start: None,
         extra_pci: vec![Arc::new(Loopback {
+            model: model.clone(),
             tap: tap.clone(),
             mac: [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x07],
         })],
