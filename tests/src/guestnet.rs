@@ -49,6 +49,22 @@ pub fn host_side(dir: &Scratch, multiqueue: bool) -> NetNs {
     ns
 }
 
+/// Writes [`transfer_bytes`] random bytes to `<dir>/blob` and serves `dir`
+/// over HTTP at HOST_IP:8080 from `ns`; returns the blob's md5.
+pub fn serve_blob(dir: &Scratch, ns: &mut NetNs) -> String {
+    let blob = dir.path().join("blob");
+    sh(&format!(
+        "head -c {} /dev/urandom > {}",
+        transfer_bytes(),
+        blob.display()
+    ));
+    ns.spawn(&format!(
+        "exec busybox httpd -f -p {HOST_IP}:8080 -h {}",
+        dir.path().display()
+    ));
+    md5(&blob)
+}
+
 pub fn md5(path: &Path) -> String {
     sh(&format!("md5sum {}", path.display()))
         .split_whitespace()
@@ -75,18 +91,8 @@ pub fn transfer_bytes() -> u64 {
 pub fn dhcp_ping_transfer(model: &str) {
     let dir = Scratch::new(&format!("xfer-{model}"));
     let mut ns = host_side(&dir, false);
-    let blob = dir.path().join("blob");
-    sh(&format!(
-        "head -c {} /dev/urandom > {}",
-        transfer_bytes(),
-        blob.display()
-    ));
-    let sum = md5(&blob);
+    let sum = serve_blob(&dir, &mut ns);
     let upload = dir.path().join("upload");
-    ns.spawn(&format!(
-        "exec busybox httpd -f -p {HOST_IP}:8080 -h {}",
-        dir.path().display()
-    ));
     // busybox nc quits when its stdin ends: keep the listener's stdin open
     // so it reads the guest's upload until the guest closes the connection.
     ns.spawn(&format!(

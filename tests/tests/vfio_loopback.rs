@@ -9,8 +9,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use petrel_tests::guestnet::{host_side, md5, transfer_bytes, GUEST_IP, HOST_IP};
-use petrel_tests::netns::sh;
+use petrel_tests::guestnet::{host_side, serve_blob, transfer_bytes, GUEST_IP, HOST_IP};
 use petrel_tests::{base64, guest_cmdline, guest_dir, vmi_yaml, Scratch, Vmm, BOOT_TIMEOUT};
 
 /// What one run expects of the guest and of petrel.
@@ -36,17 +35,7 @@ fn number_after(line: &str, tag: &str) -> u64 {
 fn passthrough_loopback(e: Expect) {
     let dir = Scratch::new(&format!("vfio-loop-{}", e.model));
     let mut ns = host_side(&dir, false);
-    let blob = dir.path().join("blob");
-    sh(&format!(
-        "head -c {} /dev/urandom > {}",
-        transfer_bytes(),
-        blob.display()
-    ));
-    let sum = md5(&blob);
-    ns.spawn(&format!(
-        "exec busybox httpd -f -p {HOST_IP}:8080 -h {}",
-        dir.path().display()
-    ));
+    let sum = serve_blob(&dir, &mut ns);
     let spec = dir.write("vmi.yaml", &vmi_yaml("vfio-loop", 1, "128Mi"));
     let pat = e.irq_pattern;
     let guest_cmd = format!(
