@@ -156,11 +156,11 @@ impl Drop for BarMapping {
 #[derive(Default)]
 pub struct VfioState {
     container: Option<Arc<VfioContainer>>,
+    /// One KVM memory slot each, numbered from [`FIRST_BAR_SLOT`].
     mappings: Vec<BarMapping>,
-    /// KVM memory slots for BAR mappings start above guest RAM's.
-    next_slot: u32,
 }
 
+/// KVM memory slots for BAR mappings start well above guest RAM's.
 const FIRST_BAR_SLOT: u32 = 64;
 
 impl VfioState {
@@ -226,10 +226,10 @@ fn map_area(
         return Err(err(std::io::Error::last_os_error()));
     }
     let mapping = BarMapping { ptr, len };
-    if state.next_slot < FIRST_BAR_SLOT {
-        state.next_slot = FIRST_BAR_SLOT;
-    }
-    let slot = state.next_slot;
+    let slot = u32::try_from(state.mappings.len())
+        .ok()
+        .and_then(|n| n.checked_add(FIRST_BAR_SLOT))
+        .ok_or_else(|| err(std::io::ErrorKind::OutOfMemory.into()))?;
     let region = kvm_userspace_memory_region {
         slot,
         flags: 0,
@@ -244,7 +244,6 @@ fn map_area(
         gpa: area.guest_addr,
         source,
     })?;
-    state.next_slot += 1;
     state.mappings.push(mapping);
     Ok(())
 }
