@@ -71,6 +71,31 @@ pub trait FrameBackend: AsRawFd + Send {
     /// Returns `Err(WouldBlock)` when the backend cannot take the frame now.
     fn write_frame(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
 
+    /// Whether [`FrameBackend::write_iovecs`] is implemented; when it is
+    /// not, callers copy the frame and use [`FrameBackend::write_frame`].
+    fn writes_iovecs(&self) -> bool {
+        false
+    }
+
+    /// Writes one frame gathered from raw `iovecs` (header followed by
+    /// data), without copying it first, and returns the number of bytes
+    /// written. Meant for frames that live in guest memory, which the guest
+    /// may modify at any time, so no `&[u8]` may be made over it.
+    ///
+    /// Returns `Err(WouldBlock)` when the backend cannot take the frame now
+    /// and `Err(Unsupported)` (the default) when
+    /// [`FrameBackend::writes_iovecs`] is false.
+    ///
+    /// # Safety
+    ///
+    /// Every iovec must describe memory that stays mapped and readable for
+    /// the whole call. Implementations must not create references to that
+    /// memory (it may change concurrently); hand it to the kernel instead.
+    unsafe fn write_iovecs(&mut self, iovecs: &[libc::iovec]) -> io::Result<usize> {
+        let _ = iovecs;
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+
     /// Applies the offloads the guest negotiated (`TUNSETOFFLOAD`); a no-op
     /// for backends without offloads.
     fn set_offloads(&mut self, offloads: Offloads) -> io::Result<()>;
@@ -120,6 +145,32 @@ mod tests {
             ..Offloads::NONE
         };
         assert_eq!(typical.to_tun_flags(), 0x07);
+    }
+
+    #[test]
+    fn write_iovecs_defaults_to_unsupported() {
+        struct CopyOnly;
+        impl AsRawFd for CopyOnly {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                -1
+            }
+        }
+        impl FrameBackend for CopyOnly {
+            fn read_frame(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Ok(0)
+            }
+            fn write_frame(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+                Ok(bufs.iter().map(|b| b.len()).sum())
+            }
+            fn set_offloads(&mut self, _: Offloads) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut b = CopyOnly;
+        assert!(!b.writes_iovecs());
+        // SAFETY: no iovecs, so no memory is described.
+        let err = unsafe { b.write_iovecs(&[]) }.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Unsupported);
     }
 
     #[test]

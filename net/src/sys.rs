@@ -389,6 +389,25 @@ pub(crate) fn writev(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usi
     })
 }
 
+/// writev(2) of raw `iovecs` as one write, retrying on `EINTR`.
+///
+/// # Safety
+///
+/// Every iovec must describe memory that stays mapped and readable for the
+/// whole call. The memory may be written concurrently by someone else (e.g.
+/// a guest): no Rust reference to it is made, the kernel copies it.
+pub(crate) unsafe fn writev_raw(fd: BorrowedFd<'_>, iovecs: &[libc::iovec]) -> io::Result<usize> {
+    let count = c_int::try_from(iovecs.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many buffers"))?;
+    let iov = iovecs.as_ptr();
+    retry_eintr(|| {
+        // SAFETY: writev(2) reads `count` iovecs through `iov` (the borrowed
+        // `iovecs`) and the memory they describe, which the caller keeps
+        // mapped and readable for the duration of this function.
+        cvt_size(unsafe { libc::writev(fd.as_raw_fd(), iov, count) })
+    })
+}
+
 /// Effective user id of this process.
 #[cfg(test)]
 pub(crate) fn euid() -> u32 {

@@ -302,6 +302,16 @@ impl FrameBackend for Tap {
         sys::writev(self.fd.as_fd(), bufs)
     }
 
+    fn writes_iovecs(&self) -> bool {
+        true
+    }
+
+    unsafe fn write_iovecs(&mut self, iovecs: &[libc::iovec]) -> io::Result<usize> {
+        // SAFETY: the caller keeps the memory `iovecs` describe mapped and
+        // readable for this call, which is what `writev_raw` needs.
+        unsafe { sys::writev_raw(self.fd.as_fd(), iovecs) }
+    }
+
     fn set_offloads(&mut self, offloads: Offloads) -> io::Result<()> {
         sys::tun_set_offload(self.fd.as_fd(), offloads.to_tun_flags())
     }

@@ -4,8 +4,11 @@
 //! so it can be driven directly (unit tests, benchmarks) or by
 //! [`super::NetEpollHandler`] on a worker thread.
 //!
-//! Frames are copied through two preallocated per-pair buffers (one for
-//! each direction); nothing is allocated per frame.
+//! RX frames are copied through a preallocated per-pair buffer. TX frames
+//! go to the backend straight from guest memory (a preallocated list of raw
+//! iovecs, see [`TxIovecs`]) when the backend supports it and the chain is
+//! ordinary; otherwise they are copied through a second buffer. Nothing is
+//! allocated per frame.
 
 use std::io::{self, IoSlice};
 use std::sync::atomic::Ordering;
@@ -14,7 +17,7 @@ use std::sync::Arc;
 use net::FrameBackend;
 use tracing::warn;
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 use super::metrics::{should_log, BatchCounters, NetMetrics};
 use super::{MAX_BUFFER_LEN, NUM_BUFFERS_OFFSET, VNET_HDR_LEN};
@@ -24,6 +27,10 @@ use super::{MAX_BUFFER_LEN, NUM_BUFFERS_OFFSET, VNET_HDR_LEN};
 /// direction of the pair gets its turn.
 pub const TX_BUDGET: usize = 256;
 pub const RX_BUDGET: usize = 256;
+
+/// Most descriptors of a TX chain sent without copying; longer chains take
+/// the copy path. Well below `IOV_MAX` (1024).
+const MAX_TX_IOVECS: usize = super::QUEUE_SIZE as usize;
 
 /// The driver broke a queue (e.g. an available index more than a queue
 /// size ahead): the device needs a reset and stops using that queue.
@@ -113,6 +120,9 @@ pub struct QueuePair {
     rx_buf: Box<[u8]>,
     rx_pending: Option<usize>,
     tx_buf: Box<[u8]>,
+    /// The guest memory ranges of the TX chain being sent (zero-copy path);
+    /// `None` when the backend cannot write raw iovecs.
+    tx_iovecs: Option<TxIovecs>,
     /// (head, used len) of the chains one RX frame occupies.
     rx_chains: Vec<(u16, u32)>,
     rx_broken: bool,
@@ -136,6 +146,7 @@ impl QueuePair {
         metrics: Arc<NetMetrics>,
     ) -> Self {
         let chains = usize::from(rx.max_size());
+        let tx_iovecs = backend.writes_iovecs().then(TxIovecs::new);
         Self {
             index,
             mem,
@@ -146,6 +157,7 @@ impl QueuePair {
             rx_buf: vec![0u8; MAX_BUFFER_LEN].into_boxed_slice(),
             rx_pending: None,
             tx_buf: vec![0u8; MAX_BUFFER_LEN].into_boxed_slice(),
+            tx_iovecs,
             rx_chains: Vec::with_capacity(chains),
             rx_broken: false,
             tx_broken: false,
@@ -230,13 +242,19 @@ impl QueuePair {
                 };
                 budget -= 1;
                 let head = chain.head_index();
-                let gathered = if head < self.tx.size() {
-                    gather(&self.mem, chain, &mut self.tx_buf)
-                } else {
+                let sent = if head >= self.tx.size() {
                     Err(ChainError::BadHead)
+                } else {
+                    send_tx_chain(
+                        &self.mem,
+                        chain,
+                        self.tx_iovecs.as_mut(),
+                        &mut self.tx_buf,
+                        self.backend.as_mut(),
+                    )
                 };
-                match gathered {
-                    Ok(len) => match write_frame(self.backend.as_mut(), &self.tx_buf[..len]) {
+                match sent {
+                    Ok((len, written)) => match written {
                         Ok(()) => {
                             batch.tx_frames += 1;
                             batch.tx_bytes += len as u64;
@@ -505,6 +523,145 @@ fn write_frame(backend: &mut dyn FrameBackend, frame: &[u8]) -> io::Result<()> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
             Ok(_) => return Ok(()),
+        }
+    }
+}
+
+/// Validates a TX chain and writes it to `backend`: straight from guest
+/// memory when possible (`iovecs` is `Some`), else through `buf`. Returns
+/// the frame length and the backend's verdict, or why the chain is
+/// malformed.
+fn send_tx_chain(
+    mem: &GuestMemoryMmap,
+    chain: DescriptorChain<&GuestMemoryMmap>,
+    iovecs: Option<&mut TxIovecs>,
+    buf: &mut [u8],
+    backend: &mut dyn FrameBackend,
+) -> Result<(usize, io::Result<()>), ChainError> {
+    if let Some(iovecs) = iovecs {
+        match iovecs.send(mem, chain.clone(), backend)? {
+            Some((_, Err(e))) if e.kind() == io::ErrorKind::Unsupported => {}
+            Some(sent) => return Ok(sent),
+            None => {}
+        }
+    }
+    let len = gather(mem, chain, buf)?;
+    Ok((len, write_frame(backend, &buf[..len])))
+}
+
+/// The guest memory ranges of one TX chain as raw iovecs, for
+/// [`FrameBackend::write_iovecs`].
+///
+/// Guest memory may change under our feet (the guest owns it), so no
+/// `&[u8]` or `IoSlice` is ever made over it: the iovecs are plain
+/// addresses handed to the kernel, which copies the bytes. They are only
+/// built by [`TxIovecs::collect`], each from a `get_slice` of the pair's
+/// `GuestMemoryMmap`, i.e. a range that lies inside one mapped region,
+/// and are cleared after every write, so they never outlive the frame.
+struct TxIovecs {
+    /// At most [`MAX_TX_IOVECS`] entries; never reallocated.
+    iovecs: Vec<libc::iovec>,
+}
+
+// SAFETY: the raw pointers are addresses inside guest memory mappings that
+// the owning `QueuePair`'s `GuestMemoryMmap` keeps alive; they are never
+// dereferenced in Rust, only passed to the kernel on the thread that owns
+// the queue pair, so moving them to another thread is harmless.
+unsafe impl Send for TxIovecs {}
+
+impl TxIovecs {
+    fn new() -> Self {
+        Self {
+            iovecs: Vec::with_capacity(MAX_TX_IOVECS),
+        }
+    }
+
+    /// Validates a TX chain like [`gather`] and writes it to `backend`
+    /// straight from `mem`: the frame length and the backend's verdict,
+    /// `None` when the copy path must take the chain (nothing was
+    /// written), or why the chain is malformed.
+    fn send(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        chain: DescriptorChain<&GuestMemoryMmap>,
+        backend: &mut dyn FrameBackend,
+    ) -> Result<Option<(usize, io::Result<()>)>, ChainError> {
+        let collected = self.collect(mem, chain);
+        let sent = match collected {
+            Ok(Some(len)) => Ok(Some((len, self.write(mem, backend)))),
+            other => other.map(|_| None),
+        };
+        self.iovecs.clear();
+        sent
+    }
+
+    /// Validates a TX chain exactly like [`gather`] (same checks, same
+    /// order, same errors; every range `get_slice` accepts, `read_slice`
+    /// accepts too) and records its ranges. Returns the frame
+    /// length, or `None` when the copy path must take the chain: more than
+    /// [`MAX_TX_IOVECS`] descriptors, a zero-length descriptor, or a buffer
+    /// that is not inside a single memory region (the copy path decides
+    /// whether that is an error).
+    fn collect(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        chain: DescriptorChain<&GuestMemoryMmap>,
+    ) -> Result<Option<usize>, ChainError> {
+        self.iovecs.clear();
+        let mut len = 0usize;
+        let mut more = false;
+        for desc in chain {
+            more = desc.has_next();
+            if desc.is_write_only() {
+                return Err(ChainError::WrongDirection);
+            }
+            let desc_len = desc.len() as usize;
+            let end = len.checked_add(desc_len).ok_or(ChainError::TooLong)?;
+            if end > MAX_BUFFER_LEN {
+                return Err(ChainError::TooLong);
+            }
+            len = end;
+            // [`gather`] walks the whole chain again, so it gives the same
+            // verdict as if this path had never been tried.
+            if desc_len == 0 || self.iovecs.len() == MAX_TX_IOVECS {
+                return Ok(None);
+            }
+            // `get_slice` checks that the whole range lies inside one
+            // region of `mem`, so the pointer and length describe mapped
+            // guest memory.
+            let Ok(slice) = mem.get_slice(desc.addr(), desc_len) else {
+                return Ok(None);
+            };
+            self.iovecs.push(libc::iovec {
+                // writev(2) only reads through it; iovec just has no const
+                // variant.
+                iov_base: slice.ptr_guard().as_ptr().cast_mut().cast(),
+                iov_len: slice.len(),
+            });
+        }
+        if more {
+            return Err(ChainError::Truncated);
+        }
+        if len < VNET_HDR_LEN {
+            return Err(ChainError::TooShort);
+        }
+        Ok(Some(len))
+    }
+
+    /// Writes the collected frame with a single `write_iovecs`, retrying
+    /// on EINTR. `_mem` is the memory `collect` got the ranges from: its
+    /// borrow keeps the regions mapped for the call.
+    fn write(&self, _mem: &GuestMemoryMmap, backend: &mut dyn FrameBackend) -> io::Result<()> {
+        loop {
+            // SAFETY: every iovec was made by `collect`, just before, from
+            // a `get_slice` of `_mem`, i.e. lies inside one of its regions,
+            // which stay mapped while `_mem` is borrowed; the backend only
+            // hands them to the kernel.
+            match unsafe { backend.write_iovecs(&self.iovecs) } {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+                Ok(_) => return Ok(()),
+            }
         }
     }
 }
