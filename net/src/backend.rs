@@ -68,7 +68,8 @@ pub trait FrameBackend: AsRawFd + Send {
     /// Writes one frame gathered from `bufs` (header followed by data) and
     /// returns the number of bytes written.
     ///
-    /// Returns `Err(WouldBlock)` when the backend cannot take the frame now.
+    /// Returns `Err(WouldBlock)` when the backend cannot take the frame now;
+    /// never `Err(Interrupted)`: implementations retry EINTR themselves.
     fn write_frame(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
 
     /// Whether [`FrameBackend::write_iovecs`] is implemented; when it is
@@ -83,6 +84,7 @@ pub trait FrameBackend: AsRawFd + Send {
     /// may modify at any time, so no `&[u8]` may be made over it.
     ///
     /// Returns `Err(WouldBlock)` when the backend cannot take the frame now
+    /// (never `Err(Interrupted)`, as for [`FrameBackend::write_frame`])
     /// and `Err(Unsupported)` (the default) when
     /// [`FrameBackend::writes_iovecs`] is false.
     ///

@@ -516,17 +516,6 @@ pub(super) fn settle_batch(
     })
 }
 
-/// Writes one frame with a single `write_frame`, retrying on EINTR.
-fn write_frame(backend: &mut dyn FrameBackend, frame: &[u8]) -> io::Result<()> {
-    loop {
-        match backend.write_frame(&[IoSlice::new(frame)]) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-            Ok(_) => return Ok(()),
-        }
-    }
-}
-
 /// Validates a TX chain and writes it to `backend`: straight from guest
 /// memory when possible (`iovecs` is `Some`), else through `buf`. Returns
 /// the frame length and the backend's verdict, or why the chain is
@@ -546,7 +535,10 @@ fn send_tx_chain(
         }
     }
     let len = gather(mem, chain, buf)?;
-    Ok((len, write_frame(backend, &buf[..len])))
+    Ok((
+        len,
+        backend.write_frame(&[IoSlice::new(&buf[..len])]).map(drop),
+    ))
 }
 
 /// The guest memory ranges of one TX chain as raw iovecs, for
@@ -648,21 +640,15 @@ impl TxIovecs {
         Ok(Some(len))
     }
 
-    /// Writes the collected frame with a single `write_iovecs`, retrying
-    /// on EINTR. `_mem` is the memory `collect` got the ranges from: its
-    /// borrow keeps the regions mapped for the call.
+    /// Writes the collected frame with a single `write_iovecs` (backends
+    /// retry EINTR themselves). `_mem` is the memory `collect` got the
+    /// ranges from: its borrow keeps the regions mapped for the call.
     fn write(&self, _mem: &GuestMemoryMmap, backend: &mut dyn FrameBackend) -> io::Result<()> {
-        loop {
-            // SAFETY: every iovec was made by `collect`, just before, from
-            // a `get_slice` of `_mem`, i.e. lies inside one of its regions,
-            // which stay mapped while `_mem` is borrowed; the backend only
-            // hands them to the kernel.
-            match unsafe { backend.write_iovecs(&self.iovecs) } {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-                Ok(_) => return Ok(()),
-            }
-        }
+        // SAFETY: every iovec was made by `collect`, just before, from a
+        // `get_slice` of `_mem`, i.e. lies inside one of its regions, which
+        // stay mapped while `_mem` is borrowed; the backend only hands them
+        // to the kernel.
+        unsafe { backend.write_iovecs(&self.iovecs) }.map(drop)
     }
 }
 
