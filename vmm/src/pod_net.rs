@@ -3,7 +3,7 @@
 //! own DHCP server, whose socket the control loop serves. Everything set up
 //! here is undone when the returned state drops, on every exit path.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 
 use net::binding::{self, BindingGuard, PodBindingRequest};
 use net::dhcp::v6::{duid_ll, Dhcp6Config, Dhcp6Server, Dhcp6Socket};
@@ -58,24 +58,6 @@ pub struct BoundNic {
     pub taps: Vec<Tap>,
     pub mtu: u16,
     pub state: PodBinding,
-}
-
-fn parse_v4(nic: &str, cidr: &str) -> Result<(Ipv4Addr, u8), PodNetError> {
-    let bad = || PodNetError::Cidr {
-        nic: nic.to_string(),
-        cidr: cidr.to_string(),
-    };
-    let (a, p) = cidr.split_once('/').ok_or_else(bad)?;
-    Ok((a.parse().map_err(|_| bad())?, p.parse().map_err(|_| bad())?))
-}
-
-fn parse_v6(nic: &str, cidr: &str) -> Result<(Ipv6Addr, u8), PodNetError> {
-    let bad = || PodNetError::Cidr {
-        nic: nic.to_string(),
-        cidr: cidr.to_string(),
-    };
-    let (a, p) = cidr.split_once('/').ok_or_else(bad)?;
-    Ok((a.parse().map_err(|_| bad())?, p.parse().map_err(|_| bad())?))
 }
 
 /// KubeVirt's newer name for a secondary multus interface: "pod" and the
@@ -153,12 +135,12 @@ pub fn bind(vm_name: &str, nic: &NicPlan) -> Result<BoundNic, PodNetError> {
     } = &nic.network
     {
         if let Some(c) = ipv4_cidr {
-            req.v4_cidr = Some(parse_v4(&nic.name, c)?);
+            req.v4_cidr = Some((c.addr, c.prefix));
         }
         // IPv6 masquerade only when the pod itself has IPv6.
         if let Some(c) = ipv6_cidr {
             if pod_has_global_ipv6() {
-                req.v6_cidr = Some(parse_v6(&nic.name, c)?);
+                req.v6_cidr = Some((c.addr, c.prefix));
             }
         }
     }

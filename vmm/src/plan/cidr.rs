@@ -1,6 +1,10 @@
-//! CIDR checks for masquerade networks.
+//! CIDRs of masquerade networks: checked once here, carried typed in the
+//! plan so nothing later parses them again.
 
+use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
+
+use serde::{Serialize, Serializer};
 
 /// KubeVirt's default masquerade IPv4 network.
 pub const KUBEVIRT_DEFAULT_IPV4_CIDR: &str = "10.0.2.0/24";
@@ -55,6 +59,58 @@ pub fn check_ipv6(text: &str) -> Result<(Ipv6Addr, u8), String> {
     Ok((addr, prefix))
 }
 
+/// A checked IPv4 network (address as written, prefix /30 or shorter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Cidr {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+}
+
+/// A checked IPv6 network (address as written, prefix /126 or shorter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6Cidr {
+    pub addr: Ipv6Addr,
+    pub prefix: u8,
+}
+
+impl Ipv4Cidr {
+    /// Parses and checks `text`; the error text completes "`<value>` ...".
+    pub fn parse(text: &str) -> Result<Self, String> {
+        check_ipv4(text).map(|(addr, prefix)| Ipv4Cidr { addr, prefix })
+    }
+}
+
+impl Ipv6Cidr {
+    /// Parses and checks `text`; the error text completes "`<value>` ...".
+    pub fn parse(text: &str) -> Result<Self, String> {
+        check_ipv6(text).map(|(addr, prefix)| Ipv6Cidr { addr, prefix })
+    }
+}
+
+impl fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl fmt::Display for Ipv6Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl Serialize for Ipv4Cidr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl Serialize for Ipv6Cidr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +127,15 @@ mod tests {
         assert!(check_ipv4("fd10::/120").is_err());
         assert!(check_ipv4("10.0.2.0/+4").is_err());
         assert!(check_ipv4("10.0.2/24").is_err());
+    }
+
+    #[test]
+    fn typed_cidrs_print_as_written() {
+        let v4 = Ipv4Cidr::parse("10.0.2.0/24").unwrap();
+        assert_eq!((v4.addr, v4.prefix), (Ipv4Addr::new(10, 0, 2, 0), 24));
+        assert_eq!(v4.to_string(), "10.0.2.0/24");
+        assert_eq!(Ipv6Cidr::parse("fd10:0:2::/120").unwrap().to_string(), "fd10:0:2::/120");
+        assert!(Ipv6Cidr::parse("fd10::/127").is_err());
     }
 
     #[test]

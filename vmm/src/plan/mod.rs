@@ -48,6 +48,7 @@ mod cidr;
 mod mac;
 mod net;
 mod pci;
+mod support;
 mod text;
 mod validate;
 
@@ -58,7 +59,7 @@ use serde::Serialize;
 
 use crate::spec::{SpecKind, VmSpec};
 
-pub use cidr::{KUBEVIRT_DEFAULT_IPV4_CIDR, KUBEVIRT_DEFAULT_IPV6_CIDR, VIRTINK_DEFAULT_CIDR};
+pub use cidr::{Ipv4Cidr, Ipv6Cidr, KUBEVIRT_DEFAULT_IPV4_CIDR, KUBEVIRT_DEFAULT_IPV6_CIDR, VIRTINK_DEFAULT_CIDR};
 pub use mac::{MacAddr, MacError};
 pub use pci::{PciAddress, PciError};
 
@@ -249,8 +250,8 @@ impl fmt::Display for Binding {
 pub enum NetworkPlan {
     /// The pod network (`eth0`). CIDRs are set for masquerade.
     Pod {
-        ipv4_cidr: Option<String>,
-        ipv6_cidr: Option<String>,
+        ipv4_cidr: Option<Ipv4Cidr>,
+        ipv6_cidr: Option<Ipv6Cidr>,
     },
     /// A Multus network; `pod_iface` is `eth0` for the default network,
     /// else `net1`, `net2`, … in `spec.networks` order.
@@ -320,6 +321,13 @@ pub struct PortPlan {
 pub struct NicPlan {
     /// Interface name from the spec; the device id everywhere.
     pub name: String,
+    /// Where the interface is in the spec (`spec.domain.devices.interfaces[0]`),
+    /// for errors found later against the host.
+    #[serde(skip)]
+    pub path: String,
+    /// Where its binding is (`….masquerade`, `….binding`).
+    #[serde(skip)]
+    pub binding_path: String,
     pub model: NicModel,
     pub binding: Binding,
     pub network: NetworkPlan,
@@ -358,8 +366,24 @@ impl VmPlan {
     }
 }
 
-/// Validates `spec` and resolves it into a plan, applying `overrides`.
+/// Validates `spec` and resolves it into a plan, applying `overrides`;
+/// refuses what petrel cannot build, so a plan returned here runs.
 pub fn resolve(spec: &VmSpec, overrides: &Overrides) -> Result<VmPlan, PlanErrors> {
+    resolve_with(spec, overrides, true)
+}
+
+/// What the spec means, whether or not petrel can build it (for tests of
+/// the upstream rules of features petrel does not implement yet).
+#[cfg(test)]
+fn resolve_meaning(spec: &VmSpec, overrides: &Overrides) -> Result<VmPlan, PlanErrors> {
+    resolve_with(spec, overrides, false)
+}
+
+fn resolve_with(
+    spec: &VmSpec,
+    overrides: &Overrides,
+    check_support: bool,
+) -> Result<VmPlan, PlanErrors> {
     let mut errors = Vec::new();
     let mut warnings = spec.warnings.clone();
     let topology = validate::topology(spec, &mut errors);
@@ -369,6 +393,9 @@ pub fn resolve(spec: &VmSpec, overrides: &Overrides) -> Result<VmPlan, PlanError
         .map(|t| t.sockets.saturating_mul(t.cores).saturating_mul(t.threads))
         .unwrap_or(1);
     let nics = net::resolve_nics(spec, vcpus, &mut errors, &mut warnings);
+    if check_support {
+        support::check(&nics, &mut errors);
+    }
     match topology {
         Some(topology) if errors.is_empty() => Ok(VmPlan {
             name: spec.name.clone(),

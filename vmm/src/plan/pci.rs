@@ -26,6 +26,8 @@ pub enum PciError {
     Syntax,
     #[error("is the host bridge slot; use a device number from 01 to 1f")]
     HostBridge,
+    #[error("is not on petrel's PCI bus; petrel has one bus and puts each NIC at function 0: use 0000:00:dd.0 with dd from 01 to 1f")]
+    NotOnRootBus,
 }
 
 impl PciAddress {
@@ -43,10 +45,14 @@ impl PciAddress {
         (self.domain, self.bus, self.device) == (other.domain, other.bus, other.device)
     }
 
-    /// Parses and rejects the host bridge slot `0000:00:00.x`.
+    /// Parses an address a NIC can have in petrel's machine: bus 0000:00,
+    /// function 0, not the host bridge slot.
     pub fn parse_for_device(text: &str) -> Result<PciAddress, PciError> {
         let a: PciAddress = text.parse()?;
-        if a.domain == 0 && a.bus == 0 && a.device == 0 {
+        if a.domain != 0 || a.bus != 0 || a.function != 0 {
+            return Err(PciError::NotOnRootBus);
+        }
+        if a.device == 0 {
             return Err(PciError::HostBridge);
         }
         Ok(a)
@@ -157,7 +163,11 @@ mod tests {
             PciAddress::parse_for_device("0000:00:00.0"),
             Err(PciError::HostBridge)
         );
-        assert!(PciAddress::parse_for_device("0000:01:00.0").is_ok());
+        assert_eq!(
+            PciAddress::parse_for_device("0000:01:00.0"),
+            Err(PciError::NotOnRootBus)
+        );
+        assert!(PciAddress::parse_for_device("0000:00:1f.0").is_ok());
     }
 
     #[test]

@@ -25,10 +25,10 @@ fn network(n: &NetworkPlan) -> String {
             ipv4_cidr,
             ipv6_cidr,
         } => {
-            let cidrs: Vec<&str> = [ipv4_cidr, ipv6_cidr]
-                .into_iter()
-                .flatten()
-                .map(String::as_str)
+            let cidrs: Vec<String> = ipv4_cidr
+                .iter()
+                .map(ToString::to_string)
+                .chain(ipv6_cidr.iter().map(ToString::to_string))
                 .collect();
             if cidrs.is_empty() {
                 "pod network (eth0)".to_string()

@@ -1,0 +1,32 @@
+//! What petrel can build today. Some spec features parse and mean something
+//! upstream but `run` cannot do them yet; they are refused here, with the
+//! plan's other errors, so `validate` refuses whatever `run` would.
+
+use super::{Binding, FieldError, NicModel, NicPlan};
+
+/// NIC models petrel emulates.
+const MODELS: [NicModel; 2] = [NicModel::VirtioNet, NicModel::E1000];
+
+/// Refusals for every NIC that asks for something petrel cannot build.
+pub(super) fn check(nics: &[NicPlan], errors: &mut Vec<FieldError>) {
+    for nic in nics {
+        if nic.binding != Binding::Sriov && !MODELS.contains(&nic.model) {
+            errors.push(FieldError::new(
+                format!("{}.model", nic.path),
+                nic.model.as_str(),
+                "is not emulated by petrel; use virtio (the fastest) or e1000",
+            ));
+        }
+        if matches!(nic.binding, Binding::Slirp | Binding::Passt) {
+            errors.push(FieldError::new(
+                &nic.binding_path,
+                "",
+                format!(
+                    "asks for the {} binding, which petrel does not implement yet; use \
+                     masquerade (NAT to the pod IP) or bridge (the guest gets the pod IP)",
+                    nic.binding
+                ),
+            ));
+        }
+    }
+}
