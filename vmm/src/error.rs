@@ -11,6 +11,8 @@ pub enum VmmError {
     Spec(#[from] spec::SpecError),
     #[error("the VM spec is invalid:\n{0}")]
     Plan(#[from] plan::PlanErrors),
+    #[error("the pod does not fit the VM spec:\n{0}")]
+    Host(crate::host::HostErrors),
     #[error("no kernel to boot: give one with --kernel FILE or in the spec (KubeVirt spec.domain.firmware.kernelBoot.container.kernelPath, Virtink spec.instance.kernel)")]
     NoKernel,
     #[error("cannot open {what} {path}")]
@@ -48,7 +50,7 @@ impl VmmError {
     /// Exit code for the CLI: 2 for input the user must fix, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            VmmError::Spec(_) | VmmError::Plan(_) | VmmError::NoKernel => 2,
+            VmmError::Spec(_) | VmmError::Plan(_) | VmmError::Host(_) | VmmError::NoKernel => 2,
             VmmError::OpenFile { .. } => 2,
             _ => 1,
         }

@@ -6,6 +6,7 @@ pub mod console;
 pub mod control;
 pub mod error;
 pub mod exit;
+pub mod host;
 mod intx;
 pub mod irq;
 pub mod loader;

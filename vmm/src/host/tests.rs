@@ -1,0 +1,196 @@
+//! Host-plan rules against a made-up pod.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use net::binding::DnsInfo;
+use net::sriov::{VfDevice, VfRequest};
+
+use super::*;
+use crate::plan::{resolve as plan, Overrides, VmPlan};
+
+#[derive(Default)]
+struct FakePod {
+    links: BTreeMap<String, String>,
+    ipv6: Vec<String>,
+    open_fds: Vec<i32>,
+    vf_errors: Vec<String>,
+}
+
+impl FakePod {
+    fn with_links(links: &[(&str, &str)]) -> Self {
+        FakePod {
+            links: links
+                .iter()
+                .map(|(n, m)| (n.to_string(), m.to_string()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+}
+
+impl HostView for FakePod {
+    fn link_exists(&self, name: &str) -> bool {
+        self.links.contains_key(name)
+    }
+    fn link_mac(&self, name: &str) -> Result<String, String> {
+        self.links.get(name).cloned().ok_or_else(|| "no such link".into())
+    }
+    fn has_global_ipv6(&self, iface: &str) -> bool {
+        self.ipv6.iter().any(|i| i == iface)
+    }
+    fn dns(&self) -> DnsInfo {
+        DnsInfo {
+            servers: vec![Ipv4Addr::new(10, 96, 0, 10)],
+            search: vec!["default.svc.cluster.local".into()],
+        }
+    }
+    fn fd_is_open(&self, fd: i32) -> bool {
+        self.open_fds.contains(&fd)
+    }
+    fn resolve_vfs(&self, _reqs: &[VfRequest<'_>]) -> Result<Vec<VfDevice>, Vec<String>> {
+        Err(self.vf_errors.clone())
+    }
+}
+
+fn plan_of(yaml: &str) -> VmPlan {
+    let spec = crate::spec::parse_str(yaml).unwrap();
+    plan(&spec, &Overrides::default()).unwrap()
+}
+
+fn vmi(interfaces: &str, networks: &str) -> VmPlan {
+    plan_of(&format!(
+        "apiVersion: kubevirt.io/v1\nkind: VirtualMachineInstance\nmetadata: {{name: vm1}}\n\
+         spec:\n  domain:\n    devices:\n      interfaces: {interfaces}\n  networks: {networks}\n"
+    ))
+}
+
+fn errors(r: Result<HostPlan, HostErrors>) -> Vec<String> {
+    r.unwrap_err().0.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn masquerade_takes_ipv6_only_when_the_pod_has_it() {
+    let p = vmi("[{name: a, masquerade: {}}]", "[{name: a, pod: {}}]");
+    let mut pod = FakePod::with_links(&[("eth0", "0a:58:0a:f4:00:05")]);
+    let h = resolve(&p, &HostInputs::default(), &pod).unwrap();
+    let HostBackend::Pod(pp) = &h.nics[0].backend else {
+        panic!("{h:?}")
+    };
+    assert_eq!(pp.pod_iface, "eth0");
+    assert_eq!(pp.ipv4.unwrap().to_string(), "10.0.2.0/24");
+    assert_eq!(pp.ipv6, None);
+    assert_eq!(pp.dns_servers, [Ipv4Addr::new(10, 96, 0, 10)]);
+    pod.ipv6.push("eth0".into());
+    let h = resolve(&p, &HostInputs::default(), &pod).unwrap();
+    let HostBackend::Pod(pp) = &h.nics[0].backend else {
+        panic!("{h:?}")
+    };
+    assert_eq!(pp.ipv6.unwrap().to_string(), "fd10:0:2::/120");
+    assert!(h.to_text().contains("masquerade binding on eth0 via tap tap-a"));
+}
+
+#[test]
+fn a_pod_without_the_interface_is_refused_with_the_names_tried() {
+    let p = vmi(
+        "[{name: a, masquerade: {}}, {name: br, bridge: {}}]",
+        "[{name: a, pod: {}}, {name: br, multus: {networkName: l2}}]",
+    );
+    let errs = errors(resolve(&p, &HostInputs::default(), &FakePod::default()));
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(errs[0].starts_with(
+        "spec.domain.devices.interfaces[0]: \"a\" arrives on pod interface eth0, which this pod does not have"
+    ), "{errs:#?}");
+    assert!(errs[1].contains(&format!("net1 or {}", resolve::hashed_iface_name("br"))), "{errs:#?}");
+}
+
+#[test]
+fn multus_falls_back_to_the_hashed_name() {
+    let p = vmi("[{name: mvt, macvtap: {}}]", "[{name: mvt, multus: {networkName: m}}]");
+    let hashed = resolve::hashed_iface_name("mvt");
+    let pod = FakePod::with_links(&[(hashed.as_str(), "aa:bb:cc:00:11:22")]);
+    let h = resolve(&p, &HostInputs::default(), &pod).unwrap();
+    assert_eq!(
+        h.nics[0].backend,
+        HostBackend::Macvtap {
+            iface: hashed,
+            set_link_mac: false
+        }
+    );
+    // The guest takes the link's MAC when the spec gives none.
+    assert_eq!(h.nics[0].guest_mac.to_string(), "aa:bb:cc:00:11:22");
+}
+
+#[test]
+fn macvtap_with_a_spec_mac_gives_it_to_the_link() {
+    let p = vmi(
+        "[{name: m, macvtap: {}, macAddress: '02:00:00:00:00:09'}]",
+        "[{name: m, multus: {networkName: m}}]",
+    );
+    let pod = FakePod::with_links(&[("net1", "aa:bb:cc:00:11:22")]);
+    let h = resolve(&p, &HostInputs::default(), &pod).unwrap();
+    assert_eq!(h.nics[0].guest_mac.to_string(), "02:00:00:00:00:09");
+    assert!(matches!(
+        h.nics[0].backend,
+        HostBackend::Macvtap {
+            set_link_mac: true,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn tap_fds_are_checked_for_name_count_and_openness() {
+    let p = vmi("[{name: a, masquerade: {}}]", "[{name: a, pod: {}}]");
+    let pod = FakePod {
+        open_fds: vec![5],
+        ..FakePod::with_links(&[("eth0", "0a:58:0a:f4:00:05")])
+    };
+    let fds = [("a".to_string(), vec![5])];
+    let h = resolve(&p, &HostInputs { tap_fds: &fds }, &pod).unwrap();
+    assert_eq!(h.nics[0].backend, HostBackend::TapFds { fds: vec![5] });
+    let fds = [("b".to_string(), vec![5]), ("a".to_string(), vec![5, 6])];
+    let errs = errors(resolve(&p, &HostInputs { tap_fds: &fds }, &pod));
+    assert_eq!(
+        errs,
+        [
+            "--tap-fd: \"b\" is not an interface of the spec; use one of: a",
+            "--tap-fd a: \"5,6\" gives 2 descriptors; interface a has 1 queue pairs, give one tap queue each",
+        ]
+    );
+    let fds = [("a".to_string(), vec![7])];
+    let errs = errors(resolve(&p, &HostInputs { tap_fds: &fds }, &pod));
+    assert_eq!(
+        errs,
+        ["--tap-fd a: \"7\" names descriptor 7, which is not open in petrel; pass it open to petrel"]
+    );
+}
+
+#[test]
+fn sriov_errors_land_on_their_interface() {
+    let p = vmi(
+        "[{name: s1, sriov: {}}, {name: s2, sriov: {}}]",
+        "[{name: s1, multus: {networkName: n1}}, {name: s2, multus: {networkName: n2}}]",
+    );
+    let pod = FakePod {
+        vf_errors: vec![
+            "network s2: resource r was not allocated".into(),
+            "something else".into(),
+        ],
+        ..Default::default()
+    };
+    let errs = errors(resolve(&p, &HostInputs::default(), &pod));
+    assert!(errs.contains(&"spec.domain.devices.interfaces[1].sriov: network s2: resource r was not allocated".to_string()), "{errs:#?}");
+    assert!(errs.contains(&"SR-IOV: something else".to_string()), "{errs:#?}");
+}
+
+#[test]
+fn host_plan_serializes_with_typed_backends() {
+    let p = vmi("[{name: a, bridge: {}}]", "[{name: a, pod: {}}]");
+    let pod = FakePod::with_links(&[("eth0", "0a:58:0a:f4:00:05")]);
+    let h = resolve(&p, &HostInputs::default(), &pod).unwrap();
+    let json = serde_json::to_value(&h).unwrap();
+    assert_eq!(json["nics"][0]["backend"]["type"], "pod");
+    assert_eq!(json["nics"][0]["backend"]["pod_iface"], "eth0");
+    assert_eq!(json["nics"][0]["backend"]["ipv4"], serde_json::Value::Null);
+}

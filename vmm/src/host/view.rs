@@ -1,0 +1,99 @@
+//! What the host plan reads from the pod, behind a trait so the rules are
+//! unit-tested against a made-up pod.
+
+use std::path::{Path, PathBuf};
+
+use net::binding::DnsInfo;
+use net::sriov::{PodInfo, VfDevice, VfRequest};
+
+/// The pod as the host plan sees it.
+pub trait HostView {
+    /// Whether the pod has a network interface `name`.
+    fn link_exists(&self, name: &str) -> bool;
+    /// The MAC of interface `name` (text from the kernel), or why not.
+    fn link_mac(&self, name: &str) -> Result<String, String>;
+    /// Whether `iface` has a global IPv6 address.
+    fn has_global_ipv6(&self, iface: &str) -> bool;
+    /// The pod's DNS settings.
+    fn dns(&self) -> DnsInfo;
+    /// Whether descriptor `fd` is open in this process.
+    fn fd_is_open(&self, fd: i32) -> bool;
+    /// The VF of each SR-IOV request, all at once; each error names its
+    /// network.
+    fn resolve_vfs(&self, reqs: &[VfRequest<'_>]) -> Result<Vec<VfDevice>, Vec<String>>;
+}
+
+/// The real pod: sysfs, procfs, /etc/resolv.conf, the process's env and
+/// the downward-API directory.
+#[derive(Debug, Clone)]
+pub struct SysHost {
+    pub pod_info: PathBuf,
+}
+
+impl SysHost {
+    pub fn new(pod_info: &Path) -> Self {
+        SysHost {
+            pod_info: pod_info.to_path_buf(),
+        }
+    }
+}
+
+fn sys_class_net(name: &str) -> PathBuf {
+    Path::new("/sys/class/net").join(name)
+}
+
+/// Error messages with their causes, one per line item.
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    msg
+}
+
+impl HostView for SysHost {
+    fn link_exists(&self, name: &str) -> bool {
+        !name.is_empty() && !name.contains('/') && sys_class_net(name).exists()
+    }
+
+    fn link_mac(&self, name: &str) -> Result<String, String> {
+        let path = sys_class_net(name).join("address");
+        std::fs::read_to_string(&path)
+            .map(|s| s.trim().to_string())
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+    }
+
+    fn has_global_ipv6(&self, iface: &str) -> bool {
+        std::fs::read_to_string("/proc/net/if_inet6")
+            .map(|s| {
+                s.lines().any(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    // scope 00 = global
+                    f.len() >= 6 && f[3] == "00" && f[5] == iface
+                })
+            })
+            .unwrap_or(false)
+    }
+
+    fn dns(&self) -> DnsInfo {
+        net::binding::read_resolv_conf("/etc/resolv.conf")
+    }
+
+    fn fd_is_open(&self, fd: i32) -> bool {
+        // SAFETY: fcntl(F_GETFD) only queries the descriptor table.
+        unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+    }
+
+    fn resolve_vfs(&self, reqs: &[VfRequest<'_>]) -> Result<Vec<VfDevice>, Vec<String>> {
+        let info = PodInfo::from_process(&self.pod_info).map_err(|e| {
+            vec![format!(
+                "cannot read the pod's downward-API files: {}",
+                with_sources(&e)
+            )]
+        })?;
+        net::sriov::resolve_all(&info, reqs)
+            .map_err(|es| es.errors().iter().map(|e| with_sources(e)).collect())
+    }
+}
