@@ -82,3 +82,52 @@ fn run_without_kernel_exits_2() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--kernel"), "{err}");
 }
+
+/// A pod-network NIC in a pod namespace: `validate --host` shows the host
+/// plan; without the pod interface it refuses, as `run` would, with exit 2.
+#[test]
+fn validate_host_prints_the_host_plan_or_refuses_a_pod_that_does_not_fit() {
+    let dir = Scratch::new("cli-host");
+    let spec = dir.write(
+        "vmi.yaml",
+        "apiVersion: kubevirt.io/v1\nkind: VirtualMachineInstance\nmetadata: {name: hp}\n\
+         spec:\n  domain:\n    devices:\n      interfaces: [{name: default, masquerade: {}, \
+         ports: [{port: 80}]}]\n  networks: [{name: default, pod: {}}]\n",
+    );
+    let ns = petrel_tests::netns::NetNs::new("clihost");
+    let run = |ns: &petrel_tests::netns::NetNs, args: &[&str]| {
+        let out = ns.command(&petrel_bin()).args(args).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let path = spec.to_str().unwrap();
+    let (code, _out, err) = run(&ns, &["validate", "--host", path]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("spec.domain.devices.interfaces[0]: \"default\" arrives on pod interface eth0, which this pod does not have"),
+        "{err}"
+    );
+    // The spec plan alone does not look at the pod.
+    assert_eq!(run(&ns, &["validate", path]).0, 0);
+    ns.exec("ip link add eth0 type veth peer name peer0 && ip link set eth0 up");
+    let (code, out, err) = run(&ns, &["validate", "--host", path]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("host:\n  default: guest MAC "), "{out}");
+    assert!(
+        out.contains("masquerade binding on eth0 via tap tap-default, guest network 10.0.2.0/24, ports 80/TCP"),
+        "{out}"
+    );
+    let (code, out, err) = run(&ns, &["validate", "--host", "--output", "json", path]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"pod_iface\": \"eth0\""), "{out}");
+    // --tap-fd for an interface the spec does not have.
+    let (code, _out, err) = run(&ns, &["validate", "--host", "--tap-fd", "nope=3", path]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--tap-fd: \"nope\" is not an interface of the spec; use one of: default"),
+        "{err}"
+    );
+}

@@ -42,10 +42,38 @@ fn run_with_env(spec: &Path, pod_info: &Path, env: &[(&str, &str)]) -> (i32, Str
     run_args(&mut c, spec, &dir);
     c.arg("--pod-info").arg(pod_info);
     let out = c.output().unwrap();
-    (
+    let run = (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    );
+    // `validate --host` refuses what `run` refuses, with the same words.
+    let out = Command::new(petrel_bin())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .args(["validate", "--host", "--pod-info"])
+        .arg(pod_info)
+        .arg(spec)
+        .output()
+        .unwrap();
+    let validate = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(run.0),
+        "validate --host:\n{validate}"
+    );
+    let body = |s: &str| {
+        s.lines()
+            .filter(|l| !l.contains(" WARN "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        body(&validate),
+        body(&run.1),
+        "validate --host and run differ"
+    );
+    run
 }
 
 /// A PCI function of this machine that is not bound to vfio-pci, and the
@@ -92,7 +120,7 @@ fn every_sriov_nic_without_a_usable_vf_is_reported_at_once() {
             ("PCIDEVICE_PETREL_TEST_VF_POOL", &dev),
         ],
     );
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 2, "{err}");
     // sriov-a: no source at all; the fix is named.
     for needle in ["sriov-a", "KUBEVIRT_RESOURCE_NAME_sriov-a", "resourceName"] {
         assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
@@ -129,7 +157,7 @@ fn network_status_from_the_downward_api_names_the_vf() {
         &sriov_vmi("sriov-st", &[("sriov", "default/sriov-net", None)]),
     );
     let (code, err) = run_with_env(&spec, &pod_info, &[]);
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 2, "{err}");
     for needle in ["0000:7f:1f.7", "sriov"] {
         assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
     }

@@ -2,8 +2,13 @@
 //! and each line is watched for the kernel's panic banner, so that the reset
 //! that follows a panic (`panic=-1`) is reported as a crash, not a reboot.
 
-use std::io::{self, Write};
+use std::fs::OpenOptions;
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+
+use tracing::warn;
+use vmm_sys_util::terminal::Terminal;
 
 const PANIC_BANNER: &str = "Kernel panic - not syncing";
 const LINE_MAX: usize = 512;
@@ -80,6 +85,56 @@ impl Write for ConsoleOutput {
 
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+}
+
+/// Where the guest console goes.
+#[derive(Debug, Clone, Default)]
+pub enum ConsoleTarget {
+    #[default]
+    Stdout,
+    File(PathBuf),
+}
+
+/// Opens the console's output; a file is appended to.
+pub fn open(target: &ConsoleTarget) -> Result<Box<dyn Write + Send>, (PathBuf, io::Error)> {
+    Ok(match target {
+        ConsoleTarget::Stdout => Box::new(io::stdout()),
+        ConsoleTarget::File(path) => Box::new(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| (path.clone(), e))?,
+        ),
+    })
+}
+
+/// Puts a terminal stdin into raw mode for the guest console and restores
+/// it on every exit path.
+pub struct RawStdin;
+
+impl RawStdin {
+    pub fn enter() -> Option<Self> {
+        let stdin = io::stdin();
+        if !stdin.is_terminal() {
+            return None;
+        }
+        match stdin.lock().set_raw_mode() {
+            Ok(()) => Some(RawStdin),
+            Err(e) => {
+                warn!(error = %e, "cannot put the terminal in raw mode; console input disabled");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for RawStdin {
+    fn drop(&mut self) {
+        if let Err(e) = io::stdin().lock().set_canon_mode() {
+            warn!(error = %e, "cannot restore the terminal mode");
+        }
     }
 }
 

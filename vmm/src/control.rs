@@ -3,6 +3,7 @@
 
 use std::io::Read;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ pub enum ControlError {
 
 struct ExitSubscriber {
     exit: Arc<ExitSignal>,
-    done: Arc<std::sync::atomic::AtomicBool>,
+    done: Arc<AtomicBool>,
 }
 
 impl MutEventSubscriber for ExitSubscriber {
@@ -41,7 +42,7 @@ impl MutEventSubscriber for ExitSubscriber {
         if self.exit.reason().is_none() {
             self.exit.request(ExitReason::GuestReset);
         }
-        self.done.store(true, std::sync::atomic::Ordering::Release);
+        self.done.store(true, Ordering::Release);
     }
 }
 
@@ -269,40 +270,58 @@ impl Drop for DhcpSubscriber {
     }
 }
 
-/// Runs the control loop until the exit event fires; returns the reason.
-pub fn run(
+type Subscriber = Box<dyn MutEventSubscriber + Send>;
+
+/// The control thread's event loop. It owns the pod networks' services (so
+/// they live until the [`crate::Vmm`] drops it, after the devices) and the
+/// stop-signal fd.
+pub struct Control {
+    mgr: EventManager<Subscriber>,
+    done: Arc<AtomicBool>,
     exit: Arc<ExitSignal>,
-    signals: StopSignals,
-    stdin_serial: Option<Arc<Mutex<Serial>>>,
-    intx: Vec<Arc<KvmIntx>>,
-    pod: Vec<PodBinding>,
-) -> Result<ExitReason, ControlError> {
-    let mut mgr: EventManager<Box<dyn MutEventSubscriber + Send>> = EventManager::new()?;
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    mgr.add_subscriber(Box::new(ExitSubscriber {
-        exit: exit.clone(),
-        done: done.clone(),
-    }));
-    mgr.add_subscriber(Box::new(SignalSubscriber {
-        signals,
-        exit: exit.clone(),
-    }));
-    if let Some(serial) = stdin_serial {
-        mgr.add_subscriber(Box::new(StdinSubscriber {
+}
+
+impl Control {
+    pub fn new(
+        exit: Arc<ExitSignal>,
+        signals: StopSignals,
+        intx: Vec<Arc<KvmIntx>>,
+        pod: Vec<PodBinding>,
+    ) -> Result<Self, ControlError> {
+        let mut mgr: EventManager<Subscriber> = EventManager::new()?;
+        let done = Arc::new(AtomicBool::new(false));
+        mgr.add_subscriber(Box::new(ExitSubscriber {
+            exit: exit.clone(),
+            done: done.clone(),
+        }));
+        mgr.add_subscriber(Box::new(SignalSubscriber {
+            signals,
+            exit: exit.clone(),
+        }));
+        for binding in pod {
+            mgr.add_subscriber(Box::new(DhcpSubscriber::new(binding)));
+        }
+        for line in intx {
+            mgr.add_subscriber(Box::new(ResampleSubscriber { line }));
+        }
+        Ok(Control { mgr, done, exit })
+    }
+
+    /// Feeds bytes typed on stdin to the guest's serial port.
+    pub fn watch_stdin(&mut self, serial: Arc<Mutex<Serial>>) {
+        self.mgr.add_subscriber(Box::new(StdinSubscriber {
             serial,
             pending: Vec::new(),
         }));
     }
-    for binding in pod {
-        mgr.add_subscriber(Box::new(DhcpSubscriber::new(binding)));
+
+    /// Runs the loop until the exit event fires; returns the reason.
+    pub fn run(&mut self) -> Result<ExitReason, ControlError> {
+        while !self.done.load(Ordering::Acquire) {
+            self.mgr.run()?;
+        }
+        Ok(self.exit.reason().unwrap_or(ExitReason::GuestReset))
     }
-    for line in intx {
-        mgr.add_subscriber(Box::new(ResampleSubscriber { line }));
-    }
-    while !done.load(std::sync::atomic::Ordering::Acquire) {
-        mgr.run()?;
-    }
-    Ok(exit.reason().unwrap_or(ExitReason::GuestReset))
 }
 
 #[cfg(test)]

@@ -38,8 +38,14 @@ pub enum VmmError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot block the stop signals or open their signalfd")]
+    Signals(#[source] std::io::Error),
+    #[error("cannot create the exit eventfd")]
+    ExitEvent(#[source] std::io::Error),
+    #[error("cannot put the PCI host bridge on the bus")]
+    Pci(#[source] devices::BusError),
     #[error("cannot set up a NIC")]
-    Nic(#[from] crate::nic::NicError),
+    Attach(#[from] crate::attach::AttachError),
     #[error("cannot write the MP table")]
     MpTable(#[source] arch::MpTableError),
     #[error("control loop failed")]

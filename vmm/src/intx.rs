@@ -24,12 +24,12 @@ pub struct KvmIntx {
 
 impl KvmIntx {
     pub fn new(routing: &GsiRouting, gsi: u32) -> Result<Arc<Self>, IrqError> {
-        let trigger = EventFd::new(EFD_NONBLOCK).map_err(|_| IrqError::NoGsi)?;
-        let resample = EventFd::new(EFD_NONBLOCK).map_err(|_| IrqError::NoGsi)?;
+        let trigger = EventFd::new(EFD_NONBLOCK).map_err(IrqError::EventFd)?;
+        let resample = EventFd::new(EFD_NONBLOCK).map_err(IrqError::EventFd)?;
         routing
             .vm()
             .register_irqfd_with_resample(&trigger, &resample, gsi)
-            .map_err(IrqError::SetRouting)?;
+            .map_err(|source| IrqError::Irqfd { gsi, source })?;
         Ok(Arc::new(Self {
             gsi,
             trigger,

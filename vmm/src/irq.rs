@@ -25,6 +25,14 @@ pub enum IrqError {
     SetRouting(#[source] kvm_ioctls::Error),
     #[error("no free GSI left for MSI routes")]
     NoGsi,
+    #[error("cannot create an interrupt eventfd")]
+    EventFd(#[source] std::io::Error),
+    #[error("cannot register an irqfd for GSI {gsi}")]
+    Irqfd {
+        gsi: u32,
+        #[source]
+        source: kvm_ioctls::Error,
+    },
 }
 
 fn irqchip_route(gsi: u32, chip: u32, pin: u32) -> kvm_irq_routing_entry {

@@ -2,6 +2,8 @@
 //! The `petrel` binary (main.rs) is a thin CLI over this crate.
 
 pub mod affinity;
+pub mod attach;
+pub mod backend;
 pub mod console;
 pub mod control;
 pub mod error;
@@ -12,17 +14,18 @@ pub mod irq;
 pub mod loader;
 mod memory;
 mod msi;
-pub mod nic;
+pub mod pci_setup;
 pub mod plan;
 pub mod pod_net;
-pub mod run;
 mod signals;
 pub mod spec;
 pub mod vcpu;
 pub mod vfio;
 pub mod vm;
+mod vmm;
 
+pub use console::ConsoleTarget;
 pub use error::VmmError;
 pub use exit::ExitReason;
 pub use loader::BootProtocol;
-pub use run::{run, ConsoleTarget, ExtraPci, RunOptions};
+pub use vmm::{ExtraPci, RunOptions, Vmm, VmmConfig};

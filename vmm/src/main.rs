@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use vmm::host::{self, HostInputs, HostPlan, SysHost};
 use vmm::plan::{self, Overrides};
-use vmm::{spec, BootProtocol, ConsoleTarget, RunOptions, VmmError};
+use vmm::{spec, BootProtocol, ConsoleTarget, RunOptions, Vmm, VmmConfig, VmmError};
 
 #[derive(Parser)]
 #[command(
@@ -49,15 +50,37 @@ struct BootArgs {
     cmdline: Option<String>,
 }
 
+/// What the host plan reads besides the pod itself.
+#[derive(clap::Args)]
+struct HostArgs {
+    /// Use already-open tap descriptors for an interface instead of
+    /// opening its tap by name: `IFACE=FD[,FD...]`, one per queue pair
+    /// (taps opened with IFF_NO_PI|IFF_VNET_HDR). Repeatable.
+    #[arg(long = "tap-fd", value_parser = parse_tap_fd)]
+    tap_fds: Vec<(String, Vec<i32>)>,
+    /// Downward-API directory with the pod's network-status (a file
+    /// `network-status`, or `annotations`); SR-IOV NICs find their VF
+    /// there or in the device plugin's PCIDEVICE_* variables.
+    #[arg(long, default_value = "/etc/podinfo")]
+    pod_info: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Parse and validate a VM spec and print the resolved plan.
+    /// Parse and validate a VM spec and print the resolved plan; with
+    /// --host, also resolve it against this pod and print the host plan
+    /// (what `run` will set up).
     Validate {
         spec: PathBuf,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
         #[command(flatten)]
         boot: BootArgs,
+        /// Resolve the plan against the pod petrel runs in.
+        #[arg(long)]
+        host: bool,
+        #[command(flatten)]
+        host_args: HostArgs,
     },
     /// Boot the VM of a spec and run it until the guest resets or petrel is
     /// stopped (SIGTERM/SIGINT).
@@ -75,16 +98,8 @@ enum Command {
         /// petrel's CPU set (for dedicated CPUs); by default they float.
         #[arg(long)]
         pin_vcpus: bool,
-        /// Use already-open tap descriptors for an interface instead of
-        /// opening its tap by name: `IFACE=FD[,FD...]`, one per queue pair
-        /// (taps opened with IFF_NO_PI|IFF_VNET_HDR). Repeatable.
-        #[arg(long = "tap-fd", value_parser = parse_tap_fd)]
-        tap_fds: Vec<(String, Vec<i32>)>,
-        /// Downward-API directory with the pod's network-status (a file
-        /// `network-status`, or `annotations`); SR-IOV NICs find their VF
-        /// there or in the device plugin's PCIDEVICE_* variables.
-        #[arg(long, default_value = "/etc/podinfo")]
-        pod_info: PathBuf,
+        #[command(flatten)]
+        host_args: HostArgs,
     },
 }
 
@@ -138,6 +153,30 @@ fn load_plan(path: &std::path::Path, b: BootArgs) -> Result<plan::VmPlan, VmmErr
     Ok(plan)
 }
 
+fn host_plan(plan: &plan::VmPlan, args: &HostArgs) -> Result<HostPlan, VmmError> {
+    let inputs = HostInputs {
+        tap_fds: &args.tap_fds,
+    };
+    host::resolve(plan, &inputs, &SysHost::new(&args.pod_info)).map_err(VmmError::Host)
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    match serde_json::to_string_pretty(value) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("petrel: cannot encode the plan: {e}"),
+    }
+}
+
+/// `petrel validate`: the plan, and with --host the host plan.
+fn validate(plan: &plan::VmPlan, output: Output, host: Option<&HostPlan>) {
+    match (output, host) {
+        (Output::Text, None) => print!("{}", plan.to_text()),
+        (Output::Text, Some(h)) => print!("{}{}", plan.to_text(), h.to_text()),
+        (Output::Json, None) => print_json(plan),
+        (Output::Json, Some(h)) => print_json(&serde_json::json!({ "plan": plan, "host": h })),
+    }
+}
+
 fn report(e: &VmmError) {
     let mut msg = format!("petrel: error: {e}");
     let mut src = std::error::Error::source(e);
@@ -153,15 +192,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
-        Command::Validate { spec, output, boot } => load_plan(&spec, boot).map(|plan| {
-            match output {
-                Output::Text => print!("{}", plan.to_text()),
-                Output::Json => match serde_json::to_string_pretty(&plan) {
-                    Ok(s) => println!("{s}"),
-                    Err(e) => eprintln!("petrel: cannot encode the plan: {e}"),
-                },
-            }
-            None
+        Command::Validate {
+            spec,
+            output,
+            boot,
+            host,
+            host_args,
+        } => load_plan(&spec, boot).and_then(|plan| {
+            let host = host.then(|| host_plan(&plan, &host_args)).transpose()?;
+            validate(&plan, output, host.as_ref());
+            Ok(None)
         }),
         Command::Run {
             spec,
@@ -169,9 +209,9 @@ fn main() -> ExitCode {
             console,
             boot_protocol,
             pin_vcpus,
-            tap_fds,
-            pod_info,
+            host_args,
         } => load_plan(&spec, boot).and_then(|plan| {
+            let host = host_plan(&plan, &host_args)?;
             let console = match console.as_str() {
                 "stdout" | "-" => ConsoleTarget::Stdout,
                 p => ConsoleTarget::File(PathBuf::from(p)),
@@ -180,12 +220,12 @@ fn main() -> ExitCode {
                 console,
                 boot_protocol,
                 pin_vcpus,
-                tap_fds,
-                pod_info,
                 start: Some(start),
                 extra_pci: Vec::new(),
             };
-            vmm::run(&plan, &opts).map(Some)
+            Vmm::try_from(VmmConfig { plan, host, opts })?
+                .run()
+                .map(Some)
         }),
     };
     match result {

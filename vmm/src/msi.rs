@@ -26,7 +26,7 @@ impl KvmMsiVectors {
         let mut vectors = Vec::with_capacity(usize::from(count));
         for _ in 0..count {
             let gsi = routing.allocate_gsi()?;
-            let evt = EventFd::new(EFD_NONBLOCK).map_err(|_| IrqError::NoGsi)?;
+            let evt = EventFd::new(EFD_NONBLOCK).map_err(IrqError::EventFd)?;
             vectors.push((gsi, evt));
         }
         let attached = Mutex::new(vec![false; vectors.len()]);

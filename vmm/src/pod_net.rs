@@ -5,19 +5,18 @@
 
 use std::net::Ipv6Addr;
 
-use net::binding::{self, BindingGuard, PodBindingRequest};
+use net::binding::{self, BindingGuard, DnsInfo, PodBindingRequest};
 use net::dhcp::v6::{duid_ll, Dhcp6Config, Dhcp6Server, Dhcp6Socket};
 use net::dhcp::{DhcpServer, DhcpSocket};
 use net::ra::RaSocket;
 use net::Tap;
 use tracing::info;
 
-use crate::plan::{Backend, Binding, NetworkPlan, NicPlan, Protocol};
+use crate::host::PodPlan;
+use crate::plan::{Binding, NicPlan, Protocol};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PodNetError {
-    #[error("interface {nic}: bad CIDR {cidr}")]
-    Cidr { nic: String, cidr: String },
     #[error("interface {nic}: {binding} binding")]
     Binding {
         nic: String,
@@ -60,65 +59,17 @@ pub struct BoundNic {
     pub state: PodBinding,
 }
 
-/// KubeVirt's newer name for a secondary multus interface: "pod" and the
-/// first 11 hex digits of the SHA-256 of the network's name.
-pub fn hashed_iface_name(network: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(network.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("pod{}", &hex[..11])
-}
-
-/// The pod interface a NIC's network arrives on: `eth0` for the pod
-/// network (or the default multus network); for other multus networks the
-/// ordinal name (`net1`, `net2`, … in `spec.networks` order) when the pod
-/// has it, else KubeVirt's hashed name (the network's name is the
-/// interface's name).
-pub fn pod_iface(nic: &NicPlan) -> Option<String> {
-    match &nic.network {
-        NetworkPlan::Pod { .. } => Some("eth0".to_string()),
-        NetworkPlan::Multus {
-            pod_iface, default, ..
-        } => {
-            if *default || iface_exists(pod_iface) {
-                return Some(pod_iface.clone());
-            }
-            let hashed = hashed_iface_name(&nic.name);
-            Some(if iface_exists(&hashed) {
-                hashed
-            } else {
-                pod_iface.clone()
-            })
-        }
-        _ => None,
-    }
-}
-
-fn iface_exists(name: &str) -> bool {
-    std::path::Path::new("/sys/class/net").join(name).exists()
-}
-
-/// Whether this NIC is plumbed by a pod binding (as opposed to a tap named
-/// in the spec or a backend petrel does not bind yet): masquerade on the pod
-/// network, bridge on the pod network or on a multus network (L2; DHCP only
-/// when that interface carries an IPv4 address).
-pub fn is_pod_binding(nic: &NicPlan) -> bool {
-    pod_iface(nic).is_some()
-        && matches!(nic.binding, Binding::Bridge | Binding::Masquerade)
-        && matches!(nic.backend, Backend::Tap { .. })
-}
-
-pub fn bind(vm_name: &str, nic: &NicPlan) -> Result<BoundNic, PodNetError> {
-    let tap = match &nic.backend {
-        Backend::Tap { name } => name.clone(),
-        _ => format!("tap-{}", nic.name),
-    };
-    let iface = pod_iface(nic).unwrap_or_else(|| "eth0".to_string());
-    let iface = iface.as_str();
-    let mut req = PodBindingRequest::new(vm_name, &nic.name, iface, &tap, nic.mac.0);
+/// Sets up the binding the host plan describes for `nic`.
+pub fn bind(vm_name: &str, nic: &NicPlan, pod: &PodPlan) -> Result<BoundNic, PodNetError> {
+    let tap = pod.tap.as_str();
+    let iface = pod.pod_iface.as_str();
+    let mut req = PodBindingRequest::new(vm_name, &nic.name, iface, tap, nic.mac.0);
     req.queues = nic.queue_pairs;
-    req.dns = binding::read_resolv_conf("/etc/resolv.conf");
-    req.ports = nic
+    req.dns = DnsInfo {
+        servers: pod.dns_servers.clone(),
+        search: pod.dns_search.clone(),
+    };
+    req.ports = pod
         .ports
         .iter()
         .map(|p| {
@@ -129,21 +80,8 @@ pub fn bind(vm_name: &str, nic: &NicPlan) -> Result<BoundNic, PodNetError> {
             (p.port, proto)
         })
         .collect();
-    if let NetworkPlan::Pod {
-        ipv4_cidr,
-        ipv6_cidr,
-    } = &nic.network
-    {
-        if let Some(c) = ipv4_cidr {
-            req.v4_cidr = Some((c.addr, c.prefix));
-        }
-        // IPv6 masquerade only when the pod itself has IPv6.
-        if let Some(c) = ipv6_cidr {
-            if pod_has_global_ipv6() {
-                req.v6_cidr = Some((c.addr, c.prefix));
-            }
-        }
-    }
+    req.v4_cidr = pod.ipv4.map(|c| (c.addr, c.prefix));
+    req.v6_cidr = pod.ipv6.map(|c| (c.addr, c.prefix));
     let (setup, which) = match nic.binding {
         Binding::Masquerade => (binding::setup_masquerade(&req), "masquerade"),
         _ => (binding::setup_bridge(&req), "bridge"),
@@ -225,29 +163,4 @@ fn ipv6_services(
     let sock = Dhcp6Socket::bind(&req.bridge_name).map_err(io_err("DHCPv6"))?;
     info!(nic = %nic.name, guest = %cfg.client_ip, "IPv6: RA and DHCPv6 on the bridge");
     Ok((ra, (Dhcp6Server::new(cfg), sock)))
-}
-
-fn pod_has_global_ipv6() -> bool {
-    std::fs::read_to_string("/proc/net/if_inet6")
-        .map(|s| {
-            s.lines().any(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                // scope 00 = global, on the pod interface
-                f.len() >= 6 && f[3] == "00" && f[5] == "eth0"
-            })
-        })
-        .unwrap_or(false)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kubevirt_hashed_interface_names() {
-        // sha256("mvt") = e32c04ddf04…, as KubeVirt's namescheme computes it
-        assert_eq!(hashed_iface_name("mvt"), "pode32c04ddf04");
-        assert_eq!(hashed_iface_name("br2"), "pod6c87f847df0");
-        assert!(hashed_iface_name("a-very-long-network-name").len() <= 15);
-    }
 }

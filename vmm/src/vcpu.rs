@@ -1,7 +1,9 @@
 //! vCPU setup and the KVM_RUN loop. Each vCPU runs on its own thread
 //! (`vcpu0`, `vcpu1`, ...) and dispatches port and MMIO exits to the buses.
 
+use std::cell::Cell;
 use std::io;
+use std::os::unix::thread::JoinHandleExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
 use std::thread::JoinHandle;
@@ -128,19 +130,93 @@ pub fn kick_signal() -> i32 {
     vmm_sys_util::signal::SIGRTMIN()
 }
 
-extern "C" fn noop_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+thread_local! {
+    /// This vCPU thread's `kvm_run.immediate_exit` byte, for the kick
+    /// handler; null outside the run loop. Const-initialised and without a
+    /// destructor, so the signal handler may touch it.
+    static IMMEDIATE_EXIT: Cell<*mut u8> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+/// Sets `immediate_exit` on the interrupted vCPU (Firecracker's kick): a
+/// kick that lands between the stop check and KVM_RUN then makes KVM_RUN
+/// return EINTR at once instead of being lost, so one kick is enough.
+extern "C" fn kick_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    let p = IMMEDIATE_EXIT.with(Cell::get);
+    if !p.is_null() {
+        // SAFETY: the pointer is this thread's own kvm_run mapping, set by
+        // run_loop and cleared before the VcpuFd (and its mapping) drops; a
+        // volatile byte store is async-signal-safe.
+        unsafe { std::ptr::write_volatile(p, 1) };
+    }
+}
 
 pub fn install_kick_handler() -> Result<(), VcpuError> {
     static ONCE: Once = Once::new();
     let mut res = Ok(());
     ONCE.call_once(|| {
-        res = vmm_sys_util::signal::register_signal_handler(kick_signal(), noop_handler)
+        res = vmm_sys_util::signal::register_signal_handler(kick_signal(), kick_handler)
             .map_err(VcpuError::KickSignal);
     });
     res
 }
 
-pub fn spawn(
+/// The running vCPU threads. Stopping sets the shared stop flag and kicks
+/// each thread once; dropping stops and joins them.
+pub struct Vcpus {
+    threads: Vec<JoinHandle<()>>,
+    shared: Arc<VcpuShared>,
+}
+
+impl Vcpus {
+    pub fn new(shared: Arc<VcpuShared>) -> Self {
+        Vcpus {
+            threads: Vec::new(),
+            shared,
+        }
+    }
+
+    /// Configures vCPU `id` and starts its thread.
+    pub fn start(
+        &mut self,
+        vcpu: VcpuFd,
+        id: u8,
+        host_cpu: Option<usize>,
+    ) -> Result<(), VcpuError> {
+        let t = spawn(vcpu, id, host_cpu, self.shared.clone())?;
+        self.threads.push(t);
+        Ok(())
+    }
+
+    /// Stops every vCPU and joins its thread.
+    pub fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        for t in &self.threads {
+            if !t.is_finished() {
+                // SAFETY: the pthread_t belongs to a thread spawned here and
+                // not joined yet, so it is valid; the handler only sets
+                // immediate_exit.
+                unsafe { libc::pthread_kill(t.as_pthread_t(), kick_signal()) };
+            }
+        }
+        let count = self.threads.len();
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                warn!("a vCPU thread panicked");
+            }
+        }
+        if count > 0 {
+            info!(count, "vCPUs stopped");
+        }
+    }
+}
+
+impl Drop for Vcpus {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn spawn(
     mut vcpu: VcpuFd,
     id: u8,
     host_cpu: Option<usize>,
@@ -157,7 +233,10 @@ pub fn spawn(
                     Err(e) => warn!(host_cpu = cpu, error = %e, "cannot pin the vCPU thread"),
                 }
             }
+            IMMEDIATE_EXIT.with(|c| c.set(&mut vcpu.get_kvm_run().immediate_exit));
             let reason = run_loop(&mut vcpu, id, &shared);
+            IMMEDIATE_EXIT.with(|c| c.set(std::ptr::null_mut()));
+            debug!(reason = ?reason, "vCPU thread exits");
             if let Some(r) = reason {
                 shared.exit.request(r);
             }
@@ -239,6 +318,8 @@ fn run_loop(vcpu: &mut VcpuFd, id: u8, shared: &VcpuShared) -> Option<ExitReason
                 }
             }
             Err(e) => match e.errno() {
+                // A kick: the loop's stop check decides; clear the flag
+                // the handler set so the next KVM_RUN enters the guest.
                 libc::EINTR => {
                     vcpu.set_kvm_immediate_exit(0);
                 }

@@ -13,7 +13,8 @@ use devices::virtio::net::Net;
 use devices::virtio::transport::VirtioPciDevice;
 use net::FrameBackend;
 use petrel_tests::vfio_loopback::{LoopbackIntx, LoopbackOps, LoopbackVectors};
-use vmm::nic::{NicError, PciSetup};
+use vmm::attach::{attach_passthrough, AttachError};
+use vmm::pci_setup::PciSetup;
 use vmm::vm::Vm;
 
 #[derive(Debug)]
@@ -24,8 +25,8 @@ struct Loopback {
 }
 
 impl vmm::ExtraPci for Loopback {
-    fn attach(&self, vm: &mut Vm, pci: &mut PciSetup) -> Result<(), NicError> {
-        let err = |e: Box<dyn std::error::Error + Send + Sync>| NicError::Device {
+    fn attach(&self, vm: &mut Vm, pci: &mut PciSetup) -> Result<(), AttachError> {
+        let err = |e: Box<dyn std::error::Error + Send + Sync>| AttachError::Device {
             nic: "loop0".into(),
             source: e,
         };
@@ -70,7 +71,7 @@ impl vmm::ExtraPci for Loopback {
             }
             other => return Err(err(format!("unknown model {other}").into())),
         };
-        pci.attach_passthrough(vm, "loop0", 7, Arc::new(ops))
+        attach_passthrough(vm, pci, "loop0", 7, Arc::new(ops))
     }
 }
 
@@ -104,8 +105,6 @@ fn main() -> ExitCode {
         console: vmm::ConsoleTarget::Stdout,
         boot_protocol: vmm::BootProtocol::Auto,
         pin_vcpus: false,
-        tap_fds: Vec::new(),
-        pod_info: PathBuf::from("/nonexistent"),
         start: None,
         extra_pci: vec![Arc::new(Loopback {
             model: model.clone(),
@@ -113,7 +112,19 @@ fn main() -> ExitCode {
             mac: [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x07],
         })],
     };
-    match vmm::run(&plan, &opts) {
+    let host = match vmm::host::resolve(
+        &plan,
+        &vmm::host::HostInputs::default(),
+        &vmm::host::SysHost::new(std::path::Path::new("/nonexistent")),
+    ) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("vfio-loopback: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let run = vmm::Vmm::try_from(vmm::VmmConfig { plan, host, opts }).and_then(|v| v.run());
+    match run {
         Ok(reason) if reason.is_clean() => ExitCode::SUCCESS,
         Ok(reason) => {
             eprintln!("vfio-loopback: the VM failed: {reason}");

@@ -226,7 +226,10 @@ fn backend(
         Backend::Userspace => Err(host_error(
             &nic.binding_path,
             "",
-            format!("asks for the {} binding, which petrel does not implement yet", nic.binding),
+            format!(
+                "asks for the {} binding, which petrel does not implement yet",
+                nic.binding
+            ),
         )),
     }
 }
@@ -235,7 +238,10 @@ fn backend(
 /// plumbed by petrel (the petrel.io/tap annotation wires a plain tap).
 fn is_pod_binding(nic: &NicPlan) -> bool {
     matches!(nic.binding, Binding::Bridge | Binding::Masquerade)
-        && matches!(nic.network, NetworkPlan::Pod { .. } | NetworkPlan::Multus { .. })
+        && matches!(
+            nic.network,
+            NetworkPlan::Pod { .. } | NetworkPlan::Multus { .. }
+        )
 }
 
 fn pod_plan(

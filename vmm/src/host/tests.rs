@@ -34,7 +34,10 @@ impl HostView for FakePod {
         self.links.contains_key(name)
     }
     fn link_mac(&self, name: &str) -> Result<String, String> {
-        self.links.get(name).cloned().ok_or_else(|| "no such link".into())
+        self.links
+            .get(name)
+            .cloned()
+            .ok_or_else(|| "no such link".into())
     }
     fn has_global_ipv6(&self, iface: &str) -> bool {
         self.ipv6.iter().any(|i| i == iface)
@@ -87,7 +90,9 @@ fn masquerade_takes_ipv6_only_when_the_pod_has_it() {
         panic!("{h:?}")
     };
     assert_eq!(pp.ipv6.unwrap().to_string(), "fd10:0:2::/120");
-    assert!(h.to_text().contains("masquerade binding on eth0 via tap tap-a"));
+    assert!(h
+        .to_text()
+        .contains("masquerade binding on eth0 via tap tap-a"));
 }
 
 #[test]
@@ -101,12 +106,18 @@ fn a_pod_without_the_interface_is_refused_with_the_names_tried() {
     assert!(errs[0].starts_with(
         "spec.domain.devices.interfaces[0]: \"a\" arrives on pod interface eth0, which this pod does not have"
     ), "{errs:#?}");
-    assert!(errs[1].contains(&format!("net1 or {}", resolve::hashed_iface_name("br"))), "{errs:#?}");
+    assert!(
+        errs[1].contains(&format!("net1 or {}", resolve::hashed_iface_name("br"))),
+        "{errs:#?}"
+    );
 }
 
 #[test]
 fn multus_falls_back_to_the_hashed_name() {
-    let p = vmi("[{name: mvt, macvtap: {}}]", "[{name: mvt, multus: {networkName: m}}]");
+    let p = vmi(
+        "[{name: mvt, macvtap: {}}]",
+        "[{name: mvt, multus: {networkName: m}}]",
+    );
     let hashed = resolve::hashed_iface_name("mvt");
     let pod = FakePod::with_links(&[(hashed.as_str(), "aa:bb:cc:00:11:22")]);
     let h = resolve(&p, &HostInputs::default(), &pod).unwrap();
@@ -180,8 +191,17 @@ fn sriov_errors_land_on_their_interface() {
         ..Default::default()
     };
     let errs = errors(resolve(&p, &HostInputs::default(), &pod));
-    assert!(errs.contains(&"spec.domain.devices.interfaces[1].sriov: network s2: resource r was not allocated".to_string()), "{errs:#?}");
-    assert!(errs.contains(&"SR-IOV: something else".to_string()), "{errs:#?}");
+    assert!(
+        errs.contains(
+            &"spec.domain.devices.interfaces[1].sriov: network s2: resource r was not allocated"
+                .to_string()
+        ),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.contains(&"SR-IOV: something else".to_string()),
+        "{errs:#?}"
+    );
 }
 
 #[test]

@@ -134,7 +134,10 @@ mod tests {
         let v4 = Ipv4Cidr::parse("10.0.2.0/24").unwrap();
         assert_eq!((v4.addr, v4.prefix), (Ipv4Addr::new(10, 0, 2, 0), 24));
         assert_eq!(v4.to_string(), "10.0.2.0/24");
-        assert_eq!(Ipv6Cidr::parse("fd10:0:2::/120").unwrap().to_string(), "fd10:0:2::/120");
+        assert_eq!(
+            Ipv6Cidr::parse("fd10:0:2::/120").unwrap().to_string(),
+            "fd10:0:2::/120"
+        );
         assert!(Ipv6Cidr::parse("fd10::/127").is_err());
     }
 

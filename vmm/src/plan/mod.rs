@@ -59,7 +59,10 @@ use serde::Serialize;
 
 use crate::spec::{SpecKind, VmSpec};
 
-pub use cidr::{Ipv4Cidr, Ipv6Cidr, KUBEVIRT_DEFAULT_IPV4_CIDR, KUBEVIRT_DEFAULT_IPV6_CIDR, VIRTINK_DEFAULT_CIDR};
+pub use cidr::{
+    Ipv4Cidr, Ipv6Cidr, KUBEVIRT_DEFAULT_IPV4_CIDR, KUBEVIRT_DEFAULT_IPV6_CIDR,
+    VIRTINK_DEFAULT_CIDR,
+};
 pub use mac::{MacAddr, MacError};
 pub use pci::{PciAddress, PciError};
 

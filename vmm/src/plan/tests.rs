@@ -81,7 +81,10 @@ fn every_seed_example_resolves_or_reports() {
         .find_map(|(f, b)| (f == name).then_some(b))
         {
             let e = result.unwrap_err().to_string();
-            assert!(e.contains(&format!("{b} binding, which petrel does not implement yet")), "{e}");
+            assert!(
+                e.contains(&format!("{b} binding, which petrel does not implement yet")),
+                "{e}"
+            );
         } else {
             let plan = result.unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(!plan.to_text().is_empty());
@@ -506,9 +509,11 @@ fn interface_needs_exactly_one_binding() {
     assert_eq!(p.nics[0].binding, Binding::Passt);
     assert_eq!(
         errors_of(&vmi("[{name: a, binding: {name: passt}}]", POD)),
-        ["spec.domain.devices.interfaces[0].binding: asks for the passt binding, which petrel \
+        [
+            "spec.domain.devices.interfaces[0].binding: asks for the passt binding, which petrel \
           does not implement yet; use masquerade (NAT to the pod IP) or bridge (the guest gets \
-          the pod IP)"]
+          the pod IP)"
+        ]
     );
 }
 
@@ -675,7 +680,10 @@ fn boot_order_and_model_rules() {
         "spec.domain.devices.interfaces[0].model: \"virtio-net\" is not a known NIC model; use one of virtio, e1000, e1000e, ne2k_pci, pcnet, rtl8139",
     );
     for m in ["e1000e", "ne2k_pci", "pcnet", "rtl8139"] {
-        let errs = errors_of(&vmi(&format!("[{{name: a, bridge: {{}}, model: {m}}}]"), POD));
+        let errs = errors_of(&vmi(
+            &format!("[{{name: a, bridge: {{}}, model: {m}}}]"),
+            POD,
+        ));
         assert_eq!(
             errs,
             [format!(

@@ -1,6 +1,5 @@
 //! MAC addresses and PCI slots: explicit ones checked, the rest assigned.
 
-
 use super::*;
 
 /// Parses the values interfaces set in one field (`field`), reporting bad
@@ -73,7 +72,10 @@ pub(super) fn assign_macs(
 }
 
 /// Explicit PCI addresses are checked; the others get free slots in order.
-pub(super) fn assign_pci(drafts: &[Draft<'_>], errors: &mut Vec<FieldError>) -> Vec<Option<PciAddress>> {
+pub(super) fn assign_pci(
+    drafts: &[Draft<'_>],
+    errors: &mut Vec<FieldError>,
+) -> Vec<Option<PciAddress>> {
     let (mut out, used) = parse_explicit(
         drafts,
         |i| i.pci_address.as_ref(),

@@ -1,7 +1,6 @@
 //! What carries each NIC's frames on the host: taps (named, annotated),
 //! macvtap, VFIO, userspace.
 
-
 use super::*;
 
 /// Checks that a Linux interface name is usable; returns what is wrong.

@@ -1,6 +1,5 @@
 //! The binding of each interface and the network plan it implies.
 
-
 use super::*;
 
 pub(super) fn binding_names(kind: SpecKind) -> &'static str {
@@ -130,8 +129,12 @@ pub(super) fn network_plan(
                     ipv6_cidr: None,
                 },
                 (true, _) => NetworkPlan::Pod {
-                    ipv4_cidr: v4(text(ipv4_cidr).unwrap_or_else(|| KUBEVIRT_DEFAULT_IPV4_CIDR.into())),
-                    ipv6_cidr: v6(text(ipv6_cidr).unwrap_or_else(|| KUBEVIRT_DEFAULT_IPV6_CIDR.into())),
+                    ipv4_cidr: v4(
+                        text(ipv4_cidr).unwrap_or_else(|| KUBEVIRT_DEFAULT_IPV4_CIDR.into())
+                    ),
+                    ipv6_cidr: v6(
+                        text(ipv6_cidr).unwrap_or_else(|| KUBEVIRT_DEFAULT_IPV6_CIDR.into())
+                    ),
                 },
             }
         }

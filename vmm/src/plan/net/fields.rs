@@ -1,7 +1,6 @@
 //! Field helpers shared by the network rules: uniqueness, required values,
 //! one-of-a-kind sections.
 
-
 use super::*;
 
 /// Reports names used twice (at the later occurrence).

@@ -1,6 +1,5 @@
 //! Per-interface fields: NIC model and boot order.
 
-
 use super::*;
 
 pub(super) fn model(iface: &InterfaceSpec, errors: &mut Vec<FieldError>) -> NicModel {

@@ -25,12 +25,12 @@ use crate::plan::{
     VIRTINK_DEFAULT_CIDR,
 };
 use assign::{assign_macs, assign_pci};
-use backend::{tap_annotations, backend, check_tap_names};
-use bindings::{pick_binding, network_plan};
-use fields::{check_unique, note_name, required, report_extras};
-use interface::{model, boot_order};
+use backend::{backend, check_tap_names, tap_annotations};
+use bindings::{network_plan, pick_binding};
+use fields::{check_unique, note_name, report_extras, required};
+use interface::{boot_order, model};
 use networks::{describe, resolve_networks};
-use ports::{ports};
+use ports::ports;
 
 /// A network whose source was valid, with its pod-side interface name.
 pub(super) struct NetInfo<'a> {
@@ -193,7 +193,9 @@ fn draft<'a>(
             ),
         ));
     }
-    let info = net_idx.and_then(|i| net.infos.get(i)).and_then(Option::as_ref);
+    let info = net_idx
+        .and_then(|i| net.infos.get(i))
+        .and_then(Option::as_ref);
     let network = match (binding, info) {
         (Some(b), Some(info)) => network_plan(spec, b, binding_spec, info, errors, warnings),
         _ => None,

@@ -1,7 +1,6 @@
 //! `spec.networks`: one source each, at most one pod network, pod-side
 //! interface names.
 
-
 use super::*;
 
 pub(super) fn source_names(kind: SpecKind) -> &'static str {

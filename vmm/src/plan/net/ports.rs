@@ -1,6 +1,5 @@
 //! Ports forwarded into the guest (masquerade, slirp).
 
-
 use super::*;
 
 pub(super) fn ports(

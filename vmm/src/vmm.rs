@@ -1,0 +1,228 @@
+//! The `Vmm`: one VM built from its two plans (vmm-reference's
+//! `TryFrom<Config> for Vmm` + `run()`). Building it sets up everything —
+//! KVM VM, guest RAM, legacy devices, the pod networks, the NICs on the PCI
+//! bus, the MP table, the kernel and configured vCPUs — without running the
+//! guest; `run` starts the vCPUs and serves the control loop until the VM
+//! ends.
+//!
+//! Teardown order is the field order of [`Vmm`], so it holds on every exit
+//! path, a failed build included (its locals drop in the reverse order they
+//! were made): the vCPUs stop first, then the devices (their queue workers
+//! join) and the VM with its memory, and only then are the pod networks —
+//! tap, bridge, nftables table, DHCP servers — torn down.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use kvm_ioctls::VcpuFd;
+use tracing::info;
+
+use crate::console::{self, ConsoleOutput, ConsoleTarget, ConsoleWatch, RawStdin};
+use crate::control::Control;
+use crate::error::VmmError;
+use crate::exit::{ExitReason, ExitSignal};
+use crate::host::HostPlan;
+use crate::loader::{self, BootEntry, BootProtocol};
+use crate::pci_setup::PciSetup;
+use crate::plan::VmPlan;
+use crate::signals::StopSignals;
+use crate::vcpu::{self, VcpuShared, Vcpus};
+use crate::vm::Vm;
+
+/// How to run, beyond what the plans say.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub console: ConsoleTarget,
+    pub boot_protocol: BootProtocol,
+    /// Pin vCPU i (and NIC queue pair i's worker) to the i-th allowed host
+    /// CPU; otherwise both float over the process's CPU set.
+    pub pin_vcpus: bool,
+    /// When the process started, for the boot-time log lines.
+    pub start: Option<Instant>,
+    /// Devices a program embedding the vmm library adds beside the spec's
+    /// NICs (the petrel CLI adds none).
+    pub extra_pci: Vec<Arc<dyn ExtraPci>>,
+}
+
+/// A PCI device added by the embedding program, after the spec's NICs and
+/// before the guest starts (e.g. with [`crate::attach::attach_passthrough`]).
+pub trait ExtraPci: Send + Sync + std::fmt::Debug {
+    fn attach(&self, vm: &mut Vm, pci: &mut PciSetup) -> Result<(), crate::attach::AttachError>;
+}
+
+/// Everything a [`Vmm`] is built from.
+#[derive(Debug, Clone)]
+pub struct VmmConfig {
+    pub plan: VmPlan,
+    pub host: HostPlan,
+    pub opts: RunOptions,
+}
+
+/// A VM, built and ready to run. Fields drop in order: see the module docs.
+pub struct Vmm {
+    /// The vCPU threads, once running; stopped and joined first.
+    vcpus: Vcpus,
+    /// Configured vCPUs waiting for [`Vmm::run`].
+    vcpu_fds: Vec<VcpuFd>,
+    /// Host CPU of each vCPU when pinned.
+    vcpu_cpus: Vec<usize>,
+    /// The PCI bus with the NICs.
+    pci: PciSetup,
+    /// KVM VM, guest memory, the buses the devices are mapped on.
+    vm: Vm,
+    /// The control loop, which owns the pod networks' services: dropped
+    /// last, once nothing uses their taps.
+    control: Control,
+    watch: ConsoleWatch,
+}
+
+impl TryFrom<VmmConfig> for Vmm {
+    type Error = VmmError;
+
+    fn try_from(cfg: VmmConfig) -> Result<Self, VmmError> {
+        let VmmConfig { plan, host, opts } = cfg;
+        let start = opts.start.unwrap_or_else(Instant::now);
+        // Before any thread exists, so every thread inherits the blocked mask.
+        let signals = StopSignals::block_and_open().map_err(VmmError::Signals)?;
+        vcpu::install_kick_handler().map_err(|source| VmmError::Vcpu { id: 0, source })?;
+        let kernel = boot_files(&plan)?;
+
+        let watch = ConsoleWatch::default();
+        let out = console::open(&opts.console)
+            .map_err(|(path, source)| VmmError::Console { path, source })?;
+        let exit = Arc::new(ExitSignal::new().map_err(VmmError::ExitEvent)?);
+        // Made before the VM, so a failed build drops it after the devices.
+        let mut pod = Vec::new();
+        let mut vm = Vm::new(
+            plan.memory_bytes,
+            plan.vcpus,
+            Box::new(ConsoleOutput::new(out, watch.clone())),
+            exit.eventfd(),
+        )?;
+        let vcpu_cpus = vcpu_cpus(&plan, opts.pin_vcpus);
+        let mut pci = PciSetup::new(&mut vm.pio).map_err(VmmError::Pci)?;
+        crate::attach::attach_nics(&mut vm, &mut pci, &mut pod, &plan, &host, &vcpu_cpus)?;
+        for dev in &opts.extra_pci {
+            dev.attach(&mut vm, &mut pci)?;
+        }
+        arch::setup_mptable(&vm.mem, plan.vcpus, &pci.mp_intx).map_err(VmmError::MpTable)?;
+        let entry = loader::load(
+            &vm.mem,
+            vm.mem_bytes,
+            &kernel,
+            plan.boot.initrd.as_deref(),
+            &plan.boot.cmdline,
+            opts.boot_protocol,
+        )?;
+        let vcpu_fds = create_vcpus(&vm, &plan, &entry)?;
+        info!(
+            vcpus = plan.vcpus,
+            memory_mib = plan.memory_bytes >> 20,
+            entry = format_args!("{:#x}", entry.entry.0),
+            mode = ?entry.mode,
+            "VM set up"
+        );
+        let intx = pci.intx.clone();
+        let shared = Arc::new(VcpuShared {
+            pio: vm.pio.clone(),
+            mmio: vm.mmio.clone(),
+            stop: Default::default(),
+            exit: exit.clone(),
+            start,
+        });
+        Ok(Vmm {
+            vcpus: Vcpus::new(shared),
+            vcpu_fds,
+            vcpu_cpus,
+            pci,
+            vm,
+            control: Control::new(exit, signals, intx, pod)?,
+            watch,
+        })
+    }
+}
+
+/// The kernel to boot; it and the initramfs must be readable.
+fn boot_files(plan: &VmPlan) -> Result<PathBuf, VmmError> {
+    let kernel = plan.boot.kernel.clone().ok_or(VmmError::NoKernel)?;
+    for (what, path) in [
+        ("kernel", Some(&kernel)),
+        ("initramfs", plan.boot.initrd.as_ref()),
+    ] {
+        if let Some(p) = path {
+            std::fs::metadata(p).map_err(|source| VmmError::OpenFile {
+                what,
+                path: p.clone(),
+                source,
+            })?;
+        }
+    }
+    Ok(kernel)
+}
+
+/// Host CPU of vCPU i, when vCPUs are pinned.
+fn vcpu_cpus(plan: &VmPlan, pin: bool) -> Vec<usize> {
+    let allowed = if pin {
+        crate::affinity::allowed_cpus().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    (0..usize::from(plan.vcpus))
+        .filter_map(|i| crate::affinity::cpu_for_vcpu(&allowed, i))
+        .collect()
+}
+
+fn create_vcpus(vm: &Vm, plan: &VmPlan, entry: &BootEntry) -> Result<Vec<VcpuFd>, VmmError> {
+    let mut fds = Vec::with_capacity(usize::from(plan.vcpus));
+    for id in 0..plan.vcpus {
+        let err = |source| VmmError::Vcpu { id, source };
+        let fd = vm
+            .fd
+            .create_vcpu(u64::from(id))
+            .map_err(|e| err(vcpu::VcpuError::CreateVcpu(e)))?;
+        let boot = (id == 0).then_some(entry);
+        vcpu::configure(&fd, &vm.mem, id, plan.vcpus, &vm.supported_cpuid, boot).map_err(err)?;
+        fds.push(fd);
+    }
+    Ok(fds)
+}
+
+impl Vmm {
+    /// Runs the guest until it resets or powers off, a vCPU fails, or a
+    /// stop signal arrives; then tears everything down, in order.
+    pub fn run(mut self) -> Result<ExitReason, VmmError> {
+        let started = self.start_vcpus();
+        let raw = RawStdin::enter();
+        if raw.is_some() {
+            self.control.watch_stdin(self.vm.serial.clone());
+        }
+        let outcome = started.and_then(|()| self.control.run().map_err(VmmError::from));
+        self.vcpus.stop();
+        drop(raw);
+        let panic_line = self.watch.panic_line();
+        // Devices (their workers), the VM, then the pod networks.
+        drop(self);
+        let _ = std::io::stdout().flush();
+        Ok(match (outcome?, panic_line) {
+            (ExitReason::GuestReset, Some(line)) => ExitReason::GuestPanic(line),
+            (r, _) => r,
+        })
+    }
+
+    /// The PCI side: bus, devices, INTx lines.
+    pub fn pci(&self) -> &PciSetup {
+        &self.pci
+    }
+
+    fn start_vcpus(&mut self) -> Result<(), VmmError> {
+        for (id, fd) in (0u8..).zip(std::mem::take(&mut self.vcpu_fds)) {
+            let cpu = self.vcpu_cpus.get(usize::from(id)).copied();
+            self.vcpus
+                .start(fd, id, cpu)
+                .map_err(|source| VmmError::Vcpu { id, source })?;
+        }
+        Ok(())
+    }
+}
