@@ -244,6 +244,16 @@ fn spawn(
         .map_err(VcpuError::Spawn)
 }
 
+/// What the run loop does after one KVM_RUN.
+enum Step {
+    Continue,
+    Stop(ExitReason),
+    /// KVM_EXIT_INTERNAL_ERROR: the details are in kvm_run.
+    InternalError,
+    /// A kick (EINTR): clear immediate_exit and check the stop flag.
+    Kicked,
+}
+
 fn run_loop(vcpu: &mut VcpuFd, id: u8, shared: &VcpuShared) -> Option<ExitReason> {
     let mut first = true;
     let mut unknown_exits = 0u64;
@@ -258,81 +268,97 @@ fn run_loop(vcpu: &mut VcpuFd, id: u8, shared: &VcpuShared) -> Option<ExitReason
             );
             first = false;
         }
-        match vcpu.run() {
-            Ok(VcpuExit::IoIn(port, data)) => {
-                if !shared.pio.read(u64::from(port), data) {
-                    data.fill(0xff);
-                }
-            }
-            Ok(VcpuExit::IoOut(port, data)) => {
-                shared.pio.write(u64::from(port), data);
-            }
-            Ok(VcpuExit::MmioRead(addr, data)) => {
-                if !shared.mmio.read(addr, data) {
-                    data.fill(0xff);
-                }
-            }
-            Ok(VcpuExit::MmioWrite(addr, data)) => {
-                shared.mmio.write(addr, data);
-            }
-            Ok(VcpuExit::Hlt) => {
-                // With the in-kernel LAPIC, HLT blocks in KVM; reaching here
-                // means interrupts are off for good.
-                debug!("HLT exit");
-                return Some(ExitReason::VcpuFailed {
-                    vcpu: id,
-                    error: "the guest halted with interrupts disabled".into(),
-                });
-            }
-            Ok(VcpuExit::Shutdown) => return Some(ExitReason::TripleFault { vcpu: id }),
-            Ok(VcpuExit::SystemEvent(kind, _)) => {
-                info!(kind, "system event");
-                return Some(ExitReason::GuestReset);
-            }
-            Ok(VcpuExit::InternalError) => {
-                let run = vcpu.get_kvm_run();
-                // SAFETY: KVM filled the `internal` member of the exit union,
-                // since exit_reason is KVM_EXIT_INTERNAL_ERROR.
-                let internal = unsafe { run.__bindgen_anon_1.internal };
-                let n = (internal.ndata as usize).min(internal.data.len());
-                return Some(ExitReason::InternalError {
-                    vcpu: id,
-                    suberror: internal.suberror,
-                    data: internal.data[..n].to_vec(),
-                });
-            }
-            Ok(VcpuExit::FailEntry(reason, _cpu)) => {
-                return Some(ExitReason::FailEntry { vcpu: id, reason })
-            }
-            Ok(VcpuExit::Intr) => {}
-            Ok(other) => {
-                unknown_exits += 1;
-                if unknown_exits.is_power_of_two() {
-                    warn!(exit = ?other, count = unknown_exits, "unhandled vCPU exit");
-                }
-                if unknown_exits > 1000 {
-                    return Some(ExitReason::VcpuFailed {
-                        vcpu: id,
-                        error: format!("too many unhandled exits, last {other:?}"),
-                    });
-                }
-            }
-            Err(e) => match e.errno() {
-                // A kick: the loop's stop check decides; clear the flag
-                // the handler set so the next KVM_RUN enters the guest.
-                libc::EINTR => {
-                    vcpu.set_kvm_immediate_exit(0);
-                }
-                // Seen once per SMP boot on this host.
-                libc::EAGAIN => {}
-                _ => {
-                    return Some(ExitReason::VcpuFailed {
-                        vcpu: id,
-                        error: format!("KVM_RUN failed: {e}"),
-                    })
-                }
-            },
+        let step = match vcpu.run() {
+            Ok(exit) => on_exit(exit, id, shared, &mut unknown_exits),
+            Err(e) => on_error(&e, id),
+        };
+        match step {
+            Step::Continue => {}
+            Step::Stop(reason) => return Some(reason),
+            Step::InternalError => return Some(internal_error(vcpu, id)),
+            // The loop's stop check decides; clearing the flag the kick
+            // handler set lets the next KVM_RUN enter the guest.
+            Step::Kicked => vcpu.set_kvm_immediate_exit(0),
         }
+    }
+}
+
+/// Dispatches port and MMIO exits to the buses; other exits end the run.
+fn on_exit(exit: VcpuExit<'_>, id: u8, shared: &VcpuShared, unknown_exits: &mut u64) -> Step {
+    match exit {
+        VcpuExit::IoIn(port, data) => {
+            if !shared.pio.read(u64::from(port), data) {
+                data.fill(0xff);
+            }
+        }
+        VcpuExit::IoOut(port, data) => {
+            shared.pio.write(u64::from(port), data);
+        }
+        VcpuExit::MmioRead(addr, data) => {
+            if !shared.mmio.read(addr, data) {
+                data.fill(0xff);
+            }
+        }
+        VcpuExit::MmioWrite(addr, data) => {
+            shared.mmio.write(addr, data);
+        }
+        VcpuExit::Hlt => {
+            // With the in-kernel LAPIC, HLT blocks in KVM; reaching here
+            // means interrupts are off for good.
+            debug!("HLT exit");
+            return Step::Stop(ExitReason::VcpuFailed {
+                vcpu: id,
+                error: "the guest halted with interrupts disabled".into(),
+            });
+        }
+        VcpuExit::Shutdown => return Step::Stop(ExitReason::TripleFault { vcpu: id }),
+        VcpuExit::SystemEvent(kind, _) => {
+            info!(kind, "system event");
+            return Step::Stop(ExitReason::GuestReset);
+        }
+        VcpuExit::InternalError => return Step::InternalError,
+        VcpuExit::FailEntry(reason, _cpu) => {
+            return Step::Stop(ExitReason::FailEntry { vcpu: id, reason })
+        }
+        VcpuExit::Intr => {}
+        other => {
+            *unknown_exits += 1;
+            if unknown_exits.is_power_of_two() {
+                warn!(exit = ?other, count = *unknown_exits, "unhandled vCPU exit");
+            }
+            if *unknown_exits > 1000 {
+                return Step::Stop(ExitReason::VcpuFailed {
+                    vcpu: id,
+                    error: format!("too many unhandled exits, last {other:?}"),
+                });
+            }
+        }
+    }
+    Step::Continue
+}
+
+fn on_error(e: &kvm_ioctls::Error, id: u8) -> Step {
+    match e.errno() {
+        libc::EINTR => Step::Kicked,
+        // Seen once per SMP boot on this host.
+        libc::EAGAIN => Step::Continue,
+        _ => Step::Stop(ExitReason::VcpuFailed {
+            vcpu: id,
+            error: format!("KVM_RUN failed: {e}"),
+        }),
+    }
+}
+
+fn internal_error(vcpu: &mut VcpuFd, id: u8) -> ExitReason {
+    let run = vcpu.get_kvm_run();
+    // SAFETY: KVM filled the `internal` member of the exit union, since
+    // exit_reason is KVM_EXIT_INTERNAL_ERROR.
+    let internal = unsafe { run.__bindgen_anon_1.internal };
+    let n = (internal.ndata as usize).min(internal.data.len());
+    ExitReason::InternalError {
+        vcpu: id,
+        suberror: internal.suberror,
+        data: internal.data[..n].to_vec(),
     }
 }
 

@@ -38,85 +38,17 @@ pub(super) fn resolve_networks<'a>(
 ) -> Vec<Option<NetInfo<'a>>> {
     let mut out = Vec::new();
     let mut pod_network: Option<&str> = None;
-    let (mut multus_idx, mut genie_idx) = (0, 0);
+    let mut counters = IfaceCounters::default();
     for n in networks {
-        let source = match n.sources.as_slice() {
-            [] => {
-                errors.push(FieldError::new(
-                    &n.path,
-                    "",
-                    format!(
-                        "network {:?} has no source; set exactly one of {}",
-                        n.name.value,
-                        source_names(spec.kind)
-                    ),
-                ));
-                None
-            }
-            [one] => Some(one),
-            [first, rest @ ..] => {
-                report_extras(
-                    rest.iter().map(|e| e.path.as_str()),
-                    "source",
-                    &format!("network {:?}", n.name.value),
-                    source_key(&first.kind),
-                    errors,
-                );
-                None
-            }
+        let Some(source) = single_source(spec, n, errors) else {
+            out.push(None);
+            continue;
         };
-        let Some(source) = source else {
+        let Some((pod_iface, is_pod)) = source_iface(n, source, &mut counters, errors) else {
             out.push(None);
             continue;
         };
         let mut ok = true;
-        let mut is_pod = false;
-        let pod_iface = match &source.kind {
-            NetworkSourceKind::Pod {
-                ipv4_cidr,
-                ipv6_cidr,
-            } => {
-                if let Some(f) = ipv4_cidr {
-                    if let Err(m) = check_ipv4(&f.value) {
-                        errors.push(FieldError::new(&f.path, &f.value, m));
-                    }
-                }
-                if let Some(f) = ipv6_cidr {
-                    if let Err(m) = check_ipv6(&f.value) {
-                        errors.push(FieldError::new(&f.path, &f.value, m));
-                    }
-                }
-                is_pod = true;
-                "eth0".to_string()
-            }
-            NetworkSourceKind::Multus {
-                network_name,
-                default,
-            } => {
-                let what = "name the NetworkAttachmentDefinition as [namespace/]name";
-                let path = format!("{}.networkName", source.path);
-                ok &= required(network_name, &path, what, errors).is_some();
-                if *default {
-                    is_pod = true;
-                    "eth0".to_string()
-                } else {
-                    multus_idx += 1;
-                    format!("net{multus_idx}")
-                }
-            }
-            NetworkSourceKind::Genie { network_name } => {
-                let path = format!("{}.networkName", source.path);
-                ok &= required(network_name, &path, "name the CNI network", errors).is_some();
-                genie_idx += 1;
-                format!("eth{}", genie_idx - 1)
-            }
-            NetworkSourceKind::Resource { resource_name } => {
-                let path = format!("{}.resourceName", source.path);
-                let what = "use <device-plugin-name>/<network-name>";
-                ok &= required(resource_name, &path, what, errors).is_some();
-                format!("net-{}", n.name.value)
-            }
-        };
         if is_pod {
             if let Some(first) = pod_network {
                 errors.push(FieldError::new(
@@ -142,4 +74,100 @@ pub(super) fn resolve_networks<'a>(
         }));
     }
     out
+}
+
+/// The network's one source, or None after reporting none or several.
+fn single_source<'a>(
+    spec: &VmSpec,
+    n: &'a NetworkSpec,
+    errors: &mut Vec<FieldError>,
+) -> Option<&'a NetworkSource> {
+    match n.sources.as_slice() {
+        [] => {
+            errors.push(FieldError::new(
+                &n.path,
+                "",
+                format!(
+                    "network {:?} has no source; set exactly one of {}",
+                    n.name.value,
+                    source_names(spec.kind)
+                ),
+            ));
+            None
+        }
+        [one] => Some(one),
+        [first, rest @ ..] => {
+            report_extras(
+                rest.iter().map(|e| e.path.as_str()),
+                "source",
+                &format!("network {:?}", n.name.value),
+                source_key(&first.kind),
+                errors,
+            );
+            None
+        }
+    }
+}
+
+/// Ordinals of secondary pod interfaces handed out so far.
+#[derive(Default)]
+struct IfaceCounters {
+    multus: u32,
+    genie: u32,
+}
+
+/// The pod-side interface of a source and whether it is the pod network;
+/// None after reporting a missing required field.
+fn source_iface(
+    n: &NetworkSpec,
+    source: &NetworkSource,
+    counters: &mut IfaceCounters,
+    errors: &mut Vec<FieldError>,
+) -> Option<(String, bool)> {
+    let mut ok = true;
+    let named = match &source.kind {
+        NetworkSourceKind::Pod {
+            ipv4_cidr,
+            ipv6_cidr,
+        } => {
+            if let Some(f) = ipv4_cidr {
+                if let Err(m) = check_ipv4(&f.value) {
+                    errors.push(FieldError::new(&f.path, &f.value, m));
+                }
+            }
+            if let Some(f) = ipv6_cidr {
+                if let Err(m) = check_ipv6(&f.value) {
+                    errors.push(FieldError::new(&f.path, &f.value, m));
+                }
+            }
+            ("eth0".to_string(), true)
+        }
+        NetworkSourceKind::Multus {
+            network_name,
+            default,
+        } => {
+            let what = "name the NetworkAttachmentDefinition as [namespace/]name";
+            let path = format!("{}.networkName", source.path);
+            ok &= required(network_name, &path, what, errors).is_some();
+            if *default {
+                ("eth0".to_string(), true)
+            } else {
+                counters.multus += 1;
+                (format!("net{}", counters.multus), false)
+            }
+        }
+        NetworkSourceKind::Genie { network_name } => {
+            let path = format!("{}.networkName", source.path);
+            ok &= required(network_name, &path, "name the CNI network", errors).is_some();
+            counters.genie += 1;
+            (format!("eth{}", counters.genie - 1), false)
+        }
+        NetworkSourceKind::Resource { resource_name } => {
+            let path = format!("{}.resourceName", source.path);
+            let what = "use <device-plugin-name>/<network-name>";
+            ok &= required(resource_name, &path, what, errors).is_some();
+            (format!("net-{}", n.name.value), false)
+        }
+    };
+    ok.then_some(named)
 }
