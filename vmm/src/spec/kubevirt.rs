@@ -320,9 +320,9 @@ const BINDINGS: &[(&str, BindingKind)] = &[
     ("passt", BindingKind::Passt),
 ];
 
-fn parse_interface(v: &Value, path: &str, w: &mut Walker) -> Option<InterfaceSpec> {
-    let (mut m, name) = named_item(v, path, w)?;
-    let name = name?;
+/// The interface's binding sections: `bridge: {}` and its siblings, and
+/// the plugin form `binding: {name: …}`.
+fn parse_bindings(m: &mut MapView<'_>, w: &mut Walker) -> Vec<BindingSpec> {
     let mut bindings = Vec::new();
     for (key, kind) in BINDINGS {
         if m.has(key) {
@@ -358,30 +358,40 @@ fn parse_interface(v: &Value, path: &str, w: &mut Walker) -> Option<InterfaceSpe
             }
         }
     }
+    bindings
+}
+
+/// `dhcpOptions`: the PXE fields (boot file, TFTP server).
+fn parse_dhcp_options(
+    m: &mut MapView<'_>,
+    w: &mut Walker,
+) -> (Option<Field<String>>, Option<Field<String>>) {
+    let Some((dv, dp)) = m.take("dhcpOptions") else {
+        return (None, None);
+    };
+    let Some(mut d) = w.map(dv, &dp) else {
+        return (None, None);
+    };
+    let file = d.take("bootFileName").and_then(|(v, p)| w.string(v, &p));
+    let tftp = d.take("tftpServerName").and_then(|(v, p)| w.string(v, &p));
+    let unserved = "DHCP options other than PXE are not served";
+    d.finish(w, &[("ntpServers", unserved), ("privateOptions", unserved)]);
+    (file, tftp)
+}
+
+fn parse_interface(v: &Value, path: &str, w: &mut Walker) -> Option<InterfaceSpec> {
+    let (mut m, name) = named_item(v, path, w)?;
+    let name = name?;
+    let bindings = parse_bindings(&mut m, w);
     let model = m.take("model").and_then(|(v, p)| w.string(v, &p));
     let mac = m.take("macAddress").and_then(|(v, p)| w.string(v, &p));
     let pci_address = m.take("pciAddress").and_then(|(v, p)| w.string(v, &p));
     let boot_order = m.take("bootOrder").and_then(|(v, p)| w.int(v, &p));
-    let mut boot_file_name = m.take("bootFileName").and_then(|(v, p)| w.string(v, &p));
-    let mut tftp_server_name = m.take("tftpServerName").and_then(|(v, p)| w.string(v, &p));
-    if let Some((dv, dp)) = m.take("dhcpOptions") {
-        if let Some(mut d) = w.map(dv, &dp) {
-            let file = d.take("bootFileName").and_then(|(v, p)| w.string(v, &p));
-            let tftp = d.take("tftpServerName").and_then(|(v, p)| w.string(v, &p));
-            boot_file_name = boot_file_name.or(file);
-            tftp_server_name = tftp_server_name.or(tftp);
-            d.finish(
-                w,
-                &[
-                    ("ntpServers", "DHCP options other than PXE are not served"),
-                    (
-                        "privateOptions",
-                        "DHCP options other than PXE are not served",
-                    ),
-                ],
-            );
-        }
-    }
+    let boot_file_name = m.take("bootFileName").and_then(|(v, p)| w.string(v, &p));
+    let tftp_server_name = m.take("tftpServerName").and_then(|(v, p)| w.string(v, &p));
+    let (file, tftp) = parse_dhcp_options(&mut m, w);
+    let boot_file_name = boot_file_name.or(file);
+    let tftp_server_name = tftp_server_name.or(tftp);
     let ports = w.list(&mut m, "ports", parse_port);
     m.finish(
         w,

@@ -125,16 +125,71 @@ pub fn parse_str(yaml: &str) -> Result<VmSpec, SpecError> {
         value.apply_merge().map_err(|e| yaml_error(i + 1, e))?;
         docs.push(value);
     }
+    let sorted = sort_documents(&docs)?;
+    let (document, spec_kind, doc) = match sorted.candidates.as_slice() {
+        [] => {
+            return Err(SpecError::NoVmObject {
+                documents: docs.len(),
+            })
+        }
+        [c] => (c.document, c.spec_kind, c.doc),
+        several => {
+            return Err(SpecError::SeveralVmObjects {
+                objects: several
+                    .iter()
+                    .map(|c| format!("{}/{} (document {})", c.kind, c.name, c.document))
+                    .collect(),
+            })
+        }
+    };
+    let mut w = Walker {
+        warnings: sorted.warnings,
+        issues: Vec::new(),
+    };
+    let mut spec = VmSpec::empty(spec_kind, document, sorted.attachments);
+    if let Some(root) = w.map(doc, "") {
+        parse_object(root, &mut spec, &mut w);
+    }
+    if !w.issues.is_empty() {
+        return Err(SpecError::Schema {
+            document,
+            issues: w.issues,
+        });
+    }
+    spec.warnings = w.warnings;
+    Ok(spec)
+}
 
-    let mut warnings = Vec::new();
-    let mut attachments = Vec::new();
-    let mut candidates = Vec::new();
+/// A document that holds a VM object.
+struct Candidate<'a> {
+    document: usize,
+    spec_kind: SpecKind,
+    doc: &'a Value,
+    kind: String,
+    name: String,
+}
+
+/// The documents of a file, sorted: VM objects, network attachments, and
+/// warnings for the rest.
+struct Sorted<'a> {
+    candidates: Vec<Candidate<'a>>,
+    attachments: Vec<NetworkAttachment>,
+    warnings: Vec<String>,
+}
+
+fn sort_documents(docs: &[Value]) -> Result<Sorted<'_>, SpecError> {
+    let mut out = Sorted {
+        candidates: Vec::new(),
+        attachments: Vec::new(),
+        warnings: Vec::new(),
+    };
     for (i, doc) in docs.iter().enumerate() {
         let document = i + 1;
         let doc = walk::untag(doc);
         let Value::Mapping(map) = doc else {
             if !doc.is_null() {
-                warnings.push(format!("document {document}: not a mapping, ignored"));
+                out.warnings
+                    .push(format!("document {document}: not a mapping, ignored"));
             }
             continue;
         };
@@ -148,9 +203,15 @@ pub fn parse_str(yaml: &str) -> Result<VmSpec, SpecError> {
             .unwrap_or_default()
             .to_string();
         match classify(doc, &kind, &api_version, document)? {
-            Some(spec_kind) => candidates.push((document, spec_kind, doc, kind, name)),
+            Some(spec_kind) => out.candidates.push(Candidate {
+                document,
+                spec_kind,
+                doc,
+                kind,
+                name,
+            }),
             None if kind == "NetworkAttachmentDefinition" => {
-                attachments.push(network_attachment(doc, name));
+                out.attachments.push(network_attachment(doc, name));
             }
             None => {
                 let what = if kind.is_empty() {
@@ -158,65 +219,39 @@ pub fn parse_str(yaml: &str) -> Result<VmSpec, SpecError> {
                 } else {
                     &kind
                 };
-                warnings.push(format!(
+                out.warnings.push(format!(
                     "document {document} ({what} {name}): not a VM object, ignored"
                 ));
             }
         }
     }
+    Ok(out)
+}
 
-    let (document, spec_kind, doc) = match candidates.as_slice() {
-        [] => {
-            return Err(SpecError::NoVmObject {
-                documents: docs.len(),
-            })
-        }
-        [(document, spec_kind, doc, _, _)] => (*document, *spec_kind, *doc),
-        several => {
-            return Err(SpecError::SeveralVmObjects {
-                objects: several
-                    .iter()
-                    .map(|(d, _, _, kind, name)| format!("{kind}/{name} (document {d})"))
-                    .collect(),
-            })
-        }
-    };
-
-    let mut w = Walker {
-        warnings,
-        issues: Vec::new(),
-    };
-    let mut spec = VmSpec {
-        kind: spec_kind,
-        name: String::new(),
-        namespace: None,
-        api_version: String::new(),
-        document,
-        annotations: Default::default(),
-        cpu: CpuSpec::default(),
-        memory: None,
-        kernel: KernelSpec::default(),
-        interfaces: Vec::new(),
-        networks: Vec::new(),
-        interfaces_path: String::new(),
-        networks_path: String::new(),
-        memory_path: String::new(),
-        autoattach_pod_interface: None,
-        network_interface_multiqueue: false,
-        network_attachments: attachments,
-        warnings: Vec::new(),
-    };
-    if let Some(root) = w.map(doc, "") {
-        parse_object(root, &mut spec, &mut w);
-    }
-    if !w.issues.is_empty() {
-        return Err(SpecError::Schema {
+impl VmSpec {
+    /// A spec with nothing parsed yet.
+    fn empty(kind: SpecKind, document: usize, attachments: Vec<NetworkAttachment>) -> Self {
+        VmSpec {
+            kind,
+            name: String::new(),
+            namespace: None,
+            api_version: String::new(),
             document,
-            issues: w.issues,
-        });
+            annotations: Default::default(),
+            cpu: CpuSpec::default(),
+            memory: None,
+            kernel: KernelSpec::default(),
+            interfaces: Vec::new(),
+            networks: Vec::new(),
+            interfaces_path: String::new(),
+            networks_path: String::new(),
+            memory_path: String::new(),
+            autoattach_pod_interface: None,
+            network_interface_multiqueue: false,
+            network_attachments: attachments,
+            warnings: Vec::new(),
+        }
     }
-    spec.warnings = w.warnings;
-    Ok(spec)
 }
 
 /// Decides whether a document is a VM object, and of which flavour.
