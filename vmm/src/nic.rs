@@ -13,7 +13,7 @@ use devices::virtio::net::Net;
 use devices::virtio::transport::{VirtioPciDevice, BAR0_SIZE};
 use devices::Bus;
 use kvm_ioctls::{IoEventAddress, NoDatamatch};
-use net::{FrameBackend, Tap};
+use net_backend::{FrameBackend, Tap};
 use tracing::info;
 
 use crate::intx::{KvmIntx, INTX_FIRST_GSI, INTX_LAST_GSI};
@@ -34,7 +34,7 @@ pub enum NicError {
         nic: String,
         tap: String,
         #[source]
-        source: net::TapError,
+        source: net_backend::TapError,
     },
     #[error("interface {nic}: cannot create the device")]
     Device {
@@ -46,7 +46,7 @@ pub enum NicError {
     Macvtap {
         nic: String,
         #[source]
-        source: net::macvtap::MacvtapError,
+        source: net_backend::macvtap::MacvtapError,
     },
     #[error("interface {nic}: netlink")]
     Netlink {
@@ -242,9 +242,9 @@ fn open_macvtap(nic: &NicPlan, iface: &str) -> Result<Backends, NicError> {
             })?;
         nic.mac.0
     } else {
-        net::macvtap::interface_mac(iface).map_err(mverr)?
+        net_backend::macvtap::interface_mac(iface).map_err(mverr)?
     };
-    let taps = net::macvtap::open(iface, nic.queue_pairs).map_err(mverr)?;
+    let taps = net_backend::macvtap::open(iface, nic.queue_pairs).map_err(mverr)?;
     info!(nic = %nic.name, macvtap = iface, queues = taps.len(), "macvtap opened");
     Ok(Backends {
         queues: taps

@@ -9,7 +9,7 @@ use net::binding::{self, BindingGuard, PodBindingRequest};
 use net::dhcp::v6::{duid_ll, Dhcp6Config, Dhcp6Server, Dhcp6Socket};
 use net::dhcp::{DhcpServer, DhcpSocket};
 use net::ra::RaSocket;
-use net::Tap;
+use net_backend::Tap;
 use tracing::info;
 
 use crate::plan::{Backend, Binding, NetworkPlan, NicPlan, Protocol};

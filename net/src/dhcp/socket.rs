@@ -148,7 +148,7 @@ mod tests {
 
     use super::*;
     use crate::dhcp::server::test_util::{config, internet_checksum, request, CLIENT, MAC, SERVER};
-    use crate::{FrameBackend, Tap, VNET_HDR_LEN};
+    use net_backend::{FrameBackend, Tap, VNET_HDR_LEN};
 
     #[test]
     fn bind_rejects_bad_names() {

@@ -32,7 +32,6 @@ use dhcproto::v6::{
 };
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 
-use crate::ra::sys6;
 use crate::sys;
 
 /// The DHCPv6 server (and relay agent) port.
@@ -549,8 +548,8 @@ impl Dhcp6Socket {
     /// close-on-exec.
     pub fn bind(iface: &str) -> io::Result<Self> {
         let name: CString = sys::iface_name(iface)?;
-        let ifindex = sys6::ifindex(&name).map_err(|e| annotate(e, "if_nametoindex"))?;
-        let fd: OwnedFd = sys6::socket6(libc::SOCK_DGRAM, libc::IPPROTO_UDP)
+        let ifindex = sys::ifindex(&name).map_err(|e| annotate(e, "if_nametoindex"))?;
+        let fd: OwnedFd = sys::socket6(libc::SOCK_DGRAM, libc::IPPROTO_UDP)
             .map_err(|e| annotate(e, "socket(AF_INET6, SOCK_DGRAM)"))?;
         let one: libc::c_int = 1;
         sys::set_opt(fd.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, &one)
@@ -559,12 +558,12 @@ impl Dhcp6Socket {
             .map_err(|e| annotate(e, "setsockopt(IPV6_V6ONLY)"))?;
         sys::bind_to_device(fd.as_fd(), &name)
             .map_err(|e| annotate(e, &format!("setsockopt(SO_BINDTODEVICE, {iface:?})")))?;
-        sys6::bind(
+        sys::bind6(
             fd.as_fd(),
             &SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, SERVER_PORT, 0, 0),
         )
         .map_err(|e| annotate(e, "bind([::]:547)"))?;
-        sys6::join_group(fd.as_fd(), ALL_DHCP_SERVERS, ifindex)
+        sys::join_group6(fd.as_fd(), ALL_DHCP_SERVERS, ifindex)
             .map_err(|e| annotate(e, "setsockopt(IPV6_ADD_MEMBERSHIP, ff02::1:2)"))?;
         tracing::debug!(iface, "DHCPv6 socket bound");
         Ok(Self {
