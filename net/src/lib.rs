@@ -6,6 +6,9 @@
 //!
 //! - [`binding`]: the bridge and masquerade bindings, which wire a tap into
 //!   the pod's network namespace and undo it on drop.
+//! - [`service`]: [`PodNetService`], one bound NIC's DHCPv4, router
+//!   advertisement and DHCPv6 servers with their sockets, RA timer and the
+//!   binding's undo guard, served from the VMM's control loop.
 //! - [`dhcp`] (DHCPv4, and [`dhcp::v6`]) and [`ra`]: the protocol servers.
 //! - [`nft`], [`netlink`]: nftables rules (through the `nft` binary) and a
 //!   small rtnetlink client.
@@ -19,7 +22,9 @@ pub mod dhcp;
 pub mod netlink;
 pub mod nft;
 pub mod ra;
+pub mod service;
 pub mod sriov;
 mod sys;
 
 pub use nft::Protocol;
+pub use service::{BoundPodNic, PodNetService};

@@ -14,8 +14,9 @@
 //!
 //! - [`router_advertisement`] builds the ICMPv6 message; pure.
 //! - [`RaSocket`] is the raw ICMPv6 socket that multicasts it and answers
-//!   Router Solicitations. Re-sending every [`RA_INTERVAL`] is the caller's
-//!   business (the socket owns no timer).
+//!   Router Solicitations. The socket owns no timer: unsolicited
+//!   advertisements on the RFC 4861 schedule are sent by
+//!   [`PodNetService`](crate::service::PodNetService).
 //!
 //! Needs CAP_NET_RAW (raw socket, `SO_BINDTODEVICE`), i.e. root in practice.
 

@@ -1,16 +1,15 @@
 //! Pod network bindings for NICs on the pod network: the spec's bridge or
-//! masquerade binding becomes host plumbing (net::binding) plus petrel's
-//! own DHCP server, whose socket the control loop serves. Everything set up
-//! here is undone when the returned state drops, on every exit path.
+//! masquerade binding is translated into a [`PodBindingRequest`] and handed
+//! to [`net`], which sets up the host plumbing and returns the NIC's
+//! [`PodNetService`] (DHCP, RA, DHCPv6 and the undo guard) for the control
+//! loop. Everything set up is undone when that service drops, on every exit
+//! path.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use net::binding::{self, BindingGuard, PodBindingRequest};
-use net::dhcp::v6::{duid_ll, Dhcp6Config, Dhcp6Server, Dhcp6Socket};
-use net::dhcp::{DhcpServer, DhcpSocket};
-use net::ra::RaSocket;
+use net::binding::{self, BindingKind, PodBindingRequest};
+use net::PodNetService;
 use net_backend::Tap;
-use tracing::info;
 
 use crate::plan::{Backend, Binding, NetworkPlan, NicPlan, Protocol};
 
@@ -18,40 +17,13 @@ use crate::plan::{Backend, Binding, NetworkPlan, NicPlan, Protocol};
 pub enum PodNetError {
     #[error("interface {nic}: bad CIDR {cidr}")]
     Cidr { nic: String, cidr: String },
-    #[error("interface {nic}: {binding} binding")]
-    Binding {
-        nic: String,
-        binding: &'static str,
-        #[source]
-        source: binding::BindingError,
-    },
-    #[error("interface {nic}: IPv6 {what} on {bridge}")]
-    Ipv6 {
-        nic: String,
-        what: &'static str,
-        bridge: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("interface {nic}: netlink")]
-    Netlink {
-        nic: String,
-        #[source]
-        source: net::netlink::NetlinkError,
-    },
+    #[error(transparent)]
+    Net(#[from] net::service::PodNetError),
 }
 
-/// A pod binding that is set up: the DHCP server to serve and the guard
-/// that undoes the plumbing.
-pub struct PodBinding {
-    pub nic: String,
-    pub dhcp: Option<(DhcpServer, DhcpSocket)>,
-    /// IPv6 masquerade: router advertisements (default route, on-link
-    /// prefix, M flag) and the DHCPv6 server handing out the guest address.
-    pub ra: Option<RaSocket>,
-    pub dhcp6: Option<(Dhcp6Server, Dhcp6Socket)>,
-    pub guard: BindingGuard,
-}
+/// A pod binding that is set up: the services the control loop serves and
+/// the guard that undoes the plumbing, all owned by net.
+pub type PodBinding = PodNetService;
 
 /// Taps and MTU for the NIC, with the binding state to keep alive.
 pub struct BoundNic {
@@ -127,13 +99,27 @@ pub fn is_pod_binding(nic: &NicPlan) -> bool {
 }
 
 pub fn bind(vm_name: &str, nic: &NicPlan) -> Result<BoundNic, PodNetError> {
+    let req = request(vm_name, nic)?;
+    let kind = match nic.binding {
+        Binding::Masquerade => BindingKind::Masquerade,
+        _ => BindingKind::Bridge,
+    };
+    let bound = PodNetService::bind(kind, &req)?;
+    Ok(BoundNic {
+        taps: bound.taps,
+        mtu: bound.mtu,
+        state: bound.service,
+    })
+}
+
+/// The binding request for `nic` of VM `vm_name`.
+fn request(vm_name: &str, nic: &NicPlan) -> Result<PodBindingRequest, PodNetError> {
     let tap = match &nic.backend {
         Backend::Tap { name } => name.clone(),
         _ => format!("tap-{}", nic.name),
     };
     let iface = pod_iface(nic).unwrap_or_else(|| "eth0".to_string());
-    let iface = iface.as_str();
-    let mut req = PodBindingRequest::new(vm_name, &nic.name, iface, &tap, nic.mac.0);
+    let mut req = PodBindingRequest::new(vm_name, &nic.name, &iface, &tap, nic.mac.0);
     req.queues = nic.queue_pairs;
     req.dns = binding::read_resolv_conf("/etc/resolv.conf");
     req.ports = nic
@@ -141,8 +127,8 @@ pub fn bind(vm_name: &str, nic: &NicPlan) -> Result<BoundNic, PodNetError> {
         .iter()
         .map(|p| {
             let proto = match p.protocol {
-                Protocol::Tcp => net::nft::Protocol::Tcp,
-                Protocol::Udp => net::nft::Protocol::Udp,
+                Protocol::Tcp => net::Protocol::Tcp,
+                Protocol::Udp => net::Protocol::Udp,
             };
             (p.port, proto)
         })
@@ -157,104 +143,12 @@ pub fn bind(vm_name: &str, nic: &NicPlan) -> Result<BoundNic, PodNetError> {
         }
         // IPv6 masquerade only when the pod itself has IPv6.
         if let Some(c) = ipv6_cidr {
-            if pod_has_global_ipv6() {
+            if binding::pod_has_global_ipv6(&iface) {
                 req.v6_cidr = Some(parse_v6(&nic.name, c)?);
             }
         }
     }
-    let (setup, which) = match nic.binding {
-        Binding::Masquerade => (binding::setup_masquerade(&req), "masquerade"),
-        _ => (binding::setup_bridge(&req), "bridge"),
-    };
-    let setup = setup.map_err(|source| PodNetError::Binding {
-        nic: nic.name.clone(),
-        binding: which,
-        source,
-    })?;
-    info!(nic = %nic.name, binding = which, pod_iface = iface, tap = %tap, mtu = setup.mtu, "pod binding set up");
-    let mut state = PodBinding {
-        nic: nic.name.clone(),
-        dhcp: setup.dhcp,
-        ra: None,
-        dhcp6: None,
-        guard: setup.guard,
-    };
-    if let (Binding::Masquerade, Some((net6, len6))) = (nic.binding, req.v6_cidr) {
-        let (ra, dhcp6) = ipv6_services(&req, nic, net6, len6, setup.mtu)?;
-        state.ra = Some(ra);
-        state.dhcp6 = Some(dhcp6);
-    }
-    Ok(BoundNic {
-        taps: setup.taps,
-        mtu: setup.mtu,
-        state,
-    })
-}
-
-/// RA and DHCPv6 on the masquerade bridge: the guest learns its default
-/// route and the on-link prefix from the RA and its address (the second
-/// of the prefix) from DHCPv6.
-fn ipv6_services(
-    req: &PodBindingRequest,
-    nic: &NicPlan,
-    net6: Ipv6Addr,
-    len6: u8,
-    mtu: u16,
-) -> Result<(RaSocket, (Dhcp6Server, Dhcp6Socket)), PodNetError> {
-    let io_err = |what: &'static str| {
-        let bridge = req.bridge_name.clone();
-        let nic = nic.name.clone();
-        move |source| PodNetError::Ipv6 {
-            nic,
-            what,
-            bridge,
-            source,
-        }
-    };
-    let mut nl = net::netlink::Netlink::new().map_err(|source| PodNetError::Netlink {
-        nic: nic.name.clone(),
-        source,
-    })?;
-    let bridge_mac = nl
-        .link(&req.bridge_name)
-        .map_err(|source| PodNetError::Netlink {
-            nic: nic.name.clone(),
-            source,
-        })?
-        .mac
-        .unwrap_or([0x02, 0, 0, 0, 0, 1]);
-    let mut ra = RaSocket::bind(&req.bridge_name, bridge_mac, u32::from(mtu), net6, len6)
-        .map_err(io_err("router advertisements"))?;
-    // The bridge's link-local address may still be tentative; the guest's
-    // router solicitation gets an answer either way.
-    if let Err(e) = ra.send_ra() {
-        tracing::debug!(error = %e, "first RA not sent yet");
-    }
-    let network = u128::from(net6) & (u128::MAX.checked_shl(128 - u32::from(len6)).unwrap_or(0));
-    let cfg = Dhcp6Config {
-        server_duid: duid_ll(bridge_mac),
-        client_mac: req.guest_mac,
-        client_ip: Ipv6Addr::from(network + 2),
-        dns_servers: Vec::new(),
-        search: req.dns.search.clone(),
-        preferred_lifetime: u32::MAX,
-        valid_lifetime: u32::MAX,
-    };
-    let sock = Dhcp6Socket::bind(&req.bridge_name).map_err(io_err("DHCPv6"))?;
-    info!(nic = %nic.name, guest = %cfg.client_ip, "IPv6: RA and DHCPv6 on the bridge");
-    Ok((ra, (Dhcp6Server::new(cfg), sock)))
-}
-
-fn pod_has_global_ipv6() -> bool {
-    std::fs::read_to_string("/proc/net/if_inet6")
-        .map(|s| {
-            s.lines().any(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                // scope 00 = global, on the pod interface
-                f.len() >= 6 && f[3] == "00" && f[5] == "eth0"
-            })
-        })
-        .unwrap_or(false)
+    Ok(req)
 }
 
 #[cfg(test)]

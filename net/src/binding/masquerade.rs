@@ -17,8 +17,9 @@
 //!    on;
 //! 5. serves DHCP on the bridge: the guest gets the second host
 //!    (`10.0.2.2`), the gateway as router and server, the pod MTU, DNS and
-//!    host name. An IPv6 guest address is not served (there is no DHCPv6
-//!    server); the guest must be configured for it otherwise.
+//!    host name. The IPv6 guest address is not served here:
+//!    [`PodNetService`](crate::service::PodNetService) adds router
+//!    advertisements and DHCPv6 on the bridge for it.
 //!
 //! The pod interface is not touched.
 //!

@@ -59,9 +59,10 @@ pub use request::{default_bridge_name, nft_table_name, PodBindingRequest};
 pub use steps::pod_has_global_ipv6;
 
 use guard::UndoStep;
+pub(crate) use steps::first_hosts_v6;
 use steps::{
-    bind_dhcp, cleanup_stale, ensure_address, first_hosts_v4, first_hosts_v6, mtu16, open_tap,
-    random_mac, set_sysctl,
+    bind_dhcp, cleanup_stale, ensure_address, first_hosts_v4, mtu16, open_tap, random_mac,
+    set_sysctl,
 };
 
 /// Prefix of the bridge name KubeVirt uses (`k6t-<pod iface>`).

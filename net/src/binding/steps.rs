@@ -133,7 +133,7 @@ pub(super) fn first_hosts_v4(addr: Ipv4Addr, prefix_len: u8) -> (Ipv4Addr, Ipv4A
 }
 
 /// The first and second host of `addr/prefix_len` (gateway and guest).
-pub(super) fn first_hosts_v6(addr: Ipv6Addr, prefix_len: u8) -> (Ipv6Addr, Ipv6Addr) {
+pub(crate) fn first_hosts_v6(addr: Ipv6Addr, prefix_len: u8) -> (Ipv6Addr, Ipv6Addr) {
     let mask = u128::MAX
         .checked_shl(128 - u32::from(prefix_len.min(128)))
         .unwrap_or(0);
