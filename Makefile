@@ -23,6 +23,8 @@ run-plain: setup build
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+	# The device crate sees only the backend contract: no pod-plumbing crates.
+	! $(CARGO) tree --locked -p devices -e normal --prefix none | grep -E '^(dhcproto|netlink|serde_json)'
 
 test: setup lint build
 	$(CARGO) test --locked --workspace --all-targets -- --test-threads=2

@@ -20,6 +20,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use net_backend::{validate_ifname, IfNameError};
 use netlink_packet_core::{
     NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE,
     NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
@@ -94,7 +95,15 @@ pub enum NetlinkError {
         /// What was wrong.
         reason: String,
     },
-    /// An argument cannot be encoded (bad prefix length, name, ...).
+    /// A link to create has a name the kernel would refuse.
+    #[error("{op}: {source}")]
+    InvalidName {
+        /// The operation.
+        op: &'static str,
+        /// What is wrong with the name.
+        source: IfNameError,
+    },
+    /// An argument cannot be encoded (bad prefix length, alias, ...).
     #[error("{op} {target}: invalid argument: {reason}")]
     Invalid {
         /// The operation.
@@ -250,28 +259,6 @@ impl Family {
             Family::All => true,
         }
     }
-}
-
-/// Formats a MAC address as `aa:bb:cc:dd:ee:ff`.
-pub fn format_mac(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// Parses `aa:bb:cc:dd:ee:ff`.
-pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = text.split(':');
-    for byte in &mut mac {
-        let part = parts.next()?;
-        if part.len() != 2 {
-            return None;
-        }
-        *byte = u8::from_str_radix(part, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
 }
 
 fn ip_family(addr: &IpAddr) -> AddressFamily {
@@ -495,6 +482,7 @@ impl Netlink {
         mut extra: Vec<LinkAttribute>,
         op: &'static str,
     ) -> Result<u32, NetlinkError> {
+        validate_ifname(name).map_err(|source| NetlinkError::InvalidName { op, source })?;
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
         msg.attributes.append(&mut extra);
@@ -523,6 +511,10 @@ impl Netlink {
     /// Creates a veth pair `name` <-> `peer` (both down) and returns the
     /// index of `name`.
     pub fn create_veth(&mut self, name: &str, peer: &str) -> Result<u32, NetlinkError> {
+        validate_ifname(peer).map_err(|source| NetlinkError::InvalidName {
+            op: "create veth",
+            source,
+        })?;
         let mut peer_msg = LinkMessage::default();
         peer_msg
             .attributes
@@ -991,17 +983,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mac_round_trip() {
-        let mac = [0x02, 0x00, 0xab, 0xcd, 0xef, 0x01];
-        assert_eq!(format_mac(&mac), "02:00:ab:cd:ef:01");
-        assert_eq!(parse_mac("02:00:ab:cd:ef:01"), Some(mac));
-        assert_eq!(parse_mac("02:00:ab:cd:ef"), None);
-        assert_eq!(parse_mac("02:00:ab:cd:ef:01:02"), None);
-        assert_eq!(parse_mac("2:00:ab:cd:ef:01"), None);
-        assert_eq!(parse_mac("zz:00:ab:cd:ef:01"), None);
-    }
-
-    #[test]
     fn broadcast() {
         assert_eq!(
             broadcast_of(Ipv4Addr::new(10, 244, 1, 5), 24),
@@ -1082,6 +1063,26 @@ mod tests {
         };
         assert!(e.is_not_found());
         assert_eq!(e.to_string(), "set link up eth9: no such link");
+    }
+
+    #[test]
+    fn bad_link_names_are_refused_before_the_kernel() {
+        let mut nl = Netlink::new().unwrap();
+        let e = nl.create_bridge("bad/name", None).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                NetlinkError::InvalidName {
+                    op: "create bridge",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(matches!(
+            nl.create_veth("ok0", "way-too-long-name0"),
+            Err(NetlinkError::InvalidName { .. })
+        ));
     }
 
     fn is_root() -> bool {

@@ -77,7 +77,9 @@ pub mod chains {
     pub const FORWARD: &str = "forward";
 }
 
-/// Transport protocol of a forwarded port.
+/// Transport protocol of a forwarded port: the one type for it in petrel
+/// (the VM spec's `protocol`, the plan and the nft rules). Displays as the
+/// spec spells it (`TCP`, `UDP`) and parses that, case-insensitively.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Protocol {
     /// TCP.
@@ -92,6 +94,34 @@ impl Protocol {
         match self {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        })
+    }
+}
+
+/// A protocol name other than TCP or UDP.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown protocol {0:?}; use TCP or UDP")]
+pub struct UnknownProtocol(pub String);
+
+impl std::str::FromStr for Protocol {
+    type Err = UnknownProtocol;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("tcp") {
+            Ok(Protocol::Tcp)
+        } else if s.eq_ignore_ascii_case("udp") {
+            Ok(Protocol::Udp)
+        } else {
+            Err(UnknownProtocol(s.to_owned()))
         }
     }
 }
@@ -414,6 +444,16 @@ pub(crate) fn run_nft(args: &[&str], stdin: Option<&[u8]>) -> Result<String, Nft
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn protocol_names() {
+        assert_eq!(Protocol::Tcp.to_string(), "TCP");
+        assert_eq!(Protocol::Udp.to_string(), "UDP");
+        assert_eq!("TCP".parse(), Ok(Protocol::Tcp));
+        assert_eq!("udp".parse(), Ok(Protocol::Udp));
+        assert!("sctp".parse::<Protocol>().is_err());
+        assert_eq!(Protocol::Tcp.as_str(), "tcp");
+    }
 
     fn v4_rules(ports: Vec<(u16, Protocol)>) -> MasqueradeRules {
         MasqueradeRules {

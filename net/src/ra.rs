@@ -14,8 +14,9 @@
 //!
 //! - [`router_advertisement`] builds the ICMPv6 message; pure.
 //! - [`RaSocket`] is the raw ICMPv6 socket that multicasts it and answers
-//!   Router Solicitations. Re-sending every [`RA_INTERVAL`] is the caller's
-//!   business (the socket owns no timer).
+//!   Router Solicitations. The socket owns no timer: unsolicited
+//!   advertisements on the RFC 4861 schedule are sent by
+//!   [`PodNetService`](crate::service::PodNetService).
 //!
 //! Needs CAP_NET_RAW (raw socket, `SO_BINDTODEVICE`), i.e. root in practice.
 
@@ -175,8 +176,8 @@ impl RaSocket {
         prefix_len: u8,
     ) -> io::Result<Self> {
         let name = sys::iface_name(iface)?;
-        let ifindex = sys6::ifindex(&name).map_err(|e| annotate(e, "if_nametoindex"))?;
-        let fd = sys6::socket6(libc::SOCK_RAW, libc::IPPROTO_ICMPV6)
+        let ifindex = sys::ifindex(&name).map_err(|e| annotate(e, "if_nametoindex"))?;
+        let fd = sys::socket6(libc::SOCK_RAW, libc::IPPROTO_ICMPV6)
             .map_err(|e| annotate(e, "socket(AF_INET6, SOCK_RAW, IPPROTO_ICMPV6)"))?;
         sys::bind_to_device(fd.as_fd(), &name)
             .map_err(|e| annotate(e, &format!("setsockopt(SO_BINDTODEVICE, {iface:?})")))?;
@@ -217,7 +218,7 @@ impl RaSocket {
         let filter = icmp6_filter_pass_only(ICMPV6_ROUTER_SOLICITATION);
         sys::set_opt(fd.as_fd(), libc::IPPROTO_ICMPV6, ICMP6_FILTER, &filter)
             .map_err(|e| annotate(e, "setsockopt(ICMP6_FILTER)"))?;
-        sys6::join_group(fd.as_fd(), ALL_ROUTERS, ifindex)
+        sys::join_group6(fd.as_fd(), ALL_ROUTERS, ifindex)
             .map_err(|e| annotate(e, "setsockopt(IPV6_ADD_MEMBERSHIP, ff02::2)"))?;
         tracing::debug!(iface, ifindex, "RA socket bound");
         Ok(Self {
@@ -247,7 +248,7 @@ impl RaSocket {
     /// Multicasts the advertisement to all nodes (`ff02::1`) on the link.
     pub fn send_ra(&mut self) -> io::Result<()> {
         let dest = SocketAddrV6::new(ALL_NODES, 0, 0, self.ifindex);
-        match sys6::send_to(self.fd.as_fd(), &self.ra, &dest) {
+        match sys::send_to6(self.fd.as_fd(), &self.ra, &dest) {
             Ok(()) => {
                 self.counters.advertisements += 1;
                 Ok(())
@@ -266,7 +267,7 @@ impl RaSocket {
     /// returned.
     pub fn handle_readable(&mut self) -> io::Result<()> {
         let mut buf = [0u8; RECV_BUF_LEN];
-        while let Some((len, src)) = sys::recv_next(|| sys6::recv_from(self.fd.as_fd(), &mut buf))?
+        while let Some((len, src)) = sys::recv_next(|| sys::recv_from6(self.fd.as_fd(), &mut buf))?
         {
             let msg = buf.get(..len).unwrap_or(&[]);
             if !is_router_solicitation(msg) {
@@ -315,119 +316,6 @@ fn icmp6_filter_pass_only(pass: u8) -> Icmp6Filter {
 
 fn annotate(err: io::Error, op: &str) -> io::Error {
     sys::socket_error(err, op, "CAP_NET_RAW", None)
-}
-
-/// IPv6 socket system calls std has no API for, shared with
-/// [`crate::dhcp::v6`]; one foreign call per `unsafe` block.
-pub(crate) mod sys6 {
-    use super::*;
-    use crate::sys::{cvt_size, retry_eintr, socklen_of};
-
-    /// The index of interface `name`.
-    pub(crate) fn ifindex(name: &std::ffi::CStr) -> io::Result<u32> {
-        // SAFETY: `name` is a NUL-terminated string that outlives the call,
-        // which only reads it.
-        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        if index == 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(index)
-        }
-    }
-
-    /// A non-blocking, close-on-exec `AF_INET6` socket.
-    pub(crate) fn socket6(ty: libc::c_int, proto: libc::c_int) -> io::Result<OwnedFd> {
-        sys::socket(
-            libc::AF_INET6,
-            ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            proto,
-        )
-    }
-
-    /// Joins multicast `group` on interface `ifindex`.
-    pub(crate) fn join_group(fd: BorrowedFd<'_>, group: Ipv6Addr, ifindex: u32) -> io::Result<()> {
-        let mreq = libc::ipv6_mreq {
-            ipv6mr_multiaddr: libc::in6_addr {
-                s6_addr: group.octets(),
-            },
-            ipv6mr_interface: ifindex,
-        };
-        sys::set_opt(fd, libc::IPPROTO_IPV6, libc::IPV6_ADD_MEMBERSHIP, &mreq)
-    }
-
-    fn to_sockaddr(addr: &SocketAddrV6) -> libc::sockaddr_in6 {
-        libc::sockaddr_in6 {
-            sin6_family: libc::AF_INET6 as libc::sa_family_t,
-            sin6_port: addr.port().to_be(),
-            sin6_flowinfo: addr.flowinfo().to_be(),
-            sin6_addr: libc::in6_addr {
-                s6_addr: addr.ip().octets(),
-            },
-            sin6_scope_id: addr.scope_id(),
-        }
-    }
-
-    /// `bind(addr)`.
-    pub(crate) fn bind(fd: BorrowedFd<'_>, addr: &SocketAddrV6) -> io::Result<()> {
-        sys::bind(fd, &to_sockaddr(addr))
-    }
-
-    /// `sendto(dest)`, retried on EINTR.
-    pub(crate) fn send_to(fd: BorrowedFd<'_>, buf: &[u8], dest: &SocketAddrV6) -> io::Result<()> {
-        let sa = to_sockaddr(dest);
-        retry_eintr(|| {
-            // SAFETY: `fd` is a valid socket for the borrow; the kernel reads
-            // `buf.len()` bytes from `buf` and the sockaddr_in6 `sa` of the
-            // size passed, both alive across the call.
-            let ret = unsafe {
-                libc::sendto(
-                    fd.as_raw_fd(),
-                    buf.as_ptr().cast(),
-                    buf.len(),
-                    0,
-                    (&sa as *const libc::sockaddr_in6).cast(),
-                    socklen_of::<libc::sockaddr_in6>(),
-                )
-            };
-            cvt_size(ret).map(drop)
-        })
-    }
-
-    /// `recvfrom`, returning the length and the IPv6 source.
-    pub(crate) fn recv_from(
-        fd: BorrowedFd<'_>,
-        buf: &mut [u8],
-    ) -> io::Result<(usize, SocketAddrV6)> {
-        let mut sa = libc::sockaddr_in6 {
-            sin6_family: 0,
-            sin6_port: 0,
-            sin6_flowinfo: 0,
-            sin6_addr: libc::in6_addr { s6_addr: [0; 16] },
-            sin6_scope_id: 0,
-        };
-        let mut sa_len = socklen_of::<libc::sockaddr_in6>();
-        // SAFETY: `fd` is a valid socket for the borrow; the kernel writes at
-        // most `buf.len()` bytes to `buf` and at most `sa_len` bytes to `sa`,
-        // both exclusively borrowed across the call.
-        let ret = unsafe {
-            libc::recvfrom(
-                fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                0,
-                (&mut sa as *mut libc::sockaddr_in6).cast(),
-                &mut sa_len,
-            )
-        };
-        let len = cvt_size(ret)?;
-        let src = SocketAddrV6::new(
-            Ipv6Addr::from(sa.sin6_addr.s6_addr),
-            u16::from_be(sa.sin6_port),
-            u32::from_be(sa.sin6_flowinfo),
-            sa.sin6_scope_id,
-        );
-        Ok((len.min(buf.len()), src))
-    }
 }
 
 #[cfg(test)]
@@ -543,7 +431,7 @@ mod tests {
         let src = Ipv6Addr::new(0xfe80, 0, 0, 0, 0x5054, 0xff, 0xfe12, 0x3456);
         let csum = l4_checksum(src, dst, next, &l4);
         l4[csum_at..csum_at + 2].copy_from_slice(&csum.to_be_bytes());
-        let mut f = vec![0u8; crate::VNET_HDR_LEN];
+        let mut f = vec![0u8; net_backend::VNET_HDR_LEN];
         let d = dst.octets();
         f.extend_from_slice(&[0x33, 0x33, d[12], d[13], d[14], d[15]]);
         f.extend_from_slice(&[0x52, 0x54, 0, 0x12, 0x34, 0x56]);
@@ -559,7 +447,7 @@ mod tests {
     /// If `frame` (vnet header included) is an IPv6 Router Advertisement,
     /// returns its hop limit, source, destination and ICMPv6 message.
     fn parse_ra(frame: &[u8]) -> Option<(u8, Ipv6Addr, Ipv6Addr, Vec<u8>)> {
-        let eth = frame.get(crate::VNET_HDR_LEN..)?;
+        let eth = frame.get(net_backend::VNET_HDR_LEN..)?;
         if eth.get(12..14)? != [0x86, 0xdd] || *eth.get(14 + 6)? != 58 {
             return None;
         }
@@ -579,7 +467,7 @@ mod tests {
         use std::time::Instant;
 
         use crate::dhcp::v6::{duid_ll, Dhcp6Config, Dhcp6Server, Dhcp6Socket};
-        use crate::{FrameBackend, Tap};
+        use net_backend::{FrameBackend, Tap};
 
         sys::in_new_netns(|| {
             // No DAD: the link-local address is usable at once.

@@ -75,7 +75,7 @@ impl NetNs {
             let rc =
                 unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) };
             assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-            net::Tap::open_named(&tap, queues)
+            net_backend::Tap::open_named(&tap, queues)
                 .unwrap()
                 .iter()
                 .map(|t| std::os::fd::AsFd::as_fd(t).try_clone_to_owned().unwrap())

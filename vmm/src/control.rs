@@ -5,18 +5,17 @@ use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use devices::legacy::Serial;
 use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
+use net::service::ServiceToken;
 use tracing::{info, warn};
 use vmm_sys_util::epoll::EventSet;
-use vmm_sys_util::timerfd::TimerFd;
 
 use crate::exit::{ExitReason, ExitSignal};
 use crate::intx::KvmIntx;
-use crate::pod_net::PodBinding;
 use crate::signals::StopSignals;
+use net::PodNetService;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -120,152 +119,28 @@ impl MutEventSubscriber for ResampleSubscriber {
     }
 }
 
-const TOKEN_DHCP4: u32 = 1;
-const TOKEN_RA: u32 = 2;
-const TOKEN_DHCP6: u32 = 3;
-const TOKEN_RA_TIMER: u32 = 4;
+/// Event-manager adapter over a pod NIC's [`net::PodNetService`]: it
+/// registers the service's descriptors with their tokens and hands each
+/// readable one back; the service owns the policy (RA schedule, counters)
+/// and the binding's undo guard.
+struct PodNetSubscriber(PodNetService);
 
-/// RFC 4861 §6.2.4/§10: the first unsolicited advertisements go out at most
-/// 16 s apart (3 of them), then every MinRtrAdvInterval..MaxRtrAdvInterval
-/// (200..600 s by default), randomized so routers on a link do not
-/// synchronize. `unit` is a random number in [0, 1).
-fn ra_interval(sent: u32, unit: f64) -> Duration {
-    const MAX_INITIAL_INTERVAL: u64 = 16;
-    const MAX_INITIAL_ADVERTISEMENTS: u32 = 3;
-    const MIN_INTERVAL: u64 = 200;
-    const MAX_INTERVAL: u64 = 600;
-    if sent < MAX_INITIAL_ADVERTISEMENTS {
-        return Duration::from_secs(MAX_INITIAL_INTERVAL);
-    }
-    let spread = (MAX_INTERVAL - MIN_INTERVAL) as f64 * unit.clamp(0.0, 1.0);
-    Duration::from_secs(MIN_INTERVAL) + Duration::from_secs_f64(spread)
-}
-
-/// A number in [0, 1) that differs between petrel processes (for the RA
-/// jitter; nothing secret depends on it).
-fn jitter_unit() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(u64::from(std::process::id()));
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// Serves a pod binding's DHCP server on its socket, answers router
-/// solicitations and sends unsolicited advertisements on a timer; owns the
-/// binding's undo guard, so the plumbing goes away when the loop ends.
-struct DhcpSubscriber {
-    binding: PodBinding,
-    /// Unsolicited router advertisements (IPv6 bindings only).
-    ra_timer: Option<TimerFd>,
-    unsolicited: u32,
-}
-
-impl DhcpSubscriber {
-    fn new(binding: PodBinding) -> Self {
-        let ra_timer = binding.ra.as_ref().and_then(|_| match TimerFd::new() {
-            Ok(t) => Some(t),
-            Err(e) => {
-                warn!(error = %e, nic = %binding.nic, "no timer for unsolicited router advertisements");
-                None
-            }
-        });
-        let mut sub = Self {
-            binding,
-            ra_timer,
-            unsolicited: 0,
-        };
-        sub.arm_ra_timer();
-        sub
-    }
-
-    fn arm_ra_timer(&mut self) {
-        let next = ra_interval(self.unsolicited, jitter_unit());
-        if let Some(t) = &mut self.ra_timer {
-            if let Err(e) = t.reset(next, None) {
-                warn!(error = %e, nic = %self.binding.nic, "cannot arm the router advertisement timer");
-            }
-        }
-    }
-
-    fn on_ra_timer(&mut self) -> std::io::Result<()> {
-        if let Some(t) = &mut self.ra_timer {
-            // Readable, so this does not block; it clears the expiry.
-            t.wait()
-                .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))?;
-        }
-        self.unsolicited = self.unsolicited.saturating_add(1);
-        self.arm_ra_timer();
-        match &mut self.binding.ra {
-            Some(ra) => ra.send_ra(),
-            None => Ok(()),
-        }
-    }
-}
-
-impl MutEventSubscriber for DhcpSubscriber {
+impl MutEventSubscriber for PodNetSubscriber {
     fn init(&mut self, ops: &mut EventOps) {
-        let b = &self.binding;
-        let mut fds: Vec<(i32, u32)> = Vec::new();
-        if let Some((_, sock)) = &b.dhcp {
-            fds.push((sock.as_raw_fd(), TOKEN_DHCP4));
-        }
-        if let Some(ra) = &b.ra {
-            fds.push((ra.as_raw_fd(), TOKEN_RA));
-        }
-        if let Some((_, sock)) = &b.dhcp6 {
-            fds.push((sock.as_raw_fd(), TOKEN_DHCP6));
-        }
-        if let Some(t) = &self.ra_timer {
-            fds.push((t.as_raw_fd(), TOKEN_RA_TIMER));
-        }
-        for (fd, token) in fds {
-            if let Err(e) = ops.add(Events::with_data_raw(fd, token, EventSet::IN)) {
-                warn!(error = ?e, nic = %b.nic, "cannot watch a pod network socket");
+        for (fd, token) in self.0.fds() {
+            if let Err(e) = ops.add(Events::with_data_raw(fd, token.raw(), EventSet::IN)) {
+                warn!(error = ?e, nic = %self.0.nic(), "cannot watch a pod network socket");
             }
         }
     }
 
     fn process(&mut self, events: Events, _ops: &mut EventOps) {
-        if events.data() == TOKEN_RA_TIMER {
-            if let Err(e) = self.on_ra_timer() {
-                warn!(error = %e, nic = %self.binding.nic, "unsolicited router advertisement failed");
-            }
+        let Some(token) = ServiceToken::from_raw(events.data()) else {
             return;
-        }
-        let b = &mut self.binding;
-        let res = match events.data() {
-            TOKEN_DHCP4 => match &mut b.dhcp {
-                Some((server, sock)) => sock.handle_readable(server),
-                None => Ok(()),
-            },
-            TOKEN_RA => match &mut b.ra {
-                Some(ra) => ra.handle_readable(),
-                None => Ok(()),
-            },
-            TOKEN_DHCP6 => match &mut b.dhcp6 {
-                Some((server, sock)) => sock.handle_readable(server),
-                None => Ok(()),
-            },
-            _ => Ok(()),
         };
-        if let Err(e) = res {
-            warn!(error = %e, nic = %b.nic, "pod network socket error");
-        }
-    }
-}
-
-impl Drop for DhcpSubscriber {
-    fn drop(&mut self) {
-        if let Some((server, _)) = &self.binding.dhcp {
-            info!(nic = %self.binding.nic, counters = ?server.counters(), "DHCP server stopped");
-        }
-        if let Some(ra) = &self.binding.ra {
-            info!(
-                nic = %self.binding.nic,
-                counters = ?ra.counters(),
-                unsolicited = self.unsolicited,
-                "router advertisements stopped"
-            );
+        if let Err(e) = self.0.handle(token) {
+            let cause = std::error::Error::source(&e).map(ToString::to_string);
+            warn!(error = %e, cause = cause.unwrap_or_default(), "pod network socket error");
         }
     }
 }
@@ -286,7 +161,7 @@ impl Control {
         exit: Arc<ExitSignal>,
         signals: StopSignals,
         intx: Vec<Arc<KvmIntx>>,
-        pod: Vec<PodBinding>,
+        pod: Vec<PodNetService>,
     ) -> Result<Self, ControlError> {
         let mut mgr: EventManager<Subscriber> = EventManager::new()?;
         let done = Arc::new(AtomicBool::new(false));
@@ -299,7 +174,7 @@ impl Control {
             exit: exit.clone(),
         }));
         for binding in pod {
-            mgr.add_subscriber(Box::new(DhcpSubscriber::new(binding)));
+            mgr.add_subscriber(Box::new(PodNetSubscriber(binding)));
         }
         for line in intx {
             mgr.add_subscriber(Box::new(ResampleSubscriber { line }));
@@ -321,31 +196,5 @@ impl Control {
             self.mgr.run()?;
         }
         Ok(self.exit.reason().unwrap_or(ExitReason::GuestReset))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ra_schedule_follows_rfc4861() {
-        for sent in 0..3 {
-            assert_eq!(ra_interval(sent, 0.9), Duration::from_secs(16));
-        }
-        assert_eq!(ra_interval(3, 0.0), Duration::from_secs(200));
-        assert_eq!(ra_interval(9, 0.5), Duration::from_secs(400));
-        assert!(ra_interval(9, 0.999_999) <= Duration::from_secs(600));
-        // Out-of-range randomness is clamped.
-        assert_eq!(ra_interval(5, 7.0), Duration::from_secs(600));
-        assert_eq!(ra_interval(5, -1.0), Duration::from_secs(200));
-    }
-
-    #[test]
-    fn jitter_is_a_unit_fraction() {
-        for _ in 0..100 {
-            let u = jitter_unit();
-            assert!((0.0..1.0).contains(&u), "{u}");
-        }
     }
 }

@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use net::{FrameBackend, Offloads};
+use net_backend::{FrameBackend, Offloads};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 

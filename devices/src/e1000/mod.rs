@@ -21,7 +21,7 @@
 //!   UPE/MPE, VFTA), buffers of RCTL.BSIZE, frames spanning descriptors,
 //!   padding to 60 bytes, FCS appended unless RCTL.SECRC, VLAN stripping
 //!   with CTRL.VME. The backend's offloads are turned off
-//!   ([`net::Offloads::NONE`]) so it never hands over partial frames.
+//!   ([`net_backend::Offloads::NONE`]) so it never hands over partial frames.
 //!
 //! Guest-controlled values (ring addresses and lengths, head/tail indices,
 //! descriptor lengths, offload offsets, MSS) are checked: bad ones drop the
@@ -57,7 +57,7 @@ pub const BAR0_SIZE: u64 = regs::MMIO_SIZE;
 pub const BAR1_SIZE: u64 = 0x40;
 /// Every frame to and from the backend starts with this many bytes of
 /// virtio-net header (all zero from this device).
-pub const VNET_HDR_LEN: usize = net::VNET_HDR_LEN;
+pub const VNET_HDR_LEN: usize = net_backend::VNET_HDR_LEN;
 
 #[derive(Debug, thiserror::Error)]
 pub enum E1000Error {

@@ -6,7 +6,7 @@ use std::io::{self, IoSlice};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use net::{seqpacket_pair, FrameBackend, SeqpacketBackend};
+use net_backend::{seqpacket_pair, FrameBackend, SeqpacketBackend};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::device::Regs;

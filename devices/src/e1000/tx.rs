@@ -9,7 +9,7 @@
 
 use std::io::IoSlice;
 
-use net::FrameBackend;
+use net_backend::FrameBackend;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::regs::txd;

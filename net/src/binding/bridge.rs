@@ -27,12 +27,14 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use net_backend::MacAddr;
+
 use super::{
     bind_dhcp, cleanup_stale, ensure_address, mtu16, open_tap, random_mac, BindingError,
     BindingGuard, BindingSetup, PodBindingRequest, UndoStep, LEASE_SECS,
 };
 use crate::dhcp::DhcpConfig;
-use crate::netlink::{format_mac, parse_mac, Family, Netlink, Route, MAX_ALIAS_LEN, RTPROT_KERNEL};
+use crate::netlink::{Family, Netlink, Route, MAX_ALIAS_LEN, RTPROT_KERNEL};
 
 /// The bridge's own address: link-local, so it clashes with nothing in the
 /// pod network, and the DHCP server identifier the guest sees.
@@ -79,7 +81,7 @@ impl PodIfaceState {
     pub fn encode(&self) -> String {
         let mut text = format!("{ALIAS_MAGIC} if={}", self.iface);
         if let Some(mac) = &self.mac {
-            text.push_str(&format!(" m={}", format_mac(mac)));
+            text.push_str(&format!(" m={}", MacAddr(*mac)));
         }
         let mut items: Vec<String> = self
             .addrs
@@ -122,7 +124,7 @@ impl PodIfaceState {
             let (key, value) = word.split_once('=')?;
             match key {
                 "if" => state.iface = value.to_owned(),
-                "m" => state.mac = Some(parse_mac(value)?),
+                "m" => state.mac = Some(value.parse::<MacAddr>().ok()?.octets()),
                 "a" => {
                     let (addr, len) = value.split_once('/')?;
                     state.addrs.push((addr.parse().ok()?, len.parse().ok()?));
@@ -286,7 +288,7 @@ pub fn setup_bridge(req: &PodBindingRequest) -> Result<BindingSetup, BindingErro
     tracing::info!(
         vm = %req.vm_name, nic = %req.nic_name, pod_iface = %req.pod_iface,
         bridge = %req.bridge_name, tap = %req.tap_name, mtu,
-        guest_mac = %format_mac(&guest_mac), addrs = ?state.addrs, routes = ?state.routes,
+        guest_mac = %MacAddr(guest_mac), addrs = ?state.addrs, routes = ?state.routes,
         "setting up bridge binding"
     );
 

@@ -17,8 +17,9 @@
 //!    on;
 //! 5. serves DHCP on the bridge: the guest gets the second host
 //!    (`10.0.2.2`), the gateway as router and server, the pod MTU, DNS and
-//!    host name. An IPv6 guest address is not served (there is no DHCPv6
-//!    server); the guest must be configured for it otherwise.
+//!    host name. The IPv6 guest address is not served here:
+//!    [`PodNetService`](crate::service::PodNetService) adds router
+//!    advertisements and DHCPv6 on the bridge for it.
 //!
 //! The pod interface is not touched.
 //!
@@ -30,13 +31,15 @@
 
 use std::net::IpAddr;
 
+use net_backend::MacAddr;
+
 use super::{
     bind_dhcp, cleanup_stale, ensure_address, first_hosts_v4, first_hosts_v6, mtu16,
     nft_table_name, open_tap, set_sysctl, BindingError, BindingGuard, BindingSetup,
     PodBindingRequest, UndoStep, DEFAULT_V4_CIDR, LEASE_SECS,
 };
 use crate::dhcp::DhcpConfig;
-use crate::netlink::{format_mac, Netlink};
+use crate::netlink::Netlink;
 use crate::nft::{self, MasqueradeRules};
 
 /// The nftables rules [`setup_masquerade`] applies for `req` (after
@@ -80,7 +83,7 @@ pub fn setup_masquerade(req: &PodBindingRequest) -> Result<BindingSetup, Binding
         vm = %req.vm_name, nic = %req.nic_name, pod_iface = %req.pod_iface,
         bridge = %req.bridge_name, tap = %req.tap_name, mtu, table = %rules.table,
         guest_v4 = %guest4, gateway_v4 = %gw4, guest_v6 = ?rules.guest_v6,
-        guest_mac = %format_mac(&req.guest_mac),
+        guest_mac = %MacAddr(req.guest_mac),
         "setting up masquerade binding"
     );
 

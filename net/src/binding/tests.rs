@@ -648,7 +648,7 @@ fn discover_frame(mac: [u8; 6]) -> Vec<u8> {
     let mut dhcp = Vec::new();
     msg.encode(&mut Encoder::new(&mut dhcp)).unwrap();
 
-    let mut f = vec![0u8; crate::VNET_HDR_LEN];
+    let mut f = vec![0u8; net_backend::VNET_HDR_LEN];
     f.extend_from_slice(&[0xff; 6]);
     f.extend_from_slice(&mac);
     f.extend_from_slice(&0x0800u16.to_be_bytes());
@@ -675,8 +675,8 @@ fn discover_frame(mac: [u8; 6]) -> Vec<u8> {
 /// Sends a DISCOVER from `mac` into the tap, runs the binding's DHCP
 /// server and returns the IP source of the reply and the decoded OFFER.
 fn offer_through_tap(setup: &mut BindingSetup, mac: [u8; 6]) -> (Ipv4Addr, dhcproto::v4::Message) {
-    use crate::FrameBackend;
     use dhcproto::{Decodable, Decoder};
+    use net_backend::FrameBackend;
     use std::io::IoSlice;
     use std::time::{Duration, Instant};
 
@@ -699,7 +699,7 @@ fn offer_through_tap(setup: &mut BindingSetup, mac: [u8; 6]) -> (Ipv4Addr, dhcpr
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => panic!("tap read: {e}"),
             };
-            let eth = &buf[crate::VNET_HDR_LEN..n];
+            let eth = &buf[net_backend::VNET_HDR_LEN..n];
             if eth.len() < 42 || eth[12..14] != [0x08, 0x00] || eth[23] != 17 {
                 continue;
             }

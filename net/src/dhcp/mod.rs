@@ -11,9 +11,12 @@
 //!   subnet-mask helpers.
 //! - [`socket`]: [`DhcpSocket`], the UDP socket on the tap that feeds the
 //!   server and sends its replies.
+//! - [`v6`]: the DHCPv6 server and socket, laid out the same way.
+//! - `drain` (private): the receive-and-answer loop both sockets share.
 //!
 //! Messages are decoded and encoded with the `dhcproto` crate.
 
+mod drain;
 pub mod options;
 pub mod server;
 pub mod socket;

@@ -13,6 +13,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
+use super::drain::{serve_pending, Answer};
 use super::server::{DhcpAction, DhcpServer};
 use crate::sys;
 
@@ -20,10 +21,6 @@ use crate::sys;
 pub const SERVER_PORT: u16 = 67;
 /// The DHCP client port.
 pub const CLIENT_PORT: u16 = 68;
-
-/// Large enough for any DHCP message a client sends (they are limited by
-/// the link MTU); a longer datagram is truncated and then fails to decode.
-const RECV_BUF_LEN: usize = 4096;
 
 /// A non-blocking UDP socket serving DHCP on one interface; see the
 /// [module docs](self).
@@ -81,27 +78,23 @@ impl DhcpSocket {
     /// Failing to send a reply is logged and does not stop the loop (the
     /// client retransmits); failing to receive is returned.
     pub fn handle_readable(&mut self, server: &mut DhcpServer) -> io::Result<()> {
-        let mut buf = [0u8; RECV_BUF_LEN];
-        while let Some((len, src)) = sys::recv_next(|| self.socket.recv_from(&mut buf))? {
-            let packet = buf.get(..len).unwrap_or(&[]);
-            match server.handle(packet) {
+        serve_pending(
+            &self.socket,
+            &self.iface,
+            "DHCP",
+            |packet, _src| match server.handle(packet) {
                 DhcpAction::Reply { packet, broadcast } => {
-                    let dest = if broadcast {
-                        SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT)
+                    let ip = if broadcast {
+                        Ipv4Addr::BROADCAST
                     } else {
-                        SocketAddrV4::new(server.config().client_ip, CLIENT_PORT)
+                        server.config().client_ip
                     };
-                    let sent = sys::retry_eintr(|| self.socket.send_to(&packet, dest));
-                    if let Err(e) = sent {
-                        tracing::warn!(iface = %self.iface, %dest, error = %e, "cannot send DHCP reply");
-                    }
+                    let dest = SocketAddrV4::new(ip, CLIENT_PORT).into();
+                    Answer::Reply { packet, dest }
                 }
-                DhcpAction::Ignore(reason) => {
-                    tracing::debug!(iface = %self.iface, %src, ?reason, "DHCP packet ignored");
-                }
-            }
-        }
-        Ok(())
+                DhcpAction::Ignore(reason) => Answer::Ignore(reason),
+            },
+        )
     }
 }
 
@@ -148,7 +141,7 @@ mod tests {
 
     use super::*;
     use crate::dhcp::server::test_util::{config, internet_checksum, request, CLIENT, MAC, SERVER};
-    use crate::{FrameBackend, Tap, VNET_HDR_LEN};
+    use net_backend::{FrameBackend, Tap, VNET_HDR_LEN};
 
     #[test]
     fn bind_rejects_bad_names() {

@@ -62,7 +62,7 @@ use devices::virtio::{
     QueueConfig, VirtioDevice, VirtioInterrupt, VirtioInterruptType, VIRTIO_F_VERSION_1,
     VIRTIO_RING_F_EVENT_IDX,
 };
-use net::{FrameBackend, Offloads, Tap};
+use net_backend::{FrameBackend, Offloads, Tap};
 use virtio_bindings::virtio_net::{
     VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, VIRTIO_NET_F_CSUM, VIRTIO_NET_F_CTRL_VQ,
     VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_MQ,
@@ -1423,7 +1423,6 @@ const OFFLOADS: Offloads = Offloads {
     tso4: true,
     tso6: false,
     ecn: false,
-    ufo: false,
 };
 
 /// Sends VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET through the control queue.

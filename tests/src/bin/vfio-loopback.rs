@@ -11,7 +11,7 @@ use std::sync::Arc;
 use devices::e1000::E1000;
 use devices::virtio::net::Net;
 use devices::virtio::transport::VirtioPciDevice;
-use net::FrameBackend;
+use net_backend::FrameBackend;
 use petrel_tests::vfio_loopback::{LoopbackIntx, LoopbackOps, LoopbackVectors};
 use vmm::attach::{attach_passthrough, AttachError};
 use vmm::pci_setup::PciSetup;
@@ -30,7 +30,7 @@ impl vmm::ExtraPci for Loopback {
             nic: "loop0".into(),
             source: e,
         };
-        let mut taps = net::Tap::open_named(&self.tap, 1).map_err(|e| err(Box::new(e)))?;
+        let mut taps = net_backend::Tap::open_named(&self.tap, 1).map_err(|e| err(Box::new(e)))?;
         let tap: Box<dyn FrameBackend> = match taps.pop() {
             Some(t) => Box::new(t),
             None => return Err(err("no tap queue".into())),

@@ -14,8 +14,8 @@ use crate::host::{HostBackend, HostPlan};
 use crate::irq::IrqError;
 use crate::pci_setup::PciSetup;
 use crate::plan::{NicModel, NicPlan, VmPlan};
-use crate::pod_net::PodBinding;
 use crate::vm::Vm;
+use net::PodNetService;
 
 pub use passthrough::attach_passthrough;
 
@@ -84,7 +84,7 @@ pub enum AttachError {
 pub fn attach_nics(
     vm: &mut Vm,
     pci: &mut PciSetup,
-    pod: &mut Vec<PodBinding>,
+    pod: &mut Vec<PodNetService>,
     plan: &VmPlan,
     host: &HostPlan,
     cpus: &[usize],

@@ -1,7 +1,7 @@
 //! KubeVirt's macvtap binding: the link's character device, one descriptor
 //! per queue pair.
 
-use net::FrameBackend;
+use net_backend::FrameBackend;
 use tracing::info;
 
 use super::{boxed, BackendError};
@@ -24,12 +24,13 @@ pub(super) fn open(
         let mut nl = net::netlink::Netlink::new().map_err(link_err)?;
         nl.set_mac(iface, mac).map_err(link_err)?;
     }
-    let taps =
-        net::macvtap::open(iface, nic.queue_pairs).map_err(|source| BackendError::Macvtap {
+    let taps = net_backend::macvtap::open(iface, nic.queue_pairs).map_err(|source| {
+        BackendError::Macvtap {
             nic: nic.name.clone(),
             iface: iface.to_string(),
             source,
-        })?;
+        }
+    })?;
     info!(nic = %nic.name, macvtap = iface, queues = taps.len(), "macvtap opened");
     Ok(boxed(taps))
 }

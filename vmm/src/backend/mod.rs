@@ -6,11 +6,11 @@ mod macvtap;
 mod pod;
 mod tap;
 
-use net::FrameBackend;
+use net_backend::FrameBackend;
 
 use crate::host::{HostBackend, HostNic};
 use crate::plan::NicPlan;
-use crate::pod_net::PodBinding;
+use net::PodNetService;
 
 /// MTU offered to the guest when the backend brings none (the pod bindings
 /// bring the pod interface's).
@@ -23,14 +23,14 @@ pub enum BackendError {
         nic: String,
         tap: String,
         #[source]
-        source: net::TapError,
+        source: net_backend::TapError,
     },
     #[error("interface {nic}: macvtap {iface}")]
     Macvtap {
         nic: String,
         iface: String,
         #[source]
-        source: net::macvtap::MacvtapError,
+        source: net_backend::macvtap::MacvtapError,
     },
     #[error("interface {nic}: cannot give macvtap {iface} the spec's MAC")]
     LinkMac {
@@ -50,7 +50,7 @@ pub enum BackendError {
 pub struct Opened {
     pub queues: Vec<Box<dyn FrameBackend>>,
     pub mtu: u16,
-    pub pod: Option<PodBinding>,
+    pub pod: Option<PodNetService>,
 }
 
 impl Opened {

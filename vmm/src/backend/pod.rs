@@ -9,6 +9,6 @@ pub(super) fn bind(vm_name: &str, nic: &NicPlan, pod: &PodPlan) -> Result<Opened
     Ok(Opened {
         queues: boxed(bound.taps),
         mtu: bound.mtu,
-        pod: Some(bound.state),
+        pod: Some(bound.service),
     })
 }

@@ -2,7 +2,7 @@
 
 use std::os::fd::{FromRawFd, OwnedFd};
 
-use net::{FrameBackend, Tap};
+use net_backend::{FrameBackend, Tap};
 
 use super::{boxed, BackendError};
 use crate::plan::NicPlan;

@@ -214,3 +214,11 @@ fn host_plan_serializes_with_typed_backends() {
     assert_eq!(json["nics"][0]["backend"]["pod_iface"], "eth0");
     assert_eq!(json["nics"][0]["backend"]["ipv4"], serde_json::Value::Null);
 }
+
+#[test]
+fn kubevirt_hashed_interface_names() {
+    // sha256("mvt") = e32c04ddf04…, as KubeVirt's namescheme computes it
+    assert_eq!(resolve::hashed_iface_name("mvt"), "pode32c04ddf04");
+    assert_eq!(resolve::hashed_iface_name("br2"), "pod6c87f847df0");
+    assert!(resolve::hashed_iface_name("a-very-long-network-name").len() <= 15);
+}

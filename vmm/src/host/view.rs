@@ -66,15 +66,7 @@ impl HostView for SysHost {
     }
 
     fn has_global_ipv6(&self, iface: &str) -> bool {
-        std::fs::read_to_string("/proc/net/if_inet6")
-            .map(|s| {
-                s.lines().any(|l| {
-                    let f: Vec<&str> = l.split_whitespace().collect();
-                    // scope 00 = global
-                    f.len() >= 6 && f[3] == "00" && f[5] == iface
-                })
-            })
-            .unwrap_or(false)
+        net::binding::pod_has_global_ipv6(iface)
     }
 
     fn dns(&self) -> DnsInfo {

@@ -1,65 +1,22 @@
-//! MAC addresses: parsing, checks, and stable generation.
+//! MAC addresses: the type and its checks are net_backend's (one parser
+//! and formatter for every crate); the plan adds the stable generation.
 
-use std::fmt;
-use std::str::FromStr;
+pub use net_backend::{MacAddr, MacError};
 
-use serde::{Serialize, Serializer};
-
-/// An Ethernet MAC address. Displays and serializes as `aa:bb:cc:dd:ee:ff`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MacAddr(pub [u8; 6]);
-
-/// Example shown in error messages.
-pub(crate) const EXAMPLE_MAC: &str = "02:00:00:00:00:01";
-
-/// Why a MAC address was rejected (the texts complete "`<value>` ...").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum MacError {
-    #[error("is not a MAC address; use six hex byte pairs separated by ':' or '-', such as {EXAMPLE_MAC}")]
-    Syntax,
-    #[error("is a multicast address; use a unicast MAC such as {EXAMPLE_MAC}")]
-    Multicast,
-    #[error("is the all-zero address; use a unicast MAC such as {EXAMPLE_MAC}")]
-    Zero,
-}
-
-impl MacAddr {
-    pub fn is_multicast(&self) -> bool {
-        self.0[0] & 0x01 != 0
-    }
-
-    pub fn is_locally_administered(&self) -> bool {
-        self.0[0] & 0x02 != 0
-    }
-
-    /// Parses `aa:bb:cc:dd:ee:ff` or `AA-BB-CC-DD-EE-FF` (one separator kind
-    /// throughout) and rejects multicast and all-zero addresses.
-    pub fn parse_unicast(text: &str) -> Result<MacAddr, MacError> {
-        let mac: MacAddr = text.parse()?;
-        if mac.is_multicast() {
-            Err(MacError::Multicast)
-        } else if mac.0 == [0; 6] {
-            Err(MacError::Zero)
-        } else {
-            Ok(mac)
-        }
-    }
-
-    /// A stable, locally administered unicast MAC (prefix `02:`) derived from
-    /// the VM and interface names. `salt` > 0 picks an alternative value
-    /// (used to step around collisions).
-    pub fn generate(vm: &str, iface: &str, salt: u32) -> MacAddr {
-        let mut h = Fnv1a::default();
-        h.write(vm.as_bytes());
+/// A stable, locally administered unicast MAC (prefix `02:`) derived from
+/// the VM and interface names. `salt` > 0 picks an alternative value
+/// (used to step around collisions).
+pub fn generate_mac(vm: &str, iface: &str, salt: u32) -> MacAddr {
+    let mut h = Fnv1a::default();
+    h.write(vm.as_bytes());
+    h.write(&[0]);
+    h.write(iface.as_bytes());
+    if salt > 0 {
         h.write(&[0]);
-        h.write(iface.as_bytes());
-        if salt > 0 {
-            h.write(&[0]);
-            h.write(&salt.to_le_bytes());
-        }
-        let b = h.0.to_be_bytes();
-        MacAddr([0x02, b[3] ^ b[0], b[4], b[5] ^ b[1], b[6], b[7] ^ b[2]])
+        h.write(&salt.to_le_bytes());
     }
+    let b = h.0.to_be_bytes();
+    MacAddr([0x02, b[3] ^ b[0], b[4], b[5] ^ b[1], b[6], b[7] ^ b[2]])
 }
 
 /// 64-bit FNV-1a: tiny, and unlike `DefaultHasher` stable across Rust releases.
@@ -77,44 +34,6 @@ impl Fnv1a {
             self.0 ^= u64::from(*b);
             self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
         }
-    }
-}
-
-impl FromStr for MacAddr {
-    type Err = MacError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let sep = if s.contains('-') { '-' } else { ':' };
-        let mut out = [0u8; 6];
-        let mut parts = s.split(sep);
-        for byte in &mut out {
-            let part = parts.next().ok_or(MacError::Syntax)?;
-            if part.len() != 2 || !part.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(MacError::Syntax);
-            }
-            *byte = u8::from_str_radix(part, 16).map_err(|_| MacError::Syntax)?;
-        }
-        if parts.next().is_some() {
-            return Err(MacError::Syntax);
-        }
-        Ok(MacAddr(out))
-    }
-}
-
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
-    }
-}
-
-impl Serialize for MacAddr {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
     }
 }
 
@@ -159,17 +78,17 @@ mod tests {
 
     #[test]
     fn generated_macs_are_stable_local_unicast() {
-        let a = MacAddr::generate("vm1", "default", 0);
-        assert_eq!(a, MacAddr::generate("vm1", "default", 0));
+        let a = generate_mac("vm1", "default", 0);
+        assert_eq!(a, generate_mac("vm1", "default", 0));
         assert_eq!(a.0[0], 0x02);
         assert!(a.is_locally_administered() && !a.is_multicast());
-        assert_ne!(a, MacAddr::generate("vm1", "net1", 0));
-        assert_ne!(a, MacAddr::generate("vm2", "default", 0));
-        assert_ne!(a, MacAddr::generate("vm1", "default", 1));
+        assert_ne!(a, generate_mac("vm1", "net1", 0));
+        assert_ne!(a, generate_mac("vm2", "default", 0));
+        assert_ne!(a, generate_mac("vm1", "default", 1));
         // "vm1"+"0default" must not alias "vm10"+"default".
         assert_ne!(
-            MacAddr::generate("vm1", "0default", 0),
-            MacAddr::generate("vm10", "default", 0)
+            generate_mac("vm1", "0default", 0),
+            generate_mac("vm10", "default", 0)
         );
         // Pinned value: changing the derivation would change guests' MACs.
         assert_eq!(a.to_string(), "02:98:08:ac:f7:a5");

@@ -63,7 +63,7 @@ pub use cidr::{
     Ipv4Cidr, Ipv6Cidr, KUBEVIRT_DEFAULT_IPV4_CIDR, KUBEVIRT_DEFAULT_IPV6_CIDR,
     VIRTINK_DEFAULT_CIDR,
 };
-pub use mac::{MacAddr, MacError};
+pub use mac::{generate_mac, MacAddr, MacError};
 pub use pci::{PciAddress, PciError};
 
 /// Annotation prefix for direct tap wiring: `petrel.io/tap.<iface>: <tap>`.
@@ -294,21 +294,13 @@ pub enum Backend {
     Userspace,
 }
 
-/// Port protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Protocol {
-    Tcp,
-    Udp,
-}
+/// Port protocol: net's, the one the nftables rules take.
+pub use ::net::Protocol;
 
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Protocol::Tcp => "TCP",
-            Protocol::Udp => "UDP",
-        })
-    }
+/// Serializes a value as its `Display` text (for types from crates
+/// without serde).
+fn as_text<T: fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
 }
 
 /// A port forwarded into the guest.
@@ -316,6 +308,7 @@ impl fmt::Display for Protocol {
 pub struct PortPlan {
     pub name: Option<String>,
     pub port: u16,
+    #[serde(serialize_with = "as_text")]
     pub protocol: Protocol,
 }
 

@@ -301,7 +301,7 @@ fn mac_generation_is_stable_and_local() {
     assert_ne!(p1.nics[0].mac, p1.nics[1].mac);
     for n in &p1.nics {
         assert_eq!(n.mac.0[0], 0x02);
-        assert_eq!(n.mac, MacAddr::generate("vm1", &n.name, 0));
+        assert_eq!(n.mac, generate_mac("vm1", &n.name, 0));
     }
     let other = plan_of(&yaml.replace("name: vm1", "name: vm2"));
     assert_ne!(p1.nics[0].mac, other.nics[0].mac);
@@ -309,13 +309,13 @@ fn mac_generation_is_stable_and_local() {
 
 #[test]
 fn generated_mac_steps_around_explicit_one() {
-    let taken = MacAddr::generate("vm1", "b", 0).to_string();
+    let taken = generate_mac("vm1", "b", 0).to_string();
     let p = plan_of(&vmi(
         &format!("[{{name: a, bridge: {{}}, macAddress: \"{taken}\"}}, {{name: b, bridge: {{}}}}]"),
         "[{name: a, pod: {}}, {name: b, multus: {networkName: n}}]",
     ));
     assert_eq!(p.nics[0].mac.to_string(), taken);
-    assert_eq!(p.nics[1].mac, MacAddr::generate("vm1", "b", 1));
+    assert_eq!(p.nics[1].mac, generate_mac("vm1", "b", 1));
 }
 
 #[test]

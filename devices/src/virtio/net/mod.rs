@@ -1,6 +1,6 @@
 //! virtio-net: a multi-queue network device whose datapath runs on one
 //! worker thread per queue pair, each moving frames between the guest's
-//! virtqueues and a [`net::FrameBackend`] (a tap with IFF_VNET_HDR in
+//! virtqueues and a [`net_backend::FrameBackend`] (a tap with IFF_VNET_HDR in
 //! production, a SOCK_SEQPACKET pair in tests).
 //!
 //! Queue order (virtio 1.x, 5.1.2): rx0, tx0, rx1, tx1, …, rx(N-1),
@@ -27,7 +27,7 @@ pub use queue_pair::{QueuePair, QueuePairError, RxOutcome, TxOutcome, RX_BUDGET,
 pub use worker::{SpawnError, Worker};
 
 /// Size of `virtio_net_hdr_v1`, the prefix of every frame on both sides.
-pub const VNET_HDR_LEN: usize = net::VNET_HDR_LEN;
+pub const VNET_HDR_LEN: usize = net_backend::VNET_HDR_LEN;
 /// Largest Ethernet frame (64 KiB GSO payload + Ethernet header).
 pub const MAX_FRAME_LEN: usize = 65550;
 /// Largest frame with its virtio-net header: the size of the per-pair

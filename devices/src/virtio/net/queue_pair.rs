@@ -14,7 +14,7 @@ use std::io::{self, IoSlice};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use net::FrameBackend;
+use net_backend::FrameBackend;
 use tracing::warn;
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};

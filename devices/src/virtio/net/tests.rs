@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use net::{seqpacket_pair, FrameBackend, SeqpacketBackend};
+use net_backend::{seqpacket_pair, FrameBackend, SeqpacketBackend};
 use virtio_bindings::virtio_net::*;
 use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -1013,7 +1013,7 @@ fn offloads_follow_the_guest_features() {
     // backend that shares the record.
     struct Probe {
         inner: SeqpacketBackend,
-        seen: Arc<Mutex<Option<net::Offloads>>>,
+        seen: Arc<Mutex<Option<net_backend::Offloads>>>,
     }
     impl std::os::fd::AsRawFd for Probe {
         fn as_raw_fd(&self) -> std::os::fd::RawFd {
@@ -1027,7 +1027,7 @@ fn offloads_follow_the_guest_features() {
         fn write_frame(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
             self.inner.write_frame(bufs)
         }
-        fn set_offloads(&mut self, o: net::Offloads) -> io::Result<()> {
+        fn set_offloads(&mut self, o: net_backend::Offloads) -> io::Result<()> {
             *self.seen.lock().unwrap() = Some(o);
             Ok(())
         }
@@ -1048,7 +1048,7 @@ fn offloads_follow_the_guest_features() {
     )
     .unwrap();
     let o = seen.lock().unwrap().unwrap();
-    assert!(o.csum && o.tso4 && !o.tso6 && !o.ecn && !o.ufo);
+    assert!(o.csum && o.tso4 && !o.tso6 && !o.ecn);
 }
 
 // ---------------------------------------------------------------- zero-copy TX
@@ -1089,7 +1089,7 @@ impl FrameBackend for PathCounter {
         // call) is passed on unchanged.
         unsafe { self.inner.write_iovecs(iovecs) }
     }
-    fn set_offloads(&mut self, o: net::Offloads) -> io::Result<()> {
+    fn set_offloads(&mut self, o: net_backend::Offloads) -> io::Result<()> {
         self.inner.set_offloads(o)
     }
 }

@@ -60,10 +60,10 @@ pub(super) fn assign_macs(
             continue;
         }
         let mut salt = 0;
-        let mut mac = MacAddr::generate(&spec.name, &d.iface.name.value, salt);
+        let mut mac = generate_mac(&spec.name, &d.iface.name.value, salt);
         while used.contains_key(&mac) {
             salt += 1;
-            mac = MacAddr::generate(&spec.name, &d.iface.name.value, salt);
+            mac = generate_mac(&spec.name, &d.iface.name.value, salt);
         }
         used.insert(mac, &d.iface.path);
         *slot = Some(mac);

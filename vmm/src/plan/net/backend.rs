@@ -5,20 +5,13 @@ use super::*;
 
 /// Checks that a Linux interface name is usable; returns what is wrong.
 pub(crate) fn ifname_problem(name: &str) -> Option<&'static str> {
-    if name.is_empty() {
-        Some("is empty")
-    } else if name.len() > MAX_IFNAME_LEN {
-        Some("is longer than 15 bytes")
-    } else if name == "." || name == ".." {
-        Some("is not a valid name")
-    } else if name
-        .chars()
-        .any(|c| c == '/' || c == ':' || c.is_whitespace())
-    {
-        Some("contains '/', ':' or whitespace")
-    } else {
-        None
-    }
+    use net_backend::IfNameError;
+    net_backend::validate_ifname(name).err().map(|e| match e {
+        IfNameError::Empty { .. } => "is empty",
+        IfNameError::TooLong { .. } => "is longer than 15 bytes",
+        IfNameError::Reserved { .. } => "is not a valid name",
+        IfNameError::BadChar { .. } => "contains '/', ':' or whitespace",
+    })
 }
 
 /// `tap-<name>` cut to 15 bytes (on a character boundary).

@@ -17,7 +17,7 @@ use crate::spec::{
 };
 
 use crate::plan::cidr::{check_ipv4, check_ipv6, Ipv4Cidr, Ipv6Cidr};
-use crate::plan::mac::MacAddr;
+use crate::plan::mac::{generate_mac, MacAddr};
 use crate::plan::pci::{PciAddress, SlotAllocator};
 use crate::plan::{
     Backend, Binding, FieldError, NetworkPlan, NicModel, NicPlan, PortPlan, Protocol,

@@ -5,16 +5,21 @@
 //! /dev, opens it once per queue with IFF_VNET_HDR, and hands the queues
 //! over as [`Tap`]s (the ioctl interface is the tap's).
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fs;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 
+use crate::ifname::{validate_ifname, IfNameError};
+use crate::mac::MacAddr;
 use crate::sys::{self, IfReq};
 use crate::tap::{Tap, TapError};
 
+/// Errors from finding or opening a macvtap interface.
 #[derive(Debug, thiserror::Error)]
 pub enum MacvtapError {
+    #[error(transparent)]
+    InvalidName(#[from] IfNameError),
     #[error("{iface} is not a macvtap interface here ({path} is missing)")]
     NotMacvtap { iface: String, path: String },
     #[error("cannot read {path}")]
@@ -64,14 +69,19 @@ fn read_sysfs(path: &str) -> Result<String, MacvtapError> {
 
 /// The MAC of interface `iface` (from sysfs).
 pub fn interface_mac(iface: &str) -> Result<[u8; 6], MacvtapError> {
+    validate_ifname(iface)?;
     let path = format!("/sys/class/net/{iface}/address");
     let s = read_sysfs(&path)?;
-    crate::netlink::parse_mac(&s).ok_or(MacvtapError::Parse { path, content: s })
+    match s.parse::<MacAddr>() {
+        Ok(mac) => Ok(mac.octets()),
+        Err(_) => Err(MacvtapError::Parse { path, content: s }),
+    }
 }
 
 /// Opens `queues` queues of macvtap `iface` in the current network
 /// namespace.
 pub fn open(iface: &str, queues: u16) -> Result<Vec<Tap>, MacvtapError> {
+    validate_ifname(iface)?;
     if queues == 0 {
         return Err(MacvtapError::Queues { queues });
     }
@@ -101,44 +111,29 @@ pub fn open(iface: &str, queues: u16) -> Result<Vec<Tap>, MacvtapError> {
         iface: iface.to_string(),
         source,
     };
-    let devnum = libc::makedev(major, minor);
-    // SAFETY: `c_node` is a valid NUL-terminated path that lives across
-    // the call; mknod touches no memory of ours.
-    let rc = unsafe { libc::mknod(c_node.as_ptr(), libc::S_IFCHR | 0o600, devnum) };
-    if rc != 0 {
-        return Err(mknod_err(std::io::Error::last_os_error()));
-    }
+    sys::mknod_char(&c_node, libc::makedev(major, minor)).map_err(mknod_err)?;
     let result = open_queues(iface, &c_node, queues);
     // The node is only needed for the opens.
     let _ = fs::remove_file(&node);
     result
 }
 
-fn open_queues(iface: &str, node: &CString, queues: u16) -> Result<Vec<Tap>, MacvtapError> {
+fn open_queues(iface: &str, node: &CStr, queues: u16) -> Result<Vec<Tap>, MacvtapError> {
     let mut taps = Vec::with_capacity(usize::from(queues));
     for _ in 0..queues {
-        // SAFETY: `node` is a valid NUL-terminated path; the returned fd is
-        // checked and then owned.
-        let fd = unsafe { libc::open(node.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-        if fd < 0 {
-            return Err(MacvtapError::Open {
-                iface: iface.to_string(),
-                source: std::io::Error::last_os_error(),
-            });
-        }
-        // SAFETY: `fd` was just returned by open(2) and nothing else owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = sys::open_rdwr(node).map_err(|source| MacvtapError::Open {
+            iface: iface.to_string(),
+            source,
+        })?;
         let mut req = IfReq::with_name("");
         let mut flags = sys::IFF_TAP | sys::IFF_NO_PI | sys::IFF_VNET_HDR;
         if queues > 1 {
             flags |= sys::IFF_MULTI_QUEUE;
         }
         req.set_flags(flags);
-        sys::tun_set_iff(std::os::fd::AsFd::as_fd(&fd), &mut req).map_err(|source| {
-            MacvtapError::SetIff {
-                iface: iface.to_string(),
-                source,
-            }
+        sys::tun_set_iff(fd.as_fd(), &mut req).map_err(|source| MacvtapError::SetIff {
+            iface: iface.to_string(),
+            source,
         })?;
         let tap = Tap::from_fd(fd).map_err(|source| MacvtapError::Tap {
             iface: iface.to_string(),
@@ -159,5 +154,13 @@ mod tests {
         assert!(matches!(err, MacvtapError::NotMacvtap { .. }), "{err}");
         assert!(err.to_string().contains("not a macvtap"), "{err}");
         assert!(matches!(open("lo", 0), Err(MacvtapError::Queues { .. })));
+        assert!(matches!(
+            open("../lo", 1),
+            Err(MacvtapError::InvalidName(_))
+        ));
+        assert!(matches!(
+            interface_mac("lo/x"),
+            Err(MacvtapError::InvalidName(_))
+        ));
     }
 }

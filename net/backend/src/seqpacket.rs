@@ -6,8 +6,8 @@
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-use crate::backend::{FrameBackend, Offloads};
 use crate::sys;
+use crate::{FrameBackend, Offloads};
 
 /// Socket buffer size asked for on both ends (the kernel caps it at
 /// `net.core.{w,r}mem_max`).

@@ -15,27 +15,19 @@ use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
-use crate::backend::{FrameBackend, Offloads};
+use crate::ifname::{validate_ifname, IfNameError};
 use crate::sys::{self, IfReq};
-use crate::VNET_HDR_LEN;
+use crate::{FrameBackend, Offloads, VNET_HDR_LEN};
 
 /// Path of the tun/tap clone device.
 const TUN_PATH: &str = "/dev/net/tun";
-
-/// Longest interface name, excluding the terminating NUL.
-const MAX_NAME_LEN: usize = sys::IFNAMSIZ - 1;
 
 /// Errors from opening or configuring a tap.
 #[derive(Debug, thiserror::Error)]
 pub enum TapError {
     /// The interface name is not one the kernel accepts.
-    #[error("invalid tap name {name:?}: {reason}")]
-    InvalidName {
-        /// The rejected name.
-        name: String,
-        /// Why it was rejected.
-        reason: &'static str,
-    },
+    #[error(transparent)]
+    InvalidName(#[from] IfNameError),
     /// Zero queues were requested.
     #[error("a tap needs at least one queue, {queues} requested")]
     InvalidQueues {
@@ -107,38 +99,6 @@ fn set_iff_hint(err: &io::Error) -> &'static str {
     }
 }
 
-/// Checks `name` the way the kernel's `dev_valid_name` does.
-fn validate_name(name: &str) -> Result<(), TapError> {
-    let invalid = |reason| {
-        Err(TapError::InvalidName {
-            name: name.to_owned(),
-            reason,
-        })
-    };
-    if name.is_empty() {
-        return invalid("empty");
-    }
-    if name.len() > MAX_NAME_LEN {
-        return invalid("longer than 15 bytes");
-    }
-    if name == "." || name == ".." {
-        return invalid("reserved");
-    }
-    if name.contains('\0') {
-        return invalid("contains NUL");
-    }
-    if name.contains('/') {
-        return invalid("contains '/'");
-    }
-    if name.contains(':') {
-        return invalid("contains ':'");
-    }
-    if name.chars().any(char::is_whitespace) {
-        return invalid("contains whitespace");
-    }
-    Ok(())
-}
-
 /// One queue of a tap interface; see the [module docs](self).
 #[derive(Debug)]
 pub struct Tap {
@@ -157,7 +117,7 @@ impl Tap {
     /// (TUNSETVNETHDRSZ) and starts with no offloads (TUNSETOFFLOAD 0) until
     /// the guest negotiates some.
     pub fn open_named(name: &str, queues: u16) -> Result<Vec<Tap>, TapError> {
-        validate_name(name)?;
+        validate_ifname(name)?;
         if queues == 0 {
             return Err(TapError::InvalidQueues { queues });
         }
@@ -333,51 +293,15 @@ impl AsFd for Tap {
 mod tests {
     use super::*;
 
-    fn reason(name: &str) -> &'static str {
-        match validate_name(name) {
-            Err(TapError::InvalidName { name: n, reason }) => {
-                assert_eq!(n, name);
-                reason
-            }
-            other => panic!("{name:?}: expected InvalidName, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn name_validation() {
-        for ok in [
-            "tap0",
-            "a",
-            "abcdefghijklmno",
-            "petrel-vm1.q",
-            "tap%d",
-            "t_ap",
-        ] {
-            assert!(validate_name(ok).is_ok(), "{ok:?}");
-        }
-        assert_eq!(reason(""), "empty");
-        assert_eq!(reason("abcdefghijklmnop"), "longer than 15 bytes");
-        // 8 two-byte characters: 16 bytes.
-        assert_eq!(reason("éééééééé"), "longer than 15 bytes");
-        assert_eq!(reason("."), "reserved");
-        assert_eq!(reason(".."), "reserved");
-        assert_eq!(reason("ta\0p"), "contains NUL");
-        assert_eq!(reason("a/b"), "contains '/'");
-        assert_eq!(reason("eth0:1"), "contains ':'");
-        assert_eq!(reason("tap 0"), "contains whitespace");
-        assert_eq!(reason("tap\t0"), "contains whitespace");
-        assert_eq!(reason("tap0\n"), "contains whitespace");
-    }
-
     #[test]
     fn open_named_rejects_bad_input_before_touching_the_kernel() {
         assert!(matches!(
             Tap::open_named("bad/name", 1),
-            Err(TapError::InvalidName { .. })
+            Err(TapError::InvalidName(_))
         ));
         assert!(matches!(
             Tap::open_named("", 2),
-            Err(TapError::InvalidName { .. })
+            Err(TapError::InvalidName(_))
         ));
         assert!(matches!(
             Tap::open_named("ok0", 0),
@@ -483,7 +407,6 @@ mod tests {
             tso4: true,
             tso6: true,
             ecn: true,
-            ufo: false,
         };
         for tap in &mut taps {
             tap.set_offloads(offloads).unwrap();
@@ -530,7 +453,7 @@ mod tests {
 
         assert!(matches!(
             Tap::open_named("bad name", 2),
-            Err(TapError::InvalidName { .. })
+            Err(TapError::InvalidName(_))
         ));
 
         drop(adopted);

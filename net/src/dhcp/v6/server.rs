@@ -1,29 +1,8 @@
-//! A minimal stateful DHCPv6 server (RFC 8415) for one guest on a tap link.
-//!
-//! It complements [`crate::ra`]: the Router Advertisement sets the M flag,
-//! and this server hands the guest its fixed address (an IA_NA with
-//! [`Dhcp6Config::client_ip`]) plus DNS servers and search domains. Like
-//! the DHCPv4 server it keeps no lease state.
-//!
-//! - [`Dhcp6Server::handle`] turns a received message into a
-//!   [`Dhcp6Action`]; pure, never panics.
-//! - [`Dhcp6Socket`] is the UDP socket on `[::]:547` of the tap that feeds
-//!   the server and sends its replies.
-//!
-//! # Which clients are answered
-//!
-//! A DHCPv6 client is identified by its DUID, not its MAC. When the DUID is
-//! MAC-based (DUID-LLT or DUID-LL with Ethernet hardware type) and names
-//! another MAC than [`Dhcp6Config::client_mac`], the message is ignored.
-//! Any other DUID (DUID-EN, DUID-UUID, ... — systemd-networkd and
-//! NetworkManager use those by default) is answered, like KubeVirt does:
-//! only the guest is on the tap. Such answers are counted in
-//! [`Dhcp6Counters::non_mac_duid`].
+//! The DHCPv6 protocol logic: [`Dhcp6Server::handle`] turns a received
+//! message into a [`Dhcp6Action`]; pure, never panics. See the
+//! [module docs](super) for which clients are answered.
 
-use std::ffi::CString;
-use std::io;
-use std::net::{Ipv6Addr, SocketAddrV6};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::net::Ipv6Addr;
 use std::panic::{self, AssertUnwindSafe};
 
 use dhcproto::v6::{
@@ -31,16 +10,6 @@ use dhcproto::v6::{
     UnknownOption, IANA, IAPD,
 };
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
-
-use crate::ra::sys6;
-use crate::sys;
-
-/// The DHCPv6 server (and relay agent) port.
-pub const SERVER_PORT: u16 = 547;
-/// The DHCPv6 client port.
-pub const CLIENT_PORT: u16 = 546;
-/// All_DHCP_Relay_Agents_and_Servers, where clients send.
-pub const ALL_DHCP_SERVERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
 
 /// DUID type: link-layer address plus time (RFC 8415 §11.2).
 const DUID_LLT: u16 = 1;
@@ -61,8 +30,6 @@ const DECLINE: u8 = 9;
 const INFORMATION_REQUEST: u8 = 11;
 /// Option code of the domain search list (RFC 3646).
 const OPTION_DOMAIN_LIST: u16 = 24;
-/// Large enough for any DHCPv6 message a client sends on the link.
-const RECV_BUF_LEN: usize = 4096;
 
 /// A DUID-LL (RFC 8415 §11.4) for an Ethernet `mac`, e.g. the server DUID
 /// from the bridge's MAC.
@@ -531,97 +498,6 @@ pub fn encode_domain_list(domains: &[String]) -> Vec<u8> {
     out
 }
 
-/// The DHCPv6 server's UDP socket on the host side of a tap: `[::]:547`,
-/// `SO_BINDTODEVICE` to the tap, member of `ff02::1:2` there,
-/// `SO_REUSEADDR` so one per tap can coexist in a namespace. Replies go
-/// back to the client's (link-local) address and port.
-///
-/// Needs CAP_NET_RAW (for `SO_BINDTODEVICE`) and CAP_NET_BIND_SERVICE (for
-/// port 547), i.e. root in practice.
-#[derive(Debug)]
-pub struct Dhcp6Socket {
-    socket: std::net::UdpSocket,
-    iface: String,
-}
-
-impl Dhcp6Socket {
-    /// Binds the socket on `iface`, which must exist; non-blocking and
-    /// close-on-exec.
-    pub fn bind(iface: &str) -> io::Result<Self> {
-        let name: CString = sys::iface_name(iface)?;
-        let ifindex = sys6::ifindex(&name).map_err(|e| annotate(e, "if_nametoindex"))?;
-        let fd: OwnedFd = sys6::socket6(libc::SOCK_DGRAM, libc::IPPROTO_UDP)
-            .map_err(|e| annotate(e, "socket(AF_INET6, SOCK_DGRAM)"))?;
-        let one: libc::c_int = 1;
-        sys::set_opt(fd.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, &one)
-            .map_err(|e| annotate(e, "setsockopt(SO_REUSEADDR)"))?;
-        sys::set_opt(fd.as_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &one)
-            .map_err(|e| annotate(e, "setsockopt(IPV6_V6ONLY)"))?;
-        sys::bind_to_device(fd.as_fd(), &name)
-            .map_err(|e| annotate(e, &format!("setsockopt(SO_BINDTODEVICE, {iface:?})")))?;
-        sys6::bind(
-            fd.as_fd(),
-            &SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, SERVER_PORT, 0, 0),
-        )
-        .map_err(|e| annotate(e, "bind([::]:547)"))?;
-        sys6::join_group(fd.as_fd(), ALL_DHCP_SERVERS, ifindex)
-            .map_err(|e| annotate(e, "setsockopt(IPV6_ADD_MEMBERSHIP, ff02::1:2)"))?;
-        tracing::debug!(iface, "DHCPv6 socket bound");
-        Ok(Self {
-            socket: std::net::UdpSocket::from(fd),
-            iface: iface.to_owned(),
-        })
-    }
-
-    /// The interface the socket is bound to.
-    pub fn iface(&self) -> &str {
-        &self.iface
-    }
-
-    /// Reads every pending datagram, passes each to `server` and sends its
-    /// replies to the sender; returns once the socket would block. Failing
-    /// to send is logged (the client retransmits); failing to receive is
-    /// returned.
-    pub fn handle_readable(&mut self, server: &mut Dhcp6Server) -> io::Result<()> {
-        let mut buf = [0u8; RECV_BUF_LEN];
-        while let Some((len, src)) = sys::recv_next(|| self.socket.recv_from(&mut buf))? {
-            let packet = buf.get(..len).unwrap_or(&[]);
-            match server.handle(packet) {
-                Dhcp6Action::Reply(reply) => {
-                    if let Err(e) = sys::retry_eintr(|| self.socket.send_to(&reply, src)) {
-                        tracing::warn!(iface = %self.iface, %src, error = %e, "cannot send DHCPv6 reply");
-                    }
-                }
-                Dhcp6Action::Ignore(reason) => {
-                    tracing::debug!(iface = %self.iface, %src, ?reason, "DHCPv6 message ignored");
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-impl AsFd for Dhcp6Socket {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.socket.as_fd()
-    }
-}
-
-impl AsRawFd for Dhcp6Socket {
-    fn as_raw_fd(&self) -> RawFd {
-        self.socket.as_raw_fd()
-    }
-}
-
-fn annotate(err: io::Error, op: &str) -> io::Error {
-    sys::socket_error(
-        err,
-        op,
-        "CAP_NET_RAW and CAP_NET_BIND_SERVICE",
-        Some("another DHCPv6 server owns port 547 on this interface"),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use dhcproto::Name;
@@ -1028,15 +904,5 @@ mod tests {
             let _ = server.handle(&packet);
         }
         assert!(server.counters().dropped_malformed > 0);
-    }
-
-    #[test]
-    fn bind_rejects_bad_names() {
-        for name in ["", "a\0b", "sixteen-chars-xx"] {
-            assert_eq!(
-                Dhcp6Socket::bind(name).unwrap_err().kind(),
-                io::ErrorKind::InvalidInput
-            );
-        }
     }
 }
