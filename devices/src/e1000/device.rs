@@ -1,7 +1,6 @@
 //! The 82540EM PCI function: configuration space, the BAR0 register file,
 //! the BAR1 IOADDR/IODATA window, and transmit on the vCPU thread.
 
-use std::any::Any;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use net::{FrameBackend, Offloads};
@@ -661,9 +660,5 @@ impl PciDevice for E1000 {
             1 => self.io_write(offset, data),
             _ => {}
         }
-    }
-
-    fn as_any(&mut self) -> &mut dyn Any {
-        self
     }
 }

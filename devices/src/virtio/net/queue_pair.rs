@@ -19,8 +19,9 @@ use tracing::warn;
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
-use super::metrics::{should_log, BatchCounters, NetMetrics};
+use super::metrics::{BatchCounters, NetMetrics};
 use super::{MAX_BUFFER_LEN, NUM_BUFFERS_OFFSET, VNET_HDR_LEN};
+use crate::rate_limit::LogRateLimiter;
 
 /// Most chains (TX) or frames (RX) handled by one `process_*` call; the
 /// event handler re-kicks itself when a budget runs out, so the other
@@ -128,8 +129,8 @@ pub struct QueuePair {
     rx_broken: bool,
     tx_broken: bool,
     metrics: Arc<NetMetrics>,
-    /// Guest-triggerable warnings seen, for rate limiting.
-    warnings: u64,
+    /// Guest-triggerable warnings.
+    warnings: LogRateLimiter,
 }
 
 impl QueuePair {
@@ -162,7 +163,7 @@ impl QueuePair {
             rx_broken: false,
             tx_broken: false,
             metrics,
-            warnings: 0,
+            warnings: LogRateLimiter::new(),
         }
     }
 
@@ -202,12 +203,10 @@ impl QueuePair {
     }
 
     fn warn_rate_limited(&mut self, what: &str, detail: &dyn std::fmt::Debug) {
-        self.warnings += 1;
-        if should_log(self.warnings) {
+        if let Some(occurrences) = self.warnings.hit() {
             warn!(
                 pair = self.index,
-                occurrences = self.warnings,
-                "virtio-net: {what}: {detail:?}"
+                occurrences, "virtio-net: {what}: {detail:?}"
             );
         }
     }

@@ -14,7 +14,6 @@
 //! The capability list holds MSI-X, then the virtio vendor capabilities
 //! (common, notify, ISR, device, PCI configuration access).
 
-use std::any::Any;
 use std::io;
 use std::sync::{Arc, Mutex};
 
@@ -263,10 +262,6 @@ impl VirtioPciDevice {
         self.device.as_ref()
     }
 
-    pub fn device_mut(&mut self) -> &mut dyn VirtioDevice {
-        self.device.as_mut()
-    }
-
     /// True between a successful DRIVER_OK and the next reset.
     pub fn is_activated(&self) -> bool {
         self.activated
@@ -371,9 +366,7 @@ impl VirtioPciDevice {
         use crate::virtio::ActivateError;
         if self.reset_pending {
             if !self.device.reset() {
-                return Err(ActivateError::Other(
-                    "the device still refuses to reset".into(),
-                ));
+                return Err(ActivateError::ResetRefused);
             }
             self.reset_pending = false;
         }
@@ -390,9 +383,12 @@ impl VirtioPciDevice {
             let kick = self
                 .kicks
                 .get(i)
-                .ok_or(ActivateError::NoBackend)?
+                .ok_or_else(|| ActivateError::BadQueue {
+                    index,
+                    reason: "no notification eventfd".into(),
+                })?
                 .try_clone()
-                .map_err(ActivateError::Worker)?;
+                .map_err(ActivateError::EventFd)?;
             queues.push(QueueConfig { index, queue, kick });
         }
         let interrupt: Arc<dyn VirtioInterrupt> = self.interrupt.clone();
@@ -564,9 +560,5 @@ impl PciDevice for VirtioPciDevice {
                 msix.write_pba(off, data);
             }
         }
-    }
-
-    fn as_any(&mut self) -> &mut dyn Any {
-        self
     }
 }
