@@ -553,6 +553,10 @@ fn attach_e1000(
     })?;
     // Interrupt line register = the IOAPIC pin, as firmware would leave it.
     dev.config_write(15, 0, &[gsi as u8]);
+    dev.activate().map_err(|e| NicError::Device {
+        nic: nic.name.clone(),
+        source: Box::new(e),
+    })?;
     let dev: Arc<Mutex<dyn PciDevice>> = Arc::new(Mutex::new(dev));
     place(vm, pci, nic, dev)?;
     pci.mp_intx.push(arch::PciIntx {

@@ -228,7 +228,7 @@ fn run_loop(vcpu: &mut VcpuFd, id: u8, shared: &VcpuShared) -> Option<ExitReason
             Ok(VcpuExit::Intr) => {}
             Ok(other) => {
                 unknown_exits += 1;
-                if unknown_exits.is_power_of_two() {
+                if devices::should_log(unknown_exits) {
                     warn!(exit = ?other, count = unknown_exits, "unhandled vCPU exit");
                 }
                 if unknown_exits > 1000 {

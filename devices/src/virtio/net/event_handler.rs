@@ -192,6 +192,8 @@ impl NetEpollHandler {
 
 impl MutEventSubscriber for NetEpollHandler {
     fn init(&mut self, ops: &mut EventOps) {
+        // Registrations belong to the event loop, which is new here.
+        self.backend_interest = EventSet::empty();
         let mut fds = vec![self.rx_kick.as_raw_fd(), self.tx_kick.as_raw_fd()];
         if let Some((_, kick)) = &self.ctrl {
             fds.push(kick.as_raw_fd());
