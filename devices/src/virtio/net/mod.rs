@@ -18,6 +18,8 @@ mod device;
 mod event_handler;
 mod metrics;
 mod queue_pair;
+mod rx;
+mod tx;
 
 /// Frame limits (shared with e1000): the per-pair RX and TX buffers are
 /// [`MAX_BUFFER_LEN`] bytes.
