@@ -234,31 +234,22 @@ impl Regs {
         }
     }
 
-    /// A guest write of the dword at `offset` (4-byte aligned).
-    pub(crate) fn write(&mut self, offset: u64, value: u32, irq: &dyn IntxLine) -> Action {
-        if matches!(offset, regs::RDBAL | regs::RDBAH | regs::RDLEN | regs::RDH) {
-            self.rx_ring_gen = self.rx_ring_gen.wrapping_add(1);
+    /// EERD: a read of EEPROM word ADDR when START is set.
+    fn eerd_write(&mut self, value: u32) {
+        if value & eerd::START != 0 {
+            let addr = (value >> eerd::ADDR_SHIFT) & 0xff;
+            let data = self.eeprom.word(addr as usize).unwrap_or(0xffff);
+            self.set(
+                regs::EERD,
+                u32::from(data) << eerd::DATA_SHIFT | addr << eerd::ADDR_SHIFT | eerd::DONE,
+            );
         }
+    }
+
+    /// Writes of MDIC and the interrupt registers (ICR, ICS, IMS, IMC),
+    /// which all end by updating the INTx line.
+    fn write_interrupt_reg(&mut self, offset: u64, value: u32, irq: &dyn IntxLine) {
         match offset {
-            regs::CTRL => {
-                if value & ctrl::RST != 0 {
-                    self.reset(irq);
-                    return Action::Reset;
-                }
-                self.set(regs::CTRL, value);
-            }
-            regs::STATUS => {}
-            regs::EECD => self.eeprom.write_eecd(value),
-            regs::EERD => {
-                if value & eerd::START != 0 {
-                    let addr = (value >> eerd::ADDR_SHIFT) & 0xff;
-                    let data = self.eeprom.word(addr as usize).unwrap_or(0xffff);
-                    self.set(
-                        regs::EERD,
-                        u32::from(data) << eerd::DATA_SHIFT | addr << eerd::ADDR_SHIFT | eerd::DONE,
-                    );
-                }
-            }
             regs::MDIC => {
                 let v = self.phy.mdic(value);
                 self.set(regs::MDIC, v);
@@ -289,6 +280,29 @@ impl Regs {
                 let v = self.get(regs::IMS) & !value;
                 self.set(regs::IMS, v);
                 self.update_irq(irq, false);
+            }
+            _ => {}
+        }
+    }
+
+    /// A guest write of the dword at `offset` (4-byte aligned).
+    pub(crate) fn write(&mut self, offset: u64, value: u32, irq: &dyn IntxLine) -> Action {
+        if matches!(offset, regs::RDBAL | regs::RDBAH | regs::RDLEN | regs::RDH) {
+            self.rx_ring_gen = self.rx_ring_gen.wrapping_add(1);
+        }
+        match offset {
+            regs::CTRL => {
+                if value & ctrl::RST != 0 {
+                    self.reset(irq);
+                    return Action::Reset;
+                }
+                self.set(regs::CTRL, value);
+            }
+            regs::STATUS => {}
+            regs::EECD => self.eeprom.write_eecd(value),
+            regs::EERD => self.eerd_write(value),
+            regs::MDIC | regs::ICR | regs::ICS | regs::IMS | regs::IMC => {
+                self.write_interrupt_reg(offset, value, irq)
             }
             regs::RCTL => {
                 self.set(regs::RCTL, value);

@@ -175,23 +175,7 @@ impl CtrlQueue {
             return err;
         };
         match class {
-            VIRTIO_NET_CTRL_RX => {
-                let Some(&on) = data.first() else {
-                    return err;
-                };
-                let on = on != 0;
-                let flag = match command {
-                    VIRTIO_NET_CTRL_RX_PROMISC => &mut state.promisc,
-                    VIRTIO_NET_CTRL_RX_ALLMULTI => &mut state.allmulti,
-                    VIRTIO_NET_CTRL_RX_ALLUNI => &mut state.alluni,
-                    VIRTIO_NET_CTRL_RX_NOMULTI => &mut state.nomulti,
-                    VIRTIO_NET_CTRL_RX_NOUNI => &mut state.nouni,
-                    VIRTIO_NET_CTRL_RX_NOBCAST => &mut state.nobcast,
-                    _ => return err,
-                };
-                *flag = on;
-                ok
-            }
+            VIRTIO_NET_CTRL_RX => rx_mode(&mut state, command, data),
             VIRTIO_NET_CTRL_MAC => match command {
                 VIRTIO_NET_CTRL_MAC_ADDR_SET => match data.get(..6) {
                     Some(mac) => {
@@ -240,4 +224,22 @@ impl CtrlQueue {
             _ => err,
         }
     }
+}
+
+/// VIRTIO_NET_CTRL_RX: sets one rx-mode flag; returns the ack byte.
+fn rx_mode(state: &mut CtrlState, command: u32, data: &[u8]) -> u8 {
+    let Some(&on) = data.first() else {
+        return VIRTIO_NET_ERR as u8;
+    };
+    let flag = match command {
+        VIRTIO_NET_CTRL_RX_PROMISC => &mut state.promisc,
+        VIRTIO_NET_CTRL_RX_ALLMULTI => &mut state.allmulti,
+        VIRTIO_NET_CTRL_RX_ALLUNI => &mut state.alluni,
+        VIRTIO_NET_CTRL_RX_NOMULTI => &mut state.nomulti,
+        VIRTIO_NET_CTRL_RX_NOUNI => &mut state.nouni,
+        VIRTIO_NET_CTRL_RX_NOBCAST => &mut state.nobcast,
+        _ => return VIRTIO_NET_ERR as u8,
+    };
+    *flag = on != 0;
+    VIRTIO_NET_OK as u8
 }

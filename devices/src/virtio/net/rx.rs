@@ -24,6 +24,16 @@ enum Delivery {
     NoBuffers { arrived: bool },
 }
 
+/// Where [`QueuePair::deliver`]'s chains took the frame.
+struct Filled {
+    /// Bytes of the frame placed.
+    written: usize,
+    /// Guest addresses of the two `num_buffers` bytes.
+    num_buffers_at: [Option<GuestAddress>; 2],
+    /// Why the last chain was refused.
+    failure: Option<ChainError>,
+}
+
 impl QueuePair {
     /// Moves frames from the backend into the guest's rx buffers until the
     /// backend is empty, the guest runs out of buffers (then the frame
@@ -116,12 +126,9 @@ impl QueuePair {
         // virtio 1.x: num_buffers is 1 unless buffers are merged.
         self.rx_buf[NUM_BUFFERS_OFFSET..NUM_BUFFERS_OFFSET + 2]
             .copy_from_slice(&1u16.to_le_bytes());
-        self.rx_chains.clear();
-        let mut written = 0usize;
-        let mut num_buffers_at: [Option<GuestAddress>; 2] = [None; 2];
-        let mut failure = None;
-        while written < len {
-            let Some(chain) = self.rx.iter(&self.mem)?.next() else {
+        let filled = match self.fill_chains(len)? {
+            Some(filled) => filled,
+            None => {
                 // Out of buffers mid-frame: arm the notification at the
                 // current avail index, then push the popped chains back.
                 let arrived = self.rx.enable_notification(&self.mem)?;
@@ -130,50 +137,14 @@ impl QueuePair {
                 }
                 self.rx_chains.clear();
                 return Ok(Delivery::NoBuffers { arrived });
-            };
-            let head = chain.head_index();
-            let scattered = if head < self.rx.size() {
-                scatter(
-                    &self.mem,
-                    chain,
-                    &self.rx_buf[written..len],
-                    written,
-                    &mut num_buffers_at,
-                )
-            } else {
-                Err(ChainError::BadHead)
-            };
-            match scattered {
-                Ok(n) => {
-                    written += n;
-                    self.rx_chains.push((head, n as u32));
-                }
-                Err(e) => {
-                    if e != ChainError::BadHead {
-                        self.rx_chains.push((head, 0));
-                    }
-                    failure = Some(e);
-                    break;
-                }
             }
-            if !self.mrg_rxbuf {
-                break;
-            }
-        }
+        };
 
         let chains = self.rx_chains.len() as u32;
-        let delivered = failure.is_none() && written == len;
+        let mut failure = filled.failure;
+        let delivered = failure.is_none() && filled.written == len;
         if delivered && chains > 1 {
-            let count = (chains as u16).to_le_bytes();
-            for (addr, byte) in num_buffers_at.iter().zip(count) {
-                // The bytes were just written there, so this cannot fail
-                // unless the guest unplugs memory under our feet.
-                if let Some(addr) = addr {
-                    if self.mem.write_obj(byte, *addr).is_err() {
-                        failure = Some(ChainError::Memory);
-                    }
-                }
-            }
+            failure = self.set_num_buffers(&filled.num_buffers_at, chains as u16);
         }
         let delivered = delivered && failure.is_none();
         for &(head, used_len) in &self.rx_chains {
@@ -194,6 +165,73 @@ impl QueuePair {
             }
         }
         Ok(Delivery::Dropped { chains })
+    }
+
+    /// Pops rx chains into `rx_chains` and scatters `rx_buf[..len]` over
+    /// them (one chain without MRG_RXBUF); `None` when the guest ran out
+    /// of chains before the frame was placed.
+    fn fill_chains(&mut self, len: usize) -> Result<Option<Filled>, virtio_queue::Error> {
+        self.rx_chains.clear();
+        let mut filled = Filled {
+            written: 0,
+            num_buffers_at: [None; 2],
+            failure: None,
+        };
+        while filled.written < len {
+            let Some(chain) = self.rx.iter(&self.mem)?.next() else {
+                return Ok(None);
+            };
+            let head = chain.head_index();
+            let written = filled.written;
+            let scattered = if head < self.rx.size() {
+                scatter(
+                    &self.mem,
+                    chain,
+                    &self.rx_buf[written..len],
+                    written,
+                    &mut filled.num_buffers_at,
+                )
+            } else {
+                Err(ChainError::BadHead)
+            };
+            match scattered {
+                Ok(n) => {
+                    filled.written += n;
+                    self.rx_chains.push((head, n as u32));
+                }
+                Err(e) => {
+                    if e != ChainError::BadHead {
+                        self.rx_chains.push((head, 0));
+                    }
+                    filled.failure = Some(e);
+                    break;
+                }
+            }
+            if !self.mrg_rxbuf {
+                break;
+            }
+        }
+        Ok(Some(filled))
+    }
+
+    /// Writes the number of chains a merged frame took into its
+    /// `num_buffers` field, wherever its two bytes landed.
+    fn set_num_buffers(
+        &self,
+        num_buffers_at: &[Option<GuestAddress>; 2],
+        chains: u16,
+    ) -> Option<ChainError> {
+        let mut failure = None;
+        for (addr, byte) in num_buffers_at.iter().zip(chains.to_le_bytes()) {
+            // The bytes were just written there, so this cannot fail
+            // unless the guest unplugs memory under our feet.
+            if let Some(addr) = addr {
+                if self.mem.write_obj(byte, *addr).is_err() {
+                    failure = Some(ChainError::Memory);
+                }
+            }
+        }
+        failure
     }
 }
 

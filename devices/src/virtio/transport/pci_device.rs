@@ -106,6 +106,59 @@ fn virtio_cap(cfg: u8, len: usize, bar: u8, offset: u64, length: u64) -> Vec<u8>
     c
 }
 
+/// Adds the MSI-X capability and the virtio vendor capabilities (common,
+/// notify for `queues` queues, ISR, device, PCI configuration access) to
+/// `config`; returns the offsets of the MSI-X and PCI-access capabilities.
+fn add_capabilities(
+    config: &mut PciConfiguration,
+    msix: &MsixConfig,
+    queues: usize,
+) -> Result<(usize, usize), VirtioPciError> {
+    let msix_cap = config.add_capability(&msix.capability(
+        0,
+        MSIX_TABLE_OFFSET as u32,
+        0,
+        MSIX_PBA_OFFSET as u32,
+    ))?;
+    config.add_capability(&virtio_cap(
+        cfg_type::COMMON,
+        VIRTIO_CAP_LEN,
+        0,
+        COMMON_CONFIG_OFFSET,
+        COMMON_CONFIG_LEN,
+    ))?;
+    let mut notify = virtio_cap(
+        cfg_type::NOTIFY,
+        VIRTIO_NOTIFY_CAP_LEN,
+        0,
+        NOTIFY_OFFSET,
+        queues as u64 * u64::from(NOTIFY_OFF_MULTIPLIER),
+    );
+    notify[16..20].copy_from_slice(&NOTIFY_OFF_MULTIPLIER.to_le_bytes());
+    config.add_capability(&notify)?;
+    config.add_capability(&virtio_cap(
+        cfg_type::ISR,
+        VIRTIO_CAP_LEN,
+        0,
+        ISR_OFFSET,
+        ISR_LEN,
+    ))?;
+    config.add_capability(&virtio_cap(
+        cfg_type::DEVICE,
+        VIRTIO_CAP_LEN,
+        0,
+        DEVICE_CONFIG_OFFSET,
+        REGION_LEN,
+    ))?;
+    let pci_cfg_cap =
+        config.add_capability(&virtio_cap(cfg_type::PCI, VIRTIO_PCI_CFG_CAP_LEN, 0, 0, 0))?;
+    // The access window's bar, offset and length are the driver's.
+    config.set_writable_bits((pci_cfg_cap + 4) / 4, 0xff);
+    config.set_writable_bits((pci_cfg_cap + 8) / 4, u32::MAX);
+    config.set_writable_bits((pci_cfg_cap + 12) / 4, u32::MAX);
+    Ok((msix_cap, pci_cfg_cap))
+}
+
 /// A virtio device on the PCI bus (modern interface only, MSI-X only).
 pub struct VirtioPciDevice {
     id: String,
@@ -182,48 +235,7 @@ impl VirtioPciDevice {
         })?;
 
         let msix_config = MsixConfig::new(msix.clone()).map_err(VirtioPciError::Msix)?;
-        let msix_cap = config.add_capability(&msix_config.capability(
-            0,
-            MSIX_TABLE_OFFSET as u32,
-            0,
-            MSIX_PBA_OFFSET as u32,
-        ))?;
-        config.add_capability(&virtio_cap(
-            cfg_type::COMMON,
-            VIRTIO_CAP_LEN,
-            0,
-            COMMON_CONFIG_OFFSET,
-            COMMON_CONFIG_LEN,
-        ))?;
-        let mut notify = virtio_cap(
-            cfg_type::NOTIFY,
-            VIRTIO_NOTIFY_CAP_LEN,
-            0,
-            NOTIFY_OFFSET,
-            max_sizes.len() as u64 * u64::from(NOTIFY_OFF_MULTIPLIER),
-        );
-        notify[16..20].copy_from_slice(&NOTIFY_OFF_MULTIPLIER.to_le_bytes());
-        config.add_capability(&notify)?;
-        config.add_capability(&virtio_cap(
-            cfg_type::ISR,
-            VIRTIO_CAP_LEN,
-            0,
-            ISR_OFFSET,
-            ISR_LEN,
-        ))?;
-        config.add_capability(&virtio_cap(
-            cfg_type::DEVICE,
-            VIRTIO_CAP_LEN,
-            0,
-            DEVICE_CONFIG_OFFSET,
-            REGION_LEN,
-        ))?;
-        let pci_cfg_cap =
-            config.add_capability(&virtio_cap(cfg_type::PCI, VIRTIO_PCI_CFG_CAP_LEN, 0, 0, 0))?;
-        // The access window's bar, offset and length are the driver's.
-        config.set_writable_bits((pci_cfg_cap + 4) / 4, 0xff);
-        config.set_writable_bits((pci_cfg_cap + 8) / 4, u32::MAX);
-        config.set_writable_bits((pci_cfg_cap + 12) / 4, u32::MAX);
+        let (msix_cap, pci_cfg_cap) = add_capabilities(&mut config, &msix_config, max_sizes.len())?;
 
         let kicks = (0..max_sizes.len())
             .map(|_| EventFd::new(EFD_NONBLOCK))
