@@ -32,17 +32,7 @@ pub fn cpu_for_vcpu(allowed: &[usize], vcpu: usize) -> Option<usize> {
 
 /// Pins the calling thread to `cpu`.
 pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
-    // SAFETY: as above.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` is checked against CPU_SETSIZE by the caller's source
-    // (allowed_cpus) and `set` is a valid cpu_set_t.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: `set` is initialised and its size is passed; 0 is this thread.
-    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    devices::pin_current_thread(&[cpu])
 }
 
 #[cfg(test)]

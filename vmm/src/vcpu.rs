@@ -323,7 +323,7 @@ fn on_exit(exit: VcpuExit<'_>, id: u8, shared: &VcpuShared, unknown_exits: &mut 
         VcpuExit::Intr => {}
         other => {
             *unknown_exits += 1;
-            if unknown_exits.is_power_of_two() {
+            if devices::should_log(*unknown_exits) {
                 warn!(exit = ?other, count = *unknown_exits, "unhandled vCPU exit");
             }
             if *unknown_exits > 1000 {

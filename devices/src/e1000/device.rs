@@ -1,18 +1,17 @@
-//! The 82540EM PCI function: configuration space, the BAR0 register file,
-//! the BAR1 IOADDR/IODATA window, and transmit on the vCPU thread.
+//! The 82540EM PCI function: configuration space, the BAR0 and BAR1
+//! (IOADDR/IODATA) accesses, transmit on the vCPU thread and the rx
+//! worker's life cycle. The register file itself is in `reg_file.rs`.
 
-use std::any::Any;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use net_backend::{FrameBackend, Offloads};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use super::eeprom::Eeprom;
-use super::phy::Phy;
-use super::regs::{self, ctrl, eerd, icr, rah, status, tctl};
+use super::reg_file::{Action, Shared};
+use super::regs::{self, ctrl, icr, tctl};
 use super::tx::{TxOut, TxRing, TxState, TxStats, DESC_LEN};
-use super::worker::{RxHandler, RxWorker};
+use super::worker::RxHandler;
 use super::{
     E1000Counters, E1000Error, BAR0_SIZE, BAR1_SIZE, E1000_DEVICE_ID, E1000_REVISION,
     E1000_SUBSYSTEM_ID, INTEL_VENDOR_ID,
@@ -20,336 +19,15 @@ use super::{
 use crate::pci::{
     extract_bytes, merge_dword, Bar, BarKind, IntxLine, PciConfiguration, PciDevice, PciIds,
 };
+use crate::worker::{SpawnError, Worker};
 
-const NUM_WORDS: usize = (regs::MMIO_SIZE / 4) as usize;
-/// Unknown-register accesses logged before going quiet.
-const UNKNOWN_LOG_LIMIT: u64 = 16;
-
-/// What a register write asks of the caller once the lock is dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Action {
-    None,
-    /// Wake the rx worker (RDT or RCTL changed).
-    KickRx,
-    /// Run the transmit ring (TDT or TCTL changed).
-    Tx,
-    /// CTRL.RST: the registers are back to defaults.
-    Reset,
-}
-
-/// The register file and everything else the vCPU thread and the rx
-/// worker share, behind one mutex.
-pub(crate) struct Regs {
-    mac: Vec<u32>,
-    phy: Phy,
-    eeprom: Eeprom,
-    mac_addr: [u8; 6],
-    /// LSC was raised for the driver's first IMS write with LSC.
-    lsc_sent: bool,
-    /// Last level given to the INTx line.
-    level: bool,
-    /// Bumped whenever the driver reprograms the receive ring (RDBAL,
-    /// RDBAH, RDLEN, RDH, CTRL.RST), so that the rx worker, which writes a
-    /// frame without the lock, does not publish an RDH for another ring.
-    pub rx_ring_gen: u64,
-    pub counters: E1000Counters,
-}
-
-impl Regs {
-    pub(super) fn new(mac_addr: [u8; 6]) -> Self {
-        let mut regs = Self {
-            mac: vec![0; NUM_WORDS],
-            phy: Phy::default(),
-            eeprom: Eeprom::new(mac_addr, E1000_DEVICE_ID),
-            mac_addr,
-            lsc_sent: false,
-            level: false,
-            rx_ring_gen: 0,
-            counters: E1000Counters::default(),
-        };
-        regs.load_defaults();
-        regs
-    }
-
-    fn load_defaults(&mut self) {
-        self.mac.fill(0);
-        self.set(regs::CTRL, ctrl::DEFAULT);
-        self.set(regs::EERD, eerd::DONE);
-        self.set(regs::PBA, 0x0010_0030);
-        self.set(regs::LEDCTL, 0x0000_0602);
-        self.set(regs::VET, 0x8100);
-        let m = self.mac_addr;
-        self.set(regs::RA, u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
-        self.set(
-            regs::RA + 4,
-            u32::from(u16::from_le_bytes([m[4], m[5]])) | rah::AV,
-        );
-        self.phy = Phy::default();
-        self.eeprom.reset_interface();
-        self.lsc_sent = false;
-        self.rx_ring_gen = self.rx_ring_gen.wrapping_add(1);
-    }
-
-    /// CTRL.RST: everything but the EEPROM contents and the counters.
-    fn reset(&mut self, irq: &dyn IntxLine) {
-        self.load_defaults();
-        self.update_irq(irq, false);
-    }
-
-    pub fn get(&self, offset: u64) -> u32 {
-        self.mac.get((offset / 4) as usize).copied().unwrap_or(0)
-    }
-
-    pub fn set(&mut self, offset: u64, value: u32) {
-        if let Some(r) = self.mac.get_mut((offset / 4) as usize) {
-            *r = value;
-        }
-    }
-
-    /// Adds to a 32-bit statistics register (they saturate).
-    pub fn add_stat(&mut self, offset: u64, n: u32) {
-        let v = self.get(offset).saturating_add(n);
-        self.set(offset, v);
-    }
-
-    /// Adds to a 64-bit statistics register pair (low dword at `offset`).
-    pub fn add_stat64(&mut self, offset: u64, n: u64) {
-        let old = u64::from(self.get(offset + 4)) << 32 | u64::from(self.get(offset));
-        let v = old.saturating_add(n);
-        self.set(offset, v as u32);
-        self.set(offset + 4, (v >> 32) as u32);
-    }
-
-    /// Sets interrupt causes; the caller then calls [`Self::update_irq`].
-    pub fn set_cause(&mut self, cause: u32) {
-        let v = self.get(regs::ICR) | cause;
-        self.set(regs::ICR, v);
-    }
-
-    /// Drives the INTx line from ICR & IMS. `poke` re-asserts an already
-    /// asserted line (new causes or a mask change while pending).
-    pub fn update_irq(&mut self, irq: &dyn IntxLine, poke: bool) {
-        let level = self.get(regs::ICR) & self.get(regs::IMS) != 0;
-        if level && (poke || !self.level) {
-            irq.set_level(true);
-        } else if !level && self.level {
-            irq.set_level(false);
-        }
-        self.level = level;
-    }
-
-    fn unknown(&mut self, offset: u64, write: Option<u32>) {
-        self.counters.unknown_reg_accesses += 1;
-        let n = self.counters.unknown_reg_accesses;
-        if n <= UNKNOWN_LOG_LIMIT {
-            tracing::debug!(
-                offset = format_args!("{offset:#x}"),
-                write = ?write,
-                occurrences = n,
-                "e1000: access to an unimplemented register"
-            );
-        }
-    }
-
-    /// Registers that are plain storage.
-    fn is_storage(offset: u64) -> bool {
-        const SINGLES: [u64; 35] = [
-            regs::CTRL_EXT,
-            regs::FLA,
-            regs::FCAL,
-            regs::FCAH,
-            regs::FCT,
-            regs::VET,
-            regs::ITR,
-            regs::FCTTV,
-            regs::TXCW,
-            regs::RXCW,
-            regs::TIPG,
-            regs::AIT,
-            regs::LEDCTL,
-            regs::PBA,
-            regs::FCRTL,
-            regs::FCRTH,
-            regs::RDBAH,
-            regs::RDTR,
-            regs::RXDCTL,
-            regs::RADV,
-            regs::RSRPD,
-            regs::TXDMAC,
-            regs::TDBAH,
-            regs::TIDV,
-            regs::TXDCTL,
-            regs::TADV,
-            regs::TSPMT,
-            regs::RXCSUM,
-            regs::WUC,
-            regs::WUFC,
-            regs::WUS,
-            regs::MANC,
-            regs::IPAV,
-            regs::WUPL,
-            regs::EERD,
-        ];
-        const RANGES: [(u64, u64); 8] = [
-            (regs::MTA, regs::MTA_LEN),
-            (regs::VFTA, regs::VFTA_LEN),
-            (regs::IP4AT, 0x20),
-            (regs::IP6AT, 0x10),
-            (regs::WUPM, 0x80),
-            (regs::FFLT, 0x40),
-            (regs::FFMT, 0x400),
-            (regs::FFVT, 0x400),
-        ];
-        SINGLES.contains(&offset)
-            || RANGES
-                .iter()
-                .any(|&(start, len)| (start..start + len).contains(&offset))
-    }
-
-    /// A guest read of the dword at `offset` (4-byte aligned).
-    pub(crate) fn read(&mut self, offset: u64, irq: &dyn IntxLine) -> u32 {
-        match offset {
-            regs::ICR => {
-                let v = self.get(regs::ICR);
-                self.set(regs::ICR, 0);
-                self.update_irq(irq, false);
-                v
-            }
-            regs::STATUS => status::VALUE,
-            regs::EECD => self.eeprom.read_eecd(),
-            regs::ICS | regs::IMC => 0,
-            regs::CTRL
-            | regs::MDIC
-            | regs::IMS
-            | regs::RCTL
-            | regs::TCTL
-            | regs::RDBAL
-            | regs::RDLEN
-            | regs::RDH
-            | regs::RDT
-            | regs::TDBAL
-            | regs::TDLEN
-            | regs::TDH
-            | regs::TDT => self.get(offset),
-            o if (regs::STATS_START..regs::STATS_END).contains(&o) => {
-                let v = self.get(o);
-                self.set(o, 0);
-                v
-            }
-            o if (regs::RA..regs::RA + regs::RA_LEN).contains(&o) => self.get(o),
-            o if Self::is_storage(o) => self.get(o),
-            o => {
-                self.unknown(o, None);
-                0
-            }
-        }
-    }
-
-    /// A guest write of the dword at `offset` (4-byte aligned).
-    pub(crate) fn write(&mut self, offset: u64, value: u32, irq: &dyn IntxLine) -> Action {
-        if matches!(offset, regs::RDBAL | regs::RDBAH | regs::RDLEN | regs::RDH) {
-            self.rx_ring_gen = self.rx_ring_gen.wrapping_add(1);
-        }
-        match offset {
-            regs::CTRL => {
-                if value & ctrl::RST != 0 {
-                    self.reset(irq);
-                    return Action::Reset;
-                }
-                self.set(regs::CTRL, value);
-            }
-            regs::STATUS => {}
-            regs::EECD => self.eeprom.write_eecd(value),
-            regs::EERD => {
-                if value & eerd::START != 0 {
-                    let addr = (value >> eerd::ADDR_SHIFT) & 0xff;
-                    let data = self.eeprom.word(addr as usize).unwrap_or(0xffff);
-                    self.set(
-                        regs::EERD,
-                        u32::from(data) << eerd::DATA_SHIFT | addr << eerd::ADDR_SHIFT | eerd::DONE,
-                    );
-                }
-            }
-            regs::MDIC => {
-                let v = self.phy.mdic(value);
-                self.set(regs::MDIC, v);
-                self.set_cause(icr::MDAC);
-                self.update_irq(irq, true);
-            }
-            regs::ICR => {
-                let v = self.get(regs::ICR) & !value;
-                self.set(regs::ICR, v);
-                self.update_irq(irq, false);
-            }
-            regs::ICS => {
-                self.set_cause(value & icr::ALL);
-                self.update_irq(irq, true);
-            }
-            regs::IMS => {
-                let v = self.get(regs::IMS) | (value & icr::ALL);
-                self.set(regs::IMS, v);
-                if value & icr::LSC != 0 && !self.lsc_sent {
-                    // The link is up from the start: tell the driver once
-                    // it listens.
-                    self.lsc_sent = true;
-                    self.set_cause(icr::LSC);
-                }
-                self.update_irq(irq, true);
-            }
-            regs::IMC => {
-                let v = self.get(regs::IMS) & !value;
-                self.set(regs::IMS, v);
-                self.update_irq(irq, false);
-            }
-            regs::RCTL => {
-                self.set(regs::RCTL, value);
-                return Action::KickRx;
-            }
-            regs::TCTL => {
-                self.set(regs::TCTL, value);
-                return if value & tctl::EN != 0 {
-                    Action::Tx
-                } else {
-                    Action::None
-                };
-            }
-            regs::RDBAL | regs::TDBAL => self.set(offset, value & !0xf),
-            regs::RDLEN | regs::TDLEN => self.set(offset, value & 0x000f_ff80),
-            regs::RDH | regs::TDH => self.set(offset, value & 0xffff),
-            regs::RDT => {
-                self.set(regs::RDT, value & 0xffff);
-                return Action::KickRx;
-            }
-            regs::TDT => {
-                self.set(regs::TDT, value & 0xffff);
-                return Action::Tx;
-            }
-            o if (regs::STATS_START..regs::STATS_END).contains(&o) => {}
-            o if (regs::RA..regs::RA + regs::RA_LEN).contains(&o) => {
-                let v = if o % 8 == 4 {
-                    value & (rah::AV | rah::AS_MASK | 0xffff)
-                } else {
-                    value
-                };
-                self.set(o, v);
-            }
-            o if Self::is_storage(o) => self.set(o, value),
-            o => self.unknown(o, Some(value)),
-        }
-        Action::None
-    }
-}
-
-/// State shared with the rx worker.
-pub(crate) struct Shared {
-    regs: Mutex<Regs>,
-    pub irq: Arc<dyn IntxLine>,
-}
-
-impl Shared {
-    pub fn lock(&self) -> MutexGuard<'_, Regs> {
-        self.regs.lock().unwrap_or_else(|e| e.into_inner())
-    }
+/// The receive side: built with the device, running between
+/// [`E1000::activate`] and [`E1000::stop`] (or drop).
+enum RxState {
+    Stopped(Box<RxHandler>),
+    Running(Worker<RxHandler>),
+    /// The worker panicked and took the handler with it.
+    Lost,
 }
 
 /// An Intel 82540EM (e1000) network function.
@@ -357,8 +35,10 @@ impl Shared {
 /// Transmit runs on the vCPU thread that writes TDT (or enables TCTL),
 /// inside [`PciDevice::bar_write`]: descriptors are processed there, frames
 /// written to the backend, DD written back and TXDW raised before the MMIO
-/// exit completes. Receive runs on the "{id}-rx" worker thread started by
-/// [`E1000::new`] and stopped when the device is dropped.
+/// exit completes. Receive runs on the "{id}-rx" worker thread, which
+/// [`E1000::activate`] starts (construction spawns nothing) and
+/// [`E1000::stop`] or drop stops and joins. The worker keeps running
+/// through CTRL.RST: a disabled receiver drains and drops frames.
 pub struct E1000 {
     id: String,
     config: PciConfiguration,
@@ -371,11 +51,12 @@ pub struct E1000 {
     /// IOADDR of the I/O window.
     io_addr: u32,
     rx_kick: EventFd,
-    worker: Option<RxWorker>,
+    rx: RxState,
 }
 
 impl E1000 {
-    /// Creates the device and starts its rx worker. `bar0_addr` is a
+    /// Creates the device (no thread yet: see [`Self::activate`]) and
+    /// turns the backend's offloads off. `bar0_addr` is a
     /// [`BAR0_SIZE`]-aligned address below 4 GiB in the PCI MMIO window;
     /// `bar1_addr` a [`BAR1_SIZE`]-aligned port in the PCI I/O window
     /// (e.g. 0xc000). `irq` is the function's INTA# line.
@@ -415,10 +96,7 @@ impl E1000 {
             .set_offloads(Offloads::NONE)
             .map_err(E1000Error::Offloads)?;
         let backend: Arc<Mutex<Box<dyn FrameBackend>>> = Arc::new(Mutex::new(backend));
-        let shared = Arc::new(Shared {
-            regs: Mutex::new(Regs::new(mac)),
-            irq,
-        });
+        let shared = Arc::new(Shared::new(mac, irq));
         let rx_kick = EventFd::new(EFD_NONBLOCK).map_err(E1000Error::EventFd)?;
         let handler = RxHandler::new(
             id.clone(),
@@ -426,9 +104,7 @@ impl E1000 {
             backend.clone(),
             mem.clone(),
             rx_kick.try_clone().map_err(E1000Error::EventFd)?,
-        )
-        .map_err(E1000Error::EventFd)?;
-        let worker = RxWorker::spawn(format!("{id}-rx"), handler).map_err(E1000Error::Spawn)?;
+        );
         Ok(E1000 {
             id,
             config,
@@ -440,7 +116,7 @@ impl E1000 {
             tx: TxState::new(),
             io_addr: 0,
             rx_kick,
-            worker: Some(worker),
+            rx: RxState::Stopped(Box::new(handler)),
         })
     }
 
@@ -463,10 +139,46 @@ impl E1000 {
         self.shared.lock().counters
     }
 
-    /// Stops the rx worker (also done on drop). Receive stops for good.
+    /// Starts the "{id}-rx" worker; the VMM calls it once the device is
+    /// placed. Does nothing if it runs already.
+    pub fn activate(&mut self) -> Result<(), E1000Error> {
+        let handler = match std::mem::replace(&mut self.rx, RxState::Lost) {
+            RxState::Stopped(handler) => handler,
+            RxState::Running(worker) => {
+                self.rx = RxState::Running(worker);
+                return Ok(());
+            }
+            RxState::Lost => return Err(E1000Error::RxLost),
+        };
+        match Worker::spawn(format!("{}-rx", self.id), None, *handler) {
+            Ok(worker) => {
+                self.rx = RxState::Running(worker);
+                Ok(())
+            }
+            Err(SpawnError { error, handler }) => {
+                if let Some(h) = handler {
+                    self.rx = RxState::Stopped(Box::new(h));
+                }
+                Err(E1000Error::Spawn(error))
+            }
+        }
+    }
+
+    /// Whether the rx worker runs.
+    pub fn is_active(&self) -> bool {
+        matches!(self.rx, RxState::Running(_))
+    }
+
+    /// Stops and joins the rx worker (also done on drop); [`Self::activate`]
+    /// starts it again.
     pub fn stop(&mut self) {
-        if let Some(mut w) = self.worker.take() {
-            w.stop();
+        if !self.is_active() {
+            return;
+        }
+        if let RxState::Running(worker) = std::mem::replace(&mut self.rx, RxState::Lost) {
+            if let Some(handler) = worker.stop() {
+                self.rx = RxState::Stopped(Box::new(handler));
+            }
         }
     }
 
@@ -661,9 +373,5 @@ impl PciDevice for E1000 {
             1 => self.io_write(offset, data),
             _ => {}
         }
-    }
-
-    fn as_any(&mut self) -> &mut dyn Any {
-        self
     }
 }

@@ -17,7 +17,7 @@
 //!   descriptors; IP/TCP/UDP checksum insertion and TSO are done in the
 //!   device, so the backend gets complete frames with a zeroed virtio-net
 //!   header.
-//! - Receive on a worker thread: address filter (RAL/RAH, MTA hash, BAM,
+//! - Receive on a worker thread, started by [`E1000::activate`]: address filter (RAL/RAH, MTA hash, BAM,
 //!   UPE/MPE, VFTA), buffers of RCTL.BSIZE, frames spanning descriptors,
 //!   padding to 60 bytes, FCS appended unless RCTL.SECRC, VLAN stripping
 //!   with CTRL.VME. The backend's offloads are turned off
@@ -31,6 +31,7 @@
 mod device;
 mod eeprom;
 mod phy;
+mod reg_file;
 pub mod regs;
 mod rx;
 mod tx;
@@ -69,6 +70,8 @@ pub enum E1000Error {
     Offloads(#[source] io::Error),
     #[error("cannot start the rx worker thread")]
     Spawn(#[source] io::Error),
+    #[error("the rx worker panicked earlier; receive is gone")]
+    RxLost,
 }
 
 /// Device-side counters (the guest's statistics registers are separate and

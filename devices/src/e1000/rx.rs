@@ -18,7 +18,7 @@ use std::sync::atomic::{fence, Ordering};
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::device::Regs;
+use super::reg_file::Regs;
 use super::regs::{self, ctrl, icr, rah, rctl, rxd};
 use super::tx::{size_bucket, DESC_LEN};
 

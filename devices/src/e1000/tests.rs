@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use net_backend::{seqpacket_pair, FrameBackend, SeqpacketBackend};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::device::Regs;
 use super::eeprom::{CHECKSUM_WORD, EEPROM_SUM, EEPROM_WORDS};
 use super::phy;
+use super::reg_file::Regs;
 use super::regs::*;
 use super::rx::{self, crc32, RxResult};
 use super::tx::{fold, ones_sum};
@@ -70,7 +70,17 @@ impl Harness {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
         let (dev_end, net) = seqpacket_pair().unwrap();
         let irq = Arc::new(FakeIntx::default());
-        let dev = E1000::new(
+        let mut dev = Self::inactive_device(dev_end, &mem, &irq);
+        dev.activate().unwrap();
+        Self { dev, net, mem, irq }
+    }
+
+    fn inactive_device(
+        dev_end: SeqpacketBackend,
+        mem: &GuestMemoryMmap,
+        irq: &Arc<FakeIntx>,
+    ) -> E1000 {
+        E1000::new(
             "e1000-test".into(),
             MAC,
             Box::new(dev_end),
@@ -79,8 +89,7 @@ impl Harness {
             BAR0,
             BAR1,
         )
-        .unwrap();
-        Self { dev, net, mem, irq }
+        .unwrap()
     }
 
     fn r(&mut self, off: u64) -> u32 {
@@ -1408,6 +1417,31 @@ fn ctrl_rst_restores_defaults() {
     assert!(h.irq.level());
     // The EEPROM is intact.
     assert_eq!(h.eerd(0), 0x5452);
+}
+
+#[test]
+fn rx_worker_runs_between_activate_and_stop() {
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+    let (dev_end, net) = seqpacket_pair().unwrap();
+    let irq = Arc::new(FakeIntx::default());
+    let dev = Harness::inactive_device(dev_end, &mem, &irq);
+    let mut h = Harness { dev, net, mem, irq };
+    // Construction spawns nothing: the frame waits in the backend.
+    assert!(!h.dev.is_active());
+    let f = eth(MAC, PEER, 0x0800);
+    h.send(&f);
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(h.dev.counters().rx_dropped, 0);
+    h.dev.activate().unwrap();
+    h.dev.activate().unwrap();
+    assert!(wait_for(|| h.dev.counters().rx_dropped == 1));
+    h.dev.stop();
+    assert!(!h.dev.is_active());
+    h.send(&f);
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(h.dev.counters().rx_dropped, 1);
+    h.dev.activate().unwrap();
+    assert!(wait_for(|| h.dev.counters().rx_dropped == 2));
 }
 
 #[test]

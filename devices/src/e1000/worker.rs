@@ -1,6 +1,7 @@
-//! The receive worker: one thread per device, named "{id}-rx", running an
-//! event-manager loop over the backend fd (readable), the rx kick eventfd
-//! (written on RDT/RCTL writes and resets) and a kill eventfd.
+//! The receive handler: run by one [`crate::Worker`] per device, named
+//! "{id}-rx", over the backend fd (readable) and the rx kick eventfd
+//! (written on RDT/RCTL writes and resets); the worker adds its kill
+//! eventfd.
 //!
 //! The backend fd is watched only while the ring may have room: when a
 //! frame does not fit, the worker keeps it and stops watching the backend
@@ -10,23 +11,23 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::{mpsc, Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::sync::{Arc, Mutex};
 
-use event_manager::{EventManager, EventOps, EventSet, Events, MutEventSubscriber, SubscriberOps};
+use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
 use net_backend::FrameBackend;
 use vm_memory::GuestMemoryMmap;
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::eventfd::EventFd;
 
-use super::device::Shared;
+use super::reg_file::Shared;
 use super::rx::{self, RxResult};
 use super::tx::{fold, ones_sum};
 use super::VNET_HDR_LEN;
+use crate::frame::MAX_BUFFER_LEN;
+use crate::rate_limit::should_log;
+use crate::worker::WorkerHandler;
 
 /// Frames handled per wake-up before the loop looks at other events.
 pub const RX_BATCH: usize = 64;
-/// Largest frame read from the backend (64 KiB GSO payload + header).
-const MAX_FRAME_LEN: usize = 65550;
 
 pub(crate) struct RxHandler {
     id: String,
@@ -35,7 +36,6 @@ pub(crate) struct RxHandler {
     backend_fd: RawFd,
     mem: GuestMemoryMmap,
     kick: EventFd,
-    kill: EventFd,
     buf: Vec<u8>,
     /// Length (header included) of a frame in `buf` waiting for ring room.
     pending: Option<usize>,
@@ -52,26 +52,25 @@ impl RxHandler {
         backend: Arc<Mutex<Box<dyn FrameBackend>>>,
         mem: GuestMemoryMmap,
         kick: EventFd,
-    ) -> io::Result<Self> {
+    ) -> Self {
         let backend_fd = backend
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_raw_fd();
-        Ok(Self {
+        Self {
             id,
             shared,
             backend,
             backend_fd,
             mem,
             kick,
-            kill: EventFd::new(EFD_NONBLOCK)?,
-            buf: vec![0; MAX_FRAME_LEN + VNET_HDR_LEN],
+            buf: vec![0; MAX_BUFFER_LEN],
             pending: None,
             paused: false,
             backend_dead: false,
             watching_backend: false,
             stopped: false,
-        })
+        }
     }
 
     /// Moves frames from the backend to the ring until the backend is
@@ -99,7 +98,7 @@ impl RxHandler {
                         Err(e) => {
                             let mut regs = self.shared.lock();
                             regs.counters.backend_errors += 1;
-                            if regs.counters.backend_errors <= 8 {
+                            if should_log(regs.counters.backend_errors) {
                                 tracing::warn!(id = %self.id, error = %e, "e1000: backend read failed");
                             }
                             break;
@@ -167,22 +166,18 @@ impl RxHandler {
 
 impl MutEventSubscriber for RxHandler {
     fn init(&mut self, ops: &mut EventOps) {
-        for fd in [self.kill.as_raw_fd(), self.kick.as_raw_fd()] {
-            if let Err(e) = ops.add(Events::new_raw(fd, EventSet::IN)) {
-                tracing::error!(id = %self.id, error = ?e, "e1000: cannot register an eventfd");
-                self.stopped = true;
-            }
+        // A new event loop (the worker may be restarted): nothing is
+        // registered in it yet.
+        self.watching_backend = false;
+        if let Err(e) = ops.add(Events::new_raw(self.kick.as_raw_fd(), EventSet::IN)) {
+            tracing::error!(id = %self.id, error = ?e, "e1000: cannot register an eventfd");
+            self.stopped = true;
         }
         self.update_interest(ops);
     }
 
     fn process(&mut self, events: Events, ops: &mut EventOps) {
         let fd = events.fd();
-        if fd == self.kill.as_raw_fd() {
-            let _ = self.kill.read();
-            self.stopped = true;
-            return;
-        }
         if fd == self.kick.as_raw_fd() {
             let _ = self.kick.read();
             self.paused = false;
@@ -226,74 +221,9 @@ fn complete_frame(buf: &mut [u8]) -> bool {
     true
 }
 
-/// The running "{id}-rx" thread.
-pub(crate) struct RxWorker {
-    name: String,
-    kill: EventFd,
-    handle: Option<JoinHandle<()>>,
-}
-
-impl RxWorker {
-    /// Starts the thread and waits until its event loop is set up.
-    pub fn spawn(name: String, handler: RxHandler) -> io::Result<Self> {
-        let kill = handler.kill.try_clone()?;
-        let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
-        let handle = thread::Builder::new()
-            .name(name.clone())
-            .spawn(move || run(handler, ready_tx))?;
-        let ready = ready_rx
-            .recv()
-            .unwrap_or_else(|_| Err(io::Error::other("the rx worker died at start")));
-        if let Err(e) = ready {
-            let _ = handle.join();
-            return Err(e);
-        }
-        Ok(Self {
-            name,
-            kill,
-            handle: Some(handle),
-        })
-    }
-
-    /// Signals the thread and joins it.
-    pub fn stop(&mut self) {
-        let Some(handle) = self.handle.take() else {
-            return;
-        };
-        if let Err(e) = self.kill.write(1) {
-            tracing::error!(worker = %self.name, error = %e, "e1000: cannot signal the rx worker");
-            return;
-        }
-        if handle.join().is_err() {
-            tracing::error!(worker = %self.name, "e1000: rx worker panicked");
-        }
-    }
-}
-
-impl Drop for RxWorker {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn run(handler: RxHandler, ready_tx: mpsc::Sender<io::Result<()>>) {
-    let mut em = match EventManager::<RxHandler>::new() {
-        Ok(em) => em,
-        Err(e) => {
-            let _ = ready_tx.send(Err(io::Error::other(e.to_string())));
-            return;
-        }
-    };
-    let id = em.add_subscriber(handler);
-    let _ = ready_tx.send(Ok(()));
-    loop {
-        match em.subscriber_mut(id) {
-            Ok(h) if !h.stopped => {}
-            _ => break,
-        }
-        if let Err(e) = em.run() {
-            tracing::error!(error = %e, "e1000: rx worker event loop failed");
-            break;
-        }
+impl WorkerHandler for RxHandler {
+    /// The kick eventfd could not be registered.
+    fn stopped(&self) -> bool {
+        self.stopped
     }
 }

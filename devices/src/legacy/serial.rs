@@ -7,6 +7,7 @@ use std::io::Write;
 use tracing::warn;
 
 use super::EventFdTrigger;
+use crate::rate_limit::LogRateLimiter;
 use crate::BusDevice;
 
 pub const SERIAL_COM1_BASE: u64 = 0x3f8;
@@ -15,14 +16,14 @@ pub const SERIAL_PORT_LEN: u64 = 8;
 
 pub struct Serial {
     inner: vm_superio::Serial<EventFdTrigger, vm_superio::serial::NoEvents, Box<dyn Write + Send>>,
-    interrupt_errors: u64,
+    interrupt_errors: LogRateLimiter,
 }
 
 impl Serial {
     pub fn new(interrupt: EventFdTrigger, out: Box<dyn Write + Send>) -> Self {
         Self {
             inner: vm_superio::Serial::new(interrupt, out),
-            interrupt_errors: 0,
+            interrupt_errors: LogRateLimiter::new(),
         }
     }
 
@@ -59,9 +60,8 @@ impl BusDevice for Serial {
         }
         if let Err(e) = self.inner.write(offset as u8, data[0]) {
             // Output errors (closed stdout) must not stop the guest.
-            self.interrupt_errors += 1;
-            if self.interrupt_errors.is_power_of_two() {
-                warn!(error = ?e, count = self.interrupt_errors, "serial write failed");
+            if let Some(count) = self.interrupt_errors.hit() {
+                warn!(error = ?e, count, "serial write failed");
             }
         }
     }

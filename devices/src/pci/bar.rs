@@ -83,7 +83,6 @@ impl BusDevice for PciBarRegion {
 mod tests {
     use super::*;
     use crate::pci::BarKind;
-    use std::any::Any;
 
     #[test]
     fn allocator_aligns_and_fills() {
@@ -123,9 +122,6 @@ mod tests {
         }
         fn bar_write(&mut self, bar: u8, offset: u64, data: &[u8]) {
             self.log.push((bar, offset, data.to_vec()));
-        }
-        fn as_any(&mut self) -> &mut dyn Any {
-            self
         }
     }
 

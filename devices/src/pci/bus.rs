@@ -1,7 +1,6 @@
 //! The root bus (bus 0), its host bridge and the type-1 configuration
 //! mechanism at ports 0xcf8 (address) / 0xcfc..0xcff (data).
 
-use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -58,9 +57,6 @@ impl PciDevice for PciHostBridge {
         data.fill(0xff);
     }
     fn bar_write(&mut self, _bar: u8, _offset: u64, _data: &[u8]) {}
-    fn as_any(&mut self) -> &mut dyn Any {
-        self
-    }
 }
 
 type SharedPciDevice = Arc<Mutex<dyn PciDevice>>;

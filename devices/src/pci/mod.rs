@@ -32,8 +32,6 @@ pub(crate) use msi::fake::FakeVectors;
 pub use msi::{MsiMessage, MsiVectors};
 pub use msix::{MsixConfig, MsixTableEntry, MSIX_CAP_LEN, MSIX_ENTRY_SIZE};
 
-use std::any::Any;
-
 /// BAR registers in a type-0 header, as an index bound.
 pub(crate) const NUM_BARS_USIZE: usize = 6;
 
@@ -109,8 +107,6 @@ pub trait PciDevice: Send {
     fn bar_read(&mut self, bar: u8, offset: u64, data: &mut [u8]);
     /// Guest write inside BAR `bar` at `offset` from its base.
     fn bar_write(&mut self, bar: u8, offset: u64, data: &[u8]);
-    /// For downcasting by the VMM (e.g. to reach a `VirtioPciDevice`).
-    fn as_any(&mut self) -> &mut dyn Any;
 }
 
 /// Merges a `data` write at byte `offset` into the dword `old`; `None`

@@ -2,7 +2,6 @@
 //! device and petrel's shadow, trapped MSI-X table, interrupt mode
 //! switching.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use vmm_sys_util::eventfd::EventFd;
@@ -367,10 +366,6 @@ impl PciDevice for VfioPciDevice {
         if self.in_bar(bar, offset, data.len()) {
             self.ops.write(u32::from(bar), offset, data);
         }
-    }
-
-    fn as_any(&mut self) -> &mut dyn Any {
-        self
     }
 }
 

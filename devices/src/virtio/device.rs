@@ -46,7 +46,15 @@ pub enum ActivateError {
     QueueCount { got: usize, want: usize },
     #[error("cannot start the device's worker")]
     Worker(#[source] std::io::Error),
-    #[error("the device's backend is gone (activated twice without reset?)")]
+    #[error("cannot set the backend's offloads")]
+    Offloads(#[source] std::io::Error),
+    #[error("cannot duplicate a queue eventfd")]
+    EventFd(#[source] std::io::Error),
+    #[error("the device is already active")]
+    AlreadyActive,
+    #[error("the device refuses to reset, so it cannot be activated again")]
+    ResetRefused,
+    #[error("the device's backend is gone (lost with a crashed worker)")]
     NoBackend,
     #[error("{0}")]
     Other(String),

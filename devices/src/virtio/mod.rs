@@ -3,6 +3,7 @@
 //! transport and the device models.
 
 mod device;
+pub(crate) mod iovec;
 pub mod net;
 #[cfg(any(test, feature = "test-driver"))]
 pub mod test_driver;

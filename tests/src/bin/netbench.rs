@@ -1631,7 +1631,7 @@ fn run_case(
             });
             let tap = taps.into_iter().next().ok_or("no tap")?;
             let dyn_line: Arc<dyn IntxLine> = line.clone();
-            let dev = E1000::new(
+            let mut dev = E1000::new(
                 "pbench-e1000".into(),
                 GUEST_MAC,
                 Box::new(tap),
@@ -1641,6 +1641,7 @@ fn run_case(
                 E1K_BAR1,
             )
             .map_err(|e| err("E1000::new")(&e))?;
+            dev.activate().map_err(|e| err("E1000::activate")(&e))?;
             let mut regs = E1kRegs { dev, mmio: 0 };
             let rxd = E1kRx::new(&mem, 0);
             let txd = E1kTx::new(&mem, 0, size, tx_sport(0));

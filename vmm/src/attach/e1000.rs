@@ -46,6 +46,9 @@ pub(super) fn attach(
     .map_err(dev.device_error())?;
     // Interrupt line register = the IOAPIC pin, as firmware would leave it.
     e1000.config_write(15, 0, &[gsi as u8]);
+    // Construction spawns nothing; the receive worker starts here, once the
+    // device is complete.
+    e1000.activate().map_err(dev.device_error())?;
     let e1000: Arc<Mutex<dyn PciDevice>> = Arc::new(Mutex::new(e1000));
     let slot = dev.nic.pci_address.device;
     pci.place(vm, dev.name(), slot, e1000)?;

@@ -3,8 +3,8 @@
 //! the guest's stack filters), VQ_PAIRS_SET selects how many queue pairs
 //! carry traffic, unknown classes are refused.
 
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use tracing::{debug, warn};
 use virtio_bindings::virtio_net::{
@@ -12,15 +12,16 @@ use virtio_bindings::virtio_net::{
     VIRTIO_NET_CTRL_MAC_ADDR_SET, VIRTIO_NET_CTRL_MAC_TABLE_SET, VIRTIO_NET_CTRL_MQ,
     VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_ALLMULTI,
     VIRTIO_NET_CTRL_RX_ALLUNI, VIRTIO_NET_CTRL_RX_NOBCAST, VIRTIO_NET_CTRL_RX_NOMULTI,
-    VIRTIO_NET_CTRL_RX_NOUNI, VIRTIO_NET_CTRL_RX_PROMISC, VIRTIO_NET_ERR, VIRTIO_NET_OK,
+    VIRTIO_NET_CTRL_RX_NOUNI, VIRTIO_NET_CTRL_RX_PROMISC, VIRTIO_NET_ERR, VIRTIO_NET_F_MQ,
+    VIRTIO_NET_OK,
 };
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::EventFd;
 
-use super::metrics::{should_log, NetMetrics};
 use super::queue_pair::settle_batch;
-use super::QueuePairError;
+use super::{NetContext, QueuePairError};
+use crate::rate_limit::should_log;
 
 /// Bytes of a command (class, command, data) the device looks at; MAC
 /// tables may be longer and are only counted.
@@ -46,43 +47,24 @@ pub struct CtrlState {
 }
 
 pub struct CtrlQueue {
-    mem: GuestMemoryMmap,
+    ctx: Arc<NetContext>,
     queue: Queue,
     index: u16,
-    max_pairs: u16,
-    mq: bool,
-    state: Arc<Mutex<CtrlState>>,
-    active_pairs: Arc<AtomicU16>,
     /// Clones of the rx kick eventfds of every pair: written after
     /// VQ_PAIRS_SET so each worker re-evaluates whether it may receive.
     rx_wakers: Vec<EventFd>,
-    metrics: Arc<NetMetrics>,
     broken: bool,
 }
 
 impl CtrlQueue {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        mem: GuestMemoryMmap,
-        queue: Queue,
-        index: u16,
-        max_pairs: u16,
-        mq: bool,
-        state: Arc<Mutex<CtrlState>>,
-        active_pairs: Arc<AtomicU16>,
-        rx_wakers: Vec<EventFd>,
-        metrics: Arc<NetMetrics>,
-    ) -> Self {
+    /// The control queue at virtqueue `index` of the device activated as
+    /// `ctx` (VQ_PAIRS_SET is accepted when `ctx` has VIRTIO_NET_F_MQ).
+    pub fn new(ctx: Arc<NetContext>, queue: Queue, index: u16, rx_wakers: Vec<EventFd>) -> Self {
         Self {
-            mem,
+            ctx,
             queue,
             index,
-            max_pairs,
-            mq,
-            state,
-            active_pairs,
             rx_wakers,
-            metrics,
             broken: false,
         }
     }
@@ -100,7 +82,7 @@ impl CtrlQueue {
         let used = self.batch();
         settle_batch(
             &mut self.queue,
-            &self.mem,
+            &self.ctx.mem,
             self.index,
             &mut self.broken,
             used,
@@ -110,8 +92,8 @@ impl CtrlQueue {
     fn batch(&mut self) -> Result<u32, virtio_queue::Error> {
         let mut used = 0;
         loop {
-            self.queue.disable_notification(&self.mem)?;
-            while let Some(chain) = self.queue.iter(&self.mem)?.next() {
+            self.queue.disable_notification(&self.ctx.mem)?;
+            while let Some(chain) = self.queue.iter(&self.ctx.mem)?.next() {
                 let head = chain.head_index();
                 let mut cmd = [0u8; CMD_PEEK_LEN];
                 let mut got = 0usize;
@@ -133,21 +115,24 @@ impl CtrlQueue {
                     let take = (desc.len() as usize).min(CMD_PEEK_LEN - got);
                     if take > 0 {
                         let dst = &mut cmd[got..got + take];
-                        if self.mem.read_slice(dst, desc.addr()).is_err() {
+                        if self.ctx.mem.read_slice(dst, desc.addr()).is_err() {
                             malformed = true;
                         }
                         got += take;
                     }
                 }
                 malformed |= more || got < 2 || head >= self.queue.size();
-                self.metrics.ctrl_commands.fetch_add(1, Ordering::Relaxed);
+                self.ctx
+                    .metrics
+                    .ctrl_commands
+                    .fetch_add(1, Ordering::Relaxed);
                 let ack = if malformed {
                     None
                 } else {
                     Some(self.handle(cmd[0], cmd[1], &cmd[2..got]))
                 };
                 if ack != Some(VIRTIO_NET_OK as u8) {
-                    let n = self.metrics.ctrl_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                    let n = self.ctx.metrics.ctrl_errors.fetch_add(1, Ordering::Relaxed) + 1;
                     if should_log(n) {
                         warn!(
                             class = cmd[0],
@@ -162,13 +147,13 @@ impl CtrlQueue {
                     continue;
                 }
                 let used_len = match (ack, status) {
-                    (Some(ack), Some(addr)) if self.mem.write_obj(ack, addr).is_ok() => 1,
+                    (Some(ack), Some(addr)) if self.ctx.mem.write_obj(ack, addr).is_ok() => 1,
                     _ => 0,
                 };
-                self.queue.add_used(&self.mem, head, used_len)?;
+                self.queue.add_used(&self.ctx.mem, head, used_len)?;
                 used += 1;
             }
-            if !self.queue.enable_notification(&self.mem)? {
+            if !self.queue.enable_notification(&self.ctx.mem)? {
                 return Ok(used);
             }
         }
@@ -186,27 +171,11 @@ impl CtrlQueue {
             len = data.len(),
             "virtio-net: control command"
         );
-        let Ok(mut state) = self.state.lock() else {
+        let Ok(mut state) = self.ctx.ctrl_state.lock() else {
             return err;
         };
         match class {
-            VIRTIO_NET_CTRL_RX => {
-                let Some(&on) = data.first() else {
-                    return err;
-                };
-                let on = on != 0;
-                let flag = match command {
-                    VIRTIO_NET_CTRL_RX_PROMISC => &mut state.promisc,
-                    VIRTIO_NET_CTRL_RX_ALLMULTI => &mut state.allmulti,
-                    VIRTIO_NET_CTRL_RX_ALLUNI => &mut state.alluni,
-                    VIRTIO_NET_CTRL_RX_NOMULTI => &mut state.nomulti,
-                    VIRTIO_NET_CTRL_RX_NOUNI => &mut state.nouni,
-                    VIRTIO_NET_CTRL_RX_NOBCAST => &mut state.nobcast,
-                    _ => return err,
-                };
-                *flag = on;
-                ok
-            }
+            VIRTIO_NET_CTRL_RX => rx_mode(&mut state, command, data),
             VIRTIO_NET_CTRL_MAC => match command {
                 VIRTIO_NET_CTRL_MAC_ADDR_SET => match data.get(..6) {
                     Some(mac) => {
@@ -230,11 +199,11 @@ impl CtrlQueue {
                     return err;
                 };
                 let pairs = u16::from_le_bytes([n[0], n[1]]);
-                if !self.mq || pairs == 0 || pairs > self.max_pairs {
+                if !self.ctx.acked(VIRTIO_NET_F_MQ) || pairs == 0 || pairs > self.ctx.max_pairs {
                     return err;
                 }
                 state.active_pairs = pairs;
-                self.active_pairs.store(pairs, Ordering::Release);
+                self.ctx.active_pairs.store(pairs, Ordering::Release);
                 for waker in &self.rx_wakers {
                     // A failed wake only delays rx until the next kick.
                     let _ = waker.write(1);
@@ -255,4 +224,22 @@ impl CtrlQueue {
             _ => err,
         }
     }
+}
+
+/// VIRTIO_NET_CTRL_RX: sets one rx-mode flag; returns the ack byte.
+fn rx_mode(state: &mut CtrlState, command: u32, data: &[u8]) -> u8 {
+    let Some(&on) = data.first() else {
+        return VIRTIO_NET_ERR as u8;
+    };
+    let flag = match command {
+        VIRTIO_NET_CTRL_RX_PROMISC => &mut state.promisc,
+        VIRTIO_NET_CTRL_RX_ALLMULTI => &mut state.allmulti,
+        VIRTIO_NET_CTRL_RX_ALLUNI => &mut state.alluni,
+        VIRTIO_NET_CTRL_RX_NOMULTI => &mut state.nomulti,
+        VIRTIO_NET_CTRL_RX_NOUNI => &mut state.nouni,
+        VIRTIO_NET_CTRL_RX_NOBCAST => &mut state.nobcast,
+        _ => return VIRTIO_NET_ERR as u8,
+    };
+    *flag = on != 0;
+    VIRTIO_NET_OK as u8
 }

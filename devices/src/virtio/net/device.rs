@@ -2,7 +2,7 @@
 //! activate/reset life cycle that hands backends to worker threads and
 //! takes them back.
 
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use net_backend::{FrameBackend, Offloads};
@@ -16,16 +16,18 @@ use virtio_bindings::virtio_net::{
 };
 use virtio_queue::QueueT;
 use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::EventFd;
 
-use super::worker::SpawnError;
 use super::{
-    bit, CtrlQueue, CtrlState, NetEpollHandler, NetError, NetMetrics, QueuePair, Worker,
+    bit, CtrlQueue, CtrlState, NetContext, NetEpollHandler, NetError, NetMetrics, QueuePair,
     CONFIG_SPACE_LEN, MAX_QUEUE_PAIRS, QUEUE_SIZE,
 };
+use crate::affinity::MAX_CPUS;
 use crate::virtio::{
     ActivateError, QueueConfig, VirtioDevice, VirtioInterrupt, TYPE_NET, VIRTIO_F_VERSION_1,
     VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
 };
+use crate::worker::{SpawnError, Worker};
 
 /// Smallest MTU a device may report (IPv4 minimum).
 const MIN_MTU: u16 = 68;
@@ -41,12 +43,27 @@ pub struct Net {
     /// Backends of pairs that are not running (all of them while inactive).
     backends: Vec<Option<Box<dyn FrameBackend>>>,
     affinity: Vec<Option<Vec<usize>>>,
-    /// (pair index, worker) of the running pairs.
-    workers: Vec<(usize, Worker)>,
     metrics: Arc<NetMetrics>,
-    needs_reset: Arc<AtomicBool>,
     ctrl_state: Arc<Mutex<CtrlState>>,
-    active_pairs: Arc<AtomicU16>,
+    state: DeviceState,
+}
+
+/// Inactive and activated are different state (Firecracker's
+/// `DeviceState`): guest memory, the interrupt and the workers exist only
+/// while activated.
+enum DeviceState {
+    Inactive,
+    Active {
+        ctx: Arc<NetContext>,
+        /// (pair index, worker) of the running pairs.
+        workers: Vec<(usize, Worker<NetEpollHandler>)>,
+    },
+}
+
+/// The driver's queues of one activation, sorted by role.
+struct Queues {
+    pairs: Vec<(QueueConfig, QueueConfig)>,
+    ctrl: Option<QueueConfig>,
 }
 
 impl Net {
@@ -79,8 +96,12 @@ impl Net {
         } else {
             affinity
         };
-        let max_cpu = 8 * std::mem::size_of::<libc::cpu_set_t>();
-        if let Some(&cpu) = affinity.iter().flatten().flatten().find(|&&c| c >= max_cpu) {
+        if let Some(&cpu) = affinity
+            .iter()
+            .flatten()
+            .flatten()
+            .find(|&&c| c >= MAX_CPUS)
+        {
             return Err(NetError::BadCpu(cpu));
         }
 
@@ -116,14 +137,12 @@ impl Net {
             acked_features: 0,
             backends: backends.into_iter().map(Some).collect(),
             affinity,
-            workers: Vec::new(),
             metrics: Arc::new(NetMetrics::new(pairs)),
-            needs_reset: Arc::new(AtomicBool::new(false)),
             ctrl_state: Arc::new(Mutex::new(CtrlState {
                 active_pairs: 1,
                 ..CtrlState::default()
             })),
-            active_pairs: Arc::new(AtomicU16::new(1)),
+            state: DeviceState::Inactive,
         })
     }
 
@@ -147,7 +166,7 @@ impl Net {
 
     /// Whether workers are running.
     pub fn is_active(&self) -> bool {
-        !self.workers.is_empty()
+        matches!(&self.state, DeviceState::Active { workers, .. } if !workers.is_empty())
     }
 
     /// The features the driver accepted.
@@ -186,28 +205,156 @@ impl Net {
         }
     }
 
-    /// Stops every worker and takes the backends back. False if a worker
-    /// died and its backend is lost.
+    /// Stops every worker, takes the backends back and returns to
+    /// inactive. False if a worker died and its backend is lost.
     fn stop_workers(&mut self) -> bool {
+        let DeviceState::Active { workers, .. } =
+            std::mem::replace(&mut self.state, DeviceState::Inactive)
+        else {
+            return true;
+        };
         let mut ok = true;
-        for (pair, worker) in self.workers.drain(..) {
+        for (pair, worker) in workers {
             match worker.stop() {
-                Some(handler) => {
-                    let backend = handler.into_queue_pair().into_backend();
-                    if let Some(slot) = self.backends.get_mut(pair) {
-                        *slot = Some(backend);
-                    }
-                }
+                Some(handler) => self.give_back(pair, handler.into_queue_pair()),
                 None => ok = false,
             }
         }
         ok
     }
 
-    fn restore(&mut self, pair: usize, handler: Option<Box<NetEpollHandler>>) {
-        if let (Some(slot), Some(h)) = (self.backends.get_mut(pair), handler) {
-            *slot = Some(h.into_queue_pair().into_backend());
+    fn give_back(&mut self, pair: usize, qp: QueuePair) {
+        if let Some(slot) = self.backends.get_mut(pair) {
+            *slot = Some(qp.into_backend());
         }
+    }
+
+    /// Queue pairs the driver uses: all with MQ, else the first.
+    fn used_pairs(&self) -> usize {
+        if self.acked(VIRTIO_NET_F_MQ) {
+            self.pairs
+        } else {
+            1
+        }
+    }
+
+    /// Sorts the transport's queues (valid rings, ascending unique
+    /// indices) into pairs and the control queue, checking that exactly
+    /// the queues the negotiated features call for were enabled.
+    fn sort_queues(&self, queues: Vec<QueueConfig>) -> Result<Queues, ActivateError> {
+        let used_pairs = self.used_pairs();
+        let has_ctrl = self.acked(VIRTIO_NET_F_CTRL_VQ);
+        let want = 2 * used_pairs + usize::from(has_ctrl);
+        if queues.len() != want {
+            return Err(ActivateError::QueueCount {
+                got: queues.len(),
+                want,
+            });
+        }
+        let event_idx = self.acked_features & VIRTIO_RING_F_EVENT_IDX != 0;
+        let mut queues = queues.into_iter().enumerate().map(|(i, mut q)| {
+            if usize::from(q.index) != i {
+                return Err(ActivateError::BadQueue {
+                    index: i as u16,
+                    reason: "not enabled by the driver".into(),
+                });
+            }
+            // The negotiated ring feature, also for callers other than the
+            // transport (which already set it).
+            q.queue.set_event_idx(event_idx);
+            Ok(q)
+        });
+        let mut next = || {
+            queues
+                .next()
+                .unwrap_or(Err(ActivateError::QueueCount { got: 0, want }))
+        };
+        let mut pairs = Vec::with_capacity(used_pairs);
+        for _ in 0..used_pairs {
+            pairs.push((next()?, next()?));
+        }
+        let ctrl = if has_ctrl { Some(next()?) } else { None };
+        Ok(Queues { pairs, ctrl })
+    }
+
+    /// The tap may hand the guest only what the guest can take.
+    fn set_offloads(&mut self, used_pairs: usize) -> Result<(), ActivateError> {
+        let offloads = self.guest_offloads();
+        for backend in self.backends.iter_mut().take(used_pairs).flatten() {
+            backend
+                .set_offloads(offloads)
+                .map_err(ActivateError::Offloads)?;
+        }
+        Ok(())
+    }
+
+    /// The control queue, which wakes every pair's rx after VQ_PAIRS_SET.
+    fn ctrl_queue(
+        ctx: &Arc<NetContext>,
+        queues: &mut Queues,
+    ) -> Result<Option<(CtrlQueue, EventFd)>, ActivateError> {
+        let Some(ctrl) = queues.ctrl.take() else {
+            return Ok(None);
+        };
+        let rx_wakers = queues
+            .pairs
+            .iter()
+            .map(|(rx, _)| rx.kick.try_clone())
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(ActivateError::EventFd)?;
+        let queue = CtrlQueue::new(Arc::clone(ctx), ctrl.queue, ctrl.index, rx_wakers);
+        Ok(Some((queue, ctrl.kick)))
+    }
+
+    /// Starts the worker of pair `pair`; on failure its backend is back in
+    /// `self.backends`.
+    fn spawn_pair(
+        &mut self,
+        ctx: &Arc<NetContext>,
+        pair: usize,
+        (rx, tx): (QueueConfig, QueueConfig),
+        ctrl: Option<(CtrlQueue, EventFd)>,
+    ) -> Result<Worker<NetEpollHandler>, ActivateError> {
+        let backend = self
+            .backends
+            .get_mut(pair)
+            .and_then(Option::take)
+            .ok_or(ActivateError::NoBackend)?;
+        let qp = QueuePair::new(
+            pair,
+            ctx.mem.clone(),
+            rx.queue,
+            tx.queue,
+            backend,
+            ctx.acked(VIRTIO_NET_F_MRG_RXBUF),
+            Arc::clone(&self.metrics),
+        );
+        let handler = NetEpollHandler::new(Arc::clone(ctx), qp, rx.kick, tx.kick, ctrl);
+        let name = format!("{}-q{pair}", self.id);
+        let cpus = self.affinity.get(pair).cloned().flatten();
+        Worker::spawn(name, cpus, handler).map_err(|SpawnError { error, handler }| {
+            if let Some(h) = handler {
+                self.give_back(pair, h.into_queue_pair());
+            }
+            ActivateError::Worker(error)
+        })
+    }
+
+    /// Starts one worker per used pair into `self.state` (already
+    /// `Active`), stopping at the first failure.
+    fn spawn_workers(
+        &mut self,
+        ctx: &Arc<NetContext>,
+        queues: Queues,
+        mut ctrl: Option<(CtrlQueue, EventFd)>,
+    ) -> Result<(), ActivateError> {
+        for (pair, cfg) in queues.pairs.into_iter().enumerate() {
+            let worker = self.spawn_pair(ctx, pair, cfg, ctrl.take())?;
+            if let DeviceState::Active { workers, .. } = &mut self.state {
+                workers.push((pair, worker));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -253,7 +400,7 @@ impl VirtioDevice for Net {
             .config_writes_refused
             .fetch_add(1, Ordering::Relaxed)
             + 1;
-        if super::metrics::should_log(n) {
+        if crate::rate_limit::should_log(n) {
             warn!(nic = %self.id, offset, len = data.len(), occurrences = n,
                 "virtio-net: configuration space write refused");
         }
@@ -265,148 +412,39 @@ impl VirtioDevice for Net {
         interrupt: Arc<dyn VirtioInterrupt>,
         queues: Vec<QueueConfig>,
     ) -> Result<(), ActivateError> {
-        if self.is_active() {
-            return Err(ActivateError::NoBackend);
+        if matches!(self.state, DeviceState::Active { .. }) {
+            return Err(ActivateError::AlreadyActive);
         }
-        let used_pairs = if self.acked(VIRTIO_NET_F_MQ) {
-            self.pairs
-        } else {
-            1
-        };
-        let has_ctrl = self.acked(VIRTIO_NET_F_CTRL_VQ);
-        let want = 2 * used_pairs + usize::from(has_ctrl);
-        if queues.len() != want {
-            return Err(ActivateError::QueueCount {
-                got: queues.len(),
-                want,
-            });
-        }
+        let used_pairs = self.used_pairs();
+        let mut queues = self.sort_queues(queues)?;
         if self.backends.iter().take(used_pairs).any(Option::is_none) {
             return Err(ActivateError::NoBackend);
         }
-
-        let event_idx = self.acked_features & VIRTIO_RING_F_EVENT_IDX != 0;
-        let mut slots: Vec<Option<QueueConfig>> = (0..want).map(|_| None).collect();
-        for mut q in queues {
-            let index = q.index;
-            let slot =
-                slots
-                    .get_mut(usize::from(index))
-                    .ok_or_else(|| ActivateError::BadQueue {
-                        index,
-                        reason: format!("index beyond the {want} queues in use"),
-                    })?;
-            if slot.is_some() {
-                return Err(ActivateError::BadQueue {
-                    index,
-                    reason: "configured twice".into(),
-                });
-            }
-            if !q.queue.is_valid(&mem) {
-                return Err(ActivateError::BadQueue {
-                    index,
-                    reason: "rings outside guest memory or misaligned".into(),
-                });
-            }
-            q.queue.set_event_idx(event_idx);
-            *slot = Some(q);
-        }
-        let mut slots = slots.into_iter();
-        let mut pairs_cfg = Vec::with_capacity(used_pairs);
-        for _ in 0..used_pairs {
-            match (slots.next().flatten(), slots.next().flatten()) {
-                (Some(rx), Some(tx)) => pairs_cfg.push((rx, tx)),
-                _ => return Err(ActivateError::Other("missing queue".into())),
-            }
-        }
-        let ctrl_cfg = if has_ctrl {
-            slots.next().flatten()
-        } else {
-            None
-        };
-
-        // The tap may hand the guest only what the guest can take.
-        let offloads = self.guest_offloads();
-        for backend in self.backends.iter_mut().take(used_pairs).flatten() {
-            backend
-                .set_offloads(offloads)
-                .map_err(ActivateError::Worker)?;
-        }
-
-        let mut rx_wakers = Vec::with_capacity(used_pairs);
-        for (rx, _) in &pairs_cfg {
-            rx_wakers.push(rx.kick.try_clone().map_err(ActivateError::Worker)?);
-        }
-        self.needs_reset.store(false, Ordering::Release);
-        self.active_pairs.store(1, Ordering::Release);
+        self.set_offloads(used_pairs)?;
         if let Ok(mut s) = self.ctrl_state.lock() {
             *s = CtrlState {
                 active_pairs: 1,
                 ..CtrlState::default()
             };
         }
-        let mut ctrl = ctrl_cfg.map(|c| {
-            let queue = CtrlQueue::new(
-                mem.clone(),
-                c.queue,
-                c.index,
-                self.pairs as u16,
-                self.acked(VIRTIO_NET_F_MQ),
-                Arc::clone(&self.ctrl_state),
-                Arc::clone(&self.active_pairs),
-                rx_wakers,
-                Arc::clone(&self.metrics),
-            );
-            (queue, c.kick)
-        });
-        let mrg_rxbuf = self.acked(VIRTIO_NET_F_MRG_RXBUF);
-
-        for (pair, (rx, tx)) in pairs_cfg.into_iter().enumerate() {
-            let Some(backend) = self.backends.get_mut(pair).and_then(Option::take) else {
-                self.stop_workers();
-                return Err(ActivateError::NoBackend);
-            };
-            let qp = QueuePair::new(
-                pair,
-                mem.clone(),
-                rx.queue,
-                tx.queue,
-                backend,
-                mrg_rxbuf,
-                Arc::clone(&self.metrics),
-            );
-            let (kill, kill_copy) = match Worker::kill_pair() {
-                Ok(k) => k,
-                Err(e) => {
-                    if let Some(slot) = self.backends.get_mut(pair) {
-                        *slot = Some(qp.into_backend());
-                    }
-                    self.stop_workers();
-                    return Err(ActivateError::Worker(e));
-                }
-            };
-            let handler = NetEpollHandler::new(
-                Arc::clone(&self.id),
-                qp,
-                Arc::clone(&interrupt),
-                rx.kick,
-                tx.kick,
-                kill,
-                if pair == 0 { ctrl.take() } else { None },
-                Arc::clone(&self.active_pairs),
-                Arc::clone(&self.needs_reset),
-                Arc::clone(&self.metrics),
-            );
-            let name = format!("{}-q{pair}", self.id);
-            let cpus = self.affinity.get(pair).cloned().flatten();
-            match Worker::spawn(name, cpus, handler, kill_copy) {
-                Ok(worker) => self.workers.push((pair, worker)),
-                Err(SpawnError { error, handler }) => {
-                    self.restore(pair, handler);
-                    self.stop_workers();
-                    return Err(ActivateError::Worker(error));
-                }
-            }
+        let ctx = Arc::new(NetContext::new(
+            Arc::clone(&self.id),
+            mem,
+            interrupt,
+            Arc::clone(&self.metrics),
+            self.acked_features,
+            self.pairs as u16,
+            Arc::clone(&self.ctrl_state),
+        ));
+        let ctrl = Self::ctrl_queue(&ctx, &mut queues)?;
+        self.state = DeviceState::Active {
+            ctx: Arc::clone(&ctx),
+            workers: Vec::with_capacity(used_pairs),
+        };
+        if let Err(e) = self.spawn_workers(&ctx, queues, ctrl) {
+            // The one rollback: running workers give their backends back.
+            self.stop_workers();
+            return Err(e);
         }
         info!(nic = %self.id, pairs = used_pairs, features = format_args!("{:#x}", self.acked_features),
             "virtio-net: activated");
@@ -420,13 +458,14 @@ impl VirtioDevice for Net {
             self.metrics.log(&self.id, "reset");
         }
         self.acked_features = 0;
-        self.needs_reset.store(false, Ordering::Release);
-        self.active_pairs.store(1, Ordering::Release);
         ok
     }
 
     fn needs_reset(&self) -> bool {
-        self.needs_reset.load(Ordering::Acquire)
+        match &self.state {
+            DeviceState::Active { ctx, .. } => ctx.needs_reset(),
+            DeviceState::Inactive => false,
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! The event-manager subscriber of one worker: owns the pair's kick
-//! eventfds, the kill eventfd and (through the [`QueuePair`]) the backend,
+//! eventfds and (through the [`QueuePair`]) the backend,
 //! and turns readiness into datapath calls and interrupts.
 //!
 //! The backend fd is watched level-triggered: EPOLLIN while the guest has
@@ -7,28 +7,23 @@
 //! kick) and EPOLLOUT only while a TX frame waits for room.
 
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::Arc;
 
 use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
 use tracing::{error, warn};
 use vmm_sys_util::eventfd::EventFd;
 
-use super::metrics::{should_log, NetMetrics};
-use super::{CtrlQueue, QueuePair, QueuePairError};
-use crate::virtio::{VirtioInterrupt, VirtioInterruptType};
+use super::{CtrlQueue, NetContext, QueuePair, QueuePairError};
+use crate::rate_limit::should_log;
+use crate::virtio::VirtioInterruptType;
+use crate::worker::WorkerHandler;
 
 pub struct NetEpollHandler {
-    nic: Arc<str>,
+    ctx: Arc<NetContext>,
     pair: QueuePair,
-    interrupt: Arc<dyn VirtioInterrupt>,
     rx_kick: EventFd,
     tx_kick: EventFd,
-    kill: EventFd,
     ctrl: Option<(CtrlQueue, EventFd)>,
-    active_pairs: Arc<AtomicU16>,
-    needs_reset: Arc<AtomicBool>,
-    metrics: Arc<NetMetrics>,
     /// What the backend fd is registered for (empty: not registered).
     backend_interest: EventSet,
     rx_paused: bool,
@@ -38,47 +33,28 @@ pub struct NetEpollHandler {
 }
 
 impl NetEpollHandler {
-    #[allow(clippy::too_many_arguments)]
+    /// The handler of queue pair `pair` of the device activated as `ctx`,
+    /// woken by the pair's kick eventfds; `ctrl` is the control queue and
+    /// its kick when this worker serves it (pair 0).
     pub fn new(
-        nic: Arc<str>,
+        ctx: Arc<NetContext>,
         pair: QueuePair,
-        interrupt: Arc<dyn VirtioInterrupt>,
         rx_kick: EventFd,
         tx_kick: EventFd,
-        kill: EventFd,
         ctrl: Option<(CtrlQueue, EventFd)>,
-        active_pairs: Arc<AtomicU16>,
-        needs_reset: Arc<AtomicBool>,
-        metrics: Arc<NetMetrics>,
     ) -> Self {
         Self {
-            nic,
+            ctx,
             pair,
-            interrupt,
             rx_kick,
             tx_kick,
-            kill,
             ctrl,
-            active_pairs,
-            needs_reset,
-            metrics,
             backend_interest: EventSet::empty(),
             rx_paused: false,
             tx_blocked: false,
             backend_dead: false,
             stopped: false,
         }
-    }
-
-    /// The kill eventfd was written (or registration failed): the worker
-    /// loop must end.
-    pub fn stopped(&self) -> bool {
-        self.stopped
-    }
-
-    /// The datapath, e.g. to drive it without the event loop.
-    pub fn queue_pair_mut(&mut self) -> &mut QueuePair {
-        &mut self.pair
     }
 
     /// Takes the handler apart (worker stop): the queue pair keeps the
@@ -92,25 +68,29 @@ impl NetEpollHandler {
     }
 
     fn event_error(&self, what: &str, detail: &dyn std::fmt::Debug) {
-        let n = self.metrics.count_event_error();
+        let n = self.ctx.metrics.count_event_error();
         if should_log(n) {
-            error!(nic = %self.nic, pair = self.pair.index(), occurrences = n,
+            error!(nic = %self.ctx.nic, pair = self.pair.index(), occurrences = n,
                 "virtio-net: {what}: {detail:?}");
         }
     }
 
     fn signal(&self, queue: u16) {
-        if let Err(e) = self.interrupt.trigger(VirtioInterruptType::Queue(queue)) {
+        if let Err(e) = self
+            .ctx
+            .interrupt
+            .trigger(VirtioInterruptType::Queue(queue))
+        {
             self.event_error("cannot raise the queue interrupt", &e);
         }
     }
 
     fn broken(&self, e: QueuePairError) {
-        warn!(nic = %self.nic, pair = self.pair.index(), error = %e,
+        warn!(nic = %self.ctx.nic, pair = self.pair.index(), error = %e,
             "virtio-net: queue broken by the driver, device needs reset");
-        self.metrics.count_event_error();
-        self.needs_reset.store(true, Ordering::Release);
-        if let Err(e) = self.interrupt.trigger(VirtioInterruptType::Config) {
+        self.ctx.metrics.count_event_error();
+        self.ctx.mark_needs_reset();
+        if let Err(e) = self.ctx.interrupt.trigger(VirtioInterruptType::Config) {
             self.event_error("cannot raise the config interrupt", &e);
         }
     }
@@ -128,7 +108,7 @@ impl NetEpollHandler {
     }
 
     fn run_rx(&mut self) {
-        if self.pair.index() >= usize::from(self.active_pairs.load(Ordering::Acquire)) {
+        if self.pair.index() >= usize::from(self.ctx.active_pairs()) {
             // Disabled by VQ_PAIRS_SET: leave frames in the backend.
             self.rx_paused = true;
             return;
@@ -139,7 +119,7 @@ impl NetEpollHandler {
                 self.after_batch(queue, out.notify, out.budget_exhausted, &self.rx_kick);
                 self.rx_paused = out.paused;
                 if out.backend_closed {
-                    warn!(nic = %self.nic, pair = self.pair.index(), "virtio-net: backend closed");
+                    warn!(nic = %self.ctx.nic, pair = self.pair.index(), "virtio-net: backend closed");
                     self.backend_dead = true;
                 }
             }
@@ -212,11 +192,9 @@ impl NetEpollHandler {
 
 impl MutEventSubscriber for NetEpollHandler {
     fn init(&mut self, ops: &mut EventOps) {
-        let mut fds = vec![
-            self.kill.as_raw_fd(),
-            self.rx_kick.as_raw_fd(),
-            self.tx_kick.as_raw_fd(),
-        ];
+        // Registrations belong to the event loop, which is new here.
+        self.backend_interest = EventSet::empty();
+        let mut fds = vec![self.rx_kick.as_raw_fd(), self.tx_kick.as_raw_fd()];
         if let Some((_, kick)) = &self.ctrl {
             fds.push(kick.as_raw_fd());
         }
@@ -233,11 +211,6 @@ impl MutEventSubscriber for NetEpollHandler {
     fn process(&mut self, events: Events, ops: &mut EventOps) {
         let fd = events.fd();
         let set = events.event_set();
-        if fd == self.kill.as_raw_fd() {
-            let _ = self.kill.read();
-            self.stopped = true;
-            return;
-        }
         if fd == self.rx_kick.as_raw_fd() {
             let _ = self.rx_kick.read();
             self.run_rx();
@@ -263,5 +236,12 @@ impl MutEventSubscriber for NetEpollHandler {
             self.event_error("event on an unknown fd", &fd);
         }
         self.update_backend_interest(ops);
+    }
+}
+
+impl WorkerHandler for NetEpollHandler {
+    /// Registration failed: without its fds the worker would never wake.
+    fn stopped(&self) -> bool {
+        self.stopped
     }
 }

@@ -122,11 +122,6 @@ impl NetMetrics {
         }
     }
 
-    /// Number of queue pairs.
-    pub fn pairs(&self) -> usize {
-        self.pairs.len()
-    }
-
     /// The live counters of queue pair `index`.
     pub fn pair(&self, index: usize) -> Option<&QueuePairMetrics> {
         self.pairs.get(index)
@@ -183,10 +178,4 @@ impl NetMetrics {
             "virtio-net device counters"
         );
     }
-}
-
-/// True for 1, 2, 4, 8, …: guest-triggerable log lines are emitted only on
-/// those occurrences so a hostile guest cannot flood the log.
-pub(crate) fn should_log(count: u64) -> bool {
-    count.is_power_of_two()
 }

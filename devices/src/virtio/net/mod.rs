@@ -12,27 +12,24 @@
 //! offloads are the tap's business; the device only fixes `num_buffers`
 //! on receive.
 
+mod context;
 mod ctrl_queue;
 mod device;
 mod event_handler;
 mod metrics;
 mod queue_pair;
-mod worker;
+mod rx;
+mod tx;
 
+/// Frame limits (shared with e1000): the per-pair RX and TX buffers are
+/// [`MAX_BUFFER_LEN`] bytes.
+pub use crate::frame::{MAX_BUFFER_LEN, MAX_FRAME_LEN, VNET_HDR_LEN};
+pub use context::NetContext;
 pub use ctrl_queue::{CtrlQueue, CtrlState};
 pub use device::Net;
 pub use event_handler::NetEpollHandler;
 pub use metrics::{DeviceCounters, NetMetrics, QueuePairCounters, QueuePairMetrics};
 pub use queue_pair::{QueuePair, QueuePairError, RxOutcome, TxOutcome, RX_BUDGET, TX_BUDGET};
-pub use worker::{SpawnError, Worker};
-
-/// Size of `virtio_net_hdr_v1`, the prefix of every frame on both sides.
-pub const VNET_HDR_LEN: usize = net_backend::VNET_HDR_LEN;
-/// Largest Ethernet frame (64 KiB GSO payload + Ethernet header).
-pub const MAX_FRAME_LEN: usize = 65550;
-/// Largest frame with its virtio-net header: the size of the per-pair
-/// RX and TX buffers.
-pub const MAX_BUFFER_LEN: usize = MAX_FRAME_LEN + VNET_HDR_LEN;
 /// Maximum size of every queue.
 pub const QUEUE_SIZE: u16 = 256;
 /// Upper bound of queue pairs (virtio allows 0x8000; one thread each here).

@@ -2,7 +2,7 @@
 //! GuestMemoryMmap plays the guest, a seqpacket pair plays the tap.
 
 use std::io::{self, IoSlice};
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -498,7 +498,7 @@ struct CtrlFixture {
     ring: DriverRing,
     ctrl: CtrlQueue,
     state: Arc<Mutex<CtrlState>>,
-    active: Arc<AtomicU16>,
+    ctx: Arc<NetContext>,
     waker: EventFd,
 }
 
@@ -506,25 +506,29 @@ fn ctrl_fixture(max_pairs: u16, mq: bool) -> CtrlFixture {
     let mem = memory();
     let ring = DriverRing::new(&mem, CTRL_RING, 16);
     let state = Arc::new(Mutex::new(CtrlState::default()));
-    let active = Arc::new(AtomicU16::new(1));
     let waker = EventFd::new(EFD_NONBLOCK).unwrap();
-    let ctrl = CtrlQueue::new(
+    let features = if mq { 1 << VIRTIO_NET_F_MQ } else { 0 };
+    let ctx = Arc::new(NetContext::new(
+        "tctrl".into(),
         mem.clone(),
+        Arc::new(CountingInterrupt::default()),
+        Arc::new(NetMetrics::new(1)),
+        features,
+        max_pairs,
+        Arc::clone(&state),
+    ));
+    let ctrl = CtrlQueue::new(
+        Arc::clone(&ctx),
         ring.queue(false),
         2,
-        max_pairs,
-        mq,
-        Arc::clone(&state),
-        Arc::clone(&active),
         vec![waker.try_clone().unwrap()],
-        Arc::new(NetMetrics::new(1)),
     );
     CtrlFixture {
         mem,
         ring,
         ctrl,
         state,
-        active,
+        ctx,
         waker,
     }
 }
@@ -564,16 +568,16 @@ fn ctrl_mq_vq_pairs_set() {
     let mq = VIRTIO_NET_CTRL_MQ;
     let set = VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET;
     assert_eq!(c.command(mq, set, &3u16.to_le_bytes()), ok);
-    assert_eq!(c.active.load(Ordering::Relaxed), 3);
+    assert_eq!(c.ctx.active_pairs.load(Ordering::Relaxed), 3);
     assert_eq!(c.state.lock().unwrap().active_pairs, 3);
     assert_eq!(c.waker.read().unwrap(), 1, "workers are woken up");
     assert_eq!(c.command(mq, set, &5u16.to_le_bytes()), err);
     assert_eq!(c.command(mq, set, &0u16.to_le_bytes()), err);
     assert_eq!(c.command(mq, set, &[1]), err);
     assert_eq!(c.command(mq, 7, &1u16.to_le_bytes()), err);
-    assert_eq!(c.active.load(Ordering::Relaxed), 3);
+    assert_eq!(c.ctx.active_pairs.load(Ordering::Relaxed), 3);
     assert_eq!(c.command(mq, set, &1u16.to_le_bytes()), ok);
-    assert_eq!(c.active.load(Ordering::Relaxed), 1);
+    assert_eq!(c.ctx.active_pairs.load(Ordering::Relaxed), 1);
 }
 
 #[test]

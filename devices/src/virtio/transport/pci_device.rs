@@ -14,7 +14,6 @@
 //! The capability list holds MSI-X, then the virtio vendor capabilities
 //! (common, notify, ISR, device, PCI configuration access).
 
-use std::any::Any;
 use std::io;
 use std::sync::{Arc, Mutex};
 
@@ -107,6 +106,59 @@ fn virtio_cap(cfg: u8, len: usize, bar: u8, offset: u64, length: u64) -> Vec<u8>
     c
 }
 
+/// Adds the MSI-X capability and the virtio vendor capabilities (common,
+/// notify for `queues` queues, ISR, device, PCI configuration access) to
+/// `config`; returns the offsets of the MSI-X and PCI-access capabilities.
+fn add_capabilities(
+    config: &mut PciConfiguration,
+    msix: &MsixConfig,
+    queues: usize,
+) -> Result<(usize, usize), VirtioPciError> {
+    let msix_cap = config.add_capability(&msix.capability(
+        0,
+        MSIX_TABLE_OFFSET as u32,
+        0,
+        MSIX_PBA_OFFSET as u32,
+    ))?;
+    config.add_capability(&virtio_cap(
+        cfg_type::COMMON,
+        VIRTIO_CAP_LEN,
+        0,
+        COMMON_CONFIG_OFFSET,
+        COMMON_CONFIG_LEN,
+    ))?;
+    let mut notify = virtio_cap(
+        cfg_type::NOTIFY,
+        VIRTIO_NOTIFY_CAP_LEN,
+        0,
+        NOTIFY_OFFSET,
+        queues as u64 * u64::from(NOTIFY_OFF_MULTIPLIER),
+    );
+    notify[16..20].copy_from_slice(&NOTIFY_OFF_MULTIPLIER.to_le_bytes());
+    config.add_capability(&notify)?;
+    config.add_capability(&virtio_cap(
+        cfg_type::ISR,
+        VIRTIO_CAP_LEN,
+        0,
+        ISR_OFFSET,
+        ISR_LEN,
+    ))?;
+    config.add_capability(&virtio_cap(
+        cfg_type::DEVICE,
+        VIRTIO_CAP_LEN,
+        0,
+        DEVICE_CONFIG_OFFSET,
+        REGION_LEN,
+    ))?;
+    let pci_cfg_cap =
+        config.add_capability(&virtio_cap(cfg_type::PCI, VIRTIO_PCI_CFG_CAP_LEN, 0, 0, 0))?;
+    // The access window's bar, offset and length are the driver's.
+    config.set_writable_bits((pci_cfg_cap + 4) / 4, 0xff);
+    config.set_writable_bits((pci_cfg_cap + 8) / 4, u32::MAX);
+    config.set_writable_bits((pci_cfg_cap + 12) / 4, u32::MAX);
+    Ok((msix_cap, pci_cfg_cap))
+}
+
 /// A virtio device on the PCI bus (modern interface only, MSI-X only).
 pub struct VirtioPciDevice {
     id: String,
@@ -183,48 +235,7 @@ impl VirtioPciDevice {
         })?;
 
         let msix_config = MsixConfig::new(msix.clone()).map_err(VirtioPciError::Msix)?;
-        let msix_cap = config.add_capability(&msix_config.capability(
-            0,
-            MSIX_TABLE_OFFSET as u32,
-            0,
-            MSIX_PBA_OFFSET as u32,
-        ))?;
-        config.add_capability(&virtio_cap(
-            cfg_type::COMMON,
-            VIRTIO_CAP_LEN,
-            0,
-            COMMON_CONFIG_OFFSET,
-            COMMON_CONFIG_LEN,
-        ))?;
-        let mut notify = virtio_cap(
-            cfg_type::NOTIFY,
-            VIRTIO_NOTIFY_CAP_LEN,
-            0,
-            NOTIFY_OFFSET,
-            max_sizes.len() as u64 * u64::from(NOTIFY_OFF_MULTIPLIER),
-        );
-        notify[16..20].copy_from_slice(&NOTIFY_OFF_MULTIPLIER.to_le_bytes());
-        config.add_capability(&notify)?;
-        config.add_capability(&virtio_cap(
-            cfg_type::ISR,
-            VIRTIO_CAP_LEN,
-            0,
-            ISR_OFFSET,
-            ISR_LEN,
-        ))?;
-        config.add_capability(&virtio_cap(
-            cfg_type::DEVICE,
-            VIRTIO_CAP_LEN,
-            0,
-            DEVICE_CONFIG_OFFSET,
-            REGION_LEN,
-        ))?;
-        let pci_cfg_cap =
-            config.add_capability(&virtio_cap(cfg_type::PCI, VIRTIO_PCI_CFG_CAP_LEN, 0, 0, 0))?;
-        // The access window's bar, offset and length are the driver's.
-        config.set_writable_bits((pci_cfg_cap + 4) / 4, 0xff);
-        config.set_writable_bits((pci_cfg_cap + 8) / 4, u32::MAX);
-        config.set_writable_bits((pci_cfg_cap + 12) / 4, u32::MAX);
+        let (msix_cap, pci_cfg_cap) = add_capabilities(&mut config, &msix_config, max_sizes.len())?;
 
         let kicks = (0..max_sizes.len())
             .map(|_| EventFd::new(EFD_NONBLOCK))
@@ -261,10 +272,6 @@ impl VirtioPciDevice {
     /// The wrapped device model.
     pub fn device(&self) -> &dyn VirtioDevice {
         self.device.as_ref()
-    }
-
-    pub fn device_mut(&mut self) -> &mut dyn VirtioDevice {
-        self.device.as_mut()
     }
 
     /// True between a successful DRIVER_OK and the next reset.
@@ -371,9 +378,7 @@ impl VirtioPciDevice {
         use crate::virtio::ActivateError;
         if self.reset_pending {
             if !self.device.reset() {
-                return Err(ActivateError::Other(
-                    "the device still refuses to reset".into(),
-                ));
+                return Err(ActivateError::ResetRefused);
             }
             self.reset_pending = false;
         }
@@ -390,9 +395,12 @@ impl VirtioPciDevice {
             let kick = self
                 .kicks
                 .get(i)
-                .ok_or(ActivateError::NoBackend)?
+                .ok_or_else(|| ActivateError::BadQueue {
+                    index,
+                    reason: "no notification eventfd".into(),
+                })?
                 .try_clone()
-                .map_err(ActivateError::Worker)?;
+                .map_err(ActivateError::EventFd)?;
             queues.push(QueueConfig { index, queue, kick });
         }
         let interrupt: Arc<dyn VirtioInterrupt> = self.interrupt.clone();
@@ -564,9 +572,5 @@ impl PciDevice for VirtioPciDevice {
                 msix.write_pba(off, data);
             }
         }
-    }
-
-    fn as_any(&mut self) -> &mut dyn Any {
-        self
     }
 }

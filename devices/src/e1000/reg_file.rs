@@ -1,0 +1,363 @@
+//! The 82540EM register file: every register's storage, the read and
+//! write side effects (ICR read-clear, IMS/IMC, EERD, MDIC, CTRL.RST) and
+//! the INTx level, behind the one mutex the vCPU thread and the rx worker
+//! share ([`Shared`]).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::eeprom::Eeprom;
+use super::phy::Phy;
+use super::regs::{self, ctrl, eerd, icr, rah, status, tctl};
+use super::{E1000Counters, E1000_DEVICE_ID};
+use crate::pci::IntxLine;
+use crate::rate_limit::should_log;
+
+const NUM_WORDS: usize = (regs::MMIO_SIZE / 4) as usize;
+
+/// What a register write asks of the caller once the lock is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    None,
+    /// Wake the rx worker (RDT or RCTL changed).
+    KickRx,
+    /// Run the transmit ring (TDT or TCTL changed).
+    Tx,
+    /// CTRL.RST: the registers are back to defaults.
+    Reset,
+}
+
+/// The register file and everything else the vCPU thread and the rx
+/// worker share, behind one mutex.
+pub(crate) struct Regs {
+    mac: Vec<u32>,
+    phy: Phy,
+    eeprom: Eeprom,
+    mac_addr: [u8; 6],
+    /// LSC was raised for the driver's first IMS write with LSC.
+    lsc_sent: bool,
+    /// Last level given to the INTx line.
+    level: bool,
+    /// Bumped whenever the driver reprograms the receive ring (RDBAL,
+    /// RDBAH, RDLEN, RDH, CTRL.RST), so that the rx worker, which writes a
+    /// frame without the lock, does not publish an RDH for another ring.
+    pub rx_ring_gen: u64,
+    pub counters: E1000Counters,
+}
+
+impl Regs {
+    pub(super) fn new(mac_addr: [u8; 6]) -> Self {
+        let mut regs = Self {
+            mac: vec![0; NUM_WORDS],
+            phy: Phy::default(),
+            eeprom: Eeprom::new(mac_addr, E1000_DEVICE_ID),
+            mac_addr,
+            lsc_sent: false,
+            level: false,
+            rx_ring_gen: 0,
+            counters: E1000Counters::default(),
+        };
+        regs.load_defaults();
+        regs
+    }
+
+    fn load_defaults(&mut self) {
+        self.mac.fill(0);
+        self.set(regs::CTRL, ctrl::DEFAULT);
+        self.set(regs::EERD, eerd::DONE);
+        self.set(regs::PBA, 0x0010_0030);
+        self.set(regs::LEDCTL, 0x0000_0602);
+        self.set(regs::VET, 0x8100);
+        let m = self.mac_addr;
+        self.set(regs::RA, u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
+        self.set(
+            regs::RA + 4,
+            u32::from(u16::from_le_bytes([m[4], m[5]])) | rah::AV,
+        );
+        self.phy = Phy::default();
+        self.eeprom.reset_interface();
+        self.lsc_sent = false;
+        self.rx_ring_gen = self.rx_ring_gen.wrapping_add(1);
+    }
+
+    /// CTRL.RST: everything but the EEPROM contents and the counters.
+    fn reset(&mut self, irq: &dyn IntxLine) {
+        self.load_defaults();
+        self.update_irq(irq, false);
+    }
+
+    pub fn get(&self, offset: u64) -> u32 {
+        self.mac.get((offset / 4) as usize).copied().unwrap_or(0)
+    }
+
+    pub fn set(&mut self, offset: u64, value: u32) {
+        if let Some(r) = self.mac.get_mut((offset / 4) as usize) {
+            *r = value;
+        }
+    }
+
+    /// Adds to a 32-bit statistics register (they saturate).
+    pub fn add_stat(&mut self, offset: u64, n: u32) {
+        let v = self.get(offset).saturating_add(n);
+        self.set(offset, v);
+    }
+
+    /// Adds to a 64-bit statistics register pair (low dword at `offset`).
+    pub fn add_stat64(&mut self, offset: u64, n: u64) {
+        let old = u64::from(self.get(offset + 4)) << 32 | u64::from(self.get(offset));
+        let v = old.saturating_add(n);
+        self.set(offset, v as u32);
+        self.set(offset + 4, (v >> 32) as u32);
+    }
+
+    /// Sets interrupt causes; the caller then calls [`Self::update_irq`].
+    pub fn set_cause(&mut self, cause: u32) {
+        let v = self.get(regs::ICR) | cause;
+        self.set(regs::ICR, v);
+    }
+
+    /// Drives the INTx line from ICR & IMS. `poke` re-asserts an already
+    /// asserted line (new causes or a mask change while pending).
+    pub fn update_irq(&mut self, irq: &dyn IntxLine, poke: bool) {
+        let level = self.get(regs::ICR) & self.get(regs::IMS) != 0;
+        if level && (poke || !self.level) {
+            irq.set_level(true);
+        } else if !level && self.level {
+            irq.set_level(false);
+        }
+        self.level = level;
+    }
+
+    fn unknown(&mut self, offset: u64, write: Option<u32>) {
+        self.counters.unknown_reg_accesses += 1;
+        let n = self.counters.unknown_reg_accesses;
+        if should_log(n) {
+            tracing::debug!(
+                offset = format_args!("{offset:#x}"),
+                write = ?write,
+                occurrences = n,
+                "e1000: access to an unimplemented register"
+            );
+        }
+    }
+
+    /// Registers that are plain storage.
+    fn is_storage(offset: u64) -> bool {
+        const SINGLES: [u64; 35] = [
+            regs::CTRL_EXT,
+            regs::FLA,
+            regs::FCAL,
+            regs::FCAH,
+            regs::FCT,
+            regs::VET,
+            regs::ITR,
+            regs::FCTTV,
+            regs::TXCW,
+            regs::RXCW,
+            regs::TIPG,
+            regs::AIT,
+            regs::LEDCTL,
+            regs::PBA,
+            regs::FCRTL,
+            regs::FCRTH,
+            regs::RDBAH,
+            regs::RDTR,
+            regs::RXDCTL,
+            regs::RADV,
+            regs::RSRPD,
+            regs::TXDMAC,
+            regs::TDBAH,
+            regs::TIDV,
+            regs::TXDCTL,
+            regs::TADV,
+            regs::TSPMT,
+            regs::RXCSUM,
+            regs::WUC,
+            regs::WUFC,
+            regs::WUS,
+            regs::MANC,
+            regs::IPAV,
+            regs::WUPL,
+            regs::EERD,
+        ];
+        const RANGES: [(u64, u64); 8] = [
+            (regs::MTA, regs::MTA_LEN),
+            (regs::VFTA, regs::VFTA_LEN),
+            (regs::IP4AT, 0x20),
+            (regs::IP6AT, 0x10),
+            (regs::WUPM, 0x80),
+            (regs::FFLT, 0x40),
+            (regs::FFMT, 0x400),
+            (regs::FFVT, 0x400),
+        ];
+        SINGLES.contains(&offset)
+            || RANGES
+                .iter()
+                .any(|&(start, len)| (start..start + len).contains(&offset))
+    }
+
+    /// A guest read of the dword at `offset` (4-byte aligned).
+    pub(crate) fn read(&mut self, offset: u64, irq: &dyn IntxLine) -> u32 {
+        match offset {
+            regs::ICR => {
+                let v = self.get(regs::ICR);
+                self.set(regs::ICR, 0);
+                self.update_irq(irq, false);
+                v
+            }
+            regs::STATUS => status::VALUE,
+            regs::EECD => self.eeprom.read_eecd(),
+            regs::ICS | regs::IMC => 0,
+            regs::CTRL
+            | regs::MDIC
+            | regs::IMS
+            | regs::RCTL
+            | regs::TCTL
+            | regs::RDBAL
+            | regs::RDLEN
+            | regs::RDH
+            | regs::RDT
+            | regs::TDBAL
+            | regs::TDLEN
+            | regs::TDH
+            | regs::TDT => self.get(offset),
+            o if (regs::STATS_START..regs::STATS_END).contains(&o) => {
+                let v = self.get(o);
+                self.set(o, 0);
+                v
+            }
+            o if (regs::RA..regs::RA + regs::RA_LEN).contains(&o) => self.get(o),
+            o if Self::is_storage(o) => self.get(o),
+            o => {
+                self.unknown(o, None);
+                0
+            }
+        }
+    }
+
+    /// EERD: a read of EEPROM word ADDR when START is set.
+    fn eerd_write(&mut self, value: u32) {
+        if value & eerd::START != 0 {
+            let addr = (value >> eerd::ADDR_SHIFT) & 0xff;
+            let data = self.eeprom.word(addr as usize).unwrap_or(0xffff);
+            self.set(
+                regs::EERD,
+                u32::from(data) << eerd::DATA_SHIFT | addr << eerd::ADDR_SHIFT | eerd::DONE,
+            );
+        }
+    }
+
+    /// Writes of MDIC and the interrupt registers (ICR, ICS, IMS, IMC),
+    /// which all end by updating the INTx line.
+    fn write_interrupt_reg(&mut self, offset: u64, value: u32, irq: &dyn IntxLine) {
+        match offset {
+            regs::MDIC => {
+                let v = self.phy.mdic(value);
+                self.set(regs::MDIC, v);
+                self.set_cause(icr::MDAC);
+                self.update_irq(irq, true);
+            }
+            regs::ICR => {
+                let v = self.get(regs::ICR) & !value;
+                self.set(regs::ICR, v);
+                self.update_irq(irq, false);
+            }
+            regs::ICS => {
+                self.set_cause(value & icr::ALL);
+                self.update_irq(irq, true);
+            }
+            regs::IMS => {
+                let v = self.get(regs::IMS) | (value & icr::ALL);
+                self.set(regs::IMS, v);
+                if value & icr::LSC != 0 && !self.lsc_sent {
+                    // The link is up from the start: tell the driver once
+                    // it listens.
+                    self.lsc_sent = true;
+                    self.set_cause(icr::LSC);
+                }
+                self.update_irq(irq, true);
+            }
+            regs::IMC => {
+                let v = self.get(regs::IMS) & !value;
+                self.set(regs::IMS, v);
+                self.update_irq(irq, false);
+            }
+            _ => {}
+        }
+    }
+
+    /// A guest write of the dword at `offset` (4-byte aligned).
+    pub(crate) fn write(&mut self, offset: u64, value: u32, irq: &dyn IntxLine) -> Action {
+        if matches!(offset, regs::RDBAL | regs::RDBAH | regs::RDLEN | regs::RDH) {
+            self.rx_ring_gen = self.rx_ring_gen.wrapping_add(1);
+        }
+        match offset {
+            regs::CTRL => {
+                if value & ctrl::RST != 0 {
+                    self.reset(irq);
+                    return Action::Reset;
+                }
+                self.set(regs::CTRL, value);
+            }
+            regs::STATUS => {}
+            regs::EECD => self.eeprom.write_eecd(value),
+            regs::EERD => self.eerd_write(value),
+            regs::MDIC | regs::ICR | regs::ICS | regs::IMS | regs::IMC => {
+                self.write_interrupt_reg(offset, value, irq)
+            }
+            regs::RCTL => {
+                self.set(regs::RCTL, value);
+                return Action::KickRx;
+            }
+            regs::TCTL => {
+                self.set(regs::TCTL, value);
+                return if value & tctl::EN != 0 {
+                    Action::Tx
+                } else {
+                    Action::None
+                };
+            }
+            regs::RDBAL | regs::TDBAL => self.set(offset, value & !0xf),
+            regs::RDLEN | regs::TDLEN => self.set(offset, value & 0x000f_ff80),
+            regs::RDH | regs::TDH => self.set(offset, value & 0xffff),
+            regs::RDT => {
+                self.set(regs::RDT, value & 0xffff);
+                return Action::KickRx;
+            }
+            regs::TDT => {
+                self.set(regs::TDT, value & 0xffff);
+                return Action::Tx;
+            }
+            o if (regs::STATS_START..regs::STATS_END).contains(&o) => {}
+            o if (regs::RA..regs::RA + regs::RA_LEN).contains(&o) => {
+                let v = if o % 8 == 4 {
+                    value & (rah::AV | rah::AS_MASK | 0xffff)
+                } else {
+                    value
+                };
+                self.set(o, v);
+            }
+            o if Self::is_storage(o) => self.set(o, value),
+            o => self.unknown(o, Some(value)),
+        }
+        Action::None
+    }
+}
+
+/// State shared with the rx worker.
+pub(crate) struct Shared {
+    regs: Mutex<Regs>,
+    pub irq: Arc<dyn IntxLine>,
+}
+
+impl Shared {
+    pub fn new(mac: [u8; 6], irq: Arc<dyn IntxLine>) -> Self {
+        Self {
+            regs: Mutex::new(Regs::new(mac)),
+            irq,
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Regs> {
+        self.regs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

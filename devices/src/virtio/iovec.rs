@@ -1,0 +1,79 @@
+//! Guest memory ranges as raw iovecs, for backends that write a frame with
+//! one `writev` straight from guest memory (zero-copy TX).
+//!
+//! Guest memory may change under our feet (the guest owns it), so no
+//! `&[u8]` or `IoSlice` is ever made over it: the iovecs are plain
+//! addresses handed to the kernel, which copies the bytes. They are only
+//! built by [`GuestIovecs::push`], each from a `get_slice` of a
+//! `GuestMemoryMmap`, i.e. a range that lies inside one mapped region; the
+//! owner clears them after every write, so they never outlive the frame.
+
+use std::io;
+
+use net_backend::FrameBackend;
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+
+/// A bounded list of guest memory ranges; never reallocated.
+pub struct GuestIovecs {
+    iovecs: Vec<libc::iovec>,
+}
+
+// SAFETY: the raw pointers are addresses inside guest memory mappings that
+// the owner's `GuestMemoryMmap` keeps alive; they are never dereferenced in
+// Rust, only passed to the kernel by the thread that owns the list, so
+// moving them to another thread is harmless.
+unsafe impl Send for GuestIovecs {}
+
+impl GuestIovecs {
+    /// An empty list that holds at most `max` ranges.
+    pub fn with_capacity(max: usize) -> Self {
+        Self {
+            iovecs: Vec::with_capacity(max),
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.iovecs.clear();
+    }
+
+    /// Whether the list holds as many ranges as it was made for.
+    pub fn is_full(&self) -> bool {
+        self.iovecs.len() == self.iovecs.capacity()
+    }
+
+    /// Records `len` bytes at `addr` of `mem`; false (nothing recorded)
+    /// when the list is full or the range is not inside one region.
+    pub fn push(&mut self, mem: &GuestMemoryMmap, addr: GuestAddress, len: usize) -> bool {
+        if self.is_full() {
+            return false;
+        }
+        // `get_slice` checks that the whole range lies inside one region
+        // of `mem`, so the pointer and length describe mapped guest memory.
+        let Ok(slice) = mem.get_slice(addr, len) else {
+            return false;
+        };
+        self.iovecs.push(libc::iovec {
+            // writev(2) only reads through it; iovec just has no const
+            // variant.
+            iov_base: slice.ptr_guard().as_ptr().cast_mut().cast(),
+            iov_len: slice.len(),
+        });
+        true
+    }
+
+    /// Writes the recorded ranges with a single `write_iovecs` (backends
+    /// retry EINTR themselves). `mem` must be the memory every range was
+    /// pushed from: its borrow keeps the regions mapped for the call.
+    pub fn write_to(
+        &self,
+        mem: &GuestMemoryMmap,
+        backend: &mut dyn FrameBackend,
+    ) -> io::Result<usize> {
+        let _mapped = mem;
+        // SAFETY: every iovec was made by `push` from a `get_slice` of
+        // `mem`, i.e. lies inside one of its regions, which stay mapped
+        // while `mem` is borrowed; the backend only hands them to the
+        // kernel.
+        unsafe { backend.write_iovecs(&self.iovecs) }
+    }
+}

@@ -1,0 +1,281 @@
+//! The receive path of a [`QueuePair`]: frames read from the backend into
+//! the pair's RX buffer are copied into the guest's rx chains (several per
+//! frame with MRG_RXBUF); a frame the guest has no buffers for waits.
+
+use std::io;
+use std::sync::atomic::Ordering;
+
+use virtio_queue::{DescriptorChain, QueueOwnedT, QueueT};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
+
+use super::metrics::BatchCounters;
+use super::queue_pair::{ChainError, Direction};
+use super::{QueuePair, QueuePairError, RxOutcome, NUM_BUFFERS_OFFSET, RX_BUDGET, VNET_HDR_LEN};
+
+/// How [`QueuePair::deliver`] ended.
+enum Delivery {
+    /// The frame is in the guest; `chains` used entries were added.
+    Delivered { chains: u32 },
+    /// The frame was dropped; `chains` entries were returned with len 0.
+    Dropped { chains: u32 },
+    /// The guest has not posted enough buffers: the frame stays in the
+    /// rx buffer, popped chains were pushed back, notifications enabled;
+    /// `arrived` tells whether buffers showed up meanwhile.
+    NoBuffers { arrived: bool },
+}
+
+/// Where [`QueuePair::deliver`]'s chains took the frame.
+struct Filled {
+    /// Bytes of the frame placed.
+    written: usize,
+    /// Guest addresses of the two `num_buffers` bytes.
+    num_buffers_at: [Option<GuestAddress>; 2],
+    /// Why the last chain was refused.
+    failure: Option<ChainError>,
+}
+
+impl QueuePair {
+    /// Moves frames from the backend into the guest's rx buffers until the
+    /// backend is empty, the guest runs out of buffers (then the frame
+    /// stays pending and notifications are enabled) or [`RX_BUDGET`]
+    /// frames were handled.
+    pub fn process_rx(&mut self) -> Result<RxOutcome, QueuePairError> {
+        let mut out = RxOutcome::default();
+        if self.rx_broken {
+            out.paused = true;
+        } else {
+            out.notify = self.run_batch(Direction::Rx, |qp, batch| qp.rx_batch(batch, &mut out))?;
+        }
+        Ok(out)
+    }
+
+    fn rx_batch(
+        &mut self,
+        batch: &mut BatchCounters,
+        out: &mut RxOutcome,
+    ) -> Result<u32, virtio_queue::Error> {
+        let mut used = 0u32;
+        let mut budget = RX_BUDGET;
+        // While frames flow the device polls the backend, so the driver
+        // need not kick; notifications come back on when buffers run out.
+        self.rx.disable_notification(&self.mem)?;
+        loop {
+            if budget == 0 {
+                out.budget_exhausted = true;
+                return Ok(used);
+            }
+            let len = match self.rx_pending.take() {
+                Some(len) => len,
+                None => {
+                    let avail = self.rx.avail_idx(&self.mem, Ordering::Acquire)?;
+                    if avail.0 == self.rx.next_avail() {
+                        // Leave the frame in the backend until buffers come.
+                        if self.rx.enable_notification(&self.mem)? {
+                            continue;
+                        }
+                        out.paused = true;
+                        return Ok(used);
+                    }
+                    match self.backend.read_frame(&mut self.rx_buf) {
+                        Ok(0) => {
+                            out.backend_closed = true;
+                            return Ok(used);
+                        }
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(used),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            batch.backend_errors += 1;
+                            self.warn_rate_limited("tap read failed", &e);
+                            return Ok(used);
+                        }
+                    }
+                }
+            };
+            budget -= 1;
+            if !(VNET_HDR_LEN..=self.rx_buf.len()).contains(&len) {
+                batch.rx_malformed += 1;
+                self.warn_rate_limited("short frame from the backend dropped", &len);
+                continue;
+            }
+            match self.deliver(len, batch)? {
+                Delivery::Delivered { chains } => {
+                    used += chains;
+                    batch.rx_frames += 1;
+                    batch.rx_bytes += len as u64;
+                }
+                Delivery::Dropped { chains } => used += chains,
+                Delivery::NoBuffers { arrived } => {
+                    self.rx_pending = Some(len);
+                    if !arrived {
+                        out.paused = true;
+                        return Ok(used);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Copies the frame in `rx_buf[..len]` into guest rx chains: one chain,
+    /// or with MRG_RXBUF as many as needed (num_buffers set accordingly).
+    fn deliver(
+        &mut self,
+        len: usize,
+        batch: &mut BatchCounters,
+    ) -> Result<Delivery, virtio_queue::Error> {
+        // virtio 1.x: num_buffers is 1 unless buffers are merged.
+        self.rx_buf[NUM_BUFFERS_OFFSET..NUM_BUFFERS_OFFSET + 2]
+            .copy_from_slice(&1u16.to_le_bytes());
+        let filled = match self.fill_chains(len)? {
+            Some(filled) => filled,
+            None => {
+                // Out of buffers mid-frame: arm the notification at the
+                // current avail index, then push the popped chains back.
+                let arrived = self.rx.enable_notification(&self.mem)?;
+                for _ in 0..self.rx_chains.len() {
+                    self.rx.go_to_previous_position();
+                }
+                self.rx_chains.clear();
+                return Ok(Delivery::NoBuffers { arrived });
+            }
+        };
+
+        let chains = self.rx_chains.len() as u32;
+        let mut failure = filled.failure;
+        let delivered = failure.is_none() && filled.written == len;
+        if delivered && chains > 1 {
+            failure = self.set_num_buffers(&filled.num_buffers_at, chains as u16);
+        }
+        let delivered = delivered && failure.is_none();
+        for &(head, used_len) in &self.rx_chains {
+            let used_len = if delivered { used_len } else { 0 };
+            self.rx.add_used(&self.mem, head, used_len)?;
+        }
+        if delivered {
+            return Ok(Delivery::Delivered { chains });
+        }
+        match failure {
+            Some(e) => {
+                batch.rx_malformed += 1;
+                self.warn_rate_limited("malformed rx chain, frame dropped", &e);
+            }
+            None => {
+                batch.rx_dropped_no_buffer += 1;
+                self.warn_rate_limited("rx buffer too small, frame dropped", &len);
+            }
+        }
+        Ok(Delivery::Dropped { chains })
+    }
+
+    /// Pops rx chains into `rx_chains` and scatters `rx_buf[..len]` over
+    /// them (one chain without MRG_RXBUF); `None` when the guest ran out
+    /// of chains before the frame was placed.
+    fn fill_chains(&mut self, len: usize) -> Result<Option<Filled>, virtio_queue::Error> {
+        self.rx_chains.clear();
+        let mut filled = Filled {
+            written: 0,
+            num_buffers_at: [None; 2],
+            failure: None,
+        };
+        while filled.written < len {
+            let Some(chain) = self.rx.iter(&self.mem)?.next() else {
+                return Ok(None);
+            };
+            let head = chain.head_index();
+            let written = filled.written;
+            let scattered = if head < self.rx.size() {
+                scatter(
+                    &self.mem,
+                    chain,
+                    &self.rx_buf[written..len],
+                    written,
+                    &mut filled.num_buffers_at,
+                )
+            } else {
+                Err(ChainError::BadHead)
+            };
+            match scattered {
+                Ok(n) => {
+                    filled.written += n;
+                    self.rx_chains.push((head, n as u32));
+                }
+                Err(e) => {
+                    if e != ChainError::BadHead {
+                        self.rx_chains.push((head, 0));
+                    }
+                    filled.failure = Some(e);
+                    break;
+                }
+            }
+            if !self.mrg_rxbuf {
+                break;
+            }
+        }
+        Ok(Some(filled))
+    }
+
+    /// Writes the number of chains a merged frame took into its
+    /// `num_buffers` field, wherever its two bytes landed.
+    fn set_num_buffers(
+        &self,
+        num_buffers_at: &[Option<GuestAddress>; 2],
+        chains: u16,
+    ) -> Option<ChainError> {
+        let mut failure = None;
+        for (addr, byte) in num_buffers_at.iter().zip(chains.to_le_bytes()) {
+            // The bytes were just written there, so this cannot fail
+            // unless the guest unplugs memory under our feet.
+            if let Some(addr) = addr {
+                if self.mem.write_obj(byte, *addr).is_err() {
+                    failure = Some(ChainError::Memory);
+                }
+            }
+        }
+        failure
+    }
+}
+
+/// Copies `data` (which starts at offset `base` of the frame) into an RX
+/// chain (device-writable descriptors only) and returns how many bytes
+/// fit; records where the frame's `num_buffers` bytes landed.
+fn scatter(
+    mem: &GuestMemoryMmap,
+    chain: DescriptorChain<&GuestMemoryMmap>,
+    data: &[u8],
+    base: usize,
+    num_buffers_at: &mut [Option<GuestAddress>; 2],
+) -> Result<usize, ChainError> {
+    let mut done = 0usize;
+    let mut more = false;
+    for desc in chain {
+        more = desc.has_next();
+        if !desc.is_write_only() {
+            return Err(ChainError::WrongDirection);
+        }
+        let n = (desc.len() as usize).min(data.len() - done);
+        if n > 0 {
+            let src = data.get(done..done + n).ok_or(ChainError::TooLong)?;
+            mem.write_slice(src, desc.addr())
+                .map_err(|_| ChainError::Memory)?;
+            let start = base + done;
+            for (i, slot) in num_buffers_at.iter_mut().enumerate() {
+                let at = NUM_BUFFERS_OFFSET + i;
+                if (start..start + n).contains(&at) {
+                    *slot = desc.addr().checked_add((at - start) as u64);
+                }
+            }
+            done += n;
+        }
+        if done == data.len() {
+            more = false;
+            break;
+        }
+    }
+    if more {
+        return Err(ChainError::Truncated);
+    }
+    if done == 0 {
+        return Err(ChainError::TooShort);
+    }
+    Ok(done)
+}
