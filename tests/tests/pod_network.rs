@@ -124,7 +124,30 @@ fn masquerade_nat_port_allow_list_and_cleanup() {
     vm.signal(libc::SIGTERM);
     let st = vm.wait_exit(Duration::from_secs(30));
     assert_eq!(st.code(), Some(0), "stderr:\n{}", vm.stderr());
+    assert_teardown_order(&vm.stderr());
     assert_pod_clean(&cluster);
+}
+
+/// The vCPUs stop, then the queue workers, and only then does the pod
+/// plumbing (tap, bridge, nft table) go: nothing is removed under a
+/// running guest.
+fn assert_teardown_order(log: &str) {
+    let first = |what: &str| {
+        log.find(what)
+            .unwrap_or_else(|| panic!("no {what:?} in:\n{log}"))
+    };
+    let last = |what: &str| {
+        log.rfind(what)
+            .unwrap_or_else(|| panic!("no {what:?} in:\n{log}"))
+    };
+    let vcpus = last("vCPUs stopped");
+    let workers = last("worker stopped");
+    let plumbing = first("pod network plumbing removed");
+    assert!(
+        vcpus < workers && workers < plumbing,
+        "teardown out of order (vCPUs at {vcpus}, last worker at {workers}, plumbing at \
+         {plumbing}):\n{log}"
+    );
 }
 
 /// The guest takes the pod IP, MTU and DNS from petrel's DHCP server and

@@ -83,6 +83,11 @@ impl BindingGuard {
         for step in steps.iter().rev() {
             step.run(nl.as_mut(), &mut errors);
         }
+        tracing::info!(
+            steps = steps.len(),
+            failed = errors.len(),
+            "pod network plumbing removed"
+        );
         errors
     }
 }
