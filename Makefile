@@ -27,7 +27,7 @@ lint:
 	! $(CARGO) tree --locked -p devices -e normal --prefix none | grep -E '^(dhcproto|netlink|serde_json)'
 
 test: setup lint build
-	$(CARGO) test --locked --workspace --all-targets -- --test-threads=2
+	$(CARGO) test --locked --workspace --all-targets --no-fail-fast -- --test-threads=2
 
 bench: setup
 	$(CARGO) build --locked --release -p vmm

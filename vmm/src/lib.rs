@@ -1,5 +1,22 @@
-//! petrel's VMM library: spec parsing, plan resolution and the VM lifecycle.
+//! petrel's VMM library: spec parsing, the two plans and the VM lifecycle.
 //! The `petrel` binary (main.rs) is a thin CLI over this crate.
+//!
+//! Data flows one way, each stage handing a plain value to the next and
+//! none deciding again what an earlier one decided:
+//!
+//! - [`spec`]: KubeVirt/Virtink YAML → one [`spec::VmSpec`] model.
+//! - [`plan`]: the spec plan, pure (`petrel validate`): validation, upstream
+//!   defaults, MACs, PCI slots, queues, and refusal of what petrel cannot
+//!   build.
+//! - [`host`]: the host plan, resolved inside the pod (`petrel validate
+//!   --host`): pod interfaces, IPv6, DNS, link MACs, VFs, handed-over fds.
+//! - [`backend`] opens each NIC's backend as the host plan says (taps,
+//!   macvtap, pod bindings through `net`); [`attach`] builds each device
+//!   model (`devices`) on the PCI bus ([`pci_setup`]); passthrough goes
+//!   through [`vfio`].
+//! - [`Vmm`]: the KVM VM ([`vm`]), vCPU threads ([`vcpu`]) and the control
+//!   loop ([`control`]), built with `Vmm::try_from(VmmConfig)` and run with
+//!   [`Vmm::run`]; teardown order is its field order.
 
 pub mod affinity;
 pub mod attach;
