@@ -241,13 +241,8 @@ fn config_table_size(num_cpus: u8, num_pci_intx: usize) -> u64 {
         .saturating_add((num_pci_intx as u64).saturating_mul(size_of::<MpcIntsrc>() as u64))
 }
 
-/// Builds the configuration table (header + entries) with its checksum.
-/// The caller has checked that the result fits the 16-bit length field.
-fn build_config_table(num_cpus: u8, pci_intx: &[PciIntx]) -> Vec<u8> {
-    // The IOAPIC takes the first ID after the CPUs' so the IDs never clash.
-    let ioapic_id = num_cpus;
-    let mut entries: Vec<u8> = Vec::new();
-
+/// Processor entries: one per vCPU, APIC IDs `0..num_cpus`, the first the BSP.
+fn push_cpu_entries(entries: &mut Vec<u8>, num_cpus: u8) {
     for apicid in 0..num_cpus {
         let cpu = MpcCpu {
             kind: ENTRY_PROCESSOR,
@@ -260,6 +255,10 @@ fn build_config_table(num_cpus: u8, pci_intx: &[PciIntx]) -> Vec<u8> {
         };
         entries.extend_from_slice(cpu.as_slice());
     }
+}
+
+/// The PCI and ISA bus entries, then the one IOAPIC.
+fn push_bus_and_ioapic_entries(entries: &mut Vec<u8>, ioapic_id: u8) {
     for (busid, bustype) in [(BUS_PCI, *b"PCI   "), (BUS_ISA, *b"ISA   ")] {
         let bus = MpcBus {
             kind: ENTRY_BUS,
@@ -276,6 +275,11 @@ fn build_config_table(num_cpus: u8, pci_intx: &[PciIntx]) -> Vec<u8> {
         apicaddr: IOAPIC_ADDR as u32,
     };
     entries.extend_from_slice(ioapic.as_slice());
+}
+
+/// I/O interrupt entries: the ISA IRQs identity-mapped (the timer on its
+/// IOAPIC pin), then each PCI INTx route.
+fn push_io_interrupt_entries(entries: &mut Vec<u8>, ioapic_id: u8, pci_intx: &[PciIntx]) {
     for irq in 0..ISA_IRQS {
         let src = MpcIntsrc {
             kind: ENTRY_IO_INTERRUPT,
@@ -300,8 +304,11 @@ fn build_config_table(num_cpus: u8, pci_intx: &[PciIntx]) -> Vec<u8> {
         };
         entries.extend_from_slice(src.as_slice());
     }
-    // Virtual-wire mode: the PIC reaches the BSP through LINT0, NMIs go to
-    // every local APIC's LINT1.
+}
+
+/// Local interrupt entries for virtual-wire mode: the PIC reaches the BSP
+/// through LINT0, NMIs go to every local APIC's LINT1.
+fn push_local_interrupt_entries(entries: &mut Vec<u8>) {
     for (irqtype, destapic, destapiclint) in
         [(INT_TYPE_EXTINT, 0, 0), (INT_TYPE_NMI, ALL_LOCAL_APICS, 1)]
     {
@@ -316,6 +323,18 @@ fn build_config_table(num_cpus: u8, pci_intx: &[PciIntx]) -> Vec<u8> {
         };
         entries.extend_from_slice(lint.as_slice());
     }
+}
+
+/// Builds the configuration table (header + entries) with its checksum.
+/// The caller has checked that the result fits the 16-bit length field.
+fn build_config_table(num_cpus: u8, pci_intx: &[PciIntx]) -> Vec<u8> {
+    // The IOAPIC takes the first ID after the CPUs' so the IDs never clash.
+    let ioapic_id = num_cpus;
+    let mut entries: Vec<u8> = Vec::new();
+    push_cpu_entries(&mut entries, num_cpus);
+    push_bus_and_ioapic_entries(&mut entries, ioapic_id);
+    push_io_interrupt_entries(&mut entries, ioapic_id, pci_intx);
+    push_local_interrupt_entries(&mut entries);
 
     let entry_count = u16::from(num_cpus) + 2 + 1 + u16::from(ISA_IRQS) + 2;
     let mut header = MpcTable {

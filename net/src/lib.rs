@@ -17,6 +17,9 @@
 //! - `sys` (private): the socket system calls std lacks, the crate's only
 //!   `unsafe` code, one foreign call per block.
 
+// Long test functions walk one scenario start to end; only test code may.
+#![cfg_attr(test, allow(clippy::too_many_lines))]
+
 pub mod binding;
 pub mod dhcp;
 pub mod netlink;

@@ -249,88 +249,114 @@ impl MasqueradeRules {
 
         let families = self.families();
         if !families.is_empty() {
-            cmds.push(self.rule(
-                chains::PREROUTING,
-                vec![
-                    match_meta("iifname", json!(self.pod_iface)),
-                    counter(),
-                    json!({ "jump": { "target": chains::PREINBOUND } }),
-                ],
-            ));
-            cmds.push(self.rule(
-                chains::POSTROUTING,
-                vec![
-                    match_meta("oifname", json!(self.tap)),
-                    counter(),
-                    json!({ "jump": { "target": chains::POSTINBOUND } }),
-                ],
-            ));
+            self.push_jump_rules(&mut cmds);
         }
-
         let ports = self.ports_by_protocol();
         for fam in &families {
-            // Guest -> world: masquerade to the pod's address.
-            cmds.push(self.rule(
-                chains::POSTROUTING,
-                vec![
-                    match_payload(
-                        fam.name,
-                        "saddr",
-                        json!({ "prefix": { "addr": fam.network.to_string(), "len": fam.prefix_len } }),
-                    ),
-                    match_meta("oifname", json!(self.pod_iface)),
-                    counter(),
-                    json!({ "masquerade": null }),
-                ],
-            ));
+            self.push_family_rules(&mut cmds, fam, &ports);
+        }
+        self.push_forward_rules(&mut cmds);
 
-            // One rule per protocol, or a single catch-all when no port is listed.
-            let port_matches: Vec<Option<Value>> = if ports.is_empty() {
-                vec![None]
-            } else {
-                ports
-                    .iter()
-                    .map(|(proto, list)| {
-                        Some(match_payload(proto.as_str(), "dport", port_set(list)))
-                    })
-                    .collect()
-            };
-            for port_match in port_matches {
-                let with_ports = |mut expr: Vec<Value>| {
-                    if let Some(m) = &port_match {
-                        expr.push(m.clone());
-                    }
-                    expr
-                };
+        json!({ "nftables": cmds })
+    }
 
-                // World -> guest.
-                let mut expr = with_ports(vec![match_meta("nfproto", json!(fam.nfproto))]);
-                expr.push(counter());
-                expr.push(nat("dnat", fam.name, fam.guest));
-                cmds.push(self.rule(chains::PREINBOUND, expr));
+    /// The jumps from the NAT base chains to the per-pod chains: traffic
+    /// arriving on the pod interface, and traffic leaving through the tap.
+    fn push_jump_rules(&self, cmds: &mut Vec<Value>) {
+        cmds.push(self.rule(
+            chains::PREROUTING,
+            vec![
+                match_meta("iifname", json!(self.pod_iface)),
+                counter(),
+                json!({ "jump": { "target": chains::PREINBOUND } }),
+            ],
+        ));
+        cmds.push(self.rule(
+            chains::POSTROUTING,
+            vec![
+                match_meta("oifname", json!(self.tap)),
+                counter(),
+                json!({ "jump": { "target": chains::POSTINBOUND } }),
+            ],
+        ));
+    }
 
-                // Pod loopback -> guest.
-                let mut expr = with_ports(vec![match_payload(
-                    fam.name,
-                    "daddr",
-                    json!(fam.loopback.to_string()),
-                )]);
-                expr.push(counter());
-                expr.push(nat("dnat", fam.name, fam.guest));
-                cmds.push(self.rule(chains::OUTPUT, expr));
-
-                // ... and its loopback source rewritten to the gateway.
-                let mut expr = with_ports(vec![match_payload(
+    /// One family's rules: the guest masqueraded to the pod's address, and
+    /// the inbound NAT rules per protocol (or one catch-all without ports).
+    fn push_family_rules(
+        &self,
+        cmds: &mut Vec<Value>,
+        fam: &Family,
+        ports: &[(Protocol, Vec<u16>)],
+    ) {
+        // Guest -> world: masquerade to the pod's address.
+        cmds.push(self.rule(
+            chains::POSTROUTING,
+            vec![
+                match_payload(
                     fam.name,
                     "saddr",
-                    json!(fam.loopback.to_string()),
-                )]);
-                expr.push(counter());
-                expr.push(nat("snat", fam.name, fam.gateway));
-                cmds.push(self.rule(chains::POSTINBOUND, expr));
-            }
-        }
+                    json!({ "prefix": { "addr": fam.network.to_string(), "len": fam.prefix_len } }),
+                ),
+                match_meta("oifname", json!(self.pod_iface)),
+                counter(),
+                json!({ "masquerade": null }),
+            ],
+        ));
 
+        // One rule per protocol, or a single catch-all when no port is listed.
+        let port_matches: Vec<Option<Value>> = if ports.is_empty() {
+            vec![None]
+        } else {
+            ports
+                .iter()
+                .map(|(proto, list)| Some(match_payload(proto.as_str(), "dport", port_set(list))))
+                .collect()
+        };
+        for port_match in port_matches {
+            self.push_port_rules(cmds, fam, port_match);
+        }
+    }
+
+    /// The inbound NAT rules of one family for one port match (`None`: all
+    /// ports).
+    fn push_port_rules(&self, cmds: &mut Vec<Value>, fam: &Family, port_match: Option<Value>) {
+        let with_ports = |mut expr: Vec<Value>| {
+            if let Some(m) = &port_match {
+                expr.push(m.clone());
+            }
+            expr
+        };
+
+        // World -> guest.
+        let mut expr = with_ports(vec![match_meta("nfproto", json!(fam.nfproto))]);
+        expr.push(counter());
+        expr.push(nat("dnat", fam.name, fam.guest));
+        cmds.push(self.rule(chains::PREINBOUND, expr));
+
+        // Pod loopback -> guest.
+        let mut expr = with_ports(vec![match_payload(
+            fam.name,
+            "daddr",
+            json!(fam.loopback.to_string()),
+        )]);
+        expr.push(counter());
+        expr.push(nat("dnat", fam.name, fam.guest));
+        cmds.push(self.rule(chains::OUTPUT, expr));
+
+        // ... and its loopback source rewritten to the gateway.
+        let mut expr = with_ports(vec![match_payload(
+            fam.name,
+            "saddr",
+            json!(fam.loopback.to_string()),
+        )]);
+        expr.push(counter());
+        expr.push(nat("snat", fam.name, fam.gateway));
+        cmds.push(self.rule(chains::POSTINBOUND, expr));
+    }
+
+    /// Forwarding between the tap and the pod interface, both ways.
+    fn push_forward_rules(&self, cmds: &mut Vec<Value>) {
         for (from, to) in [(&self.tap, &self.pod_iface), (&self.pod_iface, &self.tap)] {
             cmds.push(self.rule(
                 chains::FORWARD,
@@ -342,8 +368,6 @@ impl MasqueradeRules {
                 ],
             ));
         }
-
-        json!({ "nftables": cmds })
     }
 
     /// A document deleting the table and everything in it. Adding the

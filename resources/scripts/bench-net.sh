@@ -1,7 +1,7 @@
 #!/bin/bash
 # virtio-net and e1000 datapath benchmark without a guest: builds the
-# `netbench` binary (tests/src/bin/netbench.rs) in release mode and runs it as
-# root. It measures petrel's QueuePair (called directly, and through the real
+# `netbench` binary (package `netbench`, tests/netbench/) in release mode and
+# runs it as root. It measures petrel's QueuePair (called directly, and through the real
 # Net device's worker threads with eventfd kicks) and the e1000 model (driven
 # through its BAR 0 registers, 1 queue) against the same frames written to /
 # read from a raw tap, for 64 B, 1514 B and 64 KiB TSO frames, TX and RX, 1
@@ -24,7 +24,7 @@ fi
 
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 echo "[bench-net] building netbench (release, target dir $TARGET)" >&2
-(cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build --release --quiet -p petrel-tests --bin netbench)
+(cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build --release --quiet -p netbench)
 
 echo "[bench-net] $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" >&2
 exec "$TARGET/release/netbench" "$@"

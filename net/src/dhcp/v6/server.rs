@@ -208,6 +208,18 @@ impl Dhcp6Server {
             Err(reason) => return Dhcp6Action::Ignore(Malformed(reason)),
         };
 
+        if let Err(reason) = self.check_identifiers(ty, &msg) {
+            return Dhcp6Action::Ignore(reason);
+        }
+        self.respond(ty, &msg)
+    }
+
+    /// Checks the client identifier (required except in
+    /// INFORMATION-REQUEST; a MAC-based one must carry the guest's MAC) and
+    /// the server identifier (required in REQUEST, RENEW, RELEASE and
+    /// DECLINE; ours whenever present).
+    fn check_identifiers(&mut self, ty: u8, msg: &Message) -> Result<(), Dhcp6IgnoreReason> {
+        use Dhcp6IgnoreReason::*;
         // Client identifier: required except in INFORMATION-REQUEST.
         let client_id = match msg.opts().get(OptionCode::ClientId) {
             Some(DhcpOption::ClientId(id)) => Some(id.as_slice()),
@@ -215,14 +227,14 @@ impl Dhcp6Server {
         };
         match client_id {
             None if ty != INFORMATION_REQUEST => {
-                return Dhcp6Action::Ignore(Malformed("no client identifier"));
+                return Err(Malformed("no client identifier"));
             }
             Some(id) if id.len() < 2 || id.len() > MAX_DUID_LEN => {
-                return Dhcp6Action::Ignore(Malformed("bad client identifier length"));
+                return Err(Malformed("bad client identifier length"));
             }
             Some(id) => match duid_mac(id) {
                 Some(mac) if mac != self.config.client_mac => {
-                    return Dhcp6Action::Ignore(ForeignMac);
+                    return Err(ForeignMac);
                 }
                 Some(_) => {}
                 None => self.counters.non_mac_duid += 1,
@@ -238,22 +250,27 @@ impl Dhcp6Server {
         };
         match server_id {
             Some(id) if id != self.config.server_duid.as_slice() => {
-                return Dhcp6Action::Ignore(OtherServer);
+                return Err(OtherServer);
             }
             None if matches!(ty, REQUEST | RENEW | RELEASE | DECLINE) => {
-                return Dhcp6Action::Ignore(Malformed("no server identifier"));
+                return Err(Malformed("no server identifier"));
             }
             _ => {}
         }
+        Ok(())
+    }
 
+    /// Counts the (checked) request and builds the reply its type asks for.
+    fn respond(&mut self, ty: u8, msg: &Message) -> Dhcp6Action {
+        use Dhcp6IgnoreReason::*;
         let result = match ty {
             SOLICIT => {
                 self.counters.solicits += 1;
                 if msg.opts().get(OptionCode::RapidCommit).is_some() {
                     self.counters.rapid_commits += 1;
-                    self.reply(&msg, MessageType::Reply, Body::Addresses, true)
+                    self.reply(msg, MessageType::Reply, Body::Addresses, true)
                 } else {
-                    self.reply(&msg, MessageType::Advertise, Body::Addresses, false)
+                    self.reply(msg, MessageType::Advertise, Body::Addresses, false)
                 }
             }
             REQUEST | RENEW | REBIND => {
@@ -262,11 +279,11 @@ impl Dhcp6Server {
                     RENEW => self.counters.renews += 1,
                     _ => self.counters.rebinds += 1,
                 }
-                self.reply(&msg, MessageType::Reply, Body::Addresses, false)
+                self.reply(msg, MessageType::Reply, Body::Addresses, false)
             }
             CONFIRM => {
                 self.counters.confirms += 1;
-                let addrs = ia_na_addresses(&msg);
+                let addrs = ia_na_addresses(msg);
                 if addrs.is_empty() {
                     return Dhcp6Action::Ignore(NothingToConfirm);
                 }
@@ -276,7 +293,7 @@ impl Dhcp6Server {
                 } else {
                     Status::NotOnLink
                 };
-                self.reply(&msg, MessageType::Reply, Body::Status(status), false)
+                self.reply(msg, MessageType::Reply, Body::Status(status), false)
             }
             RELEASE | DECLINE => {
                 if ty == RELEASE {
@@ -290,7 +307,7 @@ impl Dhcp6Server {
                     );
                 }
                 self.reply(
-                    &msg,
+                    msg,
                     MessageType::Reply,
                     Body::Status(Status::Success),
                     false,
@@ -298,7 +315,7 @@ impl Dhcp6Server {
             }
             _ => {
                 self.counters.information_requests += 1;
-                self.reply(&msg, MessageType::Reply, Body::InfoOnly, false)
+                self.reply(msg, MessageType::Reply, Body::InfoOnly, false)
             }
         };
         match result {

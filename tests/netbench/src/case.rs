@@ -1,0 +1,61 @@
+//! What one benchmark case is: a direction, a frame size, a number of
+//! queue pairs and a mode, and what the RX loops need to inject.
+
+use crate::frames::{Size, L4_HDRS, TSO_MSS};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    Tx,
+    Rx,
+}
+
+impl Dir {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dir::Tx => "TX",
+            Dir::Rx => "RX",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Raw,
+    Direct,
+    Worker,
+    E1000,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Raw => "raw",
+            Mode::Direct => "direct",
+            Mode::Worker => "worker",
+            Mode::E1000 => "e1000",
+        }
+    }
+}
+
+pub struct RxSetup {
+    pub ifindex: libc::c_int,
+    pub size: Size,
+    pub sports: Vec<u16>,
+    pub window: usize,
+}
+
+/// Whether the e1000 mode can run a case: one queue, and no GSO receive
+/// (the device turns the tap's offloads off, so the kernel would segment
+/// an injected 64 KiB frame into 45 before the tap).
+pub fn e1000_supported(dir: Dir, size: Size, pairs: usize) -> bool {
+    pairs == 1 && !(dir == Dir::Rx && size.gso)
+}
+
+/// TCP segments the kernel sees per benchmark frame in `mode`.
+pub fn kernel_segments(mode: Mode, size: Size) -> u64 {
+    if mode == Mode::E1000 && size.gso {
+        (size.frame_len - L4_HDRS).div_ceil(usize::from(TSO_MSS)) as u64
+    } else {
+        1
+    }
+}

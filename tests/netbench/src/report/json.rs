@@ -1,0 +1,96 @@
+//! The `--json` report, written by hand to keep the crate free of a JSON
+//! dependency; its field names are what scripts and docs compare.
+
+use std::fmt::Write as _;
+
+use super::{pps_of, CaseResult};
+use crate::case::Mode;
+use crate::cli::Opts;
+
+pub fn json_str(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+pub fn json(results: &[CaseResult], opts: &Opts, host: &str) -> String {
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "{{\n  \"benchmark\": \"virtio-net datapath\",\n  \"host\": {},\n  \"seconds\": {},\n  \"warmup\": {},\n  \"repeat\": {},\n  \"rx_buf\": {},\n  \"window\": {},\n  \"cases\": [",
+        json_str(host),
+        opts.seconds,
+        opts.warmup,
+        opts.repeat,
+        opts.rx_buf,
+        opts.window
+    );
+    for (i, r) in results.iter().enumerate() {
+        let raw = pps_of(results, r.dir, r.size, r.pairs, Mode::Raw);
+        let virtio = pps_of(results, r.dir, r.size, r.pairs, Mode::Worker);
+        let _ = write!(
+            o,
+            "{}\n    {{\"dir\": \"{}\", \"frame\": {}, \"frame_len\": {}, \"pairs\": {}, \"mode\": \"{}\"",
+            if i == 0 { "" } else { "," },
+            r.dir.name(),
+            json_str(r.size.label),
+            r.size.frame_len,
+            r.pairs,
+            r.mode.name()
+        );
+        if let Some(e) = &r.error {
+            let _ = write!(o, ", \"error\": {}", json_str(e));
+        }
+        if let Some(m) = &r.median {
+            let ratio = match raw {
+                Some(x) if x > 0.0 => format!("{:.4}", m.pps / x),
+                _ => "null".into(),
+            };
+            let reps: Vec<String> = r.reps.iter().map(|p| format!("{p:.0}")).collect();
+            let _ = write!(
+                o,
+                ", \"pps\": {:.0}, \"gbit_s\": {:.4}, \"ratio_vs_raw\": {}, \"cpu_pct\": {:.1}, \"secs\": {:.4}, \"frames\": {}, \"bytes\": {}, \"per_queue_frames\": {:?}, \"kernel_frames\": {}, \"kernel_drops\": {}, \"kicks\": {}, \"irqs\": {}, \"driver_waits\": {}, \"stalls\": {}, \"reps_pps\": [{}]",
+                m.pps,
+                m.gbps,
+                ratio,
+                m.cpu_pct,
+                m.secs,
+                m.frames,
+                m.bytes,
+                m.per_queue,
+                m.kernel_frames,
+                m.kernel_drops,
+                m.kicks,
+                m.irqs,
+                m.waits,
+                m.stalls,
+                reps.join(", ")
+            );
+            if r.mode == Mode::E1000 {
+                let ratio = match virtio {
+                    Some(x) if x > 0.0 => format!("{:.4}", m.pps / x),
+                    _ => "null".into(),
+                };
+                // For the e1000, "kicks" counts BAR0 register accesses.
+                let _ = write!(
+                    o,
+                    ", \"ratio_vs_virtio_worker\": {}, \"mmio_accesses\": {}, \"device_drops\": {}",
+                    ratio, m.kicks, m.dev_drops
+                );
+            }
+        }
+        o.push('}');
+    }
+    o.push_str("\n  ]\n}\n");
+    o
+}

@@ -1,0 +1,126 @@
+//! What a case measures: the live counters each benchmark thread
+//! publishes, the start/stop control they share, snapshots around the
+//! measured interval and the resulting [`Measurement`].
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::Instant;
+
+use crate::case::Dir;
+use crate::sys::{cpu_seconds, if_counters};
+use crate::TAP;
+
+/// Live counters of one benchmark thread (totals, stored by the owner).
+#[derive(Default)]
+pub struct Stats {
+    pub frames: AtomicU64,
+    pub bytes: AtomicU64,
+    pub kicks: AtomicU64,
+    pub waits: AtomicU64,
+    pub stalls: AtomicU64,
+    /// e1000: device drops and errors over the whole run (set at the end).
+    pub dev_drops: AtomicU64,
+}
+
+impl Stats {
+    pub fn set(&self, frames: u64, bytes: u64) {
+        self.frames.store(frames, Ordering::Relaxed);
+        self.bytes.store(bytes, Ordering::Relaxed);
+    }
+}
+
+pub struct Ctl {
+    pub start: Barrier,
+    pub stop: AtomicBool,
+}
+
+impl Ctl {
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Measurement {
+    pub secs: f64,
+    pub frames: u64,
+    pub bytes: u64,
+    pub pps: f64,
+    pub gbps: f64,
+    pub cpu_pct: f64,
+    pub per_queue: Vec<u64>,
+    /// Frames the kernel counted on the tap (TX: rx_packets, RX: tx_packets).
+    pub kernel_frames: u64,
+    /// Drops the kernel counted on the tap (RX: tap ring full).
+    pub kernel_drops: u64,
+    pub kicks: u64,
+    pub irqs: u64,
+    pub waits: u64,
+    pub stalls: u64,
+    /// e1000: device drops and errors over the whole run, warm-up included.
+    pub dev_drops: u64,
+}
+
+pub struct Snapshot {
+    pub at: Instant,
+    pub cpu: f64,
+    pub frames: Vec<u64>,
+    pub bytes: Vec<u64>,
+    pub kernel: [u64; 4],
+    pub irqs: u64,
+}
+
+pub fn snapshot(stats: &[Arc<Stats>], irqs: u64) -> Snapshot {
+    Snapshot {
+        at: Instant::now(),
+        cpu: cpu_seconds(),
+        frames: stats
+            .iter()
+            .map(|s| s.frames.load(Ordering::Relaxed))
+            .collect(),
+        bytes: stats
+            .iter()
+            .map(|s| s.bytes.load(Ordering::Relaxed))
+            .collect(),
+        kernel: if_counters(TAP).unwrap_or_default(),
+        irqs,
+    }
+}
+
+/// The measurement between snapshots `s0` and `s1`; the per-thread
+/// notification and stall counters are totals at the end of the run.
+pub fn measure(dir: Dir, stats: &[Arc<Stats>], s0: &Snapshot, s1: &Snapshot) -> Measurement {
+    let secs = s1.at.duration_since(s0.at).as_secs_f64();
+    let per_queue: Vec<u64> = s1
+        .frames
+        .iter()
+        .zip(&s0.frames)
+        .map(|(a, b)| a - b)
+        .collect();
+    let frames: u64 = per_queue.iter().sum();
+    let bytes: u64 = s1.bytes.iter().zip(&s0.bytes).map(|(a, b)| a - b).sum();
+    let k = |i: usize| s1.kernel[i].saturating_sub(s0.kernel[i]);
+    let (kernel_frames, kernel_drops) = match dir {
+        Dir::Tx => (k(0), k(1)),
+        Dir::Rx => (k(2), k(3)),
+    };
+    let sum = |f: fn(&Stats) -> &AtomicU64| -> u64 {
+        stats.iter().map(|s| f(s).load(Ordering::Relaxed)).sum()
+    };
+    Measurement {
+        secs,
+        frames,
+        bytes,
+        pps: frames as f64 / secs,
+        gbps: bytes as f64 * 8.0 / secs / 1e9,
+        cpu_pct: (s1.cpu - s0.cpu) / secs * 100.0,
+        per_queue,
+        kernel_frames,
+        kernel_drops,
+        kicks: sum(|s| &s.kicks),
+        irqs: s1.irqs - s0.irqs,
+        waits: sum(|s| &s.waits),
+        stalls: sum(|s| &s.stalls),
+        dev_drops: sum(|s| &s.dev_drops),
+    }
+}

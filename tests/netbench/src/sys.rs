@@ -1,0 +1,121 @@
+//! Small syscall wrappers and /proc readers: interface index, socket
+//! options, poll, process CPU time, interface counters, the private network
+//! namespace and the host's description.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::thread;
+
+pub fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+pub fn ifindex(name: &str) -> io::Result<libc::c_int> {
+    let c = std::ffi::CString::new(name).map_err(io::Error::other)?;
+    // SAFETY: if_nametoindex reads the NUL-terminated string, which lives
+    // until the end of this statement.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if idx == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    libc::c_int::try_from(idx).map_err(io::Error::other)
+}
+
+pub fn set_sockopt_int(
+    fd: RawFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
+    let ptr: *const libc::c_void = (&v as *const libc::c_int).cast();
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: setsockopt reads `len` bytes from `ptr`, a live local int.
+    cvt(unsafe { libc::setsockopt(fd, level, opt, ptr, len) }).map(drop)
+}
+
+/// Waits until `fd` is readable or `timeout_ms` passed.
+pub fn wait_readable(fd: RawFd, timeout_ms: i32) {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll reads and writes exactly one pollfd, a live local.
+    unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+}
+
+/// User + system CPU seconds of the whole process (all threads, the
+/// device's workers included).
+pub fn cpu_seconds() -> f64 {
+    // SAFETY: rusage is plain integers; all zeroes is a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes one rusage into the live local `ru`.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Counters of interface `name` from /proc/self/net/dev (this process's
+/// network namespace): (rx_packets, rx_dropped, tx_packets, tx_dropped).
+pub fn if_counters(name: &str) -> Option<[u64; 4]> {
+    let text = std::fs::read_to_string("/proc/self/net/dev").ok()?;
+    for line in text.lines() {
+        let Some((ifname, rest)) = line.split_once(':') else {
+            continue;
+        };
+        if ifname.trim() != name {
+            continue;
+        }
+        let v: Vec<u64> = rest
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if v.len() >= 12 {
+            return Some([v[1], v[3], v[9], v[11]]);
+        }
+    }
+    None
+}
+
+pub fn enter_private_netns() -> io::Result<()> {
+    // SAFETY: geteuid takes no arguments and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(io::Error::other(
+            "netbench needs root (CAP_NET_ADMIN) to create a network namespace and taps",
+        ));
+    }
+    // SAFETY: unshare takes an integer flag set and touches no memory of
+    // ours; it runs before any thread is spawned, so every later thread
+    // (and the device's workers) inherits the new namespace.
+    cvt(unsafe { libc::unshare(libc::CLONE_NEWNET) })?;
+    // No IPv6 autoconfiguration (DAD, router solicitations, MLD): those
+    // frames would show up on the tap next to the benchmark's.
+    for p in [
+        "/proc/sys/net/ipv6/conf/all/disable_ipv6",
+        "/proc/sys/net/ipv6/conf/default/disable_ipv6",
+    ] {
+        let _ = std::fs::write(p, "1");
+    }
+    Ok(())
+}
+
+pub fn host_description() -> String {
+    let cpus = thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_default();
+    format!("{cpus} CPUs ({model}), Linux {kernel}")
+}
