@@ -67,47 +67,17 @@ fn ensure_topology_subleaves(cpuid: &mut CpuId, leaf: u32) {
 /// Rewrites `cpuid` (KVM's supported list) for vCPU `vcpu_id` of
 /// `num_vcpus`. `vcpu_id` is also the vCPU's APIC ID.
 pub fn filter_cpuid(cpuid: &mut CpuId, vcpu_id: u8, num_vcpus: u8) {
-    let apic_id = u32::from(vcpu_id);
-    let n = u32::from(num_vcpus.max(1));
-    let core_bits = id_bits(n);
-
+    let t = Topology {
+        apic_id: u32::from(vcpu_id),
+        n: u32::from(num_vcpus.max(1)),
+    };
     ensure_topology_subleaves(cpuid, LEAF_EXT_TOPOLOGY);
     ensure_topology_subleaves(cpuid, LEAF_V2_EXT_TOPOLOGY);
 
     for e in cpuid.as_mut_slice() {
         match e.function {
-            LEAF_FEATURES => {
-                // EBX[31:24] initial APIC ID, [23:16] logical processors per
-                // package; keep brand index and CLFLUSH size in [15:0].
-                e.ebx = (e.ebx & 0xffff)
-                    | (apic_id << LEAF1_EBX_APIC_ID_SHIFT)
-                    | (n << LEAF1_EBX_LOGICAL_COUNT_SHIFT);
-                // HTT means "the logical count above is valid", needed as
-                // soon as the package holds more than one CPU.
-                if n > 1 {
-                    e.edx |= LEAF1_EDX_HTT;
-                } else {
-                    e.edx &= !LEAF1_EDX_HTT;
-                }
-                // Tell the guest it is virtualised so it uses paravirtual
-                // clocks and skips bare-metal-only workarounds. X2APIC is
-                // left as KVM reports it.
-                e.ecx |= LEAF1_ECX_HYPERVISOR;
-            }
-            LEAF_CACHE_PARAMS => {
-                let cache_type = e.eax & 0x1f;
-                // Type 0 marks the end of the cache list; leave it empty.
-                if cache_type != 0 {
-                    let level = (e.eax >> 5) & 0x7;
-                    // [25:14]: logical CPUs sharing this cache, minus one.
-                    // One thread per core, so L1/L2 are private and the L3
-                    // is shared by the whole package.
-                    let sharing = if level >= 3 { (n - 1).min(0xfff) } else { 0 };
-                    // [31:26]: cores per package, minus one.
-                    let cores = (n - 1).min(0x3f);
-                    e.eax = (e.eax & 0x3fff) | (sharing << 14) | (cores << 26);
-                }
-            }
+            LEAF_FEATURES => features_leaf(e, t),
+            LEAF_CACHE_PARAMS => cache_leaf(e, t),
             LEAF_THERMAL_POWER => {
                 // Energy-performance-bias MSR is not emulated; advertising it
                 // makes the guest write an MSR that faults.
@@ -121,40 +91,83 @@ pub fn filter_cpuid(cpuid: &mut CpuId, vcpu_id: u8, num_vcpus: u8) {
                 e.ecx = 0;
                 e.edx = 0;
             }
-            LEAF_EXT_TOPOLOGY | LEAF_V2_EXT_TOPOLOGY => {
-                // EDX is the x2APIC ID on every subleaf.
-                e.edx = apic_id;
-                match e.index {
-                    0 => {
-                        // SMT level: one thread per core, no ID bits.
-                        e.eax = 0;
-                        e.ebx = 1;
-                        e.ecx = TOPOLOGY_LEVEL_SMT << 8;
-                    }
-                    1 => {
-                        // Core level: n cores; shifting the APIC ID right by
-                        // core_bits yields the package ID (always 0).
-                        e.eax = core_bits;
-                        e.ebx = n;
-                        e.ecx = (TOPOLOGY_LEVEL_CORE << 8) | 1;
-                    }
-                    index => {
-                        // Invalid level: terminates the enumeration, hiding
-                        // any die/module levels the host reported.
-                        e.eax = 0;
-                        e.ebx = 0;
-                        e.ecx = index & 0xff;
-                    }
-                }
-            }
+            LEAF_EXT_TOPOLOGY | LEAF_V2_EXT_TOPOLOGY => topology_leaf(e, t),
             LEAF_AMD_EXT_APIC_ID => {
                 // EAX: extended APIC ID. EBX: compute-unit ID with one thread
                 // per unit ([15:8] = threads - 1 = 0). ECX: one node, node 0.
-                e.eax = apic_id;
-                e.ebx = apic_id & 0xff;
+                e.eax = t.apic_id;
+                e.ebx = t.apic_id & 0xff;
                 e.ecx = 0;
             }
             _ => {}
+        }
+    }
+}
+
+/// This vCPU's place: its APIC ID and the package's CPU count (one
+/// package, one thread per core).
+#[derive(Clone, Copy)]
+struct Topology {
+    apic_id: u32,
+    n: u32,
+}
+
+fn features_leaf(e: &mut kvm_bindings::kvm_cpuid_entry2, t: Topology) {
+    // EBX[31:24] initial APIC ID, [23:16] logical processors per package;
+    // keep brand index and CLFLUSH size in [15:0].
+    e.ebx = (e.ebx & 0xffff)
+        | (t.apic_id << LEAF1_EBX_APIC_ID_SHIFT)
+        | (t.n << LEAF1_EBX_LOGICAL_COUNT_SHIFT);
+    // HTT means "the logical count above is valid", needed as soon as the
+    // package holds more than one CPU.
+    if t.n > 1 {
+        e.edx |= LEAF1_EDX_HTT;
+    } else {
+        e.edx &= !LEAF1_EDX_HTT;
+    }
+    // Tell the guest it is virtualised so it uses paravirtual clocks and
+    // skips bare-metal-only workarounds. X2APIC is left as KVM reports it.
+    e.ecx |= LEAF1_ECX_HYPERVISOR;
+}
+
+fn cache_leaf(e: &mut kvm_bindings::kvm_cpuid_entry2, t: Topology) {
+    let cache_type = e.eax & 0x1f;
+    // Type 0 marks the end of the cache list; leave it empty.
+    if cache_type != 0 {
+        let level = (e.eax >> 5) & 0x7;
+        // [25:14]: logical CPUs sharing this cache, minus one. One thread
+        // per core, so L1/L2 are private and the L3 is shared by the whole
+        // package.
+        let sharing = if level >= 3 { (t.n - 1).min(0xfff) } else { 0 };
+        // [31:26]: cores per package, minus one.
+        let cores = (t.n - 1).min(0x3f);
+        e.eax = (e.eax & 0x3fff) | (sharing << 14) | (cores << 26);
+    }
+}
+
+fn topology_leaf(e: &mut kvm_bindings::kvm_cpuid_entry2, t: Topology) {
+    // EDX is the x2APIC ID on every subleaf.
+    e.edx = t.apic_id;
+    match e.index {
+        0 => {
+            // SMT level: one thread per core, no ID bits.
+            e.eax = 0;
+            e.ebx = 1;
+            e.ecx = TOPOLOGY_LEVEL_SMT << 8;
+        }
+        1 => {
+            // Core level: n cores; shifting the APIC ID right by core_bits
+            // yields the package ID (always 0).
+            e.eax = id_bits(t.n);
+            e.ebx = t.n;
+            e.ecx = (TOPOLOGY_LEVEL_CORE << 8) | 1;
+        }
+        index => {
+            // Invalid level: terminates the enumeration, hiding any
+            // die/module levels the host reported.
+            e.eax = 0;
+            e.ebx = 0;
+            e.ecx = index & 0xff;
         }
     }
 }

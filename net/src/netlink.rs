@@ -325,6 +325,31 @@ impl Netlink {
         op: &'static str,
         target: &str,
     ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+        let seq = self.send(msg, flags)?;
+        let mut replies = Replies {
+            seq,
+            op,
+            target,
+            is_dump: flags & NLM_F_DUMP == NLM_F_DUMP,
+            wants_ack: flags & NLM_F_ACK != 0,
+            messages: Vec::new(),
+        };
+        loop {
+            let (datagram, _) = loop {
+                match self.socket.recv_from_full() {
+                    Ok(received) => break received,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(NetlinkError::Socket(e)),
+                }
+            };
+            if replies.take_datagram(&datagram)? {
+                return Ok(replies.messages);
+            }
+        }
+    }
+
+    /// Sends one request; returns its sequence number.
+    fn send(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<u32, NetlinkError> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let mut header = NetlinkHeader::default();
@@ -341,71 +366,7 @@ impl Netlink {
                 format!("short netlink send ({sent} of {} bytes)", buf.len()),
             )));
         }
-
-        let decode_err = |reason: String| NetlinkError::Decode {
-            op,
-            target: target.to_owned(),
-            reason,
-        };
-        let is_dump = flags & NLM_F_DUMP == NLM_F_DUMP;
-        let wants_ack = flags & NLM_F_ACK != 0;
-        let mut replies = Vec::new();
-        loop {
-            let (datagram, _) = loop {
-                match self.socket.recv_from_full() {
-                    Ok(received) => break received,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(NetlinkError::Socket(e)),
-                }
-            };
-            let mut offset = 0;
-            while offset < datagram.len() {
-                let bytes = datagram.get(offset..).unwrap_or(&[]);
-                let nl = NetlinkBuffer::new_checked(bytes)
-                    .map_err(|e| decode_err(format!("bad netlink header: {e}")))?;
-                let len = nl.length() as usize;
-                let msg_seq = nl.sequence_number();
-                if len == 0 {
-                    break;
-                }
-                let msg_bytes = bytes.get(..len).unwrap_or(bytes);
-                offset += (len + 3) & !3;
-                if msg_seq != seq {
-                    // A late answer to an earlier request, or a notification.
-                    continue;
-                }
-                let parsed = match NetlinkMessage::<RouteNetlinkMessage>::deserialize(msg_bytes) {
-                    Ok(parsed) => parsed,
-                    Err(e) if is_dump => {
-                        // One object the crate cannot decode should not hide
-                        // all the others.
-                        tracing::warn!(op, target, error = %e, "skipping undecodable netlink message");
-                        continue;
-                    }
-                    Err(e) => return Err(decode_err(e.to_string())),
-                };
-                match parsed.payload {
-                    NetlinkPayload::Done(_) => return Ok(replies),
-                    NetlinkPayload::Error(err) => match err.code {
-                        None => return Ok(replies),
-                        Some(code) => {
-                            return Err(NetlinkError::Kernel {
-                                op,
-                                target: target.to_owned(),
-                                source: io::Error::from_raw_os_error(-code.get()),
-                            })
-                        }
-                    },
-                    NetlinkPayload::InnerMessage(inner) => {
-                        replies.push(inner);
-                        if !is_dump && !wants_ack {
-                            return Ok(replies);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
+        Ok(seq)
     }
 
     /// Sends a change request and waits for its acknowledgement.
@@ -976,6 +937,82 @@ fn parse_route(msg: &RouteMessage) -> Option<Route> {
         }
     }
     (table == RT_TABLE_MAIN).then_some(route)
+}
+
+/// The answer to one request, collected from the datagrams that carry it.
+struct Replies<'a> {
+    seq: u32,
+    op: &'static str,
+    target: &'a str,
+    is_dump: bool,
+    wants_ack: bool,
+    messages: Vec<RouteNetlinkMessage>,
+}
+
+impl Replies<'_> {
+    fn decode_err(&self, reason: String) -> NetlinkError {
+        NetlinkError::Decode {
+            op: self.op,
+            target: self.target.to_owned(),
+            reason,
+        }
+    }
+
+    /// Takes the messages of one datagram; true when the answer is complete.
+    fn take_datagram(&mut self, datagram: &[u8]) -> Result<bool, NetlinkError> {
+        let mut offset = 0;
+        while offset < datagram.len() {
+            let bytes = datagram.get(offset..).unwrap_or(&[]);
+            let nl = NetlinkBuffer::new_checked(bytes)
+                .map_err(|e| self.decode_err(format!("bad netlink header: {e}")))?;
+            let len = nl.length() as usize;
+            let msg_seq = nl.sequence_number();
+            if len == 0 {
+                break;
+            }
+            let msg_bytes = bytes.get(..len).unwrap_or(bytes);
+            offset += (len + 3) & !3;
+            if msg_seq != self.seq {
+                // A late answer to an earlier request, or a notification.
+                continue;
+            }
+            if self.take_message(msg_bytes)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Takes one message of the answer; true when the answer is complete.
+    fn take_message(&mut self, msg_bytes: &[u8]) -> Result<bool, NetlinkError> {
+        let parsed = match NetlinkMessage::<RouteNetlinkMessage>::deserialize(msg_bytes) {
+            Ok(parsed) => parsed,
+            Err(e) if self.is_dump => {
+                // One object the crate cannot decode should not hide all
+                // the others.
+                let (op, target) = (self.op, self.target);
+                tracing::warn!(op, target, error = %e, "skipping undecodable netlink message");
+                return Ok(false);
+            }
+            Err(e) => return Err(self.decode_err(e.to_string())),
+        };
+        match parsed.payload {
+            NetlinkPayload::Done(_) => Ok(true),
+            NetlinkPayload::Error(err) => match err.code {
+                None => Ok(true),
+                Some(code) => Err(NetlinkError::Kernel {
+                    op: self.op,
+                    target: self.target.to_owned(),
+                    source: io::Error::from_raw_os_error(-code.get()),
+                }),
+            },
+            NetlinkPayload::InnerMessage(inner) => {
+                self.messages.push(inner);
+                Ok(!self.is_dump && !self.wants_ack)
+            }
+            _ => Ok(false),
+        }
+    }
 }
 
 #[cfg(test)]
