@@ -178,16 +178,19 @@ pub enum NicModel {
     Pcnet,
     #[serde(rename = "rtl8139")]
     Rtl8139,
+    #[serde(rename = "igb")]
+    Igb,
 }
 
 impl NicModel {
-    pub const ALL: [NicModel; 6] = [
+    pub const ALL: [NicModel; 7] = [
         NicModel::VirtioNet,
         NicModel::E1000,
         NicModel::E1000e,
         NicModel::Ne2kPci,
         NicModel::Pcnet,
         NicModel::Rtl8139,
+        NicModel::Igb,
     ];
 
     /// The KubeVirt model string.
@@ -199,6 +202,7 @@ impl NicModel {
             NicModel::Ne2kPci => "ne2k_pci",
             NicModel::Pcnet => "pcnet",
             NicModel::Rtl8139 => "rtl8139",
+            NicModel::Igb => "igb",
         }
     }
 
@@ -324,6 +328,9 @@ pub struct NicPlan {
     /// Where its binding is (`….masquerade`, `….binding`).
     #[serde(skip)]
     pub binding_path: String,
+    /// Where its network's source is (`spec.networks[1].multus`).
+    #[serde(skip)]
+    pub network_path: String,
     pub model: NicModel,
     pub binding: Binding,
     pub network: NetworkPlan,
@@ -335,9 +342,33 @@ pub struct NicPlan {
     pub queue_pairs: u16,
     pub pci_address: PciAddress,
     pub ports: Vec<PortPlan>,
+    /// Has no effect: petrel has no firmware that boots from a NIC.
     pub boot_order: Option<u32>,
+    /// `dhcpOptions`, served by petrel's DHCP server (bridge, masquerade).
+    pub dhcp: DhcpPlan,
+    /// False for `state: down`: the NIC is attached with its link down.
+    pub link_up: bool,
+}
+
+/// KubeVirt `dhcpOptions`, checked: what petrel's DHCP server adds to its
+/// OFFER and ACK.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DhcpPlan {
+    /// Option 67 (and the BOOTP `file` field).
     pub boot_file_name: Option<String>,
+    /// Option 66 (and the BOOTP `sname` field).
     pub tftp_server_name: Option<String>,
+    /// Option 42.
+    pub ntp_servers: Vec<std::net::Ipv4Addr>,
+    /// Site-specific options 224-254, each with its text value.
+    pub private_options: Vec<PrivateOption>,
+}
+
+/// One `dhcpOptions.privateOptions` item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PrivateOption {
+    pub code: u8,
+    pub value: String,
 }
 
 /// Everything petrel needs to build the VM.
