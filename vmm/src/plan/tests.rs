@@ -1193,7 +1193,8 @@ fn dhcp_options_are_planned_and_checked() {
         "[{name: a, sriov: {}, dhcpOptions: {bootFileName: x}}]",
         "[{name: a, multus: {networkName: vf}}]",
     ));
-    assert!(s.warnings.iter().any(|w| w == &format!(
+    assert!(s.warnings.iter().any(|w| w
+        == &format!(
         "{d}: has no effect with sriov binding; petrel serves DHCP only for bridge and masquerade"
     )));
 }
