@@ -71,6 +71,7 @@ enum Command {
     /// --host, also resolve it against this pod and print the host plan
     /// (what `run` will set up).
     Validate {
+        /// The spec file; `-` reads standard input.
         spec: PathBuf,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
@@ -146,14 +147,14 @@ fn overrides(b: BootArgs) -> Overrides {
 
 /// A failure with the spec's warnings (a typo's hint explains an error).
 struct Failed {
-    error: VmmError,
+    error: Box<VmmError>,
     warnings: Vec<String>,
 }
 
 impl From<VmmError> for Failed {
     fn from(error: VmmError) -> Self {
         Failed {
-            error,
+            error: Box::new(error),
             warnings: Vec::new(),
         }
     }
@@ -164,7 +165,7 @@ impl From<VmmError> for Failed {
 fn load_plan(path: &std::path::Path, b: BootArgs, quiet: bool) -> Result<plan::VmPlan, Failed> {
     let spec = spec::load_file(path).map_err(VmmError::from)?;
     let plan = plan::resolve(&spec, &overrides(b)).map_err(|e| Failed {
-        error: e.into(),
+        error: Box::new(e.into()),
         warnings: spec.warnings.clone(),
     })?;
     if !quiet {
@@ -214,7 +215,7 @@ fn report(f: &Failed, output: Output) {
         eprintln!("petrel: warning: {w}");
     }
     let mut msg = format!("petrel: error: {}", f.error);
-    let mut src = std::error::Error::source(&f.error);
+    let mut src = std::error::Error::source(&*f.error);
     while let Some(s) = src {
         msg.push_str(&format!("\n  caused by: {s}"));
         src = s.source();
