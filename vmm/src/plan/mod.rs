@@ -23,11 +23,18 @@
 //! * When a KubeVirt VM has neither interfaces nor networks and
 //!   `autoattachPodInterface` is not `false`, the interface `default` (bridge
 //!   binding on the pod network) is added, with a warning.
-//! * **Ports** (masquerade and slirp only): port 1–65535, protocol TCP or UDP
-//!   (any case, default TCP), unique names per interface.
+//! * **Ports** (pod network only: forwarded with masquerade, slirp and passt,
+//!   informational with bridge): port 1–65535, protocol TCP or UDP (any case,
+//!   default TCP), unique names per interface; `portRanges` is refused.
+//! * **Virtink**: an interface without a binding is bridge (its webhook);
+//!   vdpa and vhostUser are refused by name.
+//! * **state**: up (default), down (link down), absent (not attached).
+//! * **dhcpOptions**: NTP servers are IPv4 addresses; private options
+//!   224–254, once each, at most 255 bytes.
 //! * **MAC**: `aa:bb:cc:dd:ee:ff` or with `-`; unicast and not all-zero; unique.
 //!   Without one, a stable locally administered `02:…` address is derived
-//!   from the VM and interface names.
+//!   from the namespace, VM and interface names (a bridge on the pod network
+//!   then takes the pod interface's MAC instead, in the host plan).
 //! * **PCI**: `dddd:bb:dd.f` (hex, device ≤ 0x1f, function ≤ 7), unique, not
 //!   the host bridge slot 0; other NICs get slots from `0000:00:02.0` up in
 //!   interface order, skipping slots used by explicit addresses.
