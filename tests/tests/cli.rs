@@ -131,3 +131,223 @@ fn validate_host_prints_the_host_plan_or_refuses_a_pod_that_does_not_fit() {
         "{err}"
     );
 }
+
+fn petrel_stdin(args: &[&str], input: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(petrel_bin())
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const TYPO: &str =
+    "apiVersion: kubevirt.io/v1\nkind: VirtualMachineInstance\nmetadata: {name: t}\n\
+    spec:\n  domain:\n    devices:\n      interfaces: [{name: default, masqurade: {}}]\n  \
+    networks: [{name: default, pod: {}}]\n";
+
+/// A typo's hint comes with the error it causes; each error is printed once.
+#[test]
+fn warnings_come_with_errors_and_each_error_prints_once() {
+    let (code, _out, err) = petrel_stdin(&["validate", "-"], TYPO);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(
+            "spec.domain.devices.interfaces[0].masqurade: unknown field masqurade, ignored; did you mean masquerade?"
+        ),
+        "{err}"
+    );
+    let e = "spec.domain.devices.interfaces[0]: interface \"default\" has no binding";
+    assert_eq!(err.matches(e).count(), 1, "{err}");
+    assert!(!err.contains("caused by"), "{err}");
+}
+
+#[test]
+fn json_output_gives_json_on_error_too() {
+    let (code, out, err) = petrel_stdin(&["validate", "-", "--output", "json"], TYPO);
+    assert_eq!(code, 2, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let e = &v["errors"][0];
+    assert_eq!(e["path"], "spec.domain.devices.interfaces[0]");
+    assert_eq!(e["value"], "");
+    assert!(
+        e["message"].as_str().unwrap().contains("has no binding"),
+        "{v}"
+    );
+    assert!(
+        v["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("did you mean masquerade?"),
+        "{v}"
+    );
+    // A YAML error is JSON too.
+    let (code, out, _) = petrel_stdin(&["validate", "-", "--output", "json"], "kind: [\n");
+    assert_eq!(code, 2);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("YAML error"),
+        "{v}"
+    );
+}
+
+#[test]
+fn stdin_kubectl_list_and_bom_are_read() {
+    let list = format!(
+        "\u{feff}apiVersion: v1\nkind: List\nitems:\n- {}\n",
+        petrel_tests::vmi_yaml("listed", 1, "128Mi").replace('\n', "\n  ")
+    );
+    let (code, out, err) = petrel_stdin(&["validate", "-"], &list);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("VM listed "), "{out}");
+}
+
+/// Every spec `run` would refuse is refused by `validate` first, with the
+/// same words and exit 2.
+#[test]
+fn every_refusal_run_can_make_validate_makes_first() {
+    let vmi = |iface: &str, net: &str| {
+        format!(
+            "apiVersion: kubevirt.io/v1\nkind: VirtualMachineInstance\nmetadata: {{name: r}}\n\
+             spec:\n  domain:\n    devices:\n      interfaces: [{iface}]\n  networks: [{net}]\n"
+        )
+    };
+    let pod = "{name: a, pod: {}}";
+    let cases = [
+        (vmi("{name: a, bridge: {}, model: igb}", pod), "interfaces[0].model: \"igb\" is not emulated by petrel"),
+        (vmi("{name: a, bridge: {}, model: e1000e}", pod), "interfaces[0].model: \"e1000e\" is not emulated"),
+        (vmi("{name: a, bridge: {}, model: rtl8139}", pod), "interfaces[0].model: \"rtl8139\" is not emulated"),
+        (vmi("{name: a, slirp: {}}", pod), "interfaces[0].slirp: asks for the slirp binding"),
+        (vmi("{name: a, passtBinding: {}}", pod), "interfaces[0].passtBinding: asks for the passt binding"),
+        (vmi("{name: a, binding: {name: passt}}", pod), "interfaces[0].binding: asks for the passt binding"),
+        (vmi("{name: a, binding: {name: l2bridge}}", pod), "interfaces[0].binding.name: \"l2bridge\" is not a network binding petrel implements"),
+        (vmi("{name: a, bridge: {}}", "{name: a, genie: {networkName: flannel}}"), "networks[0].genie: \"flannel\" is a genie network"),
+        (vmi("{name: a, bridge: {}, pciAddress: \"0000:01:02.0\"}", pod), "interfaces[0].pciAddress: \"0000:01:02.0\""),
+        (vmi("{name: a, bridge: {}, pciAddress: \"0000:00:02.1\"}", pod), "interfaces[0].pciAddress: \"0000:00:02.1\""),
+        (vmi("{name: a, masquerade: {}, portRanges: [{start: 1, end: 2}]}", pod), "interfaces[0].portRanges:"),
+        (
+            "apiVersion: virt.virtink.smartx.com/v1alpha1\nkind: VirtualMachine\nmetadata: {name: v}\n\
+             spec:\n  instance:\n    interfaces: [{name: a, vdpa: {device: /dev/vhost-vdpa-0}}]\n  networks: [{name: a, pod: {}}]\n"
+                .to_string(),
+            "spec.instance.interfaces[0].vdpa: asks for the vdpa binding",
+        ),
+        (
+            "apiVersion: virt.virtink.smartx.com/v1alpha1\nkind: VirtualMachine\nmetadata: {name: v}\n\
+             spec:\n  instance:\n    interfaces: [{name: a, vhostUser: {}}]\n  networks: [{name: a, pod: {}}]\n"
+                .to_string(),
+            "spec.instance.interfaces[0].vhostUser: asks for the vhostUser binding",
+        ),
+    ];
+    let dir = Scratch::new("cli-refusals");
+    for (i, (yaml, expected)) in cases.iter().enumerate() {
+        let spec = dir.write(&format!("r{i}.yaml"), yaml);
+        let path = spec.to_str().unwrap();
+        let (vcode, _, verr) = petrel(&["validate", path]);
+        assert_eq!(vcode, 2, "validate {expected}: {verr}");
+        assert!(
+            verr.contains(expected),
+            "validate: missing {expected:?} in {verr}"
+        );
+        let (rcode, _, rerr) = petrel(&["run", path, "--kernel", "/nonexistent"]);
+        assert_eq!(rcode, 2, "run {expected}: {rerr}");
+        assert_eq!(verr, rerr, "run refuses in other words than validate");
+    }
+}
+
+/// Real upstream VM objects (resources/upstream/SOURCES.md) validate with
+/// their upstream meaning, or name what petrel does not support.
+#[test]
+fn upstream_specs_validate_with_their_upstream_meaning() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../resources/upstream");
+    let cases: &[(&str, Result<&[&str], &str>)] = &[
+        (
+            "kubevirt/vmi-masquerade.yaml",
+            Ok(&[
+                "testmasquerade: virtio masquerade, pod network (eth0, 10.0.2.0/24",
+                "ports http 80/TCP",
+            ]),
+        ),
+        (
+            "kubevirt/vmi-multus-multiple-net.yaml",
+            Ok(&[
+                "default: virtio bridge, pod network (eth0)",
+                "ptp: virtio bridge, multus ptp-conf (net1)",
+            ]),
+        ),
+        (
+            "kubevirt/vmi-sriov.yaml",
+            Ok(&["sriov-net: virtio sriov, multus sriov/sriov-network (net1)"]),
+        ),
+        (
+            "kubevirt/vmi-macvtap.yaml",
+            Ok(&["macvtap: virtio macvtap, multus macvtapnetwork (net1)"]),
+        ),
+        (
+            "kubevirt/vm-cirros.yaml",
+            Ok(&[
+                "default: virtio bridge, pod network (eth0)",
+                "memory:  128Mi",
+            ]),
+        ),
+        (
+            "kubevirt/vmi-slirp.yaml",
+            Err("spec.domain.devices.interfaces[0].slirp: asks for the slirp binding"),
+        ),
+        (
+            "kubevirt/vmi-genie-ptp.yaml",
+            Err("spec.networks[0].genie: \"ptp\" is a genie network"),
+        ),
+        (
+            "virtink/ubuntu-container-disk.yaml",
+            Ok(&[
+                "pod: virtio bridge, pod network (eth0)",
+                "no binding; using bridge, as Virtink's webhook does",
+            ]),
+        ),
+        (
+            "virtink/ubuntu-masquerade.yaml",
+            Ok(&["pod: virtio masquerade, pod network (eth0, 10.0.2.0/30)"]),
+        ),
+        (
+            "virtink/ubuntu-sriov.yaml",
+            Ok(&[
+                "pod: virtio bridge, pod network (eth0)",
+                "sriov: virtio sriov, multus intel-10g-sriov-vfio (net1)",
+                "vfio (intel.com/intel_10g_sriov_vfio)",
+            ]),
+        ),
+    ];
+    for (file, expected) in cases {
+        let path = format!("{root}/{file}");
+        let (code, out, err) = petrel(&["validate", &path]);
+        match expected {
+            Ok(needles) => {
+                assert_eq!(code, 0, "{file}: {err}");
+                for n in *needles {
+                    assert!(out.contains(n), "{file}: missing {n:?} in\n{out}");
+                }
+            }
+            Err(needle) => {
+                assert_eq!(code, 2, "{file}: {out}");
+                assert!(err.contains(needle), "{file}: missing {needle:?} in\n{err}");
+            }
+        }
+    }
+}

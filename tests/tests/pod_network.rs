@@ -290,3 +290,91 @@ fn masquerade_ipv6_router_advertisement_and_nat66() {
     assert!(unsolicited >= 1, "no unsolicited RA was sent:\n{stderr}");
     assert_pod_clean(&cluster);
 }
+
+/// Bridge on the pod network without `macAddress`: the guest gets the pod
+/// interface's original MAC (KubeVirt delegates it), so the node's
+/// neighbour entry pinned to that MAC reaches the guest; petrel's DHCP
+/// server sends the spec's dhcpOptions (66, 67, 42), which the guest's
+/// udhcpc sees. Afterwards eth0 has its MAC back.
+#[test]
+fn bridge_delegates_the_pod_mac_and_serves_dhcp_options() {
+    let dir = Scratch::new("bridge-mac");
+    let cluster = Cluster::new();
+    let pod_mac = cluster.pod.exec("cat /sys/class/net/eth0/address");
+    let pod_mac = pod_mac.trim().to_string();
+    let spec_path = dir.write(
+        "vmi.yaml",
+        r#"apiVersion: kubevirt.io/v1
+kind: VirtualMachineInstance
+metadata:
+  name: brmac
+spec:
+  domain:
+    cpu: {cores: 1}
+    memory: {guest: 128Mi}
+    devices:
+      interfaces:
+        - name: default
+          bridge: {}
+          dhcpOptions:
+            bootFileName: pxelinux.0
+            tftpServerName: tftp.example.com
+            ntpServers: [192.0.2.123, 192.0.2.124]
+  networks:
+    - name: default
+      pod: {}
+"#,
+    );
+    // A second udhcpc run asks for and prints the options (the guest
+    // kit's own run configures the link).
+    let guest_cmd = "echo GUEST-MAC $(cat /sys/class/net/eth0/address); \
+         printf '#!/bin/sh\\necho \"DHCP-OPTS $1 tftp=$tftp bootfile=$bootfile ntpsrv=$ntpsrv\"\\n' > /tmp/o.sh; \
+         chmod +x /tmp/o.sh; \
+         udhcpc -i eth0 -s /tmp/o.sh -q -n -f -t 5 -T 1 -O tftp -O bootfile -O ntpsrv; \
+         echo GUEST-WAITING; sleep 40; echo GUEST-DONE";
+    let mut vm = Vmm::boot_in(
+        Some(cluster.pod.name()),
+        &spec_path,
+        "",
+        Some(guest_cmd),
+        &[],
+    );
+    let lease = vm.wait_for("GUEST-NET eth0", BOOT_TIMEOUT);
+    assert!(lease.contains(&format!("ip={POD_IP}/24")), "{lease}");
+    let mac = vm.wait_for("GUEST-MAC ", BOOT_TIMEOUT);
+    assert!(
+        mac.contains(&format!("GUEST-MAC {pod_mac}")),
+        "{mac} vs pod {pod_mac}"
+    );
+    let moved = cluster.pod.exec("cat /sys/class/net/eth0/address");
+    assert_ne!(moved.trim(), pod_mac, "the pod interface kept its MAC");
+    let opts = vm.wait_for("DHCP-OPTS bound", BOOT_TIMEOUT);
+    for needle in [
+        "tftp=tftp.example.com",
+        "bootfile=pxelinux.0",
+        "ntpsrv=192.0.2.123 192.0.2.124",
+    ] {
+        assert!(opts.contains(needle), "missing {needle} in {opts}");
+    }
+    vm.wait_for("GUEST-WAITING", BOOT_TIMEOUT);
+    // The node knows the pod by its original MAC, pinned: the guest answers.
+    cluster.node.exec(&format!(
+        "ip neigh replace {POD_IP} lladdr {pod_mac} nud permanent dev \
+         $(ip -o link | awk -F': ' '/^[0-9]+: vp/ {{split($2,a,\"@\"); print a[1]}}')"
+    ));
+    let ping = cluster.server.exec(&format!(
+        "busybox ping -c 3 -W 5 {POD_IP} && echo PING-OK || echo PING-FAILED"
+    ));
+    let diag = format!(
+        "node:\n{}\npod:\n{}",
+        cluster.node.exec("ip neigh; ip -o link; ip route"),
+        cluster.pod.exec("bridge fdb show; ip -o link; ip -o addr")
+    );
+    assert!(ping.contains("PING-OK"), "{ping}\n{diag}");
+    vm.wait_for("GUEST-DONE", BOOT_TIMEOUT);
+    let st = vm.wait_exit(BOOT_TIMEOUT);
+    assert_eq!(st.code(), Some(0), "stderr:\n{}", vm.stderr());
+    assert_pod_clean(&cluster);
+    let back = cluster.pod.exec("cat /sys/class/net/eth0/address");
+    assert_eq!(back.trim(), pod_mac, "pod MAC not restored");
+}

@@ -9,8 +9,9 @@ use crate::{plan, spec};
 pub enum VmmError {
     #[error("cannot load the VM spec")]
     Spec(#[from] spec::SpecError),
+    /// The list is the message itself (not a source), so it prints once.
     #[error("the VM spec is invalid:\n{0}")]
-    Plan(#[from] plan::PlanErrors),
+    Plan(plan::PlanErrors),
     #[error("the pod does not fit the VM spec:\n{0}")]
     Host(crate::host::HostErrors),
     #[error("no kernel to boot: give one with --kernel FILE or in the spec (KubeVirt spec.domain.firmware.kernelBoot.container.kernelPath, Virtink spec.instance.kernel)")]
@@ -52,7 +53,35 @@ pub enum VmmError {
     Control(#[from] crate::control::ControlError),
 }
 
+impl From<plan::PlanErrors> for VmmError {
+    fn from(e: plan::PlanErrors) -> Self {
+        VmmError::Plan(e)
+    }
+}
+
 impl VmmError {
+    /// The error as field errors (path, value, what to do), for
+    /// `--output json`: plan and host errors as they are, schema issues
+    /// with their paths, anything else as one message with its causes.
+    pub fn field_errors(&self) -> Vec<plan::FieldError> {
+        match self {
+            VmmError::Plan(e) | VmmError::Host(e) => e.0.clone(),
+            VmmError::Spec(spec::SpecError::Schema { issues, .. }) => issues
+                .iter()
+                .map(|i| plan::FieldError::new(&i.path, "", &i.message))
+                .collect(),
+            other => {
+                let mut msg = other.to_string();
+                let mut src = std::error::Error::source(other);
+                while let Some(s) = src {
+                    msg.push_str(&format!(": {s}"));
+                    src = s.source();
+                }
+                vec![plan::FieldError::new("", "", msg)]
+            }
+        }
+    }
+
     /// Exit code for the CLI: 2 for input the user must fix, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {

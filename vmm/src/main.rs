@@ -71,6 +71,7 @@ enum Command {
     /// --host, also resolve it against this pod and print the host plan
     /// (what `run` will set up).
     Validate {
+        /// The spec file; `-` reads standard input.
         spec: PathBuf,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
@@ -144,11 +145,33 @@ fn overrides(b: BootArgs) -> Overrides {
     }
 }
 
-fn load_plan(path: &std::path::Path, b: BootArgs) -> Result<plan::VmPlan, VmmError> {
-    let spec = spec::load_file(path)?;
-    let plan = plan::resolve(&spec, &overrides(b))?;
-    for w in &plan.warnings {
-        tracing::warn!("{w}");
+/// A failure with the spec's warnings (a typo's hint explains an error).
+struct Failed {
+    error: Box<VmmError>,
+    warnings: Vec<String>,
+}
+
+impl From<VmmError> for Failed {
+    fn from(error: VmmError) -> Self {
+        Failed {
+            error: Box::new(error),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// The plan; its warnings are logged unless `quiet` (JSON output carries
+/// them).
+fn load_plan(path: &std::path::Path, b: BootArgs, quiet: bool) -> Result<plan::VmPlan, Failed> {
+    let spec = spec::load_file(path).map_err(VmmError::from)?;
+    let plan = plan::resolve(&spec, &overrides(b)).map_err(|e| Failed {
+        error: Box::new(e.into()),
+        warnings: spec.warnings.clone(),
+    })?;
+    if !quiet {
+        for w in &plan.warnings {
+            tracing::warn!("{w}");
+        }
     }
     Ok(plan)
 }
@@ -177,9 +200,22 @@ fn validate(plan: &plan::VmPlan, output: Output, host: Option<&HostPlan>) {
     }
 }
 
-fn report(e: &VmmError) {
-    let mut msg = format!("petrel: error: {e}");
-    let mut src = std::error::Error::source(e);
+/// Prints a failure once: the warnings, the error and its causes (no
+/// message embeds its source, so nothing repeats); JSON on stdout for
+/// `--output json`.
+fn report(f: &Failed, output: Output) {
+    if let Output::Json = output {
+        print_json(&serde_json::json!({
+            "errors": f.error.field_errors(),
+            "warnings": f.warnings,
+        }));
+        return;
+    }
+    for w in &f.warnings {
+        eprintln!("petrel: warning: {w}");
+    }
+    let mut msg = format!("petrel: error: {}", f.error);
+    let mut src = std::error::Error::source(&*f.error);
     while let Some(s) = src {
         msg.push_str(&format!("\n  caused by: {s}"));
         src = s.source();
@@ -191,18 +227,22 @@ fn main() -> ExitCode {
     let start = Instant::now();
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    let mut output = Output::Text;
     let result = match cli.command {
         Command::Validate {
             spec,
-            output,
+            output: out,
             boot,
             host,
             host_args,
-        } => load_plan(&spec, boot).and_then(|plan| {
-            let host = host.then(|| host_plan(&plan, &host_args)).transpose()?;
-            validate(&plan, output, host.as_ref());
-            Ok(None)
-        }),
+        } => {
+            output = out;
+            load_plan(&spec, boot, matches!(out, Output::Json)).and_then(|plan| {
+                let host = host.then(|| host_plan(&plan, &host_args)).transpose()?;
+                validate(&plan, output, host.as_ref());
+                Ok(None)
+            })
+        }
         Command::Run {
             spec,
             boot,
@@ -210,7 +250,7 @@ fn main() -> ExitCode {
             boot_protocol,
             pin_vcpus,
             host_args,
-        } => load_plan(&spec, boot).and_then(|plan| {
+        } => load_plan(&spec, boot, false).and_then(|plan| {
             let host = host_plan(&plan, &host_args)?;
             let console = match console.as_str() {
                 "stdout" | "-" => ConsoleTarget::Stdout,
@@ -223,9 +263,8 @@ fn main() -> ExitCode {
                 start: Some(start),
                 extra_pci: Vec::new(),
             };
-            Vmm::try_from(VmmConfig { plan, host, opts })?
-                .run()
-                .map(Some)
+            let vmm = Vmm::try_from(VmmConfig { plan, host, opts })?;
+            Ok(Some(vmm.run()?))
         }),
     };
     match result {
@@ -238,9 +277,9 @@ fn main() -> ExitCode {
             eprintln!("petrel: the VM failed: {reason}");
             ExitCode::from(1)
         }
-        Err(e) => {
-            report(&e);
-            ExitCode::from(e.exit_code() as u8)
+        Err(f) => {
+            report(&f, output);
+            ExitCode::from(f.error.exit_code() as u8)
         }
     }
 }

@@ -5,6 +5,7 @@
 //! service drops, on every exit path.
 
 use net::binding::{BindingKind, DnsInfo, PodBindingRequest};
+use net::dhcp::DhcpExtras;
 use net::PodNetService;
 use net_backend::Tap;
 
@@ -17,6 +18,8 @@ pub use net::service::PodNetError;
 pub struct BoundNic {
     pub taps: Vec<Tap>,
     pub mtu: u16,
+    /// The MAC the binding's DHCP server answers.
+    pub guest_mac: [u8; 6],
     pub service: PodNetService,
 }
 
@@ -30,6 +33,7 @@ pub fn bind(vm_name: &str, nic: &NicPlan, pod: &PodPlan) -> Result<BoundNic, Pod
     Ok(BoundNic {
         taps: bound.taps,
         mtu: bound.mtu,
+        guest_mac: bound.guest_mac,
         service: bound.service,
     })
 }
@@ -45,5 +49,17 @@ fn request(vm_name: &str, nic: &NicPlan, pod: &PodPlan) -> PodBindingRequest {
     req.ports = pod.ports.iter().map(|p| (p.port, p.protocol)).collect();
     req.v4_cidr = pod.ipv4.map(|c| (c.addr, c.prefix));
     req.v6_cidr = pod.ipv6.map(|c| (c.addr, c.prefix));
+    req.dhcp = DhcpExtras {
+        boot_file_name: nic.dhcp.boot_file_name.clone(),
+        tftp_server_name: nic.dhcp.tftp_server_name.clone(),
+        ntp_servers: nic.dhcp.ntp_servers.clone(),
+        private_options: nic
+            .dhcp
+            .private_options
+            .iter()
+            .map(|o| (o.code, o.value.as_bytes().to_vec()))
+            .collect(),
+    };
+    req.guest_mac_from_pod = pod.delegate_mac;
     req
 }

@@ -55,6 +55,12 @@ pub struct E1000 {
 }
 
 impl E1000 {
+    /// Reports the link down (STATUS without LU, PHY link down) or up;
+    /// KubeVirt's `state: down`.
+    pub fn set_link_up(&self, up: bool) {
+        self.shared.lock().set_link_up(up);
+    }
+
     /// Creates the device (no thread yet: see [`Self::activate`]) and
     /// turns the backend's offloads off. `bar0_addr` is a
     /// [`BAR0_SIZE`]-aligned address below 4 GiB in the PCI MMIO window;

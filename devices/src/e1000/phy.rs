@@ -28,7 +28,6 @@ pub const PHY_ID2_VALUE: u16 = 0x0c20;
 const CTRL_RESET: u16 = 1 << 15;
 const CTRL_RESTART_AN: u16 = 1 << 9;
 /// PHY_STATUS: link up.
-#[cfg(test)]
 pub const STATUS_LINK: u16 = 1 << 2;
 /// PHY_STATUS: auto-negotiation complete.
 #[cfg(test)]
@@ -76,6 +75,14 @@ impl Default for Phy {
 }
 
 impl Phy {
+    /// Link status in PHY_STATUS (bit 2) and the M88 status (bit 10).
+    pub fn set_link_up(&mut self, up: bool) {
+        const SPEC_LINK: u16 = 1 << 10;
+        let set = |v: u16, bit: u16| if up { v | bit } else { v & !bit };
+        self.regs[PHY_STATUS] = set(self.regs[PHY_STATUS], STATUS_LINK);
+        self.regs[M88E1000_PHY_SPEC_STATUS] = set(self.regs[M88E1000_PHY_SPEC_STATUS], SPEC_LINK);
+    }
+
     pub fn read(&self, reg: usize) -> u16 {
         self.regs.get(reg).copied().unwrap_or(0)
     }

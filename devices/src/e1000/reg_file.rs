@@ -35,6 +35,8 @@ pub(crate) struct Regs {
     mac_addr: [u8; 6],
     /// LSC was raised for the driver's first IMS write with LSC.
     lsc_sent: bool,
+    /// False when the spec asks for the link down (KubeVirt `state: down`).
+    link_up: bool,
     /// Last level given to the INTx line.
     level: bool,
     /// Bumped whenever the driver reprograms the receive ring (RDBAL,
@@ -45,6 +47,12 @@ pub(crate) struct Regs {
 }
 
 impl Regs {
+    /// Sets the link state STATUS.LU and the PHY report.
+    pub(super) fn set_link_up(&mut self, up: bool) {
+        self.link_up = up;
+        self.phy.set_link_up(up);
+    }
+
     pub(super) fn new(mac_addr: [u8; 6]) -> Self {
         let mut regs = Self {
             mac: vec![0; NUM_WORDS],
@@ -52,6 +60,7 @@ impl Regs {
             eeprom: Eeprom::new(mac_addr, E1000_DEVICE_ID),
             mac_addr,
             lsc_sent: false,
+            link_up: true,
             level: false,
             rx_ring_gen: 0,
             counters: E1000Counters::default(),
@@ -74,6 +83,7 @@ impl Regs {
             u32::from(u16::from_le_bytes([m[4], m[5]])) | rah::AV,
         );
         self.phy = Phy::default();
+        self.phy.set_link_up(self.link_up);
         self.eeprom.reset_interface();
         self.lsc_sent = false;
         self.rx_ring_gen = self.rx_ring_gen.wrapping_add(1);
@@ -204,7 +214,8 @@ impl Regs {
                 self.update_irq(irq, false);
                 v
             }
-            regs::STATUS => status::VALUE,
+            regs::STATUS if self.link_up => status::VALUE,
+            regs::STATUS => status::VALUE & !status::LU,
             regs::EECD => self.eeprom.read_eecd(),
             regs::ICS | regs::IMC => 0,
             regs::CTRL
@@ -268,7 +279,7 @@ impl Regs {
             regs::IMS => {
                 let v = self.get(regs::IMS) | (value & icr::ALL);
                 self.set(regs::IMS, v);
-                if value & icr::LSC != 0 && !self.lsc_sent {
+                if value & icr::LSC != 0 && !self.lsc_sent && self.link_up {
                     // The link is up from the start: tell the driver once
                     // it listens.
                     self.lsc_sent = true;

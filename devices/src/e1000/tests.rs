@@ -386,6 +386,23 @@ fn status_reports_link_up_gigabit_full_duplex() {
     assert_eq!(h.r(RA + 4), 0x5634 | rah::AV);
 }
 
+#[test]
+fn link_down_clears_status_lu_and_the_phy_link() {
+    let mut h = Harness::new();
+    h.dev.set_link_up(false);
+    assert_eq!(h.r(STATUS) & status::LU, 0);
+    assert_ne!(h.r(STATUS) & status::FD, 0);
+    let st = h.mdic(1, phy::PHY_STATUS as u32, None) as u16;
+    assert_eq!(st & phy::STATUS_LINK, 0);
+    let spec = h.mdic(1, phy::M88E1000_PHY_SPEC_STATUS as u32, None) as u16;
+    assert_eq!(spec & (1 << 10), 0);
+    // No link-status-change interrupt announces a link that is down.
+    h.w(IMS, icr::LSC);
+    assert_eq!(h.r(ICR) & icr::LSC, 0);
+    h.dev.set_link_up(true);
+    assert_ne!(h.r(STATUS) & status::LU, 0);
+}
+
 // ---- EEPROM ----
 
 #[test]

@@ -342,8 +342,7 @@ pub fn setup_bridge(req: &PodBindingRequest) -> Result<BindingSetup, BindingErro
                 mtu: Some(mtu16(mtu)),
                 classless_routes,
                 lease_secs: LEASE_SECS,
-                boot_file_name: None,
-                tftp_server_name: None,
+                extras: req.dhcp.clone(),
             };
             Some(bind_dhcp(req, config)?)
         }

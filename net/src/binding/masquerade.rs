@@ -121,8 +121,7 @@ pub fn setup_masquerade(req: &PodBindingRequest) -> Result<BindingSetup, Binding
         mtu: Some(mtu16(mtu)),
         classless_routes: Vec::new(),
         lease_secs: LEASE_SECS,
-        boot_file_name: None,
-        tftp_server_name: None,
+        extras: req.dhcp.clone(),
     };
     let dhcp = bind_dhcp(req, config)?;
 

@@ -8,6 +8,7 @@ use net_backend::validate_ifname;
 use super::{
     BindingError, DnsInfo, BRIDGE_PREFIX, MAX_IFNAME_LEN, MAX_TABLE_NAME_LEN, NFT_TABLE_PREFIX,
 };
+use crate::dhcp::DhcpExtras;
 use crate::nft::Protocol;
 
 /// The bridge name for `pod_iface`: `k6t-<pod_iface>`, truncated to
@@ -82,6 +83,8 @@ pub struct PodBindingRequest {
     pub dns: DnsInfo,
     /// Host name for the guest (DHCP option 12); empty sends none.
     pub hostname: String,
+    /// The spec's DHCP options (boot file, TFTP, NTP, private ones).
+    pub dhcp: DhcpExtras,
 }
 
 impl PodBindingRequest {
@@ -109,6 +112,7 @@ impl PodBindingRequest {
             v6_cidr: None,
             dns: DnsInfo::default(),
             hostname: vm_name.to_owned(),
+            dhcp: DhcpExtras::default(),
         }
     }
 

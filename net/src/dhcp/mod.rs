@@ -22,5 +22,5 @@ pub mod server;
 pub mod socket;
 pub mod v6;
 
-pub use server::{DhcpAction, DhcpConfig, DhcpCounters, DhcpServer, IgnoreReason};
+pub use server::{DhcpAction, DhcpConfig, DhcpCounters, DhcpExtras, DhcpServer, IgnoreReason};
 pub use socket::{DhcpSocket, CLIENT_PORT, SERVER_PORT};

@@ -53,10 +53,22 @@ pub struct DhcpConfig {
     pub classless_routes: Vec<(Ipv4Addr, u8, Ipv4Addr)>,
     /// Lease time (51); T1 (58) is half of it and T2 (59) seven eighths.
     pub lease_secs: u32,
+    /// What the VM spec adds (KubeVirt `dhcpOptions`).
+    pub extras: DhcpExtras,
+}
+
+/// Options the VM spec asks for (KubeVirt `dhcpOptions`), sent in every
+/// OFFER and ACK as KubeVirt's DHCP server does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DhcpExtras {
     /// Boot file name (67), also in the BOOTP `file` field when it fits.
     pub boot_file_name: Option<String>,
     /// TFTP server name (66), also in the BOOTP `sname` field when it fits.
     pub tftp_server_name: Option<String>,
+    /// NTP servers (42).
+    pub ntp_servers: Vec<Ipv4Addr>,
+    /// Site-specific options (224-254) with their raw values.
+    pub private_options: Vec<(u8, Vec<u8>)>,
 }
 
 /// What to do with a received packet.
@@ -303,12 +315,12 @@ impl DhcpServer {
             }
         }
         insert_config_options(cfg, &mut opts);
-        if let Some(name) = &cfg.tftp_server_name {
+        if let Some(name) = &cfg.extras.tftp_server_name {
             if name.len() <= SNAME_MAX && !name.contains('\0') {
                 reply.set_sname_str(name);
             }
         }
-        if let Some(file) = &cfg.boot_file_name {
+        if let Some(file) = &cfg.extras.boot_file_name {
             if file.len() <= FILE_MAX && !file.contains('\0') {
                 reply.set_fname_str(file);
             }
@@ -386,11 +398,25 @@ fn insert_config_options(cfg: &DhcpConfig, opts: &mut DhcpOptions) {
             )));
         }
     }
-    if let Some(name) = cfg.tftp_server_name.as_deref().filter(|n| !n.is_empty()) {
+    insert_extras(&cfg.extras, opts);
+}
+
+/// The spec's own options: PXE (66, 67), NTP (42), private (224-254).
+fn insert_extras(extras: &DhcpExtras, opts: &mut DhcpOptions) {
+    if let Some(name) = extras.tftp_server_name.as_deref().filter(|n| !n.is_empty()) {
         opts.insert(DhcpOption::TFTPServerName(name.as_bytes().to_vec()));
     }
-    if let Some(file) = cfg.boot_file_name.as_deref().filter(|f| !f.is_empty()) {
+    if let Some(file) = extras.boot_file_name.as_deref().filter(|f| !f.is_empty()) {
         opts.insert(DhcpOption::BootfileName(file.as_bytes().to_vec()));
+    }
+    if !extras.ntp_servers.is_empty() {
+        opts.insert(DhcpOption::NtpServers(extras.ntp_servers.clone()));
+    }
+    for (code, value) in &extras.private_options {
+        opts.insert(DhcpOption::Unknown(UnknownOption::new(
+            OptionCode::from(*code),
+            value.clone(),
+        )));
     }
 }
 
@@ -455,8 +481,7 @@ pub(crate) mod test_util {
             mtu: Some(1450),
             classless_routes: vec![],
             lease_secs: 86400,
-            boot_file_name: None,
-            tftp_server_name: None,
+            extras: DhcpExtras::default(),
         }
     }
 
@@ -704,10 +729,43 @@ mod tests {
     }
 
     #[test]
+    fn ntp_and_private_options_in_offer_and_ack() {
+        let mut cfg = config();
+        cfg.extras.ntp_servers = vec![Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2)];
+        cfg.extras.private_options = vec![(240, b"hello".to_vec()), (254, b"x".to_vec())];
+        let mut s = DhcpServer::new(cfg);
+        let selecting = [
+            DhcpOption::ServerIdentifier(SERVER),
+            DhcpOption::RequestedIpAddress(CLIENT),
+        ];
+        for (msg, opts) in [
+            (MessageType::Discover, &[][..]),
+            (MessageType::Request, &selecting[..]),
+        ] {
+            let action = s.handle(&request(msg, &MAC, Ipv4Addr::UNSPECIFIED, opts));
+            let (reply, _) = decode_reply(&action);
+            assert_eq!(
+                opt(&reply, OptionCode::NtpServers),
+                Some(&DhcpOption::NtpServers(vec![
+                    Ipv4Addr::new(192, 0, 2, 1),
+                    Ipv4Addr::new(192, 0, 2, 2)
+                ])),
+                "{msg:?}"
+            );
+            for (code, value) in [(240u8, &b"hello"[..]), (254, b"x")] {
+                match opt(&reply, OptionCode::from(code)) {
+                    Some(DhcpOption::Unknown(u)) => assert_eq!(u.data(), value, "{msg:?}"),
+                    other => panic!("option {code} in {msg:?}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
     fn boot_options_and_header_fields() {
         let mut cfg = config();
-        cfg.boot_file_name = Some("pxelinux.0".into());
-        cfg.tftp_server_name = Some("tftp.example".into());
+        cfg.extras.boot_file_name = Some("pxelinux.0".into());
+        cfg.extras.tftp_server_name = Some("tftp.example".into());
         let mut s = DhcpServer::new(cfg);
         let action = s.handle(&request(
             MessageType::Discover,
@@ -731,7 +789,7 @@ mod tests {
         // Too long for the header field: only the option carries it.
         let mut cfg = config();
         let long = "f".repeat(200);
-        cfg.boot_file_name = Some(long.clone());
+        cfg.extras.boot_file_name = Some(long.clone());
         let mut s = DhcpServer::new(cfg);
         let action = s.handle(&request(
             MessageType::Discover,

@@ -44,6 +44,7 @@ pub(super) fn attach(
         bar1,
     )
     .map_err(dev.device_error())?;
+    e1000.set_link_up(dev.nic.link_up);
     // Interrupt line register = the IOAPIC pin, as firmware would leave it.
     e1000.config_write(15, 0, &[gsi as u8]);
     // Construction spawns nothing; the receive worker starts here, once the

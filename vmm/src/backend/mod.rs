@@ -41,6 +41,15 @@ pub enum BackendError {
     },
     #[error("pod network")]
     PodNet(#[from] crate::pod_net::PodNetError),
+    #[error(
+        "interface {nic}: the host plan gives the guest MAC {planned}, but the pod binding \
+         serves {bound}; the pod interface's MAC changed after the host plan read it"
+    )]
+    GuestMac {
+        nic: String,
+        planned: net_backend::MacAddr,
+        bound: net_backend::MacAddr,
+    },
     #[error("interface {nic}: its host plan has no frame backend ({what})")]
     NotFrames { nic: String, what: &'static str },
 }
@@ -68,7 +77,7 @@ pub fn open(vm_name: &str, nic: &NicPlan, host: &HostNic) -> Result<Opened, Back
     match &host.backend {
         HostBackend::TapFds { fds } => Ok(Opened::plain(tap::adopt(nic, fds)?)),
         HostBackend::Tap { name } => Ok(Opened::plain(tap::open_named(nic, name)?)),
-        HostBackend::Pod(pod) => pod::bind(vm_name, nic, pod),
+        HostBackend::Pod(pod) => pod::bind(vm_name, nic, host, pod),
         HostBackend::Macvtap {
             iface,
             set_link_mac,

@@ -6,6 +6,7 @@
 //! without deciding anything again.
 
 mod resolve;
+mod resource;
 mod text;
 mod view;
 
@@ -74,6 +75,10 @@ pub struct PodPlan {
     /// From the pod's resolv.conf, for DHCP.
     pub dns_servers: Vec<Ipv4Addr>,
     pub dns_search: Vec<String>,
+    /// Bridge without a spec MAC: the guest takes the pod interface's MAC
+    /// (the HostNic's `guest_mac`) and the pod interface another one, as
+    /// KubeVirt and Virtink do.
+    pub delegate_mac: bool,
 }
 
 impl HostPlan {

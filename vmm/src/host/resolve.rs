@@ -164,10 +164,14 @@ pub fn hashed_iface_name(network: &str) -> String {
 /// The pod interface a NIC's network arrives on: `eth0` for the pod
 /// network (or the default multus network); for other multus networks the
 /// ordinal name (`net1`, `net2`, … in `spec.networks` order) when the pod
-/// has it, else KubeVirt's hashed name. None for networks petrel does not
-/// reach through a pod interface (genie, resource).
+/// has it, else KubeVirt's hashed name; for a resource network the one its
+/// device plugin names. None for networks petrel does not reach through a
+/// pod interface (genie, which the plan refuses).
 fn pod_iface(nic: &NicPlan, host: &dyn HostView) -> Option<Result<String, FieldError>> {
     let (ordinal, tried) = match &nic.network {
+        NetworkPlan::Resource { resource_name, .. } => {
+            return Some(super::resource::pod_iface(nic, resource_name, host))
+        }
         NetworkPlan::Pod { .. } => ("eth0".to_string(), None),
         NetworkPlan::Multus {
             pod_iface, default, ..
@@ -218,9 +222,13 @@ fn backend(
         },
         Backend::Macvtap { .. } => macvtap(nic, host),
         Backend::Tap { name } if is_pod_binding(nic) => match pod_iface(nic, host) {
-            Some(Ok(iface)) => Ok((pod_plan(nic, name, iface, dns, host), nic.mac)),
+            Some(Ok(iface)) => pod_plan(nic, name, iface, dns, host),
             Some(Err(e)) => Err(e),
-            None => Ok((HostBackend::Tap { name: name.clone() }, nic.mac)),
+            None => Err(host_error(
+                &nic.network_path,
+                "",
+                "reaches no pod interface petrel can bind; use the pod network or a multus network",
+            )),
         },
         Backend::Tap { name } => Ok((HostBackend::Tap { name: name.clone() }, nic.mac)),
         Backend::Userspace => Err(host_error(
@@ -234,14 +242,57 @@ fn backend(
     }
 }
 
-/// Bridge and masquerade on the pod network or a multus network are
-/// plumbed by petrel (the petrel.io/tap annotation wires a plain tap).
+/// Bridge and masquerade are plumbed by petrel on whatever network they
+/// are on (the petrel.io/tap annotation wires a plain tap instead).
 fn is_pod_binding(nic: &NicPlan) -> bool {
     matches!(nic.binding, Binding::Bridge | Binding::Masquerade)
+}
+
+/// Whose MAC the guest gets: the spec's, the generated one, or for a
+/// bridge without a spec MAC the pod interface's own (KubeVirt: "the MAC
+/// address from the relevant pod interface is delegated to the virtual
+/// machine"; Virtink does the same). A resource network's device plugin
+/// interface is bridged without delegation (seed: "bridged binding
+/// without delegating the IP/MAC").
+fn guest_mac(
+    nic: &NicPlan,
+    pod_iface: &str,
+    host: &dyn HostView,
+) -> Result<(MacAddr, bool), FieldError> {
+    let delegate = nic.binding == Binding::Bridge
+        && !nic.mac_from_spec
         && matches!(
             nic.network,
             NetworkPlan::Pod { .. } | NetworkPlan::Multus { .. }
+        );
+    if !delegate {
+        return Ok((nic.mac, false));
+    }
+    let text = host.link_mac(pod_iface).map_err(|e| {
+        host_error(
+            &nic.path,
+            &nic.name,
+            format!("pod interface {pod_iface}: {e}"),
         )
+    })?;
+    let mac = text.parse::<MacAddr>().map_err(|_| {
+        host_error(
+            &nic.path,
+            &nic.name,
+            format!("pod interface {pod_iface} has MAC {text:?}, which petrel cannot parse"),
+        )
+    })?;
+    if mac.is_multicast() || mac.0 == [0; 6] {
+        return Err(host_error(
+            &nic.path,
+            &nic.name,
+            format!(
+                "pod interface {pod_iface} has MAC {mac}, which a guest cannot use; set \
+                 macAddress on the interface"
+            ),
+        ));
+    }
+    Ok((mac, true))
 }
 
 fn pod_plan(
@@ -250,7 +301,8 @@ fn pod_plan(
     pod_iface: String,
     dns: &net::binding::DnsInfo,
     host: &dyn HostView,
-) -> HostBackend {
+) -> Result<(HostBackend, MacAddr), FieldError> {
+    let (mac, delegate_mac) = guest_mac(nic, &pod_iface, host)?;
     let (ipv4, ipv6) = match (&nic.network, nic.binding) {
         (
             NetworkPlan::Pod {
@@ -265,16 +317,24 @@ fn pod_plan(
         }
         _ => (None, None),
     };
-    HostBackend::Pod(PodPlan {
+    // Bridge ports are informational: the guest has every port.
+    let ports = if nic.binding == Binding::Masquerade {
+        nic.ports.clone()
+    } else {
+        Vec::new()
+    };
+    let plan = PodPlan {
         binding: nic.binding,
         pod_iface,
         tap: tap.to_string(),
         ipv4,
         ipv6,
-        ports: nic.ports.clone(),
+        ports,
         dns_servers: dns.servers.clone(),
         dns_search: dns.search.clone(),
-    })
+        delegate_mac,
+    };
+    Ok((HostBackend::Pod(plan), mac))
 }
 
 /// KubeVirt's macvtap binding: the guest uses the link's MAC unless the

@@ -15,6 +15,7 @@ struct FakePod {
     ipv6: Vec<String>,
     open_fds: Vec<i32>,
     vf_errors: Vec<String>,
+    resources: Vec<(String, String)>,
 }
 
 impl FakePod {
@@ -47,6 +48,9 @@ impl HostView for FakePod {
             servers: vec![Ipv4Addr::new(10, 96, 0, 10)],
             search: vec!["default.svc.cluster.local".into()],
         }
+    }
+    fn network_resources(&self) -> Vec<(String, String)> {
+        self.resources.clone()
     }
     fn fd_is_open(&self, fd: i32) -> bool {
         self.open_fds.contains(&fd)
@@ -221,4 +225,87 @@ fn kubevirt_hashed_interface_names() {
     assert_eq!(resolve::hashed_iface_name("mvt"), "pode32c04ddf04");
     assert_eq!(resolve::hashed_iface_name("br2"), "pod6c87f847df0");
     assert!(resolve::hashed_iface_name("a-very-long-network-name").len() <= 15);
+}
+
+fn pod_of(h: &HostPlan, i: usize) -> &PodPlan {
+    match &h.nics[i].backend {
+        HostBackend::Pod(p) => p,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn bridge_without_mac_delegates_the_pod_mac() {
+    let pod = FakePod::with_links(&[("eth0", "0a:58:0a:f4:00:05"), ("net1", "0a:58:0a:01:00:07")]);
+    let p = vmi(
+        "[{name: a, bridge: {}, ports: [{port: 80}]}, {name: b, bridge: {}}]",
+        "[{name: a, pod: {}}, {name: b, multus: {networkName: x}}]",
+    );
+    let h = resolve(&p, &HostInputs::default(), &pod).unwrap();
+    assert_eq!(h.nics[0].guest_mac.to_string(), "0a:58:0a:f4:00:05");
+    assert!(pod_of(&h, 0).delegate_mac);
+    // Bridge ports are informational: nothing forwards them.
+    assert!(pod_of(&h, 0).ports.is_empty());
+    assert_eq!(h.nics[1].guest_mac.to_string(), "0a:58:0a:01:00:07");
+    assert!(h
+        .to_text()
+        .contains("the guest takes eth0's MAC (the pod interface gets another)"));
+
+    // A spec MAC is kept; masquerade never delegates.
+    let p = vmi(
+        "[{name: a, bridge: {}, macAddress: \"02:00:00:00:00:01\"}]",
+        "[{name: a, pod: {}}]",
+    );
+    let h = resolve(&p, &HostInputs::default(), &pod).unwrap();
+    assert_eq!(h.nics[0].guest_mac.to_string(), "02:00:00:00:00:01");
+    assert!(!pod_of(&h, 0).delegate_mac);
+    let p = vmi("[{name: a, masquerade: {}}]", "[{name: a, pod: {}}]");
+    let h = resolve(&p, &HostInputs::default(), &pod).unwrap();
+    assert_eq!(h.nics[0].guest_mac, p.nics[0].mac);
+    assert!(!pod_of(&h, 0).delegate_mac);
+
+    // Virtink: no binding is bridge, and bridge delegates.
+    let vk = plan_of(
+        "apiVersion: virt.virtink.smartx.com/v1alpha1\nkind: VirtualMachine\nmetadata: {name: vk}\n\
+         spec:\n  instance:\n    interfaces: [{name: pod}]\n  networks: [{name: pod, pod: {}}]\n",
+    );
+    let h = resolve(&vk, &HostInputs::default(), &pod).unwrap();
+    assert_eq!(h.nics[0].guest_mac.to_string(), "0a:58:0a:f4:00:05");
+
+    // A pod interface whose MAC cannot be a guest's is refused.
+    let bad = FakePod::with_links(&[("eth0", "00:00:00:00:00:00")]);
+    let p = vmi("[{name: a, bridge: {}}]", "[{name: a, pod: {}}]");
+    assert_eq!(
+        errors(resolve(&p, &HostInputs::default(), &bad)),
+        ["spec.domain.devices.interfaces[0]: \"a\" pod interface eth0 has MAC 00:00:00:00:00:00, \
+          which a guest cannot use; set macAddress on the interface"]
+    );
+}
+
+#[test]
+fn resource_network_maps_through_the_device_plugin_variable() {
+    let p = vmi(
+        "[{name: red, bridge: {}}]",
+        "[{name: red, resource: {resourceName: bridge.network.kubevirt.io/red}}]",
+    );
+    let mut pod = FakePod::with_links(&[("eth-red01", "02:11:22:33:44:55")]);
+    let missing = errors(resolve(&p, &HostInputs::default(), &pod));
+    assert_eq!(
+        missing,
+        [
+            "spec.networks[0].resource: \"bridge.network.kubevirt.io/red\" has no device plugin \
+          interface: no NETWORK_INTERFACE_RESOURCES_* variable names this resource (there are \
+          none); the pod must request the resource so its device plugin sets one"
+        ]
+    );
+    pod.resources = vec![(
+        "NETWORK_INTERFACE_RESOURCES_RED".into(),
+        r#"{"name": "bridge.network.kubevirt.io/red", "interfaces": [{"name": "eth-red01", "protocol": "Ethernet"}, {"name": "eth-red02", "protocol": "Ethernet"}]}"#.into(),
+    )];
+    let h = resolve(&p, &HostInputs::default(), &pod).unwrap();
+    let pp = pod_of(&h, 0);
+    assert_eq!(pp.pod_iface, "eth-red01");
+    // Ethernet: bridged without delegating the MAC.
+    assert!(!pp.delegate_mac);
+    assert_eq!(h.nics[0].guest_mac, p.nics[0].mac);
 }

@@ -45,6 +45,13 @@ fn backend(b: &HostBackend) -> String {
 
 fn pod(p: &PodPlan) -> String {
     let mut s = format!("{} binding on {} via tap {}", p.binding, p.pod_iface, p.tap);
+    if p.delegate_mac {
+        let _ = write!(
+            s,
+            ", the guest takes {}'s MAC (the pod interface gets another)",
+            p.pod_iface
+        );
+    }
     if let Some(c) = p.ipv4 {
         let _ = write!(s, ", guest network {c}");
     }

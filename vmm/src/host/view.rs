@@ -16,6 +16,9 @@ pub trait HostView {
     fn has_global_ipv6(&self, iface: &str) -> bool;
     /// The pod's DNS settings.
     fn dns(&self) -> DnsInfo;
+    /// The `NETWORK_INTERFACE_RESOURCES_*` variables device plugins set
+    /// (name, JSON value).
+    fn network_resources(&self) -> Vec<(String, String)>;
     /// Whether descriptor `fd` is open in this process.
     fn fd_is_open(&self, fd: i32) -> bool;
     /// The VF of each SR-IOV request, all at once; each error names its
@@ -71,6 +74,12 @@ impl HostView for SysHost {
 
     fn dns(&self) -> DnsInfo {
         net::binding::read_resolv_conf("/etc/resolv.conf")
+    }
+
+    fn network_resources(&self) -> Vec<(String, String)> {
+        std::env::vars()
+            .filter(|(k, _)| k.starts_with(super::resource::ENV_PREFIX))
+            .collect()
     }
 
     fn fd_is_open(&self, fd: i32) -> bool {

@@ -4,7 +4,8 @@
 pub use net_backend::{MacAddr, MacError};
 
 /// A stable, locally administered unicast MAC (prefix `02:`) derived from
-/// the VM and interface names. `salt` > 0 picks an alternative value
+/// the VM (`namespace/name`, or the name when the spec has no namespace)
+/// and interface names. `salt` > 0 picks an alternative value
 /// (used to step around collisions).
 pub fn generate_mac(vm: &str, iface: &str, salt: u32) -> MacAddr {
     let mut h = Fnv1a::default();

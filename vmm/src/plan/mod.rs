@@ -23,11 +23,18 @@
 //! * When a KubeVirt VM has neither interfaces nor networks and
 //!   `autoattachPodInterface` is not `false`, the interface `default` (bridge
 //!   binding on the pod network) is added, with a warning.
-//! * **Ports** (masquerade and slirp only): port 1–65535, protocol TCP or UDP
-//!   (any case, default TCP), unique names per interface.
+//! * **Ports** (pod network only: forwarded with masquerade, slirp and passt,
+//!   informational with bridge): port 1–65535, protocol TCP or UDP (any case,
+//!   default TCP), unique names per interface; `portRanges` is refused.
+//! * **Virtink**: an interface without a binding is bridge (its webhook);
+//!   vdpa and vhostUser are refused by name.
+//! * **state**: up (default), down (link down), absent (not attached).
+//! * **dhcpOptions**: NTP servers are IPv4 addresses; private options
+//!   224–254, once each, at most 255 bytes.
 //! * **MAC**: `aa:bb:cc:dd:ee:ff` or with `-`; unicast and not all-zero; unique.
 //!   Without one, a stable locally administered `02:…` address is derived
-//!   from the VM and interface names.
+//!   from the namespace, VM and interface names (a bridge on the pod network
+//!   then takes the pod interface's MAC instead, in the host plan).
 //! * **PCI**: `dddd:bb:dd.f` (hex, device ≤ 0x1f, function ≤ 7), unique, not
 //!   the host bridge slot 0; other NICs get slots from `0000:00:02.0` up in
 //!   interface order, skipping slots used by explicit addresses.
@@ -178,16 +185,19 @@ pub enum NicModel {
     Pcnet,
     #[serde(rename = "rtl8139")]
     Rtl8139,
+    #[serde(rename = "igb")]
+    Igb,
 }
 
 impl NicModel {
-    pub const ALL: [NicModel; 6] = [
+    pub const ALL: [NicModel; 7] = [
         NicModel::VirtioNet,
         NicModel::E1000,
         NicModel::E1000e,
         NicModel::Ne2kPci,
         NicModel::Pcnet,
         NicModel::Rtl8139,
+        NicModel::Igb,
     ];
 
     /// The KubeVirt model string.
@@ -199,6 +209,7 @@ impl NicModel {
             NicModel::Ne2kPci => "ne2k_pci",
             NicModel::Pcnet => "pcnet",
             NicModel::Rtl8139 => "rtl8139",
+            NicModel::Igb => "igb",
         }
     }
 
@@ -324,6 +335,9 @@ pub struct NicPlan {
     /// Where its binding is (`….masquerade`, `….binding`).
     #[serde(skip)]
     pub binding_path: String,
+    /// Where its network's source is (`spec.networks[1].multus`).
+    #[serde(skip)]
+    pub network_path: String,
     pub model: NicModel,
     pub binding: Binding,
     pub network: NetworkPlan,
@@ -335,9 +349,33 @@ pub struct NicPlan {
     pub queue_pairs: u16,
     pub pci_address: PciAddress,
     pub ports: Vec<PortPlan>,
+    /// Has no effect: petrel has no firmware that boots from a NIC.
     pub boot_order: Option<u32>,
+    /// `dhcpOptions`, served by petrel's DHCP server (bridge, masquerade).
+    pub dhcp: DhcpPlan,
+    /// False for `state: down`: the NIC is attached with its link down.
+    pub link_up: bool,
+}
+
+/// KubeVirt `dhcpOptions`, checked: what petrel's DHCP server adds to its
+/// OFFER and ACK.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DhcpPlan {
+    /// Option 67 (and the BOOTP `file` field).
     pub boot_file_name: Option<String>,
+    /// Option 66 (and the BOOTP `sname` field).
     pub tftp_server_name: Option<String>,
+    /// Option 42.
+    pub ntp_servers: Vec<std::net::Ipv4Addr>,
+    /// Site-specific options 224-254, each with its text value.
+    pub private_options: Vec<PrivateOption>,
+}
+
+/// One `dhcpOptions.privateOptions` item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PrivateOption {
+    pub code: u8,
+    pub value: String,
 }
 
 /// Everything petrel needs to build the VM.

@@ -67,11 +67,17 @@ fn every_seed_example_resolves_or_reports() {
         let spec = crate::spec::tests::fixture(name);
         let result = resolve(&spec, &Overrides::default());
         if *name == "kubevirt_bridge_e1000_ports.yaml" {
-            let e = result.unwrap_err();
-            assert_eq!(
-                e.to_string(),
-                "spec.domain.devices.interfaces[0].ports: are only allowed with masquerade or \
-                 slirp binding; interface \"red\" uses bridge"
+            // KubeVirt allows ports on a bridge: they are informational.
+            let plan = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(plan.nics[0].ports.len(), 1);
+            assert!(plan.warnings.iter().any(|w| w.starts_with(
+                "spec.domain.devices.interfaces[0].ports: informational with bridge binding"
+            )));
+        } else if *name == "kubevirt_genie.yaml" {
+            let e = result.unwrap_err().to_string();
+            assert!(
+                e.contains("is a genie network, which petrel does not support"),
+                "{e}"
             );
         } else if let Some(b) = [
             ("vendor_passt_macvlan.yaml", "passt"),
@@ -159,8 +165,8 @@ fn seed_kubevirt_pxe_and_multus() {
     let p = fixture_plan("kubevirt_multus_ovs_pxe.yaml");
     let (d, o) = (&p.nics[0], &p.nics[1]);
     assert_eq!(d.boot_order, Some(1));
-    assert_eq!(d.boot_file_name.as_deref(), Some("default_image.bin"));
-    assert_eq!(d.tftp_server_name.as_deref(), Some("tftp.example.com"));
+    assert_eq!(d.dhcp.boot_file_name.as_deref(), Some("default_image.bin"));
+    assert_eq!(d.dhcp.tftp_server_name.as_deref(), Some("tftp.example.com"));
     assert_eq!(o.boot_order, Some(2));
     assert_eq!(
         o.network,
@@ -186,7 +192,8 @@ fn seed_kubevirt_e1000_mac_genie_resource() {
     assert_eq!(p.nics[0].model, NicModel::E1000);
     assert_eq!(p.name, "vm");
 
-    let g = fixture_plan("kubevirt_genie.yaml");
+    let g = crate::spec::tests::fixture("kubevirt_genie.yaml");
+    let g = resolve_meaning(&g, &Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
     let ifaces: Vec<_> = g
         .nics
         .iter()
@@ -652,12 +659,39 @@ fn port_rules() {
     );
     assert_error(&errs, &format!("{p}[3].port: is missing; use 1-65535"));
     assert_eq!(errs.len(), 5, "{errs:#?}");
-    let errs = errors_of(&vmi("[{name: a, bridge: {}, ports: [{port: 80}]}]", POD));
+    // Bridge on the pod network: KubeVirt allows ports, informational.
+    let b = plan_of(&vmi("[{name: a, bridge: {}, ports: [{port: 80}]}]", POD));
+    assert_eq!(b.nics[0].ports.len(), 1);
+    assert!(b
+        .warnings
+        .iter()
+        .any(|w| w.starts_with(&format!("{p}: informational with bridge binding"))));
+    // passt forwards the listed ports (its meaning; run refuses passt yet).
+    let passt = meaning_of(&vmi(
+        "[{name: a, passtBinding: {}, ports: [{port: 80}]}]",
+        POD,
+    ));
+    assert_eq!(passt.nics[0].binding, Binding::Passt);
+    assert_eq!(passt.nics[0].ports[0].port, 80);
+    let errs = errors_of(&vmi(
+        "[{name: a, bridge: {}, ports: [{port: 80}]}]",
+        "[{name: a, multus: {networkName: br}}]",
+    ));
     assert_eq!(
         errs,
         [format!(
-            "{p}: are only allowed with masquerade or slirp binding; interface \"a\" uses bridge"
+            "{p}: are only allowed on the pod network with bridge, masquerade, slirp or passt \
+             binding; interface \"a\" uses bridge on a secondary network"
         )]
+    );
+    let errs = errors_of(&vmi(
+        "[{name: a, masquerade: {}, portRanges: [{start: 8000, end: 8080}]}]",
+        POD,
+    ));
+    assert_error(
+        &errs,
+        "spec.domain.devices.interfaces[0].portRanges: \"[{\\\"start\\\":8000,\\\"end\\\":8080}]\" is not \
+         supported by petrel; list each port under ports",
     );
 }
 
@@ -1024,4 +1058,157 @@ fn text_and_json_rendering() {
     assert_eq!(nic["binding"], "masquerade");
     assert_eq!(nic["ports"][0]["protocol"], "TCP");
     assert_eq!(json["kind"], "KubeVirtVmi");
+}
+
+// ---- upstream defaults and fields that must have their effect ------------
+
+#[test]
+fn virtink_interface_without_binding_is_bridge() {
+    let p = plan_of(&virtink("[{name: pod}]", "[{name: pod, pod: {}}]"));
+    assert_eq!(p.nics[0].binding, Binding::Bridge);
+    assert!(p
+        .warnings
+        .iter()
+        .any(|w| w.contains("no binding; using bridge, as Virtink's webhook does")));
+    let m = plan_of(&virtink(
+        "[{name: pod, masquerade: {}}]",
+        "[{name: pod, pod: {}}]",
+    ));
+    assert_eq!(
+        m.nics[0].network,
+        NetworkPlan::Pod {
+            ipv4_cidr: Some(Ipv4Cidr::parse("10.0.2.0/30").unwrap()),
+            ipv6_cidr: None
+        }
+    );
+    for key in ["vdpa", "vhostUser"] {
+        let errs = errors_of(&virtink(
+            &format!("[{{name: pod, {key}: {{}}}}]"),
+            "[{name: pod, pod: {}}]",
+        ));
+        assert_error(
+            &errs,
+            &format!(
+                "spec.instance.interfaces[0].{key}: asks for the {key} binding, which petrel \
+                 does not support"
+            ),
+        );
+    }
+}
+
+#[test]
+fn unbuildable_models_are_refused_by_name() {
+    for model in ["igb", "e1000e", "ne2k_pci", "pcnet", "rtl8139"] {
+        let errs = errors_of(&vmi(
+            &format!("[{{name: a, bridge: {{}}, model: {model}}}]"),
+            POD,
+        ));
+        assert_eq!(
+            errs,
+            [format!(
+                "spec.domain.devices.interfaces[0].model: \"{model}\" is not emulated by petrel; \
+                 use virtio (the fastest) or e1000"
+            )]
+        );
+    }
+}
+
+#[test]
+fn interface_state_absent_and_down() {
+    let p = plan_of(&vmi(
+        "[{name: a, bridge: {}, state: absent}, {name: b, bridge: {}, state: down}, {name: c, bridge: {}, state: up}]",
+        "[{name: a, pod: {}}, {name: b, multus: {networkName: x}}, {name: c, multus: {networkName: y}}]",
+    ));
+    let names: Vec<_> = p
+        .nics
+        .iter()
+        .map(|n| (n.name.as_str(), n.link_up))
+        .collect();
+    assert_eq!(names, [("b", false), ("c", true)]);
+    assert!(p
+        .warnings
+        .iter()
+        .any(|w| w
+            == "spec.domain.devices.interfaces[0].state: absent; interface \"a\" is not attached"));
+    assert!(p.to_text().contains("link down"), "{}", p.to_text());
+    let errs = errors_of(&vmi("[{name: a, bridge: {}, state: sleepy}]", POD));
+    assert_eq!(
+        errs,
+        ["spec.domain.devices.interfaces[0].state: \"sleepy\" is not an interface state; use up, down or absent"]
+    );
+}
+
+#[test]
+fn boot_order_warns_that_it_has_no_effect() {
+    let p = plan_of(&vmi("[{name: a, bridge: {}, bootOrder: 1}]", POD));
+    assert_eq!(p.nics[0].boot_order, Some(1));
+    assert!(p.warnings.iter().any(|w| w.starts_with(
+        "spec.domain.devices.interfaces[0].bootOrder: has no effect; petrel boots the kernel directly"
+    )));
+}
+
+#[test]
+fn dhcp_options_are_planned_and_checked() {
+    let p = plan_of(&vmi(
+        "[{name: a, masquerade: {}, dhcpOptions: {bootFileName: pxe.0, tftpServerName: tftp.x, \
+         ntpServers: [192.0.2.1, 192.0.2.2], privateOptions: [{option: 240, value: hello}]}}]",
+        POD,
+    ));
+    assert_eq!(
+        p.nics[0].dhcp,
+        DhcpPlan {
+            boot_file_name: Some("pxe.0".into()),
+            tftp_server_name: Some("tftp.x".into()),
+            ntp_servers: vec!["192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap()],
+            private_options: vec![PrivateOption {
+                code: 240,
+                value: "hello".into()
+            }],
+        }
+    );
+    assert!(p.to_text().contains(
+        "dhcp boot file pxe.0, tftp server tftp.x, ntp 192.0.2.1 192.0.2.2, option 240 \"hello\""
+    ));
+    let errs = errors_of(&vmi(
+        "[{name: a, masquerade: {}, dhcpOptions: {ntpServers: [ntp.example], \
+         privateOptions: [{option: 12, value: x}, {option: 250, value: a}, {option: 250, value: b}, {value: c}]}}]",
+        POD,
+    ));
+    let d = "spec.domain.devices.interfaces[0].dhcpOptions";
+    assert_error(
+        &errs,
+        &format!("{d}.ntpServers[0]: \"ntp.example\" is not an IPv4 address"),
+    );
+    assert_error(
+        &errs,
+        &format!(
+            "{d}.privateOptions[0].option: \"12\" is not a private DHCP option; use 224 to 254"
+        ),
+    );
+    assert_error(&errs, &format!("{d}.privateOptions[2].option: \"250\" is used twice (also {d}.privateOptions[1].option)"));
+    assert_error(&errs, &format!("{d}.privateOptions[3].option: is missing"));
+    assert_eq!(errs.len(), 4, "{errs:#?}");
+    // No DHCP server on an SR-IOV VF: said, not silently dropped.
+    let s = plan_of(&vmi(
+        "[{name: a, sriov: {}, dhcpOptions: {bootFileName: x}}]",
+        "[{name: a, multus: {networkName: vf}}]",
+    ));
+    assert!(s.warnings.iter().any(|w| w
+        == &format!(
+        "{d}: has no effect with sriov binding; petrel serves DHCP only for bridge and masquerade"
+    )));
+}
+
+#[test]
+fn generated_macs_differ_between_namespaces() {
+    let in_ns = |ns: &str| {
+        plan_of(&vmi("[{name: a, bridge: {}}]", POD).replace(
+            "metadata: {name: vm1}",
+            &format!("metadata: {{name: web, namespace: {ns}}}"),
+        ))
+        .nics[0]
+            .mac
+    };
+    assert_ne!(in_ns("prod"), in_ns("staging"));
+    assert_eq!(in_ns("prod"), generate_mac("prod/web", "a", 0));
 }

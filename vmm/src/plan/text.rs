@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{Backend, NetworkPlan, NicPlan, VmPlan};
+use super::{Backend, DhcpPlan, NetworkPlan, NicPlan, VmPlan};
 
 fn size(bytes: u64) -> String {
     const UNITS: [(u64, &str); 4] = [
@@ -97,14 +97,32 @@ fn nic(out: &mut String, n: &NicPlan) {
     if let Some(o) = n.boot_order {
         boot.push(format!("boot order {o}"));
     }
-    if let Some(f) = &n.boot_file_name {
-        boot.push(format!("boot file {f}"));
-    }
-    if let Some(t) = &n.tftp_server_name {
-        boot.push(format!("tftp server {t}"));
+    if !n.link_up {
+        boot.push("link down".to_string());
     }
     if !boot.is_empty() {
         let _ = writeln!(out, "      {}", boot.join(", "));
+    }
+    dhcp(out, &n.dhcp);
+}
+
+fn dhcp(out: &mut String, d: &DhcpPlan) {
+    let mut opts = Vec::new();
+    if let Some(f) = &d.boot_file_name {
+        opts.push(format!("boot file {f}"));
+    }
+    if let Some(t) = &d.tftp_server_name {
+        opts.push(format!("tftp server {t}"));
+    }
+    if !d.ntp_servers.is_empty() {
+        let ntp: Vec<String> = d.ntp_servers.iter().map(ToString::to_string).collect();
+        opts.push(format!("ntp {}", ntp.join(" ")));
+    }
+    for o in &d.private_options {
+        opts.push(format!("option {} {:?}", o.code, o.value));
+    }
+    if !opts.is_empty() {
+        let _ = writeln!(out, "      dhcp {}", opts.join(", "));
     }
 }
 

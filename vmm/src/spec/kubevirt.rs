@@ -318,6 +318,8 @@ const BINDINGS: &[(&str, BindingKind)] = &[
     ("sriov", BindingKind::Sriov),
     ("macvtap", BindingKind::Macvtap),
     ("passt", BindingKind::Passt),
+    // Core since KubeVirt v1.8 (the plugin form is `binding: {name: passt}`).
+    ("passtBinding", BindingKind::Passt),
 ];
 
 /// The interface's binding sections: `bridge: {}` and its siblings, and
@@ -325,8 +327,10 @@ const BINDINGS: &[(&str, BindingKind)] = &[
 fn parse_bindings(m: &mut MapView<'_>, w: &mut Walker) -> Vec<BindingSpec> {
     let mut bindings = Vec::new();
     for (key, kind) in BINDINGS {
+        // take() also makes the key known, for typo hints.
+        let taken = m.take(key);
         if m.has(key) {
-            if let Some((bv, bp)) = m.take(key) {
+            if let Some((bv, bp)) = taken {
                 if let Some(b) = w.map(bv, &bp) {
                     b.finish(w, &[]);
                 }
@@ -338,8 +342,9 @@ fn parse_bindings(m: &mut MapView<'_>, w: &mut Walker) -> Vec<BindingSpec> {
             }
         }
     }
+    let taken = m.take("binding");
     if m.has("binding") {
-        if let Some((bv, bp)) = m.take("binding") {
+        if let Some((bv, bp)) = taken {
             if let Some(mut b) = w.map(bv, &bp) {
                 let plugin = b.take("name").and_then(|(v, p)| w.string(v, &p));
                 b.finish(w, &[]);
@@ -361,58 +366,67 @@ fn parse_bindings(m: &mut MapView<'_>, w: &mut Walker) -> Vec<BindingSpec> {
     bindings
 }
 
-/// `dhcpOptions`: the PXE fields (boot file, TFTP server).
-fn parse_dhcp_options(
-    m: &mut MapView<'_>,
-    w: &mut Walker,
-) -> (Option<Field<String>>, Option<Field<String>>) {
+/// `dhcpOptions`: boot file (67), TFTP server (66), NTP servers (42) and
+/// private options (224-254), all served by petrel's DHCP server.
+fn parse_dhcp_options(m: &mut MapView<'_>, w: &mut Walker, iface: &mut InterfaceSpec) {
     let Some((dv, dp)) = m.take("dhcpOptions") else {
-        return (None, None);
+        return;
     };
+    iface.dhcp_options_path = Some(dp.clone());
     let Some(mut d) = w.map(dv, &dp) else {
-        return (None, None);
+        return;
     };
-    let file = d.take("bootFileName").and_then(|(v, p)| w.string(v, &p));
-    let tftp = d.take("tftpServerName").and_then(|(v, p)| w.string(v, &p));
-    let unserved = "DHCP options other than PXE are not served";
-    d.finish(w, &[("ntpServers", unserved), ("privateOptions", unserved)]);
-    (file, tftp)
+    iface.boot_file_name = d.take("bootFileName").and_then(|(v, p)| w.string(v, &p));
+    iface.tftp_server_name = d.take("tftpServerName").and_then(|(v, p)| w.string(v, &p));
+    if let Some((nv, np)) = d.take("ntpServers") {
+        for (v, p) in w.seq(nv, &np) {
+            iface.ntp_servers.extend(w.string(v, &p));
+        }
+    }
+    iface.private_options = w.list(&mut d, "privateOptions", parse_private_option);
+    d.finish(w, &[]);
+}
+
+fn parse_private_option(v: &Value, path: &str, w: &mut Walker) -> Option<PrivateOptionSpec> {
+    let mut m = w.map(v, path)?;
+    let option = m.take("option").and_then(|(v, p)| w.int(v, &p));
+    let value = m.take("value").and_then(|(v, p)| w.string(v, &p));
+    m.finish(w, &[]);
+    Some(PrivateOptionSpec {
+        path: path.to_string(),
+        option,
+        value,
+    })
 }
 
 fn parse_interface(v: &Value, path: &str, w: &mut Walker) -> Option<InterfaceSpec> {
     let (mut m, name) = named_item(v, path, w)?;
-    let name = name?;
-    let bindings = parse_bindings(&mut m, w);
-    let model = m.take("model").and_then(|(v, p)| w.string(v, &p));
-    let mac = m.take("macAddress").and_then(|(v, p)| w.string(v, &p));
-    let pci_address = m.take("pciAddress").and_then(|(v, p)| w.string(v, &p));
-    let boot_order = m.take("bootOrder").and_then(|(v, p)| w.int(v, &p));
+    let mut iface = InterfaceSpec::named(path, name?);
+    iface.bindings = parse_bindings(&mut m, w);
+    iface.model = m.take("model").and_then(|(v, p)| w.string(v, &p));
+    iface.mac = m.take("macAddress").and_then(|(v, p)| w.string(v, &p));
+    iface.pci_address = m.take("pciAddress").and_then(|(v, p)| w.string(v, &p));
+    iface.boot_order = m.take("bootOrder").and_then(|(v, p)| w.int(v, &p));
+    iface.state = m.take("state").and_then(|(v, p)| w.string(v, &p));
+    // The user guide once showed the PXE keys on the interface itself.
     let boot_file_name = m.take("bootFileName").and_then(|(v, p)| w.string(v, &p));
     let tftp_server_name = m.take("tftpServerName").and_then(|(v, p)| w.string(v, &p));
-    let (file, tftp) = parse_dhcp_options(&mut m, w);
-    let boot_file_name = boot_file_name.or(file);
-    let tftp_server_name = tftp_server_name.or(tftp);
-    let ports = w.list(&mut m, "ports", parse_port);
+    parse_dhcp_options(&mut m, w, &mut iface);
+    iface.boot_file_name = boot_file_name.or(iface.boot_file_name.take());
+    iface.tftp_server_name = tftp_server_name.or(iface.tftp_server_name.take());
+    iface.ports = w.list(&mut m, "ports", parse_port);
+    if let Some((rv, rp)) = m.take("portRanges") {
+        let text = serde_json::to_string(rv).unwrap_or_default();
+        iface.port_ranges = Some(Field::new(text, rp));
+    }
     m.finish(
         w,
         &[
             ("tag", "device role tagging is outside petrel's scope"),
             ("acpiIndex", "ACPI is outside petrel's scope"),
-            ("state", "interface hot(un)plug is outside petrel's scope"),
         ],
     );
-    Some(InterfaceSpec {
-        path: path.to_string(),
-        name,
-        bindings,
-        model,
-        mac,
-        ports,
-        pci_address,
-        boot_order,
-        boot_file_name,
-        tftp_server_name,
-    })
+    Some(iface)
 }
 
 fn parse_port(v: &Value, path: &str, w: &mut Walker) -> Option<PortSpec> {

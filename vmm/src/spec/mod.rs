@@ -54,7 +54,7 @@ impl fmt::Display for SchemaIssue {
 /// Why a spec file could not be turned into a [`VmSpec`].
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -62,7 +62,7 @@ pub enum SpecError {
     },
     /// YAML syntax error. `document` is 1-based; `line`/`column` (1-based)
     /// are positions in the whole input when serde_yaml knows them.
-    #[error("YAML error in document {document}: {source}")]
+    #[error("YAML error in document {document}")]
     Yaml {
         document: usize,
         line: Option<usize>,
@@ -98,16 +98,29 @@ pub enum SpecError {
     },
 }
 
-/// Reads and parses a spec file.
+/// Reads and parses a spec file; `-` reads standard input.
 pub fn load_file(path: &Path) -> Result<VmSpec, SpecError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io {
+    let io = |source| SpecError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let text = if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(io)?;
+        text
+    } else {
+        std::fs::read_to_string(path).map_err(io)?
+    };
     parse_str(&text)
 }
 
 fn yaml_error(document: usize, source: serde_yaml::Error) -> SpecError {
+    if let Some(issue) = too_big_integer(&source) {
+        return SpecError::Schema {
+            document,
+            issues: vec![issue],
+        };
+    }
     let loc = source.location();
     SpecError::Yaml {
         document,
@@ -117,8 +130,22 @@ fn yaml_error(document: usize, source: serde_yaml::Error) -> SpecError {
     }
 }
 
+/// serde_yaml cannot hold an integer beyond 64 bits and reports it as
+/// "path: invalid type: integer `N` as u128, …": that is a range problem.
+fn too_big_integer(e: &serde_yaml::Error) -> Option<SchemaIssue> {
+    let text = e.to_string();
+    let (path, rest) = text.split_once(": invalid type: integer `")?;
+    let (number, rest) = rest.split_once('`')?;
+    rest.starts_with(" as u128").then(|| SchemaIssue {
+        path: path.to_string(),
+        message: format!("{number} is out of range"),
+    })
+}
+
 /// Parses multi-document YAML text and returns the single VM object in it.
 pub fn parse_str(yaml: &str) -> Result<VmSpec, SpecError> {
+    // Editors on Windows start files with a byte-order mark.
+    let yaml = yaml.strip_prefix('\u{feff}').unwrap_or(yaml);
     let mut docs = Vec::new();
     for (i, de) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
         let mut value = Value::deserialize(de).map_err(|e| yaml_error(i + 1, e))?;
@@ -183,9 +210,7 @@ fn sort_documents(docs: &[Value]) -> Result<Sorted<'_>, SpecError> {
         attachments: Vec::new(),
         warnings: Vec::new(),
     };
-    for (i, doc) in docs.iter().enumerate() {
-        let document = i + 1;
-        let doc = walk::untag(doc);
+    for (document, doc) in expand_lists(docs) {
         let Value::Mapping(map) = doc else {
             if !doc.is_null() {
                 out.warnings
@@ -226,6 +251,21 @@ fn sort_documents(docs: &[Value]) -> Result<Sorted<'_>, SpecError> {
         }
     }
     Ok(out)
+}
+
+/// The documents with each `kind: List` (what `kubectl get -o yaml`
+/// writes) replaced by its items; each keeps its document's 1-based number.
+fn expand_lists(docs: &[Value]) -> Vec<(usize, &Value)> {
+    let mut out = Vec::new();
+    for (i, doc) in docs.iter().enumerate() {
+        let doc = walk::untag(doc);
+        let is_list = doc.get("kind").and_then(Value::as_str) == Some("List");
+        match doc.get("items").and_then(Value::as_sequence) {
+            Some(items) if is_list => out.extend(items.iter().map(|v| (i + 1, walk::untag(v)))),
+            _ => out.push((i + 1, doc)),
+        }
+    }
+    out
 }
 
 impl VmSpec {

@@ -118,6 +118,10 @@ pub enum BindingKind {
     Sriov,
     Macvtap,
     Passt,
+    /// Virtink `vdpa`: a vDPA device.
+    Vdpa,
+    /// Virtink `vhostUser`: a vhost-user socket.
+    VhostUser,
     /// A KubeVirt network binding plugin (`binding: {name: ...}`) that petrel
     /// does not implement.
     Plugin(String),
@@ -156,8 +160,52 @@ pub struct InterfaceSpec {
     pub ports: Vec<PortSpec>,
     pub pci_address: Option<Field<String>>,
     pub boot_order: Option<Field<i64>>,
+    /// `dhcpOptions.bootFileName` (or the interface-level key the old
+    /// user guide shows).
     pub boot_file_name: Option<Field<String>>,
     pub tftp_server_name: Option<Field<String>>,
+    /// `dhcpOptions.ntpServers`.
+    pub ntp_servers: Vec<Field<String>>,
+    /// `dhcpOptions.privateOptions`.
+    pub private_options: Vec<PrivateOptionSpec>,
+    /// Path of `dhcpOptions`, when present.
+    pub dhcp_options_path: Option<String>,
+    /// KubeVirt `state` (`up`, `down`, `absent`).
+    pub state: Option<Field<String>>,
+    /// KubeVirt `portRanges`, as written (petrel refuses it).
+    pub port_ranges: Option<Field<String>>,
+}
+
+impl InterfaceSpec {
+    /// An interface with only a name and a path; the parsers fill in the rest.
+    pub fn named(path: &str, name: Field<String>) -> Self {
+        InterfaceSpec {
+            path: path.to_string(),
+            name,
+            bindings: Vec::new(),
+            model: None,
+            mac: None,
+            ports: Vec::new(),
+            pci_address: None,
+            boot_order: None,
+            boot_file_name: None,
+            tftp_server_name: None,
+            ntp_servers: Vec::new(),
+            private_options: Vec::new(),
+            dhcp_options_path: None,
+            state: None,
+            port_ranges: None,
+        }
+    }
+}
+
+/// One `dhcpOptions.privateOptions` item: a site-specific option (224-254)
+/// and its text value.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrivateOptionSpec {
+    pub path: String,
+    pub option: Option<Field<i64>>,
+    pub value: Option<Field<String>>,
 }
 
 /// Where a network comes from.

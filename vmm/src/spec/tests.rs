@@ -188,7 +188,8 @@ spec:
       - name: a
         bridge: {}
         sparkle: true
-        dhcpOptions: {ntpServers: [1.2.3.4]}
+        dhcpOptions: {ntpServers: [1.2.3.4], bootFileNme: x}
+        masqurade: {}
     rng: {}
   networks:
   - name: a
@@ -202,7 +203,8 @@ status: {phase: Running}
     for expected in [
         "spec.frobnicate: unknown field, ignored",
         "spec.domain.devices.interfaces[0].sparkle: unknown field, ignored",
-        "spec.domain.devices.interfaces[0].dhcpOptions.ntpServers: ignored (DHCP options other than PXE are not served)",
+        "spec.domain.devices.interfaces[0].dhcpOptions.bootFileNme: unknown field bootFileNme, ignored; did you mean bootFileName?",
+        "spec.domain.devices.interfaces[0].masqurade: unknown field masqurade, ignored; did you mean masquerade?",
         "spec.domain.rng: unknown field, ignored",
         "spec.networks[0].extra: unknown field, ignored",
         "status: ignored (status is written by the cluster)",
@@ -597,4 +599,39 @@ fn odd_documents_give_errors_not_panics() {
             .contains("spec.domain.devices.interfaces[0]: expected a mapping"),
         "{err}"
     );
+}
+
+#[test]
+fn kubectl_list_bom_and_out_of_range_integers() {
+    let list = "\u{feff}apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  \
+                metadata: {name: c}\n- apiVersion: kubevirt.io/v1\n  kind: VirtualMachineInstance\n  \
+                metadata: {name: listed}\n  spec: {domain: {devices: {}}}\nmetadata: {resourceVersion: \"\"}\n";
+    let spec = parse_str(list).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(spec.name, "listed");
+    assert_eq!(spec.kind, SpecKind::KubeVirtVmi);
+    let big = "apiVersion: kubevirt.io/v1\nkind: VirtualMachineInstance\nmetadata: {name: x}\n\
+               spec: {domain: {cpu: {cores: 99999999999999999999}, devices: {}}}\n";
+    match parse_str(big) {
+        Err(SpecError::Schema { issues, .. }) => assert_eq!(
+            issues[0].to_string(),
+            "spec.domain.cpu.cores: 99999999999999999999 is out of range"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let float = big.replace("99999999999999999999", "1e30");
+    match parse_str(&float) {
+        Err(SpecError::Schema { issues, .. }) => assert_eq!(
+            issues[0].to_string(),
+            "spec.domain.cpu.cores: 1e30 is out of range"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let frac = big.replace("99999999999999999999", "1.5");
+    match parse_str(&frac) {
+        Err(SpecError::Schema { issues, .. }) => assert_eq!(
+            issues[0].to_string(),
+            "spec.domain.cpu.cores: expected an integer, found 1.5"
+        ),
+        other => panic!("{other:?}"),
+    }
 }

@@ -86,11 +86,15 @@ fn parse_interface(v: &Value, path: &str, w: &mut Walker) -> Option<InterfaceSpe
         ("bridge", BindingKind::Bridge),
         ("masquerade", BindingKind::Masquerade),
         ("sriov", BindingKind::Sriov),
+        ("vdpa", BindingKind::Vdpa),
+        ("vhostUser", BindingKind::VhostUser),
     ] {
+        // take() also makes the key known, for typo hints.
+        let taken = m.take(key);
         if !m.has(key) {
             continue;
         }
-        if let Some((bv, bp)) = m.take(key) {
+        if let Some((bv, bp)) = taken {
             let mut cidr = None;
             if let Some(mut b) = w.map(bv, &bp) {
                 if kind == BindingKind::Masquerade {
@@ -107,16 +111,8 @@ fn parse_interface(v: &Value, path: &str, w: &mut Walker) -> Option<InterfaceSpe
     }
     let mac = m.take("mac").and_then(|(v, p)| w.string(v, &p));
     m.finish(w, &[]);
-    Some(InterfaceSpec {
-        path: path.to_string(),
-        name,
-        bindings,
-        model: None,
-        mac,
-        ports: Vec::new(),
-        pci_address: None,
-        boot_order: None,
-        boot_file_name: None,
-        tftp_server_name: None,
-    })
+    let mut iface = InterfaceSpec::named(path, name);
+    iface.bindings = bindings;
+    iface.mac = mac;
+    Some(iface)
 }

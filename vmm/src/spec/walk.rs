@@ -91,10 +91,64 @@ impl<'a> MapView<'a> {
             let path = join(&self.path, &key);
             match out_of_scope.iter().find(|(name, _)| *name == key) {
                 Some((_, reason)) => w.warnings.push(format!("{path}: ignored ({reason})")),
-                None => w.warnings.push(format!("{path}: unknown field, ignored")),
+                None => {
+                    let known = self
+                        .used
+                        .iter()
+                        .map(String::as_str)
+                        .chain(out_of_scope.iter().map(|(name, _)| *name));
+                    match closest(&key, known) {
+                        Some(near) => w.warnings.push(format!(
+                            "{path}: unknown field {key}, ignored; did you mean {near}?"
+                        )),
+                        None => w.warnings.push(format!("{path}: unknown field, ignored")),
+                    }
+                }
             }
         }
     }
+}
+
+/// The known key `key` is most likely a typo of: at most two edits away
+/// (one for short keys), or the same ignoring case.
+fn closest<'k>(key: &str, known: impl Iterator<Item = &'k str>) -> Option<&'k str> {
+    let limit = if key.chars().count() <= 4 { 1 } else { 2 };
+    known
+        .filter(|k| *k != key)
+        .map(|k| {
+            let d = if k.eq_ignore_ascii_case(key) {
+                0
+            } else {
+                edit_distance(key, k)
+            };
+            (d, k)
+        })
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance, with a transposition counted as one edit.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut rows = vec![(0..=b.len()).collect::<Vec<_>>(); a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = d;
+        }
+    }
+    rows[a.len()][b.len()]
 }
 
 impl Walker {
@@ -188,6 +242,12 @@ impl Walker {
         match untag(v) {
             Value::Number(n) => match n.as_i64() {
                 Some(i) => Some(Field::new(i, path)),
+                // A whole number too large for 64 bits (YAML reads it as
+                // u64 or float): its range is what is wrong.
+                None if n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0) => {
+                    self.issue(path, format!("{n} is out of range"));
+                    None
+                }
                 None => {
                     self.issue(path, format!("expected an integer, found {n}"));
                     None

@@ -35,6 +35,9 @@ const MIN_MTU: u16 = 68;
 pub struct Net {
     id: Arc<str>,
     mac: [u8; 6],
+    /// VIRTIO_NET_S_LINK_UP in the config space (KubeVirt `state: down`
+    /// clears it).
+    link_up: bool,
     mtu: u16,
     pairs: usize,
     queue_sizes: Vec<u16>,
@@ -130,6 +133,7 @@ impl Net {
         Ok(Net {
             id: Arc::from(id),
             mac,
+            link_up: true,
             mtu,
             pairs,
             queue_sizes: vec![QUEUE_SIZE; 2 * pairs + 1],
@@ -144,6 +148,11 @@ impl Net {
             })),
             state: DeviceState::Inactive,
         })
+    }
+
+    /// Reports the link up or down in the config space's status.
+    pub fn set_link_up(&mut self, up: bool) {
+        self.link_up = up;
     }
 
     /// The device's counters (shared with its workers).
@@ -189,7 +198,12 @@ impl Net {
     fn config_space(&self) -> [u8; CONFIG_SPACE_LEN] {
         let mut c = [0u8; CONFIG_SPACE_LEN];
         c[..6].copy_from_slice(&self.mac);
-        c[6..8].copy_from_slice(&(VIRTIO_NET_S_LINK_UP as u16).to_le_bytes());
+        let status = if self.link_up {
+            VIRTIO_NET_S_LINK_UP as u16
+        } else {
+            0
+        };
+        c[6..8].copy_from_slice(&status.to_le_bytes());
         c[8..10].copy_from_slice(&(self.pairs as u16).to_le_bytes());
         c[10..12].copy_from_slice(&self.mtu.to_le_bytes());
         c

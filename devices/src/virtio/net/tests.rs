@@ -708,6 +708,13 @@ fn features_and_config_space() {
     let mut one = [0u8; 1];
     n.read_config(5, &mut one);
     assert_eq!(one[0], 0x56);
+
+    // KubeVirt's state: down: the status has no LINK_UP.
+    let (devs, _peers) = backends(1);
+    let mut down = Net::new("eth0".into(), MAC, 1500, devs, vec![]).unwrap();
+    down.set_link_up(false);
+    down.read_config(0, &mut cfg);
+    assert_eq!(u16::from_le_bytes([cfg[6], cfg[7]]), 0);
     let mut past = [0xffu8; 4];
     n.read_config(11, &mut past);
     assert_eq!(past, [0x05, 0, 0, 0]);

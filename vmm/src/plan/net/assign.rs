@@ -55,15 +55,21 @@ pub(super) fn assign_macs(
         "MAC addresses",
         errors,
     );
+    // `namespace/name`: a Kubernetes name has no '/', so two VMs of one
+    // name in two namespaces get different MACs and no pair aliases.
+    let vm = match &spec.namespace {
+        Some(ns) => format!("{ns}/{}", spec.name),
+        None => spec.name.clone(),
+    };
     for (d, slot) in drafts.iter().zip(out.iter_mut()) {
         if d.iface.mac.is_some() {
             continue;
         }
         let mut salt = 0;
-        let mut mac = generate_mac(&spec.name, &d.iface.name.value, salt);
+        let mut mac = generate_mac(&vm, &d.iface.name.value, salt);
         while used.contains_key(&mac) {
             salt += 1;
-            mac = generate_mac(&spec.name, &d.iface.name.value, salt);
+            mac = generate_mac(&vm, &d.iface.name.value, salt);
         }
         used.insert(mac, &d.iface.path);
         *slot = Some(mac);

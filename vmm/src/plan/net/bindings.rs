@@ -4,7 +4,7 @@ use super::*;
 
 pub(super) fn binding_names(kind: SpecKind) -> &'static str {
     match kind {
-        SpecKind::Virtink => "bridge, masquerade, sriov",
+        SpecKind::Virtink => "bridge, masquerade, sriov (vdpa and vhostUser are not supported)",
         _ => "bridge, masquerade, slirp, sriov, macvtap, passt",
     }
 }
@@ -15,10 +15,19 @@ pub(super) fn pick_binding<'a>(
     iface: &'a InterfaceSpec,
     tapped: bool,
     errors: &mut Vec<FieldError>,
+    warnings: &mut Vec<String>,
 ) -> (Option<Binding>, Option<&'a BindingSpec>) {
     let names = binding_names(spec.kind);
     let chosen = match iface.bindings.as_slice() {
         [] if tapped => return (Some(Binding::Tap), None),
+        // Virtink's mutating webhook makes such an interface bridge.
+        [] if spec.kind == SpecKind::Virtink => {
+            warnings.push(format!(
+                "{}: no binding; using bridge, as Virtink's webhook does",
+                iface.path
+            ));
+            return (Some(Binding::Bridge), None);
+        }
         [] => {
             errors.push(FieldError::new(
                 &iface.path,
@@ -49,6 +58,18 @@ pub(super) fn pick_binding<'a>(
         BindingKind::Sriov => Binding::Sriov,
         BindingKind::Macvtap => Binding::Macvtap,
         BindingKind::Passt => Binding::Passt,
+        BindingKind::Vdpa | BindingKind::VhostUser => {
+            let key = chosen.path.rsplit('.').next().unwrap_or_default();
+            errors.push(FieldError::new(
+                &chosen.path,
+                "",
+                format!(
+                    "asks for the {key} binding, which petrel does not support (it has no vDPA \
+                     or vhost-user backend); use bridge, masquerade or sriov"
+                ),
+            ));
+            return (None, Some(chosen));
+        }
         BindingKind::Plugin(name) => {
             errors.push(FieldError::new(
                 format!("{}.name", chosen.path),

@@ -1,4 +1,4 @@
-//! Per-interface fields: NIC model and boot order.
+//! Per-interface fields: NIC model, boot order and link state.
 
 use super::*;
 
@@ -21,10 +21,16 @@ pub(super) fn boot_order(
     iface: &InterfaceSpec,
     seen: &mut BTreeMap<u32, String>,
     errors: &mut Vec<FieldError>,
+    warnings: &mut Vec<String>,
 ) -> Option<u32> {
     let f = iface.boot_order.as_ref()?;
     match u32::try_from(f.value) {
         Ok(v) if v >= 1 => {
+            warnings.push(format!(
+                "{}: has no effect; petrel boots the kernel directly and has no firmware \
+                 that could boot from this interface",
+                f.path
+            ));
             if let Some(first) = seen.get(&v) {
                 errors.push(FieldError::new(
                     &f.path,
@@ -43,6 +49,45 @@ pub(super) fn boot_order(
                 "is out of range; use 1 or greater",
             ));
             None
+        }
+    }
+}
+
+/// KubeVirt's interface `state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LinkState {
+    Up,
+    /// Attached with the link down.
+    Down,
+    /// Not attached at all.
+    Absent,
+}
+
+pub(super) fn link_state(
+    iface: &InterfaceSpec,
+    errors: &mut Vec<FieldError>,
+    warnings: &mut Vec<String>,
+) -> LinkState {
+    let Some(f) = &iface.state else {
+        return LinkState::Up;
+    };
+    match f.value.as_str() {
+        "" | "up" => LinkState::Up,
+        "down" => LinkState::Down,
+        "absent" => {
+            warnings.push(format!(
+                "{}: absent; interface {:?} is not attached",
+                f.path, iface.name.value
+            ));
+            LinkState::Absent
+        }
+        _ => {
+            errors.push(FieldError::new(
+                &f.path,
+                &f.value,
+                "is not an interface state; use up, down or absent",
+            ));
+            LinkState::Up
         }
     }
 }

@@ -4,6 +4,7 @@
 mod assign;
 mod backend;
 mod bindings;
+mod dhcp;
 mod fields;
 mod interface;
 mod networks;
@@ -13,22 +14,23 @@ use std::collections::BTreeMap;
 
 use crate::spec::{
     BindingKind, BindingSpec, Field, InterfaceSpec, NetworkSource, NetworkSourceKind, NetworkSpec,
-    SpecKind, VmSpec,
+    PrivateOptionSpec, SpecKind, VmSpec,
 };
 
 use crate::plan::cidr::{check_ipv4, check_ipv6, Ipv4Cidr, Ipv6Cidr};
 use crate::plan::mac::{generate_mac, MacAddr};
 use crate::plan::pci::{PciAddress, SlotAllocator};
 use crate::plan::{
-    Backend, Binding, FieldError, NetworkPlan, NicModel, NicPlan, PortPlan, Protocol,
+    Backend, Binding, DhcpPlan, FieldError, NetworkPlan, NicModel, NicPlan, PortPlan, Protocol,
     KUBEVIRT_DEFAULT_IPV4_CIDR, KUBEVIRT_DEFAULT_IPV6_CIDR, MAX_IFNAME_LEN, TAP_ANNOTATION_PREFIX,
     VIRTINK_DEFAULT_CIDR,
 };
 use assign::{assign_macs, assign_pci};
 use backend::{backend, check_tap_names, tap_annotations};
 use bindings::{network_plan, pick_binding};
+use dhcp::dhcp_options;
 use fields::{check_unique, note_name, report_extras, required};
-use interface::{boot_order, model};
+use interface::{boot_order, link_state, model, LinkState};
 use networks::{describe, resolve_networks};
 use ports::ports;
 
@@ -45,10 +47,13 @@ pub(super) struct Draft<'a> {
     iface: &'a InterfaceSpec,
     binding: Option<Binding>,
     binding_path: String,
+    network_path: String,
     network: Option<NetworkPlan>,
     model: NicModel,
     ports: Vec<PortPlan>,
     boot_order: Option<u32>,
+    dhcp: DhcpPlan,
+    link: LinkState,
     backend: Option<Backend>,
 }
 
@@ -65,22 +70,14 @@ fn effective(spec: &VmSpec, warnings: &mut Vec<String>) -> (Vec<InterfaceSpec>, 
     {
         let ip = format!("{}[0]", spec.interfaces_path);
         let np = format!("{}[0]", spec.networks_path);
-        interfaces.push(InterfaceSpec {
-            path: ip.clone(),
-            name: Field::new("default".to_string(), format!("{ip}.name")),
-            bindings: vec![BindingSpec {
-                kind: BindingKind::Bridge,
-                path: format!("{ip}.bridge"),
-                cidr: None,
-            }],
-            model: None,
-            mac: None,
-            ports: Vec::new(),
-            pci_address: None,
-            boot_order: None,
-            boot_file_name: None,
-            tftp_server_name: None,
-        });
+        let mut iface =
+            InterfaceSpec::named(&ip, Field::new("default".to_string(), format!("{ip}.name")));
+        iface.bindings = vec![BindingSpec {
+            kind: BindingKind::Bridge,
+            path: format!("{ip}.bridge"),
+            cidr: None,
+        }];
+        interfaces.push(iface);
         networks.push(NetworkSpec {
             path: np.clone(),
             name: Field::new("default".to_string(), format!("{np}.name")),
@@ -132,8 +129,12 @@ pub(crate) fn resolve_nics(
     let pcis = assign_pci(&drafts, errors);
     let mut nics = Vec::new();
     for ((d, mac), pci) in drafts.into_iter().zip(macs).zip(pcis) {
+        // Checked like the others, but KubeVirt does not attach it.
+        let absent = d.link == LinkState::Absent;
         if let Some(nic) = finish(spec, vcpus, d, mac, pci, errors) {
-            nics.push(nic);
+            if !absent {
+                nics.push(nic);
+            }
         }
     }
     nics
@@ -178,7 +179,7 @@ fn draft<'a>(
     warnings: &mut Vec<String>,
 ) -> Draft<'a> {
     let tapped = taps.contains_key(&iface.name.value);
-    let (binding, binding_spec) = pick_binding(spec, iface, tapped, errors);
+    let (binding, binding_spec) = pick_binding(spec, iface, tapped, errors, warnings);
     let net_idx = net
         .specs
         .iter()
@@ -204,14 +205,19 @@ fn draft<'a>(
         (Some(b), Some(n)) => backend(spec, iface, b, n, taps, errors),
         _ => None,
     };
+    let dhcp = dhcp_options(iface, binding, network.as_ref(), errors, warnings);
+    let ports = ports(iface, binding, network.as_ref(), errors, warnings);
     Draft {
         iface,
         binding,
         binding_path: binding_spec.map_or_else(|| iface.path.clone(), |b| b.path.clone()),
+        network_path: info.map_or_else(String::new, |i| i.source.path.clone()),
         network,
         model: model(iface, errors),
-        ports: ports(iface, binding, errors),
-        boot_order: boot_order(iface, boot_orders, errors),
+        ports,
+        boot_order: boot_order(iface, boot_orders, errors, warnings),
+        dhcp,
+        link: link_state(iface, errors, warnings),
         backend,
     }
 }
@@ -247,6 +253,7 @@ fn finish(
         name: d.iface.name.value.clone(),
         path: d.iface.path.clone(),
         binding_path: d.binding_path,
+        network_path: d.network_path,
         model: d.model,
         binding,
         network,
@@ -257,7 +264,7 @@ fn finish(
         pci_address,
         ports: d.ports,
         boot_order: d.boot_order,
-        boot_file_name: d.iface.boot_file_name.as_ref().map(|f| f.value.clone()),
-        tftp_server_name: d.iface.tftp_server_name.as_ref().map(|f| f.value.clone()),
+        dhcp: d.dhcp,
+        link_up: d.link == LinkState::Up,
     })
 }

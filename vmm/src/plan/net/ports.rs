@@ -1,26 +1,50 @@
-//! Ports forwarded into the guest (masquerade, slirp).
+//! Ports of an interface on the pod network: forwarded into the guest
+//! (masquerade, slirp, passt) or informational (bridge), as in KubeVirt.
 
 use super::*;
 
 pub(super) fn ports(
     iface: &InterfaceSpec,
     binding: Option<Binding>,
+    network: Option<&NetworkPlan>,
     errors: &mut Vec<FieldError>,
+    warnings: &mut Vec<String>,
 ) -> Vec<PortPlan> {
+    if let Some(f) = &iface.port_ranges {
+        errors.push(FieldError::new(
+            &f.path,
+            &f.value,
+            "is not supported by petrel; list each port under ports instead (or leave both out \
+             to forward every port with masquerade)",
+        ));
+    }
     if iface.ports.is_empty() {
         return Vec::new();
     }
-    if let Some(b) = binding {
-        if !matches!(b, Binding::Masquerade | Binding::Slirp) {
-            errors.push(FieldError::new(
-                format!("{}.ports", iface.path),
-                "",
-                format!(
-                    "are only allowed with masquerade or slirp binding; interface {:?} uses {b}",
-                    iface.name.value
-                ),
-            ));
-        }
+    let on_pod = matches!(network, Some(NetworkPlan::Pod { .. }))
+        || matches!(network, Some(NetworkPlan::Multus { default: true, .. }));
+    let path = format!("{}.ports", iface.path);
+    match binding {
+        Some(Binding::Masquerade | Binding::Slirp | Binding::Passt) => {}
+        Some(Binding::Bridge) if on_pod => warnings.push(format!(
+            "{path}: informational with bridge binding; the guest has the pod IP and \
+             receives every port"
+        )),
+        Some(b) if network.is_some() => errors.push(FieldError::new(
+            &path,
+            "",
+            format!(
+                "are only allowed on the pod network with bridge, masquerade, slirp or passt \
+                 binding; interface {:?} uses {b}{}",
+                iface.name.value,
+                if on_pod {
+                    ""
+                } else {
+                    " on a secondary network"
+                }
+            ),
+        )),
+        _ => {}
     }
     let mut out = Vec::new();
     let mut names = BTreeMap::new();
