@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use vmm::api::ApiOptions;
 use vmm::host::{self, HostInputs, HostPlan, SysHost};
 use vmm::plan::{self, Overrides};
-use vmm::{spec, BootProtocol, ConsoleTarget, RunOptions, Vmm, VmmConfig, VmmError};
+use vmm::{spec, spec_input, BootProtocol, ConsoleTarget, RunOptions, Vmm, VmmConfig, VmmError};
 
 #[derive(Parser)]
 #[command(
@@ -65,6 +66,21 @@ struct HostArgs {
     pod_info: PathBuf,
 }
 
+/// The control API (Cloud Hypervisor's paths and JSON) and the metrics.
+#[derive(clap::Args)]
+struct ApiArgs {
+    /// Serve the control API (HTTP/1.1) on this UNIX socket: GET
+    /// /api/v1/vmm.ping, vm.info, vm.counters and /metrics; PUT vm.pause,
+    /// vm.resume, vm.shutdown, vmm.shutdown (exit 0), vm.reboot and
+    /// vm.power-button (501 for now).
+    #[arg(long, value_name = "PATH")]
+    api_socket: Option<PathBuf>,
+    /// Also serve GET /metrics (Prometheus/OpenMetrics text, KubeVirt's
+    /// metric names) over TCP at this address, e.g. 0.0.0.0:9090.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_address: Option<std::net::SocketAddr>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Parse and validate a VM spec and print the resolved plan; with
@@ -83,9 +99,17 @@ enum Command {
         host_args: HostArgs,
     },
     /// Boot the VM of a spec and run it until the guest resets or petrel is
-    /// stopped (SIGTERM/SIGINT).
+    /// stopped (SIGTERM/SIGINT, or vm.shutdown/vmm.shutdown on the API).
     Run {
-        spec: PathBuf,
+        /// The spec file; without it, --spec-base64 or $VM_DATA.
+        spec: Option<PathBuf>,
+        /// The spec as base64 JSON, the way Virtink's prerunner gets it
+        /// (default: the VM_DATA variable). SR-IOV network status may come
+        /// in $NETWORK_STATUS likewise.
+        #[arg(long, value_name = "BASE64", conflicts_with = "spec")]
+        spec_base64: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
         #[command(flatten)]
         boot: BootArgs,
         /// Guest console: `stdout` or a file path (appended).
@@ -145,8 +169,11 @@ fn overrides(b: BootArgs) -> Overrides {
 }
 
 fn load_plan(path: &std::path::Path, b: BootArgs) -> Result<plan::VmPlan, VmmError> {
-    let spec = spec::load_file(path)?;
-    let plan = plan::resolve(&spec, &overrides(b))?;
+    plan_of(&spec::load_file(path)?, b)
+}
+
+fn plan_of(spec: &spec::VmSpec, b: BootArgs) -> Result<plan::VmPlan, VmmError> {
+    let plan = plan::resolve(spec, &overrides(b))?;
     for w in &plan.warnings {
         tracing::warn!("{w}");
     }
@@ -177,6 +204,21 @@ fn validate(plan: &plan::VmPlan, output: Output, host: Option<&HostPlan>) {
     }
 }
 
+/// The spec `run` boots and the API options (namespace from the spec).
+fn run_spec(
+    file: Option<&std::path::Path>,
+    base64: Option<&str>,
+    api: ApiArgs,
+) -> Result<(spec::VmSpec, ApiOptions), VmmError> {
+    let spec = spec_input::load(file, base64)?;
+    let opts = ApiOptions {
+        socket: api.api_socket,
+        metrics_address: api.metrics_address,
+        namespace: spec.namespace.clone(),
+    };
+    Ok((spec, opts))
+}
+
 fn report(e: &VmmError) {
     let mut msg = format!("petrel: error: {e}");
     let mut src = std::error::Error::source(e);
@@ -205,12 +247,15 @@ fn main() -> ExitCode {
         }),
         Command::Run {
             spec,
+            spec_base64,
+            api,
             boot,
             console,
             boot_protocol,
             pin_vcpus,
             host_args,
-        } => load_plan(&spec, boot).and_then(|plan| {
+        } => run_spec(spec.as_deref(), spec_base64.as_deref(), api).and_then(|(spec, api)| {
+            let plan = plan_of(&spec, boot)?;
             let host = host_plan(&plan, &host_args)?;
             let console = match console.as_str() {
                 "stdout" | "-" => ConsoleTarget::Stdout,
@@ -222,6 +267,7 @@ fn main() -> ExitCode {
                 pin_vcpus,
                 start: Some(start),
                 extra_pci: Vec::new(),
+                api,
             };
             Vmm::try_from(VmmConfig { plan, host, opts })?
                 .run()

@@ -26,7 +26,7 @@ pub(super) fn attach(
     let affinity: Vec<Option<Vec<usize>>> = (0..backends.len())
         .map(|i| (!cpus.is_empty()).then(|| vec![cpus[i % cpus.len()]]))
         .collect();
-    let net = Net::new(
+    let mut net = Net::new(
         dev.name().to_string(),
         dev.mac,
         opened.mtu,
@@ -34,6 +34,11 @@ pub(super) fn attach(
         affinity,
     )
     .map_err(dev.device_error())?;
+    if let Some(gate) = &pci.pause {
+        net.set_pause_gate(gate.clone());
+    }
+    pci.nic_stats
+        .push(crate::metrics::NicSource::virtio(dev.name(), net.metrics()));
     let vectors = VirtioPciDevice::msix_vectors_needed(&net);
     let msix = KvmMsiVectors::new(vm.irq.clone(), vectors).map_err(|source| AttachError::Msi {
         nic: dev.name().to_string(),
