@@ -3,7 +3,7 @@
 //! MAC), counters rising with traffic, /metrics with KubeVirt's names,
 //! bad requests answered 4xx without disturbing the VM, pause (console and
 //! datapath stop, state Paused), resume (the guest continues) and
-//! vmm.shutdown (exit 0).
+//! vmm.shutdown from Paused (exit 0); /metrics also over TCP.
 
 use std::path::Path;
 use std::process::Command;
@@ -84,9 +84,44 @@ fn assert_bad_requests_are_4xx(sock: &Path) {
     assert_eq!(http(sock, "PUT", "/api/v1/vm.power-button").0, 501);
 }
 
-fn assert_metrics(sock: &Path) {
+/// `curl` to the TCP metrics listener inside the VM's namespace.
+fn tcp_get(netns: &str, path: &str) -> (u16, String) {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            netns,
+            "curl",
+            "-s",
+            "-m",
+            "20",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .arg(format!("http://{METRICS_ADDR}{path}"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+const METRICS_ADDR: &str = "127.0.0.1:19090";
+
+fn assert_metrics(sock: &Path, netns: &str) {
     let (status, metrics) = http(sock, "GET", "/metrics");
     assert_eq!(status, 200);
+    let (status, tcp) = tcp_get(netns, "/metrics");
+    assert_eq!(status, 200, "{tcp}");
+    assert!(
+        tcp.contains("kubevirt_vmi_network_receive_bytes_total{"),
+        "{tcp}"
+    );
+    assert_eq!(
+        tcp_get(netns, "/api/v1/vmm.ping").0,
+        404,
+        "TCP serves only /metrics"
+    );
     let labels = r#"interface="default",name="api""#;
     for name in [
         "kubevirt_vmi_network_receive_bytes_total",
@@ -165,7 +200,7 @@ fn api_ping_info_counters_metrics_pause_resume_shutdown() {
         &spec,
         "",
         Some(&guest_cmd),
-        &["--api-socket", &sock_arg],
+        &["--api-socket", &sock_arg, "--metrics-address", METRICS_ADDR],
     );
     vm.wait_for("GUEST-NET eth0", BOOT_TIMEOUT);
     wait_ticks(&vm, 2, BOOT_TIMEOUT);
@@ -184,7 +219,7 @@ fn api_ping_info_counters_metrics_pause_resume_shutdown() {
     assert!(counter(&sock, "tx_frames") > tx0, "tx_frames did not rise");
     assert!(counter(&sock, "rx_frames") > rx0, "rx_frames did not rise");
     assert!(counter(&sock, "rx_bytes") > 0 && counter(&sock, "tx_bytes") > 0);
-    assert_metrics(&sock);
+    assert_metrics(&sock, ns.name());
 
     assert_bad_requests_are_4xx(&sock);
     assert_eq!(json(&sock, "/api/v1/vm.info")["state"], "Running");
@@ -192,9 +227,21 @@ fn api_ping_info_counters_metrics_pause_resume_shutdown() {
 
     pause_and_resume(&vm, &sock, ns.name());
 
+    // Shut down from Paused: parked vCPUs and held workers still tear
+    // down in order.
+    assert_eq!(http(&sock, "PUT", "/api/v1/vm.pause").0, 204);
     assert_eq!(http(&sock, "PUT", "/api/v1/vmm.shutdown").0, 204);
     let st = vm.wait_exit(Duration::from_secs(60));
     assert_eq!(st.code(), Some(0), "stderr:\n{}", vm.stderr());
     assert!(!sock.exists(), "the socket is removed");
-    assert!(vm.stderr().contains("VM paused") && vm.stderr().contains("VM resumed"));
+    let err = vm.stderr();
+    assert!(err.contains("VM paused") && err.contains("VM resumed"));
+    let at = |what: &str| {
+        err.find(what)
+            .unwrap_or_else(|| panic!("no {what:?}:\n{err}"))
+    };
+    assert!(
+        at("vCPUs stopped") < at("worker stopped"),
+        "vCPUs stop before the queue workers:\n{err}"
+    );
 }

@@ -91,7 +91,10 @@ fn run_takes_the_spec_as_base64_json_by_flag_or_vm_data() {
     let b64 = petrel_tests::base64(json.as_bytes());
     let (code, _out, err) = petrel(&["run", "--spec-base64", &b64]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("--kernel"), "the spec loaded, only the kernel is missing: {err}");
+    assert!(
+        err.contains("--kernel"),
+        "the spec loaded, only the kernel is missing: {err}"
+    );
     let out = Command::new(petrel_bin())
         .arg("run")
         .env("VM_DATA", &b64)
