@@ -7,6 +7,7 @@ pub mod bus;
 pub mod e1000;
 pub mod frame;
 pub mod legacy;
+pub mod pause;
 pub mod pci;
 pub mod rate_limit;
 pub mod vfio;
@@ -15,5 +16,6 @@ pub mod worker;
 
 pub use affinity::pin_current_thread;
 pub use bus::{Bus, BusDevice, BusError};
+pub use pause::PauseGate;
 pub use rate_limit::{should_log, LogRateLimiter};
 pub use worker::{SpawnError, Worker, WorkerHandler};

@@ -20,6 +20,7 @@ use tracing::{error, info};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::affinity::pin_current_thread;
+use crate::pause::PauseGate;
 
 /// What a [`Worker`] runs: an event-manager subscriber that may end its
 /// own loop (e.g. when it could not register its fds).
@@ -62,6 +63,17 @@ impl<H: WorkerHandler> Worker<H> {
         cpus: Option<Vec<usize>>,
         handler: H,
     ) -> Result<Self, SpawnError<H>> {
+        Self::spawn_gated(name, cpus, handler, None)
+    }
+
+    /// Like [`Worker::spawn`]; with a `gate`, the thread stops taking
+    /// events while the gate is paused (see [`PauseGate`]).
+    pub fn spawn_gated(
+        name: String,
+        cpus: Option<Vec<usize>>,
+        handler: H,
+        gate: Option<PauseGate>,
+    ) -> Result<Self, SpawnError<H>> {
         let kill = match kill_pair() {
             Ok(k) => k,
             Err(error) => {
@@ -78,7 +90,7 @@ impl<H: WorkerHandler> Worker<H> {
         let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
         let spawned = thread::Builder::new()
             .name(name.clone())
-            .spawn(move || run(handler_rx, ready_tx, cpus, kill_copy));
+            .spawn(move || run(handler_rx, ready_tx, cpus, kill_copy, gate));
         let handle = match spawned {
             Ok(h) => h,
             Err(error) => {
@@ -157,6 +169,7 @@ struct Killable<H> {
     handler: H,
     kill: EventFd,
     killed: bool,
+    gate: Option<PauseGate>,
 }
 
 impl<H: WorkerHandler> Killable<H> {
@@ -182,6 +195,13 @@ impl<H: WorkerHandler> MutEventSubscriber for Killable<H> {
             self.killed = true;
             return;
         }
+        // Paused: hold the event until resumed; a kill meanwhile is the
+        // next event the loop sees.
+        if let Some(gate) = &self.gate {
+            if gate.wait(&self.kill) {
+                return;
+            }
+        }
         self.handler.process(events, ops);
     }
 }
@@ -192,6 +212,7 @@ fn run<H: WorkerHandler>(
     ready_tx: mpsc::Sender<io::Result<()>>,
     cpus: Option<Vec<usize>>,
     kill: EventFd,
+    gate: Option<PauseGate>,
 ) -> Option<H> {
     let handler = handler_rx.recv().ok()?;
     if let Some(cpus) = cpus.as_deref().filter(|c| !c.is_empty()) {
@@ -211,6 +232,7 @@ fn run<H: WorkerHandler>(
         handler,
         kill,
         killed: false,
+        gate,
     });
     let _ = ready_tx.send(Ok(()));
     loop {

@@ -83,6 +83,38 @@ fn run_without_kernel_exits_2() {
     assert!(err.contains("--kernel"), "{err}");
 }
 
+/// The spec can come as base64 JSON (Virtink's VM_DATA, without
+/// apiVersion/kind as its controller marshals it), by flag or variable.
+#[test]
+fn run_takes_the_spec_as_base64_json_by_flag_or_vm_data() {
+    let json = r#"{"metadata":{"name":"b64"},"spec":{"instance":{"memory":{"size":"128Mi"}}}}"#;
+    let b64 = petrel_tests::base64(json.as_bytes());
+    let (code, _out, err) = petrel(&["run", "--spec-base64", &b64]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--kernel"),
+        "the spec loaded, only the kernel is missing: {err}"
+    );
+    let out = Command::new(petrel_bin())
+        .arg("run")
+        .env("VM_DATA", &b64)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--kernel"), "{err}");
+    let out = Command::new(petrel_bin())
+        .arg("run")
+        .env_remove("VM_DATA")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no VM spec"), "{err}");
+    let (code, _out, err) = petrel(&["run", "--spec-base64", "@@not-base64"]);
+    assert_eq!(code, 2, "{err}");
+}
+
 /// A pod-network NIC in a pod namespace: `validate --host` shows the host
 /// plan; without the pod interface it refuses, as `run` would, with exit 2.
 #[test]

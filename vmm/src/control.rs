@@ -190,6 +190,11 @@ impl Control {
         }));
     }
 
+    /// Serves the API's request channel (see [`crate::api`]).
+    pub fn serve_api(&mut self, api: crate::api::ApiSubscriber) {
+        self.mgr.add_subscriber(Box::new(api));
+    }
+
     /// Runs the loop until the exit event fires; returns the reason.
     pub fn run(&mut self) -> Result<ExitReason, ControlError> {
         while !self.done.load(Ordering::Acquire) {

@@ -9,6 +9,8 @@ use crate::{plan, spec};
 pub enum VmmError {
     #[error("cannot load the VM spec")]
     Spec(#[from] spec::SpecError),
+    #[error("cannot load the VM spec")]
+    SpecInput(#[from] crate::spec_input::SpecInputError),
     /// The list is the message itself (not a source), so it prints once.
     #[error("the VM spec is invalid:\n{0}")]
     Plan(plan::PlanErrors),
@@ -49,6 +51,10 @@ pub enum VmmError {
     Attach(#[from] crate::attach::AttachError),
     #[error("cannot write the MP table")]
     MpTable(#[source] arch::MpTableError),
+    #[error("cannot start the API")]
+    Api(#[from] crate::api::ApiError),
+    #[error("cannot create the device pause gate")]
+    PauseGate(#[source] std::io::Error),
     #[error("control loop failed")]
     Control(#[from] crate::control::ControlError),
 }
@@ -86,6 +92,7 @@ impl VmmError {
     pub fn exit_code(&self) -> i32 {
         match self {
             VmmError::Spec(_) | VmmError::Plan(_) | VmmError::Host(_) | VmmError::NoKernel => 2,
+            VmmError::SpecInput(_) => 2,
             VmmError::OpenFile { .. } => 2,
             _ => 1,
         }

@@ -26,12 +26,17 @@ pub enum ExitReason {
     FailEntry { vcpu: u8, reason: u64 },
     /// KVM_RUN returned an error or an exit petrel does not handle.
     VcpuFailed { vcpu: u8, error: String },
+    /// `vm.shutdown` or `vmm.shutdown` through the API.
+    ApiShutdown,
 }
 
 impl ExitReason {
     /// True when the VM stopped the way it was asked to.
     pub fn is_clean(&self) -> bool {
-        matches!(self, ExitReason::GuestReset | ExitReason::Signal(_))
+        matches!(
+            self,
+            ExitReason::GuestReset | ExitReason::Signal(_) | ExitReason::ApiShutdown
+        )
     }
 }
 
@@ -68,6 +73,7 @@ impl std::fmt::Display for ExitReason {
                 "vCPU {vcpu}: KVM could not enter the guest, hardware reason {reason:#x}"
             ),
             ExitReason::VcpuFailed { vcpu, error } => write!(f, "vCPU {vcpu}: {error}"),
+            ExitReason::ApiShutdown => write!(f, "shut down through the API"),
         }
     }
 }

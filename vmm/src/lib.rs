@@ -19,6 +19,7 @@
 //!   [`Vmm::run`]; teardown order is its field order.
 
 pub mod affinity;
+pub mod api;
 pub mod attach;
 pub mod backend;
 pub mod console;
@@ -30,13 +31,16 @@ mod intx;
 pub mod irq;
 pub mod loader;
 mod memory;
+pub mod metrics;
 mod msi;
 pub mod pci_setup;
 pub mod plan;
 pub mod pod_net;
 mod signals;
 pub mod spec;
+pub mod spec_input;
 pub mod vcpu;
+pub mod vcpu_pause;
 pub mod vfio;
 pub mod vm;
 mod vmm;

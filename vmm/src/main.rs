@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use vmm::api::ApiOptions;
 use vmm::host::{self, HostInputs, HostPlan, SysHost};
 use vmm::plan::{self, Overrides};
-use vmm::{spec, BootProtocol, ConsoleTarget, RunOptions, Vmm, VmmConfig, VmmError};
+use vmm::{spec, spec_input, BootProtocol, ConsoleTarget, RunOptions, Vmm, VmmConfig, VmmError};
 
 #[derive(Parser)]
 #[command(
@@ -65,6 +66,21 @@ struct HostArgs {
     pod_info: PathBuf,
 }
 
+/// The control API (Cloud Hypervisor's paths and JSON) and the metrics.
+#[derive(clap::Args)]
+struct ApiArgs {
+    /// Serve the control API (HTTP/1.1) on this UNIX socket: GET
+    /// /api/v1/vmm.ping, vm.info, vm.counters and /metrics; PUT vm.pause,
+    /// vm.resume, vm.shutdown, vmm.shutdown (exit 0), vm.reboot and
+    /// vm.power-button (501 for now).
+    #[arg(long, value_name = "PATH")]
+    api_socket: Option<PathBuf>,
+    /// Also serve GET /metrics (Prometheus/OpenMetrics text, KubeVirt's
+    /// metric names) over TCP at this address, e.g. 0.0.0.0:9090.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_address: Option<std::net::SocketAddr>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Parse and validate a VM spec and print the resolved plan; with
@@ -84,9 +100,17 @@ enum Command {
         host_args: HostArgs,
     },
     /// Boot the VM of a spec and run it until the guest resets or petrel is
-    /// stopped (SIGTERM/SIGINT).
+    /// stopped (SIGTERM/SIGINT, or vm.shutdown/vmm.shutdown on the API).
     Run {
-        spec: PathBuf,
+        /// The spec file; without it, --spec-base64 or $VM_DATA.
+        spec: Option<PathBuf>,
+        /// The spec as base64 JSON, the way Virtink's prerunner gets it
+        /// (default: the VM_DATA variable). SR-IOV network status may come
+        /// in $NETWORK_STATUS likewise.
+        #[arg(long, value_name = "BASE64", conflicts_with = "spec")]
+        spec_base64: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
         #[command(flatten)]
         boot: BootArgs,
         /// Guest console: `stdout` or a file path (appended).
@@ -160,11 +184,16 @@ impl From<VmmError> for Failed {
     }
 }
 
-/// The plan; its warnings are logged unless `quiet` (JSON output carries
-/// them).
+/// The plan of the spec in `path` (`-`: stdin).
 fn load_plan(path: &std::path::Path, b: BootArgs, quiet: bool) -> Result<plan::VmPlan, Failed> {
     let spec = spec::load_file(path).map_err(VmmError::from)?;
-    let plan = plan::resolve(&spec, &overrides(b)).map_err(|e| Failed {
+    plan_of(&spec, b, quiet)
+}
+
+/// The plan; its warnings are logged unless `quiet` (JSON output carries
+/// them).
+fn plan_of(spec: &spec::VmSpec, b: BootArgs, quiet: bool) -> Result<plan::VmPlan, Failed> {
+    let plan = plan::resolve(spec, &overrides(b)).map_err(|e| Failed {
         error: Box::new(e.into()),
         warnings: spec.warnings.clone(),
     })?;
@@ -198,6 +227,21 @@ fn validate(plan: &plan::VmPlan, output: Output, host: Option<&HostPlan>) {
         (Output::Json, None) => print_json(plan),
         (Output::Json, Some(h)) => print_json(&serde_json::json!({ "plan": plan, "host": h })),
     }
+}
+
+/// The spec `run` boots and the API options (namespace from the spec).
+fn run_spec(
+    file: Option<&std::path::Path>,
+    base64: Option<&str>,
+    api: ApiArgs,
+) -> Result<(spec::VmSpec, ApiOptions), VmmError> {
+    let spec = spec_input::load(file, base64)?;
+    let opts = ApiOptions {
+        socket: api.api_socket,
+        metrics_address: api.metrics_address,
+        namespace: spec.namespace.clone(),
+    };
+    Ok((spec, opts))
 }
 
 /// Prints a failure once: the warnings, the error and its causes (no
@@ -245,27 +289,33 @@ fn main() -> ExitCode {
         }
         Command::Run {
             spec,
+            spec_base64,
+            api,
             boot,
             console,
             boot_protocol,
             pin_vcpus,
             host_args,
-        } => load_plan(&spec, boot, false).and_then(|plan| {
-            let host = host_plan(&plan, &host_args)?;
-            let console = match console.as_str() {
-                "stdout" | "-" => ConsoleTarget::Stdout,
-                p => ConsoleTarget::File(PathBuf::from(p)),
-            };
-            let opts = RunOptions {
-                console,
-                boot_protocol,
-                pin_vcpus,
-                start: Some(start),
-                extra_pci: Vec::new(),
-            };
-            let vmm = Vmm::try_from(VmmConfig { plan, host, opts })?;
-            Ok(Some(vmm.run()?))
-        }),
+        } => run_spec(spec.as_deref(), spec_base64.as_deref(), api)
+            .map_err(Failed::from)
+            .and_then(|(spec, api)| {
+                let plan = plan_of(&spec, boot, false)?;
+                let host = host_plan(&plan, &host_args)?;
+                let console = match console.as_str() {
+                    "stdout" | "-" => ConsoleTarget::Stdout,
+                    p => ConsoleTarget::File(PathBuf::from(p)),
+                };
+                let opts = RunOptions {
+                    console,
+                    boot_protocol,
+                    pin_vcpus,
+                    start: Some(start),
+                    extra_pci: Vec::new(),
+                    api,
+                };
+                let vmm = Vmm::try_from(VmmConfig { plan, host, opts })?;
+                Ok(Some(vmm.run()?))
+            }),
     };
     match result {
         Ok(None) => ExitCode::SUCCESS,

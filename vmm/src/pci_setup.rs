@@ -27,6 +27,10 @@ pub struct PciSetup {
     pub mp_intx: Vec<arch::PciIntx>,
     /// VFIO container and BAR mappings of passed-through devices.
     pub(crate) vfio: crate::vfio::VfioState,
+    /// Counters of the emulated NICs, for the API and metrics.
+    pub nic_stats: Vec<crate::metrics::NicSource>,
+    /// The VM's device pause gate, given to each emulated NIC.
+    pub pause: Option<devices::PauseGate>,
 }
 
 impl PciSetup {
@@ -48,6 +52,8 @@ impl PciSetup {
             intx: Vec::new(),
             mp_intx: Vec::new(),
             vfio: crate::vfio::VfioState::default(),
+            nic_stats: Vec::new(),
+            pause: None,
         })
     }
 

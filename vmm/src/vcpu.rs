@@ -17,6 +17,8 @@ use vm_memory::GuestMemoryMmap;
 
 use crate::exit::{ExitReason, ExitSignal};
 use crate::loader::BootEntry;
+use crate::metrics::VcpuExits;
+use crate::vcpu_pause::{VcpuPark, VcpuPauser};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VcpuError {
@@ -49,6 +51,10 @@ pub struct VcpuShared {
     pub stop: AtomicBool,
     pub exit: Arc<ExitSignal>,
     pub start: Instant,
+    /// Pause flag and parking place (see [`crate::vcpu_pause`]).
+    pub park: VcpuPark,
+    /// Exit counts per vCPU, for the metrics.
+    pub exits: Arc<VcpuExits>,
 }
 
 /// Local APIC register offsets for LINT0/LINT1 and their delivery modes.
@@ -187,9 +193,17 @@ impl Vcpus {
         Ok(())
     }
 
+    /// Pauses and resumes these vCPUs from the control thread.
+    pub fn pauser(&self) -> VcpuPauser {
+        let ids = self.threads.iter().map(|t| t.as_pthread_t()).collect();
+        VcpuPauser::new(self.shared.clone(), ids)
+    }
+
     /// Stops every vCPU and joins its thread.
     pub fn stop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
+        // Parked (paused) vCPUs see the stop flag once woken.
+        self.shared.park.wake_all();
         for t in &self.threads {
             if !t.is_finished() {
                 // SAFETY: the pthread_t belongs to a thread spawned here and
@@ -261,6 +275,10 @@ fn run_loop(vcpu: &mut VcpuFd, id: u8, shared: &VcpuShared) -> Option<ExitReason
         if shared.stop.load(Ordering::Acquire) {
             return None;
         }
+        if shared.park.should_park() {
+            shared.park.park(id, &shared.stop);
+            continue;
+        }
         if first {
             info!(
                 since_start_us = shared.start.elapsed().as_micros() as u64,
@@ -269,7 +287,10 @@ fn run_loop(vcpu: &mut VcpuFd, id: u8, shared: &VcpuShared) -> Option<ExitReason
             first = false;
         }
         let step = match vcpu.run() {
-            Ok(exit) => on_exit(exit, id, shared, &mut unknown_exits),
+            Ok(exit) => {
+                shared.exits.count(id, &exit);
+                on_exit(exit, id, shared, &mut unknown_exits)
+            }
             Err(e) => on_error(&e, id),
         };
         match step {

@@ -19,6 +19,7 @@ use std::time::Instant;
 use kvm_ioctls::VcpuFd;
 use tracing::info;
 
+use crate::api::{ApiInputs, ApiOptions, ApiSetup};
 use crate::console::{self, ConsoleOutput, ConsoleTarget, ConsoleWatch, RawStdin};
 use crate::control::Control;
 use crate::error::VmmError;
@@ -44,6 +45,8 @@ pub struct RunOptions {
     /// Devices a program embedding the vmm library adds beside the spec's
     /// NICs (the petrel CLI adds none).
     pub extra_pci: Vec<Arc<dyn ExtraPci>>,
+    /// The control API and metrics listeners.
+    pub api: ApiOptions,
 }
 
 /// A PCI device added by the embedding program, after the spec's NICs and
@@ -76,6 +79,8 @@ pub struct Vmm {
     /// last, once nothing uses their taps.
     control: Control,
     watch: ConsoleWatch,
+    /// The API listeners: they answer until the very end.
+    api: ApiSetup,
 }
 
 impl TryFrom<VmmConfig> for Vmm {
@@ -103,6 +108,8 @@ impl TryFrom<VmmConfig> for Vmm {
         )?;
         let vcpu_cpus = vcpu_cpus(&plan, opts.pin_vcpus);
         let mut pci = PciSetup::new(&mut vm.pio).map_err(VmmError::Pci)?;
+        let gate = devices::PauseGate::new().map_err(VmmError::PauseGate)?;
+        pci.pause = Some(gate.clone());
         crate::attach::attach_nics(&mut vm, &mut pci, &mut pod, &plan, &host, &vcpu_cpus)?;
         for dev in &opts.extra_pci {
             dev.attach(&mut vm, &mut pci)?;
@@ -131,7 +138,18 @@ impl TryFrom<VmmConfig> for Vmm {
             stop: Default::default(),
             exit: exit.clone(),
             start,
+            park: Default::default(),
+            exits: Arc::new(crate::metrics::VcpuExits::new(plan.vcpus)),
         });
+        let api = ApiInputs {
+            plan: &plan,
+            host: &host,
+            pci: &pci,
+            exits: shared.exits.clone(),
+            gate,
+            exit: exit.clone(),
+        };
+        let api = ApiSetup::start(&opts.api, api)?;
         Ok(Vmm {
             vcpus: Vcpus::new(shared),
             vcpu_fds,
@@ -140,6 +158,7 @@ impl TryFrom<VmmConfig> for Vmm {
             vm,
             control: Control::new(exit, signals, intx, pod)?,
             watch,
+            api,
         })
     }
 }
@@ -194,6 +213,7 @@ impl Vmm {
     /// stop signal arrives; then tears everything down, in order.
     pub fn run(mut self) -> Result<ExitReason, VmmError> {
         let started = self.start_vcpus();
+        self.api.serve(&mut self.control, &self.vcpus);
         let raw = RawStdin::enter();
         if raw.is_some() {
             self.control.watch_stdin(self.vm.serial.clone());

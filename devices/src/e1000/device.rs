@@ -16,6 +16,7 @@ use super::{
     E1000Counters, E1000Error, BAR0_SIZE, BAR1_SIZE, E1000_DEVICE_ID, E1000_REVISION,
     E1000_SUBSYSTEM_ID, INTEL_VENDOR_ID,
 };
+use crate::pause::PauseGate;
 use crate::pci::{
     extract_bytes, merge_dword, Bar, BarKind, IntxLine, PciConfiguration, PciDevice, PciIds,
 };
@@ -52,6 +53,19 @@ pub struct E1000 {
     io_addr: u32,
     rx_kick: EventFd,
     rx: RxState,
+    /// The VM's pause gate, handed to the rx worker.
+    pause: Option<PauseGate>,
+}
+
+/// Reads an [`E1000`]'s counters from another thread (the VMM's API and
+/// metrics), after the device itself went behind the PCI bus.
+#[derive(Clone)]
+pub struct E1000CounterSource(Arc<Shared>);
+
+impl E1000CounterSource {
+    pub fn snapshot(&self) -> E1000Counters {
+        self.0.lock().counters
+    }
 }
 
 impl E1000 {
@@ -123,6 +137,7 @@ impl E1000 {
             io_addr: 0,
             rx_kick,
             rx: RxState::Stopped(Box::new(handler)),
+            pause: None,
         })
     }
 
@@ -145,6 +160,17 @@ impl E1000 {
         self.shared.lock().counters
     }
 
+    /// A handle that reads [`Self::counters`] from elsewhere.
+    pub fn counter_source(&self) -> E1000CounterSource {
+        E1000CounterSource(self.shared.clone())
+    }
+
+    /// The rx worker started from now on stops taking frames while `gate`
+    /// is paused.
+    pub fn set_pause_gate(&mut self, gate: PauseGate) {
+        self.pause = Some(gate);
+    }
+
     /// Starts the "{id}-rx" worker; the VMM calls it once the device is
     /// placed. Does nothing if it runs already.
     pub fn activate(&mut self) -> Result<(), E1000Error> {
@@ -156,7 +182,8 @@ impl E1000 {
             }
             RxState::Lost => return Err(E1000Error::RxLost),
         };
-        match Worker::spawn(format!("{}-rx", self.id), None, *handler) {
+        let name = format!("{}-rx", self.id);
+        match Worker::spawn_gated(name, None, *handler, self.pause.clone()) {
             Ok(worker) => {
                 self.rx = RxState::Running(worker);
                 Ok(())

@@ -38,7 +38,7 @@ mod tx;
 mod worker;
 
 pub use crate::pci::IntxLine;
-pub use device::E1000;
+pub use device::{E1000CounterSource, E1000};
 pub use rx::RX_MIN_FRAME_LEN;
 pub use tx::TX_BUF_LEN;
 

@@ -43,7 +43,7 @@ pub use network_status::{
     load_network_status, parse_annotations, parse_network_status, NetworkStatus,
     NETWORK_STATUS_ANNOTATION, OLD_NETWORK_STATUS_ANNOTATION,
 };
-pub use pod_info::PodInfo;
+pub use pod_info::{network_status_from_env, PodInfo, NETWORK_STATUS_ENV};
 pub use resolve::{resolve_all, Source, VfDevice, VfRequest};
 
 /// The only driver through which a VF can be handed to the guest.

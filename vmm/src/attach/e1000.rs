@@ -45,6 +45,13 @@ pub(super) fn attach(
     )
     .map_err(dev.device_error())?;
     e1000.set_link_up(dev.nic.link_up);
+    if let Some(gate) = &pci.pause {
+        e1000.set_pause_gate(gate.clone());
+    }
+    pci.nic_stats.push(crate::metrics::NicSource::e1000(
+        dev.name(),
+        e1000.counter_source(),
+    ));
     // Interrupt line register = the IOAPIC pin, as firmware would leave it.
     e1000.config_write(15, 0, &[gsi as u8]);
     // Construction spawns nothing; the receive worker starts here, once the

@@ -35,6 +35,11 @@ pub(super) fn attach(
     )
     .map_err(dev.device_error())?;
     net.set_link_up(dev.nic.link_up);
+    if let Some(gate) = &pci.pause {
+        net.set_pause_gate(gate.clone());
+    }
+    pci.nic_stats
+        .push(crate::metrics::NicSource::virtio(dev.name(), net.metrics()));
     let vectors = VirtioPciDevice::msix_vectors_needed(&net);
     let msix = KvmMsiVectors::new(vm.irq.clone(), vectors).map_err(|source| AttachError::Msi {
         nic: dev.name().to_string(),

@@ -23,6 +23,7 @@ use super::{
     CONFIG_SPACE_LEN, MAX_QUEUE_PAIRS, QUEUE_SIZE,
 };
 use crate::affinity::MAX_CPUS;
+use crate::pause::PauseGate;
 use crate::virtio::{
     ActivateError, QueueConfig, VirtioDevice, VirtioInterrupt, TYPE_NET, VIRTIO_F_VERSION_1,
     VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
@@ -49,6 +50,8 @@ pub struct Net {
     metrics: Arc<NetMetrics>,
     ctrl_state: Arc<Mutex<CtrlState>>,
     state: DeviceState,
+    /// The VM's pause gate, handed to every queue-pair worker.
+    pause: Option<PauseGate>,
 }
 
 /// Inactive and activated are different state (Firecracker's
@@ -147,12 +150,19 @@ impl Net {
                 ..CtrlState::default()
             })),
             state: DeviceState::Inactive,
+            pause: None,
         })
     }
 
     /// Reports the link up or down in the config space's status.
     pub fn set_link_up(&mut self, up: bool) {
         self.link_up = up;
+    }
+
+    /// Queue-pair workers started from now on stop taking frames while
+    /// `gate` is paused.
+    pub fn set_pause_gate(&mut self, gate: PauseGate) {
+        self.pause = Some(gate);
     }
 
     /// The device's counters (shared with its workers).
@@ -346,12 +356,14 @@ impl Net {
         let handler = NetEpollHandler::new(Arc::clone(ctx), qp, rx.kick, tx.kick, ctrl);
         let name = format!("{}-q{pair}", self.id);
         let cpus = self.affinity.get(pair).cloned().flatten();
-        Worker::spawn(name, cpus, handler).map_err(|SpawnError { error, handler }| {
-            if let Some(h) = handler {
-                self.give_back(pair, h.into_queue_pair());
-            }
-            ActivateError::Worker(error)
-        })
+        Worker::spawn_gated(name, cpus, handler, self.pause.clone()).map_err(
+            |SpawnError { error, handler }| {
+                if let Some(h) = handler {
+                    self.give_back(pair, h.into_queue_pair());
+                }
+                ActivateError::Worker(error)
+            },
+        )
     }
 
     /// Starts one worker per used pair into `self.state` (already

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use crate::spec::{
     BindingKind, BindingSpec, Field, InterfaceSpec, NetworkSource, NetworkSourceKind, NetworkSpec,
-    PrivateOptionSpec, SpecKind, VmSpec,
+    PortSpec, PrivateOptionSpec, SpecKind, VmSpec,
 };
 
 use crate::plan::cidr::{check_ipv4, check_ipv6, Ipv4Cidr, Ipv6Cidr};

@@ -49,42 +49,8 @@ pub(super) fn ports(
     let mut out = Vec::new();
     let mut names = BTreeMap::new();
     for p in &iface.ports {
-        let port = match &p.port {
-            None => {
-                errors.push(FieldError::new(
-                    format!("{}.port", p.path),
-                    "",
-                    "is missing; use 1-65535",
-                ));
-                None
-            }
-            Some(f) => match u16::try_from(f.value) {
-                Ok(v) if v >= 1 => Some(v),
-                _ => {
-                    errors.push(FieldError::new(
-                        &f.path,
-                        f.value.to_string(),
-                        "is out of range; use 1-65535",
-                    ));
-                    None
-                }
-            },
-        };
-        let protocol = match &p.protocol {
-            None => Some(Protocol::Tcp),
-            Some(f) => match f.value.to_ascii_uppercase().as_str() {
-                "TCP" => Some(Protocol::Tcp),
-                "UDP" => Some(Protocol::Udp),
-                _ => {
-                    errors.push(FieldError::new(
-                        &f.path,
-                        &f.value,
-                        "is not a supported protocol; use TCP or UDP",
-                    ));
-                    None
-                }
-            },
-        };
+        let port = port_number(p, errors);
+        let protocol = port_protocol(p, errors);
         if let Some(n) = &p.name {
             note_name(&mut names, n, "port", errors);
         }
@@ -97,4 +63,48 @@ pub(super) fn ports(
         }
     }
     out
+}
+
+/// The port's number, 1-65535, or None after reporting it.
+fn port_number(p: &PortSpec, errors: &mut Vec<FieldError>) -> Option<u16> {
+    match &p.port {
+        None => {
+            errors.push(FieldError::new(
+                format!("{}.port", p.path),
+                "",
+                "is missing; use 1-65535",
+            ));
+            None
+        }
+        Some(f) => match u16::try_from(f.value) {
+            Ok(v) if v >= 1 => Some(v),
+            _ => {
+                errors.push(FieldError::new(
+                    &f.path,
+                    f.value.to_string(),
+                    "is out of range; use 1-65535",
+                ));
+                None
+            }
+        },
+    }
+}
+
+/// The port's protocol (TCP when absent), or None after reporting it.
+fn port_protocol(p: &PortSpec, errors: &mut Vec<FieldError>) -> Option<Protocol> {
+    match &p.protocol {
+        None => Some(Protocol::Tcp),
+        Some(f) => match f.value.to_ascii_uppercase().as_str() {
+            "TCP" => Some(Protocol::Tcp),
+            "UDP" => Some(Protocol::Udp),
+            _ => {
+                errors.push(FieldError::new(
+                    &f.path,
+                    &f.value,
+                    "is not a supported protocol; use TCP or UDP",
+                ));
+                None
+            }
+        },
+    }
 }

@@ -1,0 +1,110 @@
+//! The HTTP/1.1 listeners (tiny_http): the API on a UNIX socket and the
+//! optional `/metrics`-only TCP listener. Each [`ApiServer`] runs one
+//! thread (`api`, `metrics`) that takes complete requests from tiny_http
+//! and answers them through [`super::routes::route`]; tiny_http's own
+//! accept and connection threads only parse HTTP. Dropping the server
+//! unblocks and joins the thread (a request in progress gets its answer
+//! first) and removes the socket file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tracing::{debug, info, warn};
+
+use super::routes::{route, Method, Reply};
+use super::{ApiContext, ApiError};
+
+/// A listener and its serving thread.
+pub struct ApiServer {
+    server: Arc<tiny_http::Server>,
+    thread: Option<JoinHandle<()>>,
+    socket: Option<PathBuf>,
+}
+
+impl ApiServer {
+    /// Serves the API at UNIX socket `path` (a stale socket there is
+    /// replaced).
+    pub fn unix(path: &Path, ctx: Arc<ApiContext>) -> Result<Self, ApiError> {
+        if std::fs::symlink_metadata(path)
+            .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+        {
+            let _ = std::fs::remove_file(path);
+        }
+        let server = tiny_http::Server::http_unix(path).map_err(|source| ApiError::Listen {
+            addr: path.display().to_string(),
+            source,
+        })?;
+        info!(socket = %path.display(), "API listening");
+        let mut s = Self::spawn("api", server, ctx, false)?;
+        s.socket = Some(path.to_path_buf());
+        Ok(s)
+    }
+
+    /// Serves `/metrics` over TCP at `addr`.
+    pub fn metrics_tcp(addr: SocketAddr, ctx: Arc<ApiContext>) -> Result<Self, ApiError> {
+        let server = tiny_http::Server::http(addr).map_err(|source| ApiError::Listen {
+            addr: addr.to_string(),
+            source,
+        })?;
+        info!(%addr, "metrics listening");
+        Self::spawn("metrics", server, ctx, true)
+    }
+
+    fn spawn(
+        name: &str,
+        server: tiny_http::Server,
+        ctx: Arc<ApiContext>,
+        metrics_only: bool,
+    ) -> Result<Self, ApiError> {
+        let server = Arc::new(server);
+        let s = server.clone();
+        let thread = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || serve(&s, &ctx, metrics_only))
+            .map_err(ApiError::Spawn)?;
+        Ok(Self {
+            server,
+            thread: Some(thread),
+            socket: None,
+        })
+    }
+}
+
+fn serve(server: &tiny_http::Server, ctx: &ApiContext, metrics_only: bool) {
+    for req in server.incoming_requests() {
+        let method = match req.method() {
+            tiny_http::Method::Get => Method::Get,
+            tiny_http::Method::Put => Method::Put,
+            _ => Method::Other,
+        };
+        let reply = route(ctx, method, req.url(), metrics_only);
+        debug!(method = %req.method(), url = req.url(), status = reply.status, "API request");
+        if let Err(e) = req.respond(response(reply)) {
+            warn!(error = %e, "cannot answer an API request");
+        }
+    }
+}
+
+fn response(reply: Reply) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    let mut r = tiny_http::Response::from_string(reply.body).with_status_code(reply.status);
+    if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", reply.content_type) {
+        r = r.with_header(h);
+    }
+    r
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                warn!("the API thread panicked");
+            }
+        }
+        if let Some(p) = &self.socket {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
