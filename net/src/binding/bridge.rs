@@ -33,7 +33,7 @@ use super::{
     bind_dhcp, cleanup_stale, ensure_address, mtu16, open_tap, random_mac, BindingError,
     BindingGuard, BindingSetup, PodBindingRequest, UndoStep, LEASE_SECS,
 };
-use crate::dhcp::DhcpConfig;
+use crate::dhcp::{DhcpConfig, DhcpServer, DhcpSocket};
 use crate::netlink::{Family, Netlink, Route, MAX_ALIAS_LEN, RTPROT_KERNEL};
 
 /// The bridge's own address: link-local, so it clashes with nothing in the
@@ -301,13 +301,38 @@ pub fn setup_bridge(req: &PodBindingRequest) -> Result<BindingSetup, BindingErro
     let taps = open_tap(&mut nl, req, mtu, &mut guard)?;
 
     guard.push(UndoStep::RestorePodIface(state.clone()));
+    enslave_pod_iface(&mut nl, req, &state, pod.index, new_pod_mac)?;
+
+    ensure_address(&mut nl, &req.bridge_name, IpAddr::V4(BRIDGE_DHCP_ADDR), 32)?;
+    nl.set_up(&req.bridge_name)?;
+
+    let dhcp = bridge_dhcp(req, &state, guest_mac, mtu)?;
+    Ok(BindingSetup {
+        taps,
+        dhcp,
+        guard,
+        mtu: mtu16(mtu),
+        guest_mac,
+    })
+}
+
+/// Moves the pod interface into the bridge: its addresses go (the guest
+/// takes them over DHCP), it takes `new_mac` when the guest takes its MAC,
+/// and the routes through it are removed.
+fn enslave_pod_iface(
+    nl: &mut Netlink,
+    req: &PodBindingRequest,
+    state: &PodIfaceState,
+    pod_index: u32,
+    new_mac: Option<[u8; 6]>,
+) -> Result<(), BindingError> {
     for (addr, len) in &state.addrs {
         match nl.delete_address(&req.pod_iface, IpAddr::V4(*addr), *len) {
             Err(e) if !e.is_not_found() => return Err(e.into()),
             _ => {}
         }
     }
-    if let Some(mac) = new_pod_mac {
+    if let Some(mac) = new_mac {
         nl.set_down(&req.pod_iface)?;
         nl.set_mac(&req.pod_iface, mac)?;
     }
@@ -316,47 +341,42 @@ pub fn setup_bridge(req: &PodBindingRequest) -> Result<BindingSetup, BindingErro
     // Routes through a bridge port are useless; most went with the
     // addresses or the link going down.
     for route in nl.routes_v4()? {
-        if route.oif == Some(pod.index) {
+        if route.oif == Some(pod_index) {
             match nl.delete_route(&route) {
                 Err(e) if !e.is_not_found() => return Err(e.into()),
                 _ => {}
             }
         }
     }
+    Ok(())
+}
 
-    ensure_address(&mut nl, &req.bridge_name, IpAddr::V4(BRIDGE_DHCP_ADDR), 32)?;
-    nl.set_up(&req.bridge_name)?;
-
-    let dhcp = match state.addrs.first() {
-        Some(&(client_ip, prefix_len)) => {
-            let (router, classless_routes) = state.dhcp_routes();
-            let config = DhcpConfig {
-                server_ip: BRIDGE_DHCP_ADDR,
-                client_mac: guest_mac,
-                client_ip,
-                prefix_len,
-                router,
-                dns_servers: req.dns.servers.clone(),
-                search_domains: req.dns.search.clone(),
-                hostname: (!req.hostname.is_empty()).then(|| req.hostname.clone()),
-                mtu: Some(mtu16(mtu)),
-                classless_routes,
-                lease_secs: LEASE_SECS,
-                extras: req.dhcp.clone(),
-            };
-            Some(bind_dhcp(req, config)?)
-        }
-        None => {
-            tracing::warn!(pod_iface = %req.pod_iface, "pod interface has no IPv4 address; no DHCP for the guest");
-            None
-        }
+/// The DHCP server handing the guest the pod interface's first IPv4
+/// address, routes, MTU and DNS; none when the pod interface had no IPv4.
+fn bridge_dhcp(
+    req: &PodBindingRequest,
+    state: &PodIfaceState,
+    guest_mac: [u8; 6],
+    mtu: u32,
+) -> Result<Option<(DhcpServer, DhcpSocket)>, BindingError> {
+    let Some(&(client_ip, prefix_len)) = state.addrs.first() else {
+        tracing::warn!(pod_iface = %req.pod_iface, "pod interface has no IPv4 address; no DHCP for the guest");
+        return Ok(None);
     };
-
-    Ok(BindingSetup {
-        taps,
-        dhcp,
-        guard,
-        mtu: mtu16(mtu),
-        guest_mac,
-    })
+    let (router, classless_routes) = state.dhcp_routes();
+    let config = DhcpConfig {
+        server_ip: BRIDGE_DHCP_ADDR,
+        client_mac: guest_mac,
+        client_ip,
+        prefix_len,
+        router,
+        dns_servers: req.dns.servers.clone(),
+        search_domains: req.dns.search.clone(),
+        hostname: (!req.hostname.is_empty()).then(|| req.hostname.clone()),
+        mtu: Some(mtu16(mtu)),
+        classless_routes,
+        lease_secs: LEASE_SECS,
+        extras: req.dhcp.clone(),
+    };
+    Ok(Some(bind_dhcp(req, config)?))
 }

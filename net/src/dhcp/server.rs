@@ -298,33 +298,7 @@ impl DhcpServer {
             }
         }
 
-        match kind {
-            ReplyKind::InformAck => {
-                // RFC 2131 §4.3.5: no lease, no yiaddr, ciaddr echoed.
-                reply.set_ciaddr(req.ciaddr());
-            }
-            _ => {
-                if kind == ReplyKind::Ack {
-                    reply.set_ciaddr(req.ciaddr());
-                }
-                reply.set_yiaddr(cfg.client_ip);
-                opts.insert(DhcpOption::AddressLeaseTime(cfg.lease_secs));
-                opts.insert(DhcpOption::Renewal(cfg.lease_secs / 2));
-                let t2 = u64::from(cfg.lease_secs) * 7 / 8;
-                opts.insert(DhcpOption::Rebinding(u32::try_from(t2).unwrap_or(u32::MAX)));
-            }
-        }
-        insert_config_options(cfg, &mut opts);
-        if let Some(name) = &cfg.extras.tftp_server_name {
-            if name.len() <= SNAME_MAX && !name.contains('\0') {
-                reply.set_sname_str(name);
-            }
-        }
-        if let Some(file) = &cfg.extras.boot_file_name {
-            if file.len() <= FILE_MAX && !file.contains('\0') {
-                reply.set_fname_str(file);
-            }
-        }
+        fill_lease(cfg, req, kind, &mut reply, &mut opts);
         reply.set_opts(opts);
 
         // Broadcast while the client may not have its address configured
@@ -455,6 +429,45 @@ fn encode(msg: &Message) -> Result<Vec<u8>, &'static str> {
 }
 
 /// Builders and helpers shared by this crate's DHCP tests.
+/// The lease part of an OFFER or ACK (address and times; none for the
+/// answer to an INFORM), the configuration options and the PXE header
+/// fields.
+fn fill_lease(
+    cfg: &DhcpConfig,
+    req: &Message,
+    kind: ReplyKind,
+    reply: &mut Message,
+    opts: &mut DhcpOptions,
+) {
+    match kind {
+        ReplyKind::InformAck => {
+            // RFC 2131 §4.3.5: no lease, no yiaddr, ciaddr echoed.
+            reply.set_ciaddr(req.ciaddr());
+        }
+        _ => {
+            if kind == ReplyKind::Ack {
+                reply.set_ciaddr(req.ciaddr());
+            }
+            reply.set_yiaddr(cfg.client_ip);
+            opts.insert(DhcpOption::AddressLeaseTime(cfg.lease_secs));
+            opts.insert(DhcpOption::Renewal(cfg.lease_secs / 2));
+            let t2 = u64::from(cfg.lease_secs) * 7 / 8;
+            opts.insert(DhcpOption::Rebinding(u32::try_from(t2).unwrap_or(u32::MAX)));
+        }
+    }
+    insert_config_options(cfg, opts);
+    if let Some(name) = &cfg.extras.tftp_server_name {
+        if name.len() <= SNAME_MAX && !name.contains('\0') {
+            reply.set_sname_str(name);
+        }
+    }
+    if let Some(file) = &cfg.extras.boot_file_name {
+        if file.len() <= FILE_MAX && !file.contains('\0') {
+            reply.set_fname_str(file);
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod test_util {
     use super::*;

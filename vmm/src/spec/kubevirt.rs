@@ -451,74 +451,11 @@ pub(crate) fn parse_network(
 ) -> Option<NetworkSpec> {
     let (mut m, name) = named_item(v, path, w)?;
     let mut sources = Vec::new();
-    if m.has("pod") {
-        if let Some((pv, pp)) = m.take("pod") {
-            let (mut ipv4_cidr, mut ipv6_cidr) = (None, None);
-            if let Some(mut pod) = w.map(pv, &pp) {
-                if kubevirt {
-                    ipv4_cidr = pod.take("vmNetworkCIDR").and_then(|(v, p)| w.string(v, &p));
-                    ipv6_cidr = pod
-                        .take("vmIPv6NetworkCIDR")
-                        .and_then(|(v, p)| w.string(v, &p));
-                }
-                pod.finish(w, &[]);
-            }
-            sources.push(NetworkSource {
-                path: pp,
-                kind: NetworkSourceKind::Pod {
-                    ipv4_cidr,
-                    ipv6_cidr,
-                },
-            });
-        }
-    }
-    if m.has("multus") {
-        if let Some((mv, mp)) = m.take("multus") {
-            let (mut network_name, mut default) = (None, false);
-            if let Some(mut mu) = w.map(mv, &mp) {
-                network_name = mu.take("networkName").and_then(|(v, p)| w.string(v, &p));
-                if kubevirt {
-                    default = mu
-                        .take("default")
-                        .and_then(|(v, p)| w.bool(v, &p))
-                        .unwrap_or(false);
-                }
-                mu.finish(w, &[]);
-            }
-            sources.push(NetworkSource {
-                path: mp,
-                kind: NetworkSourceKind::Multus {
-                    network_name,
-                    default,
-                },
-            });
-        }
-    }
-    if kubevirt && m.has("genie") {
-        if let Some((gv, gp)) = m.take("genie") {
-            let mut network_name = None;
-            if let Some(mut g) = w.map(gv, &gp) {
-                network_name = g.take("networkName").and_then(|(v, p)| w.string(v, &p));
-                g.finish(w, &[]);
-            }
-            sources.push(NetworkSource {
-                path: gp,
-                kind: NetworkSourceKind::Genie { network_name },
-            });
-        }
-    }
-    if kubevirt && m.has("resource") {
-        if let Some((rv, rp)) = m.take("resource") {
-            let mut resource_name = None;
-            if let Some(mut r) = w.map(rv, &rp) {
-                resource_name = r.take("resourceName").and_then(|(v, p)| w.string(v, &p));
-                r.finish(w, &[]);
-            }
-            sources.push(NetworkSource {
-                path: rp,
-                kind: NetworkSourceKind::Resource { resource_name },
-            });
-        }
+    sources.extend(pod_source(&mut m, w, kubevirt));
+    sources.extend(multus_source(&mut m, w, kubevirt));
+    if kubevirt {
+        sources.extend(named_source(&mut m, w, "genie", "networkName"));
+        sources.extend(named_source(&mut m, w, "resource", "resourceName"));
     }
     m.finish(w, &[]);
     Some(NetworkSpec {
@@ -526,4 +463,81 @@ pub(crate) fn parse_network(
         name: name?,
         sources,
     })
+}
+
+/// `pod: {}` (KubeVirt: with its masquerade CIDRs).
+fn pod_source(m: &mut MapView<'_>, w: &mut Walker, kubevirt: bool) -> Option<NetworkSource> {
+    if !m.has("pod") {
+        return None;
+    }
+    let (pv, pp) = m.take("pod")?;
+    let (mut ipv4_cidr, mut ipv6_cidr) = (None, None);
+    if let Some(mut pod) = w.map(pv, &pp) {
+        if kubevirt {
+            ipv4_cidr = pod.take("vmNetworkCIDR").and_then(|(v, p)| w.string(v, &p));
+            ipv6_cidr = pod
+                .take("vmIPv6NetworkCIDR")
+                .and_then(|(v, p)| w.string(v, &p));
+        }
+        pod.finish(w, &[]);
+    }
+    Some(NetworkSource {
+        path: pp,
+        kind: NetworkSourceKind::Pod {
+            ipv4_cidr,
+            ipv6_cidr,
+        },
+    })
+}
+
+/// `multus: {networkName}` (KubeVirt: also `default`).
+fn multus_source(m: &mut MapView<'_>, w: &mut Walker, kubevirt: bool) -> Option<NetworkSource> {
+    if !m.has("multus") {
+        return None;
+    }
+    let (mv, mp) = m.take("multus")?;
+    let (mut network_name, mut default) = (None, false);
+    if let Some(mut mu) = w.map(mv, &mp) {
+        network_name = mu.take("networkName").and_then(|(v, p)| w.string(v, &p));
+        if kubevirt {
+            default = mu
+                .take("default")
+                .and_then(|(v, p)| w.bool(v, &p))
+                .unwrap_or(false);
+        }
+        mu.finish(w, &[]);
+    }
+    Some(NetworkSource {
+        path: mp,
+        kind: NetworkSourceKind::Multus {
+            network_name,
+            default,
+        },
+    })
+}
+
+/// A KubeVirt source with one name field: `genie: {networkName}` or
+/// `resource: {resourceName}`.
+fn named_source(
+    m: &mut MapView<'_>,
+    w: &mut Walker,
+    key: &str,
+    field: &str,
+) -> Option<NetworkSource> {
+    if !m.has(key) {
+        return None;
+    }
+    let (v, p) = m.take(key)?;
+    let mut name = None;
+    if let Some(mut section) = w.map(v, &p) {
+        name = section.take(field).and_then(|(v, p)| w.string(v, &p));
+        section.finish(w, &[]);
+    }
+    let kind = match key {
+        "genie" => NetworkSourceKind::Genie { network_name: name },
+        _ => NetworkSourceKind::Resource {
+            resource_name: name,
+        },
+    };
+    Some(NetworkSource { path: p, kind })
 }

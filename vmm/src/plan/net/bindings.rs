@@ -121,43 +121,12 @@ pub(super) fn network_plan(
             ipv4_cidr,
             ipv6_cidr,
         } => {
-            let masquerade = binding == Binding::Masquerade;
-            for f in [ipv4_cidr, ipv6_cidr].into_iter().flatten() {
-                if !masquerade {
-                    warnings.push(format!(
-                        "{}: ignored (only used with masquerade binding)",
-                        f.path
-                    ));
-                }
-            }
-            let virtink_cidr = binding_spec.and_then(|b| b.cidr.as_ref());
-            if let Some(c) = virtink_cidr {
-                if let Err(m) = check_ipv4(&c.value) {
-                    errors.push(FieldError::new(&c.path, &c.value, m));
-                }
-            }
-            // Invalid CIDRs were reported above; they leave no plan.
-            let v4 = |t: String| Ipv4Cidr::parse(&t).ok();
-            let v6 = |t: String| Ipv6Cidr::parse(&t).ok();
-            match (masquerade, spec.kind) {
-                (false, _) => NetworkPlan::Pod {
-                    ipv4_cidr: None,
-                    ipv6_cidr: None,
-                },
-                (true, SpecKind::Virtink) => NetworkPlan::Pod {
-                    ipv4_cidr: v4(virtink_cidr
-                        .map_or_else(|| VIRTINK_DEFAULT_CIDR.to_string(), |c| c.value.clone())),
-                    ipv6_cidr: None,
-                },
-                (true, _) => NetworkPlan::Pod {
-                    ipv4_cidr: v4(
-                        text(ipv4_cidr).unwrap_or_else(|| KUBEVIRT_DEFAULT_IPV4_CIDR.into())
-                    ),
-                    ipv6_cidr: v6(
-                        text(ipv6_cidr).unwrap_or_else(|| KUBEVIRT_DEFAULT_IPV6_CIDR.into())
-                    ),
-                },
-            }
+            let cidrs = PodCidrs {
+                ipv4: ipv4_cidr.as_ref(),
+                ipv6: ipv6_cidr.as_ref(),
+                virtink: binding_spec.and_then(|b| b.cidr.as_ref()),
+            };
+            pod_network_plan(spec, binding, cidrs, errors, warnings)
         }
         NetworkSourceKind::Multus {
             network_name,
@@ -176,4 +145,60 @@ pub(super) fn network_plan(
             pod_iface: info.pod_iface.clone(),
         },
     })
+}
+
+/// The CIDR fields a pod network may carry.
+#[derive(Clone, Copy)]
+struct PodCidrs<'a> {
+    /// KubeVirt `pod.vmNetworkCIDR`.
+    ipv4: Option<&'a Field<String>>,
+    /// KubeVirt `pod.vmIPv6NetworkCIDR`.
+    ipv6: Option<&'a Field<String>>,
+    /// Virtink `masquerade.cidr`.
+    virtink: Option<&'a Field<String>>,
+}
+
+/// The pod network's plan: masquerade gets its guest networks (the
+/// upstream defaults when unset), other bindings none.
+fn pod_network_plan(
+    spec: &VmSpec,
+    binding: Binding,
+    cidrs: PodCidrs<'_>,
+    errors: &mut Vec<FieldError>,
+    warnings: &mut Vec<String>,
+) -> NetworkPlan {
+    let masquerade = binding == Binding::Masquerade;
+    for f in [cidrs.ipv4, cidrs.ipv6].into_iter().flatten() {
+        if !masquerade {
+            warnings.push(format!(
+                "{}: ignored (only used with masquerade binding)",
+                f.path
+            ));
+        }
+    }
+    if let Some(c) = cidrs.virtink {
+        if let Err(m) = check_ipv4(&c.value) {
+            errors.push(FieldError::new(&c.path, &c.value, m));
+        }
+    }
+    // Invalid CIDRs were reported; they leave no plan.
+    let text = |f: Option<&Field<String>>, default: &str| {
+        f.map_or_else(|| default.to_string(), |f| f.value.clone())
+    };
+    let v4 = |t: String| Ipv4Cidr::parse(&t).ok();
+    let v6 = |t: String| Ipv6Cidr::parse(&t).ok();
+    match (masquerade, spec.kind) {
+        (false, _) => NetworkPlan::Pod {
+            ipv4_cidr: None,
+            ipv6_cidr: None,
+        },
+        (true, SpecKind::Virtink) => NetworkPlan::Pod {
+            ipv4_cidr: v4(text(cidrs.virtink, VIRTINK_DEFAULT_CIDR)),
+            ipv6_cidr: None,
+        },
+        (true, _) => NetworkPlan::Pod {
+            ipv4_cidr: v4(text(cidrs.ipv4, KUBEVIRT_DEFAULT_IPV4_CIDR)),
+            ipv6_cidr: v6(text(cidrs.ipv6, KUBEVIRT_DEFAULT_IPV6_CIDR)),
+        },
+    }
 }
