@@ -5,7 +5,7 @@ CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 EXAMPLE ?= resources/examples/vmi-guestkit.yaml
 
-.PHONY: setup build run run-plain test lint unit integration bench
+.PHONY: setup build run run-plain test lint unit integration bench image
 
 setup:
 	resources/scripts/setup.sh
@@ -28,6 +28,11 @@ lint:
 
 test: setup lint build
 	$(CARGO) test --locked --workspace --all-targets --no-fail-fast -- --test-threads=2
+
+# The OCI image (localhost/petrel:latest, or PETREL_IMAGE): petrel (release),
+# nft and their libraries on FROM scratch, built offline with podman.
+image:
+	resources/scripts/build-image.sh
 
 bench: setup
 	$(CARGO) build --locked --release -p vmm

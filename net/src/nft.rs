@@ -14,13 +14,8 @@
 //!     iifname <pod_iface> jump preinbound }
 //!   chain preinbound  {                                   # inbound -> guest
 //!     [tcp|udp dport <ports>] dnat ip[6] to <guest> }
-//!   chain output      { type nat hook output priority -100;
-//!     ip[6] daddr <loopback> [tcp|udp dport <ports>] dnat ip[6] to <guest> }
 //!   chain postrouting { type nat hook postrouting priority 100;  # srcnat
-//!     ip[6] saddr <guest subnet> oifname <pod_iface> masquerade
-//!     oifname <tap> jump postinbound }
-//!   chain postinbound {
-//!     [tcp|udp dport <ports>] ip[6] saddr <loopback> snat ip[6] to <gateway> }
+//!     ip[6] saddr <guest subnet> oifname <pod_iface> masquerade }
 //!   chain forward     { type filter hook forward priority 0;
 //!     iifname <tap> oifname <pod_iface> accept
 //!     iifname <pod_iface> oifname <tap> accept }
@@ -31,14 +26,13 @@
 //!   ports when the list is empty) is DNATed to the guest. Its source is
 //!   kept, so the guest sees real client addresses; replies come back
 //!   through the gateway because it is the guest's default route.
-//! - Traffic from the pod itself to `127.0.0.1` / `::1` on those ports is
-//!   DNATed to the guest too (so `curl localhost:port` inside the pod
-//!   reaches the VM) and, since a loopback source cannot leave the host,
-//!   SNATed to the gateway address on its way out of the tap. As in
-//!   KubeVirt, with an empty port list this redirects *all* loopback
-//!   traffic of the pod's network namespace to the guest. For IPv4 this
-//!   path also needs `net.ipv4.conf.<tap>.route_localnet=1`, which the
-//!   caller applying the rules sets.
+//! - Traffic from the pod's own loopback (`127.0.0.1`, `::1`) is *not*
+//!   forwarded to the guest. KubeVirt does that with an output-chain DNAT,
+//!   which for IPv4 only works with `net.ipv4.conf.<bridge>.route_localnet=1`
+//!   — the setting that lets other hosts reach the pod's loopback services
+//!   (the CVE-2020-8558 pattern) — and for IPv6 not at all (the kernel
+//!   drops `::1` leaving a non-loopback link). Reach the guest on the pod
+//!   IP instead.
 //! - Guest traffic leaving through the pod interface is masqueraded to the
 //!   pod's address.
 //! - The forward chain accepts tap <-> pod interface traffic, in case the
@@ -67,12 +61,8 @@ pub mod chains {
     pub const PREROUTING: &str = "prerouting";
     /// Regular chain holding the inbound DNAT rules.
     pub const PREINBOUND: &str = "preinbound";
-    /// Base chain: `type nat hook output priority -100`.
-    pub const OUTPUT: &str = "output";
     /// Base chain: `type nat hook postrouting priority 100`.
     pub const POSTROUTING: &str = "postrouting";
-    /// Regular chain holding the SNAT rules for traffic into the tap.
-    pub const POSTINBOUND: &str = "postinbound";
     /// Base chain: `type filter hook forward priority 0`.
     pub const FORWARD: &str = "forward";
 }
@@ -149,9 +139,7 @@ struct Family {
     name: &'static str,
     /// `ipv4` or `ipv6`, for `meta nfproto`.
     nfproto: &'static str,
-    loopback: IpAddr,
     guest: IpAddr,
-    gateway: IpAddr,
     network: IpAddr,
     prefix_len: u8,
 }
@@ -160,28 +148,24 @@ impl MasqueradeRules {
     /// The families that are configured, IPv4 first.
     fn families(&self) -> Vec<Family> {
         let mut families = Vec::with_capacity(2);
-        if let Some((guest, gateway, len)) = self.guest_v4 {
+        if let Some((guest, _gateway, len)) = self.guest_v4 {
             let len = len.min(32);
             let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
             families.push(Family {
                 name: "ip",
                 nfproto: "ipv4",
-                loopback: Ipv4Addr::LOCALHOST.into(),
                 guest: guest.into(),
-                gateway: gateway.into(),
                 network: Ipv4Addr::from(u32::from(guest) & mask).into(),
                 prefix_len: len,
             });
         }
-        if let Some((guest, gateway, len)) = self.guest_v6 {
+        if let Some((guest, _gateway, len)) = self.guest_v6 {
             let len = len.min(128);
             let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
             families.push(Family {
                 name: "ip6",
                 nfproto: "ipv6",
-                loopback: Ipv6Addr::LOCALHOST.into(),
                 guest: guest.into(),
-                gateway: gateway.into(),
                 network: Ipv6Addr::from(u128::from(guest) & mask).into(),
                 prefix_len: len,
             });
@@ -241,9 +225,7 @@ impl MasqueradeRules {
             json!({ "add": { "table": self.table_obj() } }),
             self.base_chain(chains::PREROUTING, "nat", "prerouting", -100),
             self.chain(chains::PREINBOUND),
-            self.base_chain(chains::OUTPUT, "nat", "output", -100),
             self.base_chain(chains::POSTROUTING, "nat", "postrouting", 100),
-            self.chain(chains::POSTINBOUND),
             self.base_chain(chains::FORWARD, "filter", "forward", 0),
         ];
 
@@ -260,8 +242,8 @@ impl MasqueradeRules {
         json!({ "nftables": cmds })
     }
 
-    /// The jumps from the NAT base chains to the per-pod chains: traffic
-    /// arriving on the pod interface, and traffic leaving through the tap.
+    /// The jump from the prerouting base chain to the inbound chain for
+    /// traffic arriving on the pod interface.
     fn push_jump_rules(&self, cmds: &mut Vec<Value>) {
         cmds.push(self.rule(
             chains::PREROUTING,
@@ -269,14 +251,6 @@ impl MasqueradeRules {
                 match_meta("iifname", json!(self.pod_iface)),
                 counter(),
                 json!({ "jump": { "target": chains::PREINBOUND } }),
-            ],
-        ));
-        cmds.push(self.rule(
-            chains::POSTROUTING,
-            vec![
-                match_meta("oifname", json!(self.tap)),
-                counter(),
-                json!({ "jump": { "target": chains::POSTINBOUND } }),
             ],
         ));
     }
@@ -318,41 +292,14 @@ impl MasqueradeRules {
         }
     }
 
-    /// The inbound NAT rules of one family for one port match (`None`: all
+    /// The inbound DNAT rule of one family for one port match (`None`: all
     /// ports).
     fn push_port_rules(&self, cmds: &mut Vec<Value>, fam: &Family, port_match: Option<Value>) {
-        let with_ports = |mut expr: Vec<Value>| {
-            if let Some(m) = &port_match {
-                expr.push(m.clone());
-            }
-            expr
-        };
-
-        // World -> guest.
-        let mut expr = with_ports(vec![match_meta("nfproto", json!(fam.nfproto))]);
+        let mut expr = vec![match_meta("nfproto", json!(fam.nfproto))];
+        expr.extend(port_match);
         expr.push(counter());
         expr.push(nat("dnat", fam.name, fam.guest));
         cmds.push(self.rule(chains::PREINBOUND, expr));
-
-        // Pod loopback -> guest.
-        let mut expr = with_ports(vec![match_payload(
-            fam.name,
-            "daddr",
-            json!(fam.loopback.to_string()),
-        )]);
-        expr.push(counter());
-        expr.push(nat("dnat", fam.name, fam.guest));
-        cmds.push(self.rule(chains::OUTPUT, expr));
-
-        // ... and its loopback source rewritten to the gateway.
-        let mut expr = with_ports(vec![match_payload(
-            fam.name,
-            "saddr",
-            json!(fam.loopback.to_string()),
-        )]);
-        expr.push(counter());
-        expr.push(nat("snat", fam.name, fam.gateway));
-        cmds.push(self.rule(chains::POSTINBOUND, expr));
     }
 
     /// Forwarding between the tap and the pod interface, both ways.
@@ -535,13 +482,14 @@ mod tests {
         assert_eq!(find("prerouting")["type"], "nat");
         assert_eq!(find("prerouting")["hook"], "prerouting");
         assert_eq!(find("prerouting")["prio"], -100);
-        assert_eq!(find("output")["hook"], "output");
-        assert_eq!(find("output")["prio"], -100);
         assert_eq!(find("postrouting")["hook"], "postrouting");
         assert_eq!(find("postrouting")["prio"], 100);
         assert_eq!(find("forward")["type"], "filter");
         assert!(find("preinbound").get("hook").is_none());
-        assert!(find("postinbound").get("hook").is_none());
+        // No loopback forwarding: no output NAT chain, no SNAT into the tap.
+        assert!(!base.iter().any(|ch| ch["name"] == "output"));
+        assert!(!base.iter().any(|ch| ch["name"] == "postinbound"));
+        assert!(!doc.to_string().contains("127.0.0.1"));
 
         let pre = rules(&doc, "prerouting");
         assert_eq!(pre.len(), 1);
@@ -558,11 +506,9 @@ mod tests {
         assert!(!inbound[0].iter().any(|e| e.to_string().contains("dport")));
 
         let post = rules(&doc, "postrouting");
-        assert_eq!(post.len(), 2);
-        let masq = post
-            .iter()
-            .find(|e| has(e, &json!({"masquerade": null})))
-            .unwrap();
+        assert_eq!(post.len(), 1);
+        let masq = post[0];
+        assert!(has(masq, &json!({"masquerade": null})));
         assert!(has(
             masq,
             &match_payload(
@@ -572,33 +518,6 @@ mod tests {
             )
         ));
         assert!(has(masq, &match_meta("oifname", json!("eth0"))));
-        let jump = post
-            .iter()
-            .find(|e| has(e, &json!({"jump": {"target": "postinbound"}})))
-            .unwrap();
-        assert!(has(jump, &match_meta("oifname", json!("tap0"))));
-
-        let out = rules(&doc, "output");
-        assert_eq!(out.len(), 1);
-        assert!(has(
-            out[0],
-            &match_payload("ip", "daddr", json!("127.0.0.1"))
-        ));
-        assert!(has(
-            out[0],
-            &json!({"dnat": {"family": "ip", "addr": "10.0.2.2"}})
-        ));
-
-        let snat = rules(&doc, "postinbound");
-        assert_eq!(snat.len(), 1);
-        assert!(has(
-            snat[0],
-            &match_payload("ip", "saddr", json!("127.0.0.1"))
-        ));
-        assert!(has(
-            snat[0],
-            &json!({"snat": {"family": "ip", "addr": "10.0.2.1"}})
-        ));
 
         let fwd = rules(&doc, "forward");
         assert_eq!(fwd.len(), 2);
@@ -632,18 +551,8 @@ mod tests {
                 &json!({"dnat": {"family": "ip", "addr": "10.0.2.2"}})
             ));
         }
-        let out = rules(&doc, "output");
-        assert_eq!(out.len(), 2);
-        assert!(has(
-            out[0],
-            &match_payload("tcp", "dport", json!({"set": [80, 443]}))
-        ));
-        assert!(has(out[1], &match_payload("udp", "dport", json!(53))));
-        let snat = rules(&doc, "postinbound");
-        assert_eq!(snat.len(), 2);
-        assert!(has(snat[1], &match_payload("udp", "dport", json!(53))));
         // Masquerade of outbound guest traffic does not depend on ports.
-        assert_eq!(rules(&doc, "postrouting").len(), 2);
+        assert_eq!(rules(&doc, "postrouting").len(), 1);
     }
 
     #[test]
@@ -672,15 +581,7 @@ mod tests {
                 json!({"prefix": {"addr": "fd10:0:2::", "len": 120}})
             )
         )));
-        let out = rules(&doc, "output");
-        assert!(out
-            .iter()
-            .any(|e| has(e, &match_payload("ip6", "daddr", json!("::1")))));
-        let snat = rules(&doc, "postinbound");
-        assert!(snat.iter().any(|e| has(
-            e,
-            &json!({"snat": {"family": "ip6", "addr": "fd10:0:2::1"}})
-        )));
+        assert!(!doc.to_string().contains("\"::1\""));
 
         // IPv6 only.
         r.guest_v4 = None;
@@ -710,10 +611,6 @@ mod tests {
         assert!(has(
             rules(&doc, "preinbound")[0],
             &json!({"dnat": {"family": "ip", "addr": "172.20.33.77"}})
-        ));
-        assert!(has(
-            rules(&doc, "postinbound")[0],
-            &json!({"snat": {"family": "ip", "addr": "172.20.32.1"}})
         ));
     }
 
@@ -794,12 +691,9 @@ mod tests {
                 "dnat ip to 10.0.2.2",
                 "dnat ip6 to fd10:0:2::2",
                 "masquerade",
-                "snat ip to 10.0.2.1",
                 "tcp dport { 80, 8443 }",
                 "udp dport 53",
                 "ip saddr 10.0.2.0/24",
-                "ip daddr 127.0.0.1",
-                "ip6 daddr ::1",
             ] {
                 assert!(
                     listing.contains(needle),
@@ -807,6 +701,8 @@ mod tests {
                 );
             }
             assert_eq!(listing.matches("masquerade").count(), 2, "{listing}");
+            assert!(!listing.contains("127.0.0.1"), "{listing}");
+            assert!(!listing.contains("snat"), "{listing}");
 
             apply(&r.delete_json()).unwrap();
             assert!(run_nft(&["list", "table", "inet", "petrel_vm1"], None).is_err());

@@ -9,7 +9,8 @@ log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 [ "$(id -u)" = 0 ] || { echo "setup.sh: run as root (KVM, tap devices and network namespaces need it)" >&2; exit 1; }
 [ -c /dev/kvm ] || { echo "setup.sh: /dev/kvm is missing; petrel needs KVM" >&2; exit 1; }
 
-PKGS=(iproute2 nftables iperf3 busybox-static qemu-system-x86 procps psmisc curl strace)
+PKGS=(iproute2 nftables iperf3 busybox-static qemu-system-x86 procps psmisc curl strace
+	podman runc containernetworking-plugins)
 missing=()
 for p in "${PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

@@ -101,19 +101,24 @@ impl Cluster {
 
     /// True while the server has an established TCP connection from `ip`.
     pub fn server_sees_peer(&self, ip: &str) -> bool {
-        let octets: Vec<u8> = ip.split('.').map(|o| o.parse().unwrap()).collect();
-        let hex = format!(
-            "{:02X}{:02X}{:02X}{:02X}",
-            octets[3], octets[2], octets[1], octets[0]
-        );
-        // busybox nc listens dual-stack: IPv4 peers show up in tcp6 as
-        // ::ffff:a.b.c.d, whose last word is the same hex.
-        let tcp = self.server.exec("cat /proc/net/tcp /proc/net/tcp6");
-        tcp.lines().any(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() > 3 && f[3] == "01" && f[2].split(':').next().is_some_and(|a| a.ends_with(&hex))
-        })
+        peer_established(&self.server, ip)
     }
+}
+
+/// True while `server` has an established TCP connection from IPv4 `ip`.
+pub fn peer_established(server: &NetNs, ip: &str) -> bool {
+    let octets: Vec<u8> = ip.split('.').map(|o| o.parse().unwrap()).collect();
+    let hex = format!(
+        "{:02X}{:02X}{:02X}{:02X}",
+        octets[3], octets[2], octets[1], octets[0]
+    );
+    // busybox nc listens dual-stack: IPv4 peers show up in tcp6 as
+    // ::ffff:a.b.c.d, whose last word is the same hex.
+    let tcp = server.exec("cat /proc/net/tcp /proc/net/tcp6");
+    tcp.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() > 3 && f[3] == "01" && f[2].split(':').next().is_some_and(|a| a.ends_with(&hex))
+    })
 }
 
 impl Default for Cluster {

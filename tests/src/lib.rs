@@ -4,8 +4,10 @@
 //! when the fixture drops.
 
 pub mod cluster;
+pub mod cni;
 pub mod guestnet;
 pub mod netns;
+pub mod podman;
 pub mod vfio_loopback;
 
 use std::io::{BufRead, BufReader, Read};

@@ -7,10 +7,12 @@
 //!    first host of that network (e.g. `fd10:0:2::1/120`, added without
 //!    DAD);
 //! 2. creates the tap (pod MTU, bridge port, up) and brings the bridge up;
-//! 3. enables forwarding (`net.ipv4.ip_forward`, and
-//!    `net.ipv6.conf.all.forwarding` with IPv6) and
-//!    `net.ipv4.conf.<bridge>.route_localnet` (for the pod-loopback-to-guest
-//!    DNAT) in the current network namespace;
+//! 3. makes sure forwarding is on (`net.ipv4.ip_forward`, and
+//!    `net.ipv6.conf.all.forwarding` with IPv6) in the current network
+//!    namespace: read first, written only when off, and an error naming the
+//!    sysctl and `securityContext.sysctls` when it is off and `/proc/sys` is
+//!    read-only. `route_localnet` is never set: the pod's loopback is not
+//!    forwarded to the guest (see [`nft`](crate::nft));
 //! 4. applies the [`nft::MasqueradeRules`] in table [`nft_table_name`]
 //!    (`petrel_<vm>`), replacing a stale one. The rules' "tap" is the
 //!    bridge: that is the interface the IP layer sees the guest's traffic
@@ -23,9 +25,8 @@
 //!
 //! The pod interface is not touched.
 //!
-//! Undo: delete the nft table, the tap and the bridge. The sysctls are left
-//! as they are: other NICs or the pod may rely on forwarding, and the
-//! bridge's own `route_localnet` goes away with the bridge.
+//! Undo: delete the nft table, the tap and the bridge. The forwarding
+//! sysctls are left as they are: other NICs or the pod may rely on them.
 //!
 //! [`nft_table_name`]: super::nft_table_name
 
@@ -34,9 +35,9 @@ use std::net::IpAddr;
 use net_backend::MacAddr;
 
 use super::{
-    bind_dhcp, cleanup_stale, ensure_address, first_hosts_v4, first_hosts_v6, mtu16,
-    nft_table_name, open_tap, set_sysctl, BindingError, BindingGuard, BindingSetup,
-    PodBindingRequest, UndoStep, DEFAULT_V4_CIDR, LEASE_SECS,
+    bind_dhcp, cleanup_stale, ensure_address, ensure_sysctl, first_hosts_v4, first_hosts_v6, mtu16,
+    nft_table_name, open_tap, BindingError, BindingGuard, BindingSetup, PodBindingRequest,
+    UndoStep, DEFAULT_V4_CIDR, LEASE_SECS,
 };
 use crate::dhcp::DhcpConfig;
 use crate::netlink::Netlink;
@@ -97,14 +98,10 @@ pub fn setup_masquerade(req: &PodBindingRequest) -> Result<BindingSetup, Binding
     let taps = open_tap(&mut nl, req, mtu, &mut guard)?;
     nl.set_up(&req.bridge_name)?;
 
-    set_sysctl("net/ipv4/ip_forward", "1")?;
+    ensure_sysctl("net.ipv4.ip_forward", "1")?;
     if rules.guest_v6.is_some() {
-        set_sysctl("net/ipv6/conf/all/forwarding", "1")?;
+        ensure_sysctl("net.ipv6.conf.all.forwarding", "1")?;
     }
-    set_sysctl(
-        &format!("net/ipv4/conf/{}/route_localnet", req.bridge_name),
-        "1",
-    )?;
 
     guard.push(UndoStep::DeleteNftTable(rules.clone()));
     nft::apply(&rules.to_json())?;

@@ -29,6 +29,9 @@
 //! Everything happens in the network namespace of the calling thread, with
 //! netlink, `/proc/sys` and the `nft` binary (forked from the calling
 //! thread); the [`BindingGuard`] must be dropped in the same namespace.
+//! Sysctls are read first and written only when they differ
+//! ([`ensure_sysctl`]), so a container whose pod declares them
+//! (`securityContext.sysctls`) needs no writable `/proc/sys`.
 //! Needs CAP_NET_ADMIN (and CAP_NET_RAW / CAP_NET_BIND_SERVICE for the DHCP
 //! socket).
 
@@ -36,6 +39,7 @@ mod dns;
 mod guard;
 mod request;
 mod steps;
+mod sysctl;
 
 pub mod bridge;
 pub mod masquerade;
@@ -57,12 +61,12 @@ pub use guard::BindingGuard;
 pub use masquerade::setup_masquerade;
 pub use request::{default_bridge_name, nft_table_name, PodBindingRequest};
 pub use steps::pod_has_global_ipv6;
+pub use sysctl::{ensure_sysctl, sysctl_path, SysctlError};
 
 use guard::UndoStep;
 pub(crate) use steps::first_hosts_v6;
 use steps::{
     bind_dhcp, cleanup_stale, ensure_address, first_hosts_v4, mtu16, open_tap, random_mac,
-    set_sysctl,
 };
 
 /// Prefix of the bridge name KubeVirt uses (`k6t-<pod iface>`).
@@ -149,14 +153,9 @@ pub enum BindingError {
         /// The underlying error.
         source: io::Error,
     },
-    /// A sysctl could not be read or written.
-    #[error("sysctl {path}: {source}")]
-    Sysctl {
-        /// Its `/proc/sys` path.
-        path: String,
-        /// The underlying error.
-        source: io::Error,
-    },
+    /// A sysctl could not be read, or must change and could not be set.
+    #[error(transparent)]
+    Sysctl(#[from] SysctlError),
     /// The pod interface has no Ethernet MAC address (bridge binding).
     #[error("pod interface {iface} has no Ethernet MAC address")]
     NoPodMac {

@@ -103,23 +103,6 @@ pub(super) fn random_mac() -> Result<[u8; 6], BindingError> {
     Ok(mac)
 }
 
-/// Sets a `/proc/sys` value (e.g. `net/ipv4/ip_forward`) for the calling
-/// thread's network namespace, writing only when it differs.
-pub(super) fn set_sysctl(key: &str, value: &str) -> Result<(), BindingError> {
-    let path = format!("/proc/sys/{key}");
-    let err = |source| BindingError::Sysctl {
-        path: path.clone(),
-        source,
-    };
-    let current = fs::read_to_string(&path).map_err(err)?;
-    if current.trim() == value {
-        return Ok(());
-    }
-    fs::write(&path, value).map_err(err)?;
-    tracing::debug!(%path, value, "sysctl set");
-    Ok(())
-}
-
 /// The first and second host of `addr/prefix_len` (gateway and guest).
 pub(super) fn first_hosts_v4(addr: Ipv4Addr, prefix_len: u8) -> (Ipv4Addr, Ipv4Addr) {
     let mask = u32::MAX

@@ -573,7 +573,8 @@ fn masquerade_binding_in_netns() {
             assert!(listing.contains("dnat ip to 10.0.2.2"), "{listing}");
             assert_eq!(read_sysctl("net/ipv4/ip_forward"), "1");
             assert_eq!(read_sysctl("net/ipv6/conf/all/forwarding"), "1");
-            assert_eq!(read_sysctl("net/ipv4/conf/k6t-eth0/route_localnet"), "1");
+            // The pod's loopback is not forwarded: route_localnet stays off.
+            assert_eq!(read_sysctl("net/ipv4/conf/k6t-eth0/route_localnet"), "0");
 
             assert_eq!(setup.mtu, 1450);
             assert_eq!(setup.guest_mac, GUEST_MAC);

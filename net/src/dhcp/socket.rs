@@ -6,8 +6,10 @@
 //! interfaces. `SO_REUSEADDR` lets one such socket per tap coexist in the
 //! same network namespace.
 //!
-//! Needs CAP_NET_RAW (for `SO_BINDTODEVICE`) and CAP_NET_BIND_SERVICE (for
-//! port 67), i.e. root in practice.
+//! Needs CAP_NET_BIND_SERVICE (for port 67); `SO_BINDTODEVICE` on a
+//! socket not yet bound to a device needs no CAP_NET_RAW since Linux 5.7
+//! (before that it did). petrel in a podman container with the default
+//! capability set (no NET_RAW) serves DHCP this way (tests/container.rs).
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
