@@ -57,7 +57,7 @@ impl vmm::ExtraPci for Loopback {
             }
             "e1000" => {
                 let intx = Arc::new(LoopbackIntx::default());
-                let inner = E1000::new(
+                let mut inner = E1000::new(
                     "loop0-inner".into(),
                     self.mac,
                     tap,
@@ -67,6 +67,8 @@ impl vmm::ExtraPci for Loopback {
                     0,
                 )
                 .map_err(|e| err(Box::new(e)))?;
+                // Construction spawns nothing; the receive worker starts here.
+                inner.activate().map_err(|e| err(Box::new(e)))?;
                 LoopbackOps::new(Box::new(inner), None, Some(intx))
             }
             other => return Err(err(format!("unknown model {other}").into())),
