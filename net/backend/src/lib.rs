@@ -17,6 +17,7 @@
 //!   over an `AF_UNIX` `SOCK_SEQPACKET` socket pair, for tests.
 //! - [`mac`] and [`ifname`]: the MAC address type ([`MacAddr`]) and the
 //!   interface-name check ([`validate_ifname`]) every petrel crate shares.
+//! - [`syscall`]: the errno/EINTR helpers both network crates use.
 //! - `sys` (private): ioctl numbers, the `ifreq` layout and the only `unsafe`
 //!   code of the crate, one foreign call per block.
 
@@ -27,6 +28,7 @@ pub mod macvtap;
 pub mod offloads;
 pub mod seqpacket;
 mod sys;
+pub mod syscall;
 pub mod tap;
 
 pub use frame_backend::FrameBackend;

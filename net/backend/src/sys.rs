@@ -118,35 +118,7 @@ impl IfReq {
     }
 }
 
-/// Maps a `-1` return to the thread's `errno`.
-pub(crate) fn cvt(ret: c_int) -> io::Result<c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
-
-/// Maps a `-1` return of a call that returns a byte count to `errno`.
-pub(crate) fn cvt_size(ret: libc::ssize_t) -> io::Result<usize> {
-    usize::try_from(ret).map_err(|_| io::Error::last_os_error())
-}
-
-/// The size of `T` as a socket length.
-pub(crate) fn socklen_of<T>() -> libc::socklen_t {
-    // Socket option and address structs are a few bytes long.
-    libc::socklen_t::try_from(std::mem::size_of::<T>()).unwrap_or(libc::socklen_t::MAX)
-}
-
-/// Runs `call` again while it fails with `EINTR`.
-pub(crate) fn retry_eintr<T>(mut call: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-    loop {
-        match call() {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            result => return result,
-        }
-    }
-}
+pub(crate) use crate::syscall::{cvt, cvt_size, retry_eintr, socklen_of};
 
 /// The ioctls whose argument is one `struct ifreq` and nothing else, so
 /// that [`ifreq_ioctl`] cannot be handed a request that would touch more.
