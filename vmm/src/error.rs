@@ -48,6 +48,10 @@ pub enum VmmError {
     Attach(#[from] crate::attach::AttachError),
     #[error("cannot write the MP table")]
     MpTable(#[source] arch::MpTableError),
+    #[error("cannot write the ACPI tables")]
+    Acpi(#[source] arch::AcpiError),
+    #[error("cannot reset the VM for a reboot")]
+    Reset(#[from] crate::reset::ResetError),
     #[error("control loop failed")]
     Control(#[from] crate::control::ControlError),
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand, ValueEnum};
 use vmm::host::{self, HostInputs, HostPlan, SysHost};
 use vmm::plan::{self, Overrides};
-use vmm::{spec, BootProtocol, ConsoleTarget, RunOptions, Vmm, VmmConfig, VmmError};
+use vmm::{spec, BootProtocol, ConsoleTarget, OnGuestReset, RunOptions, Vmm, VmmConfig, VmmError};
 
 #[derive(Parser)]
 #[command(
@@ -88,9 +88,15 @@ enum Command {
         spec: PathBuf,
         #[command(flatten)]
         boot: BootArgs,
-        /// Guest console: `stdout` or a file path (appended).
+        /// Guest console: `stdout`, a file path (appended), or
+        /// `socket:PATH`, a UNIX stream socket clients attach to (output
+        /// also goes to stdout).
         #[arg(long, default_value = "stdout")]
         console: String,
+        /// What a guest reboot does: `exit` ends the run (exit 0), `restart`
+        /// resets the VM in this process and boots again, networking kept.
+        #[arg(long, value_enum, default_value_t = OnGuestReset::Exit)]
+        on_guest_reset: OnGuestReset,
         /// Kernel entry protocol; auto uses PVH when the kernel has the note.
         #[arg(long, value_enum, default_value_t = BootProtocol::Auto)]
         boot_protocol: BootProtocol,
@@ -209,19 +215,18 @@ fn main() -> ExitCode {
             console,
             boot_protocol,
             pin_vcpus,
+            on_guest_reset,
             host_args,
         } => load_plan(&spec, boot).and_then(|plan| {
             let host = host_plan(&plan, &host_args)?;
-            let console = match console.as_str() {
-                "stdout" | "-" => ConsoleTarget::Stdout,
-                p => ConsoleTarget::File(PathBuf::from(p)),
-            };
+            let console = ConsoleTarget::parse(&console);
             let opts = RunOptions {
                 console,
                 boot_protocol,
                 pin_vcpus,
                 start: Some(start),
                 extra_pci: Vec::new(),
+                on_guest_reset,
             };
             Vmm::try_from(VmmConfig { plan, host, opts })?
                 .run()

@@ -163,7 +163,7 @@ pub fn install_kick_handler() -> Result<(), VcpuError> {
 /// The running vCPU threads. Stopping sets the shared stop flag and kicks
 /// each thread once; dropping stops and joins them.
 pub struct Vcpus {
-    threads: Vec<JoinHandle<()>>,
+    threads: Vec<JoinHandle<VcpuFd>>,
     shared: Arc<VcpuShared>,
 }
 
@@ -187,8 +187,10 @@ impl Vcpus {
         Ok(())
     }
 
-    /// Stops every vCPU and joins its thread.
-    pub fn stop(&mut self) {
+    /// Stops every vCPU and joins its thread; returns the vCPU fds in start
+    /// order (KVM cannot destroy a vCPU, so a VM reset reuses them) and
+    /// clears the stop flag for the next start.
+    pub fn stop(&mut self) -> Vec<VcpuFd> {
         self.shared.stop.store(true, Ordering::Release);
         for t in &self.threads {
             if !t.is_finished() {
@@ -199,20 +201,24 @@ impl Vcpus {
             }
         }
         let count = self.threads.len();
+        let mut fds = Vec::with_capacity(count);
         for t in self.threads.drain(..) {
-            if t.join().is_err() {
-                warn!("a vCPU thread panicked");
+            match t.join() {
+                Ok(fd) => fds.push(fd),
+                Err(_) => warn!("a vCPU thread panicked"),
             }
         }
         if count > 0 {
             info!(count, "vCPUs stopped");
         }
+        self.shared.stop.store(false, Ordering::Release);
+        fds
     }
 }
 
 impl Drop for Vcpus {
     fn drop(&mut self) {
-        self.stop();
+        drop(self.stop());
     }
 }
 
@@ -221,7 +227,7 @@ fn spawn(
     id: u8,
     host_cpu: Option<usize>,
     shared: Arc<VcpuShared>,
-) -> Result<JoinHandle<()>, VcpuError> {
+) -> Result<JoinHandle<VcpuFd>, VcpuError> {
     std::thread::Builder::new()
         .name(format!("vcpu{id}"))
         .spawn(move || {
@@ -233,6 +239,8 @@ fn spawn(
                     Err(e) => warn!(host_cpu = cpu, error = %e, "cannot pin the vCPU thread"),
                 }
             }
+            // A kick that stopped an earlier run may have left it set.
+            vcpu.set_kvm_immediate_exit(0);
             IMMEDIATE_EXIT.with(|c| c.set(&mut vcpu.get_kvm_run().immediate_exit));
             let reason = run_loop(&mut vcpu, id, &shared);
             IMMEDIATE_EXIT.with(|c| c.set(std::ptr::null_mut()));
@@ -240,6 +248,7 @@ fn spawn(
             if let Some(r) = reason {
                 shared.exit.request(r);
             }
+            vcpu
         })
         .map_err(VcpuError::Spawn)
 }

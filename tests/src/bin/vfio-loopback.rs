@@ -111,6 +111,7 @@ fn main() -> ExitCode {
             tap: tap.clone(),
             mac: [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x07],
         })],
+        on_guest_reset: vmm::OnGuestReset::Exit,
     };
     let host = match vmm::host::resolve(
         &plan,
