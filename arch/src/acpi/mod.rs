@@ -1,6 +1,6 @@
-//! Hardware-reduced ACPI tables, laid out as Cloud Hypervisor builds them:
-//! RSDP → XSDT → FADT (HW_REDUCED_ACPI, sleep control/status and reset
-//! registers on one I/O port) → DSDT (PCI root with `_PRT`, a GED whose
+//! Minimal ACPI tables, laid out as Cloud Hypervisor builds them:
+//! RSDP → XSDT → FADT (sleep control/status and reset registers on one I/O
+//! port, no PM1/GPE blocks; see [`fadt`] for why HW_REDUCED_ACPI is not set) → DSDT (PCI root with `_PRT`, a GED whose
 //! interrupt notifies the PNP0C0C power button, `_S5`), and the MADT (local
 //! APICs, the IOAPIC, ISA IRQ 0 → GSI 2). Pure: the tables are built with
 //! the rust-vmm `acpi_tables` crate and written into guest memory.
@@ -33,6 +33,9 @@ pub const SLP_TYP_SHIFT: u8 = 2;
 pub const SLP_EN: u8 = 1 << 5;
 /// What the guest writes to the FADT's reset register to reset the machine.
 pub const RESET_VALUE: u8 = 1;
+
+/// The FADT's SCI line: an ISA IRQ nothing raises (no GPE or PM1 block).
+pub const SCI_GSI: u16 = 9;
 
 const OEM_ID: [u8; 6] = *b"PETREL";
 const OEM_TABLE_ID: [u8; 8] = *b"PETRELVM";
@@ -81,10 +84,19 @@ fn fadt(dsdt_addr: u64, pm_port: u16) -> Vec<u8> {
         AccessSize::ByteAccess,
         pm_port.into(),
     );
+    // Not HW_REDUCED_ACPI: on x86 that flag makes Linux drop the 8259 and
+    // the PIT clockevent, and on this host (AMD, no kvm-clock in the guest,
+    // no CPUID TSC leaf) the PIT is what the guest calibrates its TSC and
+    // LAPIC timer against. The guest kernel is built ACPI_REDUCED_HARDWARE
+    // only, so it still uses just the sleep control/status registers and
+    // the GED; no PM1 block, GPE or fixed button exists (PWR_BUTTON and
+    // SLP_BUTTON say so), and the SCI GSI names an unused ISA line.
     let mut b = FADTBuilder::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION)
         .dsdt_64(dsdt_addr)
-        .flag(Flags::HwReducedAcpi)
+        .flag(Flags::PwrButton)
+        .flag(Flags::SlpButton)
         .flag(Flags::ResetRegSup);
+    b.sci_int = SCI_GSI.into();
     b.reset_reg = reg;
     b.reset_value = RESET_VALUE;
     b.sleep_control_reg = reg;
@@ -181,7 +193,8 @@ mod tests {
         assert_eq!(&fadt[..4], b"FACP");
         assert_eq!(sum(&fadt), 0);
         let flags = u32::from_le_bytes(fadt[112..116].try_into().unwrap());
-        assert_ne!(flags & (1 << 20), 0, "HW_REDUCED_ACPI");
+        assert_eq!(flags & (1 << 20), 0, "not HW_REDUCED_ACPI (see fadt())");
+        assert_ne!(flags & (1 << 4), 0, "no fixed power button");
         // Sleep control register: System I/O at the PM port.
         assert_eq!(fadt[244], 1);
         assert_eq!(
