@@ -146,7 +146,7 @@ impl PowerOnState {
         for (id, fd) in (0u8..).zip(vcpus) {
             self.restore_vcpu(id, fd)?;
             let boot = (id == 0).then_some(&entry);
-            crate::vcpu::configure(fd, &vm.mem, id, image.vcpus, &vm.supported_cpuid, boot)
+            crate::vcpu::configure_boot_state(fd, &vm.mem, boot)
                 .map_err(|source| VmmError::Vcpu { id, source })?;
         }
         info!(vcpus = vcpus.len(), "VM reset: booting again");

@@ -87,7 +87,17 @@ pub fn configure(
     let mut cpuid = supported_cpuid.clone();
     arch::filter_cpuid(&mut cpuid, id, num_vcpus);
     vcpu.set_cpuid2(&cpuid).map_err(VcpuError::SetCpuid)?;
+    configure_boot_state(vcpu, mem, boot)
+}
 
+/// Everything [`configure`] does but CPUID: what a VM reset writes again
+/// (KVM refuses a CPUID change after the first KVM_RUN, and the CPUID
+/// stays what it was).
+pub fn configure_boot_state(
+    vcpu: &VcpuFd,
+    mem: &GuestMemoryMmap,
+    boot: Option<&BootEntry>,
+) -> Result<(), VcpuError> {
     let entries = arch::boot_msrs();
     let msrs = Msrs::from_entries(&entries).map_err(|_| VcpuError::MsrList)?;
     let set = vcpu.set_msrs(&msrs).map_err(VcpuError::SetMsrs)?;
