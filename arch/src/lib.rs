@@ -6,6 +6,7 @@
 //! - [`layout`]: the guest-physical memory map (constants).
 //! - [`e820`]: RAM ranges around the MMIO hole and the e820 map.
 //! - [`mptable`]: Intel MP 1.4 table (CPUs, IOAPIC, ISA/PCI interrupt routes).
+//! - [`acpi`]: hardware-reduced ACPI tables (RSDP, XSDT, FADT, DSDT, MADT).
 //! - [`cmdline`], [`initrd`]: placing the command line and the initrd.
 //! - [`pvh`]: `hvm_start_info` for the PVH entry.
 //! - [`bootparams`]: the zero page for the Linux 64-bit entry.
@@ -15,6 +16,7 @@
 //! - [`msr`]: boot MSR values.
 //! - [`error`]: the boot error type, [`BootError`].
 
+pub mod acpi;
 pub mod bootparams;
 pub mod cmdline;
 pub mod cpuid;
@@ -29,6 +31,7 @@ pub mod paging;
 pub mod pvh;
 pub mod regs;
 
+pub use acpi::{setup_acpi, AcpiConfig, AcpiError};
 pub use bootparams::configure_boot_params;
 pub use cmdline::write_cmdline;
 pub use cpuid::filter_cpuid;

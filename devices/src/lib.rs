@@ -2,6 +2,7 @@
 //! never KVM: the `vmm` crate wires their interrupts to irqfds and their
 //! address ranges to vCPU exits through [`bus::Bus`].
 
+pub mod acpi;
 pub mod affinity;
 pub mod bus;
 pub mod e1000;

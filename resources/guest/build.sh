@@ -64,6 +64,7 @@ kernel_key=$( {
 initrd_key=$( {
 	echo "busybox=$bb_ver"
 	cat "$KIT_DIR/init"
+	(cd "$KIT_DIR/rootfs" && find . -type d | LC_ALL=C sort)
 	(cd "$KIT_DIR/rootfs" && find . -type f | LC_ALL=C sort | xargs cat)
 	echo "applets=$(sed -n 's/^APPLETS=//p' "$0")"
 } | sha256sum | cut -c1-16)
@@ -140,6 +141,10 @@ spec=$WORK/initramfs.spec
 	echo "file /bin/busybox /bin/busybox 0755 0 0"
 	for a in $APPLETS; do echo "slink /bin/$a busybox 0777 0 0"; done
 	echo "file /init $KIT_DIR/init 0755 0 0"
+	# rootfs directories below the ones made above (e.g. /etc/acpi/PWRF)
+	(cd "$KIT_DIR/rootfs" && find . -mindepth 2 -type d | LC_ALL=C sort) | while read -r d; do
+		echo "dir ${d#.} 0755 0 0"
+	done
 	(cd "$KIT_DIR/rootfs" && find . -type f | LC_ALL=C sort) | while read -r f; do
 		f=${f#.}
 		mode=0644; [ -x "$KIT_DIR/rootfs$f" ] && mode=0755

@@ -311,6 +311,27 @@ impl Vmm {
         }
     }
 
+    /// Waits until `n` console lines contain `marker` (e.g. the second
+    /// boot's markers after a VM reset); returns the n-th.
+    pub fn wait_for_nth(&self, marker: &str, n: usize, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let lines = self.console();
+            let seen: Vec<&String> = lines.iter().filter(|l| l.contains(marker)).collect();
+            if let Some(l) = seen.get(n.saturating_sub(1)) {
+                return (*l).clone();
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "timed out waiting for {marker:?} #{n}\nconsole:\n{}\nstderr:\n{}",
+                    lines.join("\n"),
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn console(&self) -> Vec<String> {
         self.stdout.0.lock().unwrap().lines.clone()
     }

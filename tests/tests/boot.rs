@@ -92,7 +92,10 @@ fn guest_panic_is_a_failure_with_a_clear_message() {
 #[test]
 fn sigterm_stops_the_vm_cleanly() {
     let dir = Scratch::new("sigterm");
-    let spec = dir.write("vmi.yaml", &vmi_yaml("sigterm", 1, "128Mi"));
+    // A zero grace period: SIGTERM stops at once, without the power button
+    // (tests/tests/lifecycle.rs covers the button and the grace period).
+    let yaml = vmi_yaml("sigterm", 1, "128Mi") + "  terminationGracePeriodSeconds: 0\n";
+    let spec = dir.write("vmi.yaml", &yaml);
     // the guest would sleep for a long time; petrel must not wait for it
     let mut vm = Vmm::boot(&spec, "guest.net=0", Some("sleep 600"), &[]);
     vm.wait_for("GUEST-CMD-BEGIN", BOOT_TIMEOUT);

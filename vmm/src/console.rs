@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use tracing::warn;
 use vmm_sys_util::terminal::Terminal;
 
+use crate::console_socket::ConsoleSocket;
+
 const PANIC_BANNER: &str = "Kernel panic - not syncing";
 const LINE_MAX: usize = 512;
 
@@ -94,19 +96,46 @@ pub enum ConsoleTarget {
     #[default]
     Stdout,
     File(PathBuf),
+    /// A UNIX stream socket clients attach to; output is also logged to
+    /// stdout.
+    Socket(PathBuf),
 }
 
-/// Opens the console's output; a file is appended to.
-pub fn open(target: &ConsoleTarget) -> Result<Box<dyn Write + Send>, (PathBuf, io::Error)> {
+impl ConsoleTarget {
+    /// `stdout` (or `-`), `socket:PATH`, or a file path.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "stdout" | "-" => ConsoleTarget::Stdout,
+            _ => match s.strip_prefix("socket:") {
+                Some(p) => ConsoleTarget::Socket(PathBuf::from(p)),
+                None => ConsoleTarget::File(PathBuf::from(s)),
+            },
+        }
+    }
+}
+
+type Opened = (Box<dyn Write + Send>, Option<ConsoleSocket>);
+
+/// Opens the console's output; a file is appended to, a socket bound (the
+/// control loop serves it).
+pub fn open(target: &ConsoleTarget) -> Result<Opened, (PathBuf, io::Error)> {
     Ok(match target {
-        ConsoleTarget::Stdout => Box::new(io::stdout()),
-        ConsoleTarget::File(path) => Box::new(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| (path.clone(), e))?,
+        ConsoleTarget::Stdout => (Box::new(io::stdout()), None),
+        ConsoleTarget::File(path) => (
+            Box::new(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| (path.clone(), e))?,
+            ),
+            None,
         ),
+        ConsoleTarget::Socket(path) => {
+            let (sock, out) =
+                ConsoleSocket::bind(path, Box::new(io::stdout())).map_err(|e| (path.clone(), e))?;
+            (Box::new(out), Some(sock))
+        }
     })
 }
 

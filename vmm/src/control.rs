@@ -6,11 +6,15 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
+
+use devices::acpi::PowerButton;
 use devices::legacy::Serial;
 use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
 use net::service::ServiceToken;
 use tracing::{info, warn};
 use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::timerfd::TimerFd;
 
 use crate::exit::{ExitReason, ExitSignal};
 use crate::intx::KvmIntx;
@@ -48,6 +52,7 @@ impl MutEventSubscriber for ExitSubscriber {
 struct SignalSubscriber {
     signals: StopSignals,
     exit: Arc<ExitSignal>,
+    stop: GracefulStop,
 }
 
 impl MutEventSubscriber for SignalSubscriber {
@@ -55,10 +60,23 @@ impl MutEventSubscriber for SignalSubscriber {
         if let Err(e) = ops.add(Events::new(&self.signals, EventSet::IN)) {
             warn!(error = ?e, "cannot watch stop signals");
         }
+        if let Err(e) = ops.add(Events::new(&self.stop.timer, EventSet::IN)) {
+            warn!(error = ?e, "cannot watch the grace-period timer");
+        }
     }
 
-    fn process(&mut self, _events: Events, _ops: &mut EventOps) {
+    fn process(&mut self, events: Events, _ops: &mut EventOps) {
+        if events.fd() == self.stop.timer.as_raw_fd() {
+            let _ = self.stop.timer.wait();
+            info!(
+                grace_s = self.stop.grace.as_secs(),
+                "the guest did not power off within the grace period; stopping the VM"
+            );
+            self.exit.request(ExitReason::Signal(libc::SIGTERM));
+            return;
+        }
         match self.signals.read() {
+            Ok(Some(sig)) if sig == libc::SIGTERM && self.stop.press() => {}
             Ok(Some(sig)) => {
                 info!(signal = sig, "stop requested");
                 self.exit.request(ExitReason::Signal(sig));
@@ -66,6 +84,49 @@ impl MutEventSubscriber for SignalSubscriber {
             Ok(None) => {}
             Err(e) => warn!(error = %e, "reading the signalfd failed"),
         }
+    }
+}
+
+/// SIGTERM's shutdown (pod termination): press the power button, then stop
+/// the VM when the grace period ends; a second SIGTERM, SIGINT or a zero
+/// grace period stops at once.
+pub struct GracefulStop {
+    button: Arc<PowerButton>,
+    grace: Duration,
+    timer: TimerFd,
+    pressed: bool,
+}
+
+impl GracefulStop {
+    pub fn new(button: Arc<PowerButton>, grace: Duration) -> std::io::Result<Self> {
+        Ok(Self {
+            button,
+            grace,
+            timer: TimerFd::new().map_err(std::io::Error::from)?,
+            pressed: false,
+        })
+    }
+
+    /// Presses the button and arms the timer; false when SIGTERM should
+    /// stop the VM at once.
+    fn press(&mut self) -> bool {
+        if self.pressed || self.grace.is_zero() {
+            return false;
+        }
+        if let Err(e) = self.button.press() {
+            warn!(error = %e, "cannot press the power button");
+            return false;
+        }
+        if let Err(e) = self.timer.reset(self.grace, None) {
+            warn!(error = %e, "cannot arm the grace-period timer");
+            return false;
+        }
+        self.pressed = true;
+        info!(
+            grace_s = self.grace.as_secs(),
+            "SIGTERM: power button pressed; waiting for the guest to power off"
+        );
+        true
     }
 }
 
@@ -160,6 +221,7 @@ impl Control {
     pub fn new(
         exit: Arc<ExitSignal>,
         signals: StopSignals,
+        stop: GracefulStop,
         intx: Vec<Arc<KvmIntx>>,
         pod: Vec<PodNetService>,
     ) -> Result<Self, ControlError> {
@@ -172,6 +234,7 @@ impl Control {
         mgr.add_subscriber(Box::new(SignalSubscriber {
             signals,
             exit: exit.clone(),
+            stop,
         }));
         for binding in pod {
             mgr.add_subscriber(Box::new(PodNetSubscriber(binding)));
@@ -193,6 +256,17 @@ impl Control {
     /// Serves the API's request channel (see [`crate::api`]).
     pub fn serve_api(&mut self, api: crate::api::ApiSubscriber) {
         self.mgr.add_subscriber(Box::new(api));
+    }
+
+    /// Serves the console socket (clients and their input).
+    pub fn watch_console_socket(&mut self, socket: crate::console_socket::ConsoleSocket) {
+        self.mgr.add_subscriber(Box::new(socket));
+    }
+
+    /// Readies the loop for the next run after a VM reset.
+    pub fn rearm(&mut self) {
+        self.exit.clear();
+        self.done.store(false, Ordering::Release);
     }
 
     /// Runs the loop until the exit event fires; returns the reason.

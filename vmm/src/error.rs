@@ -55,6 +55,10 @@ pub enum VmmError {
     Api(#[from] crate::api::ApiError),
     #[error("cannot create the device pause gate")]
     PauseGate(#[source] std::io::Error),
+    #[error("cannot write the ACPI tables")]
+    Acpi(#[source] arch::AcpiError),
+    #[error("cannot reset the VM for a reboot")]
+    Reset(#[from] crate::reset::ResetError),
     #[error("control loop failed")]
     Control(#[from] crate::control::ControlError),
 }

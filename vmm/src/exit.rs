@@ -8,8 +8,14 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExitReason {
-    /// The guest reset the machine (reboot, poweroff, `panic=-1` reset).
+    /// The guest reset the machine (reboot, `panic=-1` reset, and a
+    /// poweroff without ACPI): `--on-guest-reset` decides what follows.
     GuestReset,
+    /// The guest powered off through ACPI (S5).
+    GuestShutdown,
+    /// The VMM was asked to reboot the guest ([`crate::Lifecycle::reboot`]):
+    /// the VM restarts in the same process whatever `--on-guest-reset` says.
+    RebootRequested,
     /// The console showed a kernel panic before the reset.
     GuestPanic(String),
     /// SIGTERM or SIGINT asked petrel to stop the VM.
@@ -35,7 +41,11 @@ impl ExitReason {
     pub fn is_clean(&self) -> bool {
         matches!(
             self,
-            ExitReason::GuestReset | ExitReason::Signal(_) | ExitReason::ApiShutdown
+            ExitReason::GuestReset
+                | ExitReason::GuestShutdown
+                | ExitReason::RebootRequested
+                | ExitReason::Signal(_)
+                | ExitReason::ApiShutdown
         )
     }
 }
@@ -44,6 +54,8 @@ impl std::fmt::Display for ExitReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ExitReason::GuestReset => write!(f, "the guest reset the machine"),
+            ExitReason::GuestShutdown => write!(f, "the guest powered off (ACPI S5)"),
+            ExitReason::RebootRequested => write!(f, "a reboot was requested"),
             ExitReason::GuestPanic(line) => write!(f, "the guest kernel panicked: {line}"),
             ExitReason::Signal(s) => write!(f, "stopped by signal {s}"),
             ExitReason::TripleFault { vcpu } => write!(
@@ -107,6 +119,12 @@ impl ExitSignal {
         if let Err(e) = self.evt.write(1) {
             tracing::error!(error = %e, "cannot signal the exit event");
         }
+    }
+
+    /// Forgets the recorded reason, for the next run after a VM reset.
+    pub fn clear(&self) {
+        let _ = self.evt.read();
+        *self.reason.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     pub fn reason(&self) -> Option<ExitReason> {

@@ -18,17 +18,21 @@
 //!   loop ([`control`]), built with `Vmm::try_from(VmmConfig)` and run with
 //!   [`Vmm::run`]; teardown order is its field order.
 
+mod acpi;
 pub mod affinity;
 pub mod api;
 pub mod attach;
 pub mod backend;
+mod boot;
 pub mod console;
+mod console_socket;
 pub mod control;
 pub mod error;
 pub mod exit;
 pub mod host;
 mod intx;
 pub mod irq;
+pub mod lifecycle;
 pub mod loader;
 mod memory;
 pub mod metrics;
@@ -36,6 +40,7 @@ mod msi;
 pub mod pci_setup;
 pub mod plan;
 pub mod pod_net;
+pub mod reset;
 mod signals;
 pub mod spec;
 pub mod spec_input;
@@ -48,5 +53,7 @@ mod vmm;
 pub use console::ConsoleTarget;
 pub use error::VmmError;
 pub use exit::ExitReason;
+pub use lifecycle::{Lifecycle, LifecycleError};
 pub use loader::BootProtocol;
+pub use reset::OnGuestReset;
 pub use vmm::{ExtraPci, RunOptions, Vmm, VmmConfig};

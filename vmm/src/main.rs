@@ -10,7 +10,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use vmm::api::ApiOptions;
 use vmm::host::{self, HostInputs, HostPlan, SysHost};
 use vmm::plan::{self, Overrides};
-use vmm::{spec, spec_input, BootProtocol, ConsoleTarget, RunOptions, Vmm, VmmConfig, VmmError};
+use vmm::{
+    spec, spec_input, BootProtocol, ConsoleTarget, OnGuestReset, RunOptions, Vmm, VmmConfig,
+    VmmError,
+};
 
 #[derive(Parser)]
 #[command(
@@ -113,9 +116,15 @@ enum Command {
         api: ApiArgs,
         #[command(flatten)]
         boot: BootArgs,
-        /// Guest console: `stdout` or a file path (appended).
+        /// Guest console: `stdout`, a file path (appended), or
+        /// `socket:PATH`, a UNIX stream socket clients attach to (output
+        /// also goes to stdout).
         #[arg(long, default_value = "stdout")]
         console: String,
+        /// What a guest reboot does: `exit` ends the run (exit 0), `restart`
+        /// resets the VM in this process and boots again, networking kept.
+        #[arg(long, value_enum, default_value_t = OnGuestReset::Exit)]
+        on_guest_reset: OnGuestReset,
         /// Kernel entry protocol; auto uses PVH when the kernel has the note.
         #[arg(long, value_enum, default_value_t = BootProtocol::Auto)]
         boot_protocol: BootProtocol,
@@ -295,16 +304,14 @@ fn main() -> ExitCode {
             console,
             boot_protocol,
             pin_vcpus,
+            on_guest_reset,
             host_args,
         } => run_spec(spec.as_deref(), spec_base64.as_deref(), api)
             .map_err(Failed::from)
             .and_then(|(spec, api)| {
                 let plan = plan_of(&spec, boot, false)?;
                 let host = host_plan(&plan, &host_args)?;
-                let console = match console.as_str() {
-                    "stdout" | "-" => ConsoleTarget::Stdout,
-                    p => ConsoleTarget::File(PathBuf::from(p)),
-                };
+                let console = ConsoleTarget::parse(&console);
                 let opts = RunOptions {
                     console,
                     boot_protocol,
@@ -312,6 +319,7 @@ fn main() -> ExitCode {
                     start: Some(start),
                     extra_pci: Vec::new(),
                     api,
+                    on_guest_reset,
                 };
                 let vmm = Vmm::try_from(VmmConfig { plan, host, opts })?;
                 Ok(Some(vmm.run()?))

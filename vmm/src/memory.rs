@@ -54,3 +54,25 @@ pub fn register_with_kvm(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), MemoryE
     }
     Ok(())
 }
+
+/// Zeroes guest RAM for a VM reset: the anonymous private mappings drop
+/// their pages and read back as zeros (KVM's MMU notifier follows).
+pub fn zero_guest_memory(mem: &GuestMemoryMmap) -> std::io::Result<()> {
+    for region in mem.iter() {
+        // SAFETY: the range is exactly one live anonymous private mapping
+        // owned by `mem`; MADV_DONTNEED only replaces its pages with zero
+        // pages and invalidates nothing Rust holds references into (guest
+        // memory is only ever accessed through vm-memory's volatile copies).
+        let rc = unsafe {
+            libc::madvise(
+                region.as_ptr().cast(),
+                region.len() as usize,
+                libc::MADV_DONTNEED,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

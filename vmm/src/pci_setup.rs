@@ -13,8 +13,8 @@ use crate::intx::{KvmIntx, INTX_FIRST_GSI, INTX_LAST_GSI};
 use crate::vm::Vm;
 
 /// Port-I/O window for I/O BARs (above the legacy ISA ports).
-const PCI_IO_START: u64 = 0xc000;
-const PCI_IO_SIZE: u64 = 0x4000;
+pub(crate) const PCI_IO_START: u64 = 0xc000;
+pub(crate) const PCI_IO_SIZE: u64 = 0x4000;
 
 pub struct PciSetup {
     pub bus: Arc<Mutex<PciBus>>,

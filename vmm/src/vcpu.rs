@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::io;
 use std::os::unix::thread::JoinHandleExt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Mutex, Once};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -93,7 +93,17 @@ pub fn configure(
     let mut cpuid = supported_cpuid.clone();
     arch::filter_cpuid(&mut cpuid, id, num_vcpus);
     vcpu.set_cpuid2(&cpuid).map_err(VcpuError::SetCpuid)?;
+    configure_boot_state(vcpu, mem, boot)
+}
 
+/// Everything [`configure`] does but CPUID: what a VM reset writes again
+/// (KVM refuses a CPUID change after the first KVM_RUN, and the CPUID
+/// stays what it was).
+pub fn configure_boot_state(
+    vcpu: &VcpuFd,
+    mem: &GuestMemoryMmap,
+    boot: Option<&BootEntry>,
+) -> Result<(), VcpuError> {
     let entries = arch::boot_msrs();
     let msrs = Msrs::from_entries(&entries).map_err(|_| VcpuError::MsrList)?;
     let set = vcpu.set_msrs(&msrs).map_err(VcpuError::SetMsrs)?;
@@ -169,7 +179,10 @@ pub fn install_kick_handler() -> Result<(), VcpuError> {
 /// The running vCPU threads. Stopping sets the shared stop flag and kicks
 /// each thread once; dropping stops and joins them.
 pub struct Vcpus {
-    threads: Vec<JoinHandle<()>>,
+    threads: Vec<JoinHandle<VcpuFd>>,
+    /// The running threads' ids, for the pauser's kicks: only threads not
+    /// joined yet are listed.
+    ids: Arc<Mutex<Vec<libc::pthread_t>>>,
     shared: Arc<VcpuShared>,
 }
 
@@ -177,6 +190,7 @@ impl Vcpus {
     pub fn new(shared: Arc<VcpuShared>) -> Self {
         Vcpus {
             threads: Vec::new(),
+            ids: Arc::default(),
             shared,
         }
     }
@@ -189,18 +203,21 @@ impl Vcpus {
         host_cpu: Option<usize>,
     ) -> Result<(), VcpuError> {
         let t = spawn(vcpu, id, host_cpu, self.shared.clone())?;
+        lock(&self.ids).push(t.as_pthread_t());
         self.threads.push(t);
         Ok(())
     }
 
-    /// Pauses and resumes these vCPUs from the control thread.
+    /// Pauses and resumes these vCPUs from the control thread; it follows
+    /// the running threads across VM resets.
     pub fn pauser(&self) -> VcpuPauser {
-        let ids = self.threads.iter().map(|t| t.as_pthread_t()).collect();
-        VcpuPauser::new(self.shared.clone(), ids)
+        VcpuPauser::new(self.shared.clone(), self.ids.clone())
     }
 
-    /// Stops every vCPU and joins its thread.
-    pub fn stop(&mut self) {
+    /// Stops every vCPU and joins its thread; returns the vCPU fds in start
+    /// order (KVM cannot destroy a vCPU, so a VM reset reuses them) and
+    /// clears the stop flag for the next start.
+    pub fn stop(&mut self) -> Vec<VcpuFd> {
         self.shared.stop.store(true, Ordering::Release);
         // Parked (paused) vCPUs see the stop flag once woken.
         self.shared.park.wake_all();
@@ -212,21 +229,31 @@ impl Vcpus {
                 unsafe { libc::pthread_kill(t.as_pthread_t(), kick_signal()) };
             }
         }
+        // No kick may reach a thread once it is joined.
+        lock(&self.ids).clear();
         let count = self.threads.len();
+        let mut fds = Vec::with_capacity(count);
         for t in self.threads.drain(..) {
-            if t.join().is_err() {
-                warn!("a vCPU thread panicked");
+            match t.join() {
+                Ok(fd) => fds.push(fd),
+                Err(_) => warn!("a vCPU thread panicked"),
             }
         }
         if count > 0 {
             info!(count, "vCPUs stopped");
         }
+        self.shared.stop.store(false, Ordering::Release);
+        fds
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Drop for Vcpus {
     fn drop(&mut self) {
-        self.stop();
+        drop(self.stop());
     }
 }
 
@@ -235,7 +262,7 @@ fn spawn(
     id: u8,
     host_cpu: Option<usize>,
     shared: Arc<VcpuShared>,
-) -> Result<JoinHandle<()>, VcpuError> {
+) -> Result<JoinHandle<VcpuFd>, VcpuError> {
     std::thread::Builder::new()
         .name(format!("vcpu{id}"))
         .spawn(move || {
@@ -247,6 +274,8 @@ fn spawn(
                     Err(e) => warn!(host_cpu = cpu, error = %e, "cannot pin the vCPU thread"),
                 }
             }
+            // A kick that stopped an earlier run may have left it set.
+            vcpu.set_kvm_immediate_exit(0);
             IMMEDIATE_EXIT.with(|c| c.set(&mut vcpu.get_kvm_run().immediate_exit));
             let reason = run_loop(&mut vcpu, id, &shared);
             IMMEDIATE_EXIT.with(|c| c.set(std::ptr::null_mut()));
@@ -254,6 +283,7 @@ fn spawn(
             if let Some(r) = reason {
                 shared.exit.request(r);
             }
+            vcpu
         })
         .map_err(VcpuError::Spawn)
 }

@@ -73,11 +73,12 @@ const PARK_TIMEOUT: Duration = Duration::from_secs(2);
 /// [`crate::vcpu::Vcpus::pauser`] once they run, used on the control thread.
 pub struct VcpuPauser {
     shared: Arc<VcpuShared>,
-    threads: Vec<libc::pthread_t>,
+    /// The running vCPU threads (kept current by [`crate::vcpu::Vcpus`]).
+    threads: Arc<Mutex<Vec<libc::pthread_t>>>,
 }
 
 impl VcpuPauser {
-    pub(crate) fn new(shared: Arc<VcpuShared>, threads: Vec<libc::pthread_t>) -> Self {
+    pub(crate) fn new(shared: Arc<VcpuShared>, threads: Arc<Mutex<Vec<libc::pthread_t>>>) -> Self {
         Self { shared, threads }
     }
 
@@ -85,12 +86,8 @@ impl VcpuPauser {
     /// resumed again then).
     pub fn pause(&self) -> bool {
         self.shared.park.paused.store(true, Ordering::Release);
-        self.kick_all();
-        if self
-            .shared
-            .park
-            .wait_parked(self.threads.len(), PARK_TIMEOUT)
-        {
+        let count = self.kick_all();
+        if self.shared.park.wait_parked(count, PARK_TIMEOUT) {
             return true;
         }
         self.resume();
@@ -102,19 +99,17 @@ impl VcpuPauser {
         self.shared.park.wake_all();
     }
 
-    fn kick_all(&self) {
-        // Vcpus::stop sets `stop` before it joins, on this same (control)
-        // thread: once it is set the ids may be stale, so kick no more.
-        if self.shared.stop.load(Ordering::Acquire) {
-            return;
-        }
-        for &t in &self.threads {
+    /// Kicks every running vCPU thread once; returns how many there are.
+    fn kick_all(&self) -> usize {
+        let threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+        for &t in threads.iter() {
             // SAFETY: each pthread_t belongs to a vCPU thread that has not
-            // been joined: joining happens only in Vcpus::stop, after the
-            // stop flag checked above is set, and on the thread running
-            // this. The kick handler only sets immediate_exit.
+            // been joined: Vcpus::stop empties this list before it joins,
+            // under the same lock, and Vcpus::start lists a thread only once
+            // it is spawned. The kick handler only sets immediate_exit.
             unsafe { libc::pthread_kill(t, kick_signal()) };
         }
+        threads.len()
     }
 }
 

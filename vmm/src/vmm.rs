@@ -14,20 +14,23 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kvm_ioctls::VcpuFd;
 use tracing::info;
 
 use crate::api::{ApiInputs, ApiOptions, ApiSetup};
+use crate::boot::GuestImage;
 use crate::console::{self, ConsoleOutput, ConsoleTarget, ConsoleWatch, RawStdin};
-use crate::control::Control;
+use crate::control::{Control, GracefulStop};
 use crate::error::VmmError;
 use crate::exit::{ExitReason, ExitSignal};
 use crate::host::HostPlan;
-use crate::loader::{self, BootEntry, BootProtocol};
+use crate::lifecycle::{Lifecycle, LifecycleError};
+use crate::loader::{BootEntry, BootProtocol};
 use crate::pci_setup::PciSetup;
 use crate::plan::VmPlan;
+use crate::reset::{OnGuestReset, PowerOnState};
 use crate::signals::StopSignals;
 use crate::vcpu::{self, VcpuShared, Vcpus};
 use crate::vm::Vm;
@@ -47,6 +50,8 @@ pub struct RunOptions {
     pub extra_pci: Vec<Arc<dyn ExtraPci>>,
     /// The control API and metrics listeners.
     pub api: ApiOptions,
+    /// What a guest reboot does: end the run (default) or boot again.
+    pub on_guest_reset: OnGuestReset,
 }
 
 /// A PCI device added by the embedding program, after the spec's NICs and
@@ -79,6 +84,11 @@ pub struct Vmm {
     /// last, once nothing uses their taps.
     control: Control,
     watch: ConsoleWatch,
+    /// The power-on state and boot image a VM reset writes back.
+    power_on: PowerOnState,
+    image: GuestImage,
+    on_guest_reset: OnGuestReset,
+    lifecycle: Lifecycle,
     /// The API listeners: they answer until the very end.
     api: ApiSetup,
 }
@@ -95,7 +105,7 @@ impl TryFrom<VmmConfig> for Vmm {
         let kernel = boot_files(&plan)?;
 
         let watch = ConsoleWatch::default();
-        let out = console::open(&opts.console)
+        let (out, console_socket) = console::open(&opts.console)
             .map_err(|(path, source)| VmmError::Console { path, source })?;
         let exit = Arc::new(ExitSignal::new().map_err(VmmError::ExitEvent)?);
         // Made before the VM, so a failed build drops it after the devices.
@@ -114,16 +124,11 @@ impl TryFrom<VmmConfig> for Vmm {
         for dev in &opts.extra_pci {
             dev.attach(&mut vm, &mut pci)?;
         }
-        arch::setup_mptable(&vm.mem, plan.vcpus, &pci.mp_intx).map_err(VmmError::MpTable)?;
-        let entry = loader::load(
-            &vm.mem,
-            vm.mem_bytes,
-            &kernel,
-            plan.boot.initrd.as_deref(),
-            &plan.boot.cmdline,
-            opts.boot_protocol,
-        )?;
-        let vcpu_fds = create_vcpus(&vm, &plan, &entry)?;
+        let button = crate::acpi::add_devices(&mut vm, &exit)?;
+        let image = guest_image(&plan, kernel, opts.boot_protocol, &pci);
+        let entry = image.load(&vm)?;
+        let mut power_on = PowerOnState::capture_vm(&vm.fd)?;
+        let vcpu_fds = create_vcpus(&vm, &plan, &entry, &mut power_on)?;
         info!(
             vcpus = plan.vcpus,
             memory_mib = plan.memory_bytes >> 20,
@@ -132,15 +137,14 @@ impl TryFrom<VmmConfig> for Vmm {
             "VM set up"
         );
         let intx = pci.intx.clone();
-        let shared = Arc::new(VcpuShared {
-            pio: vm.pio.clone(),
-            mmio: vm.mmio.clone(),
-            stop: Default::default(),
-            exit: exit.clone(),
-            start,
-            park: Default::default(),
-            exits: Arc::new(crate::metrics::VcpuExits::new(plan.vcpus)),
-        });
+        let shared = vcpu_shared(&vm, &exit, start, plan.vcpus);
+        let grace = Duration::from_secs(plan.termination_grace_seconds);
+        let stop = GracefulStop::new(button.clone(), grace).map_err(VmmError::Signals)?;
+        let mut control = Control::new(exit.clone(), signals, stop, intx, pod)?;
+        if let Some(mut socket) = console_socket {
+            socket.set_serial(vm.serial.clone());
+            control.watch_console_socket(socket);
+        }
         let api = ApiInputs {
             plan: &plan,
             host: &host,
@@ -156,10 +160,44 @@ impl TryFrom<VmmConfig> for Vmm {
             vcpu_cpus,
             pci,
             vm,
-            control: Control::new(exit, signals, intx, pod)?,
+            lifecycle: Lifecycle::new(exit, button),
+            control,
             watch,
+            power_on,
+            image,
+            on_guest_reset: opts.on_guest_reset,
             api,
         })
+    }
+}
+
+/// What every vCPU thread shares with the control thread.
+fn vcpu_shared(vm: &Vm, exit: &Arc<ExitSignal>, start: Instant, vcpus: u8) -> Arc<VcpuShared> {
+    Arc::new(VcpuShared {
+        pio: vm.pio.clone(),
+        mmio: vm.mmio.clone(),
+        stop: Default::default(),
+        exit: exit.clone(),
+        start,
+        park: Default::default(),
+        exits: Arc::new(crate::metrics::VcpuExits::new(vcpus)),
+    })
+}
+
+/// The boot image a start (and every VM reset) writes into guest memory.
+fn guest_image(
+    plan: &VmPlan,
+    kernel: PathBuf,
+    protocol: BootProtocol,
+    pci: &PciSetup,
+) -> GuestImage {
+    GuestImage {
+        kernel,
+        initrd: plan.boot.initrd.clone(),
+        cmdline: plan.boot.cmdline.clone(),
+        protocol,
+        vcpus: plan.vcpus,
+        pci_intx: pci.mp_intx.clone(),
     }
 }
 
@@ -193,7 +231,12 @@ fn vcpu_cpus(plan: &VmPlan, pin: bool) -> Vec<usize> {
         .collect()
 }
 
-fn create_vcpus(vm: &Vm, plan: &VmPlan, entry: &BootEntry) -> Result<Vec<VcpuFd>, VmmError> {
+fn create_vcpus(
+    vm: &Vm,
+    plan: &VmPlan,
+    entry: &BootEntry,
+    power_on: &mut PowerOnState,
+) -> Result<Vec<VcpuFd>, VmmError> {
     let mut fds = Vec::with_capacity(usize::from(plan.vcpus));
     for id in 0..plan.vcpus {
         let err = |source| VmmError::Vcpu { id, source };
@@ -201,6 +244,7 @@ fn create_vcpus(vm: &Vm, plan: &VmPlan, entry: &BootEntry) -> Result<Vec<VcpuFd>
             .fd
             .create_vcpu(u64::from(id))
             .map_err(|e| err(vcpu::VcpuError::CreateVcpu(e)))?;
+        power_on.capture_vcpu(&fd)?;
         let boot = (id == 0).then_some(entry);
         vcpu::configure(&fd, &vm.mem, id, plan.vcpus, &vm.supported_cpuid, boot).map_err(err)?;
         fds.push(fd);
@@ -212,14 +256,29 @@ impl Vmm {
     /// Runs the guest until it resets or powers off, a vCPU fails, or a
     /// stop signal arrives; then tears everything down, in order.
     pub fn run(mut self) -> Result<ExitReason, VmmError> {
-        let started = self.start_vcpus();
-        self.api.serve(&mut self.control, &self.vcpus);
+        self.api
+            .serve(&mut self.control, &self.vcpus, self.lifecycle.clone());
         let raw = RawStdin::enter();
         if raw.is_some() {
             self.control.watch_stdin(self.vm.serial.clone());
         }
-        let outcome = started.and_then(|()| self.control.run().map_err(VmmError::from));
-        self.vcpus.stop();
+        let outcome = loop {
+            let outcome = self
+                .start_vcpus()
+                .and_then(|()| self.control.run().map_err(VmmError::from));
+            let fds = self.vcpus.stop();
+            match outcome {
+                Ok(reason) if self.restarts_on(&reason) => {
+                    info!(%reason, "resetting the VM");
+                    if let Err(e) = self.power_on.reset(&self.vm, &self.pci, &fds, &self.image) {
+                        break Err(e);
+                    }
+                    self.vcpu_fds = fds;
+                    self.control.rearm();
+                }
+                other => break other,
+            }
+        };
         drop(raw);
         let panic_line = self.watch.panic_line();
         // Devices (their workers), the VM, then the pod networks.
@@ -229,6 +288,34 @@ impl Vmm {
             (ExitReason::GuestReset, Some(line)) => ExitReason::GuestPanic(line),
             (r, _) => r,
         })
+    }
+
+    /// Whether the run goes on after `reason` with a VM reset.
+    fn restarts_on(&self, reason: &ExitReason) -> bool {
+        match reason {
+            ExitReason::RebootRequested => true,
+            // A panic's reset ends the run (exit 1), whatever the policy.
+            ExitReason::GuestReset => {
+                self.on_guest_reset == OnGuestReset::Restart && self.watch.panic_line().is_none()
+            }
+            _ => false,
+        }
+    }
+
+    /// A handle for the power button and reboot, usable from any thread
+    /// while [`Vmm::run`] runs (the control API holds one).
+    pub fn lifecycle(&self) -> Lifecycle {
+        self.lifecycle.clone()
+    }
+
+    /// Presses the ACPI power button (see [`Lifecycle::power_button`]).
+    pub fn power_button(&self) -> Result<(), LifecycleError> {
+        self.lifecycle.power_button()
+    }
+
+    /// Resets the VM in place and boots again (see [`Lifecycle::reboot`]).
+    pub fn reboot(&self) {
+        self.lifecycle.reboot();
     }
 
     /// The PCI side: bus, devices, INTx lines.

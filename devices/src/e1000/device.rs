@@ -380,6 +380,12 @@ impl Drop for E1000 {
 }
 
 impl PciDevice for E1000 {
+    fn machine_reset(&mut self) {
+        // As CTRL.RST: registers to defaults, the receiver off (the rx
+        // worker drops frames until the new driver enables it).
+        self.reg_write(regs::CTRL, ctrl::RST);
+    }
+
     fn config_read(&mut self, reg: usize) -> u32 {
         self.config.read_reg(reg)
     }

@@ -100,6 +100,15 @@ impl PciBus {
         Ok(())
     }
 
+    /// Resets every device for a machine reset ([`PciDevice::machine_reset`]).
+    pub fn reset_devices(&self) {
+        for dev in self.devices.values() {
+            dev.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .machine_reset();
+        }
+    }
+
     /// The lowest free slot, if any.
     pub fn next_free_slot(&self) -> Option<u8> {
         (0..=MAX_SLOT).find(|s| !self.devices.contains_key(s))

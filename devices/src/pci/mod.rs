@@ -107,6 +107,10 @@ pub trait PciDevice: Send {
     fn bar_read(&mut self, bar: u8, offset: u64, data: &mut [u8]);
     /// Guest write inside BAR `bar` at `offset` from its base.
     fn bar_write(&mut self, bar: u8, offset: u64, data: &[u8]);
+    /// Machine reset (the guest rebooted in the same process): back to the
+    /// power-on state, with workers stopped so nothing writes guest memory,
+    /// while host resources (taps, backends, BARs) are kept.
+    fn machine_reset(&mut self) {}
 }
 
 /// Merges a `data` write at byte `offset` into the dword `old`; `None`

@@ -2,11 +2,10 @@
 //! channel's eventfd and runs each action through [`ActionExecutor`] on the
 //! control thread, which owns the VM's state.
 //!
-//! Where the lifecycle half of issue 14 plugs in: `vm.reboot` and
-//! `vm.power-button` arrive as [`VmmAction::Reboot`] and
+//! `vm.reboot` and `vm.power-button` arrive as [`VmmAction::Reboot`] and
 //! [`VmmAction::PowerButton`] and reach [`ActionExecutor::lifecycle`],
-//! which answers "not supported yet" (501) until it is filled in with the
-//! ACPI power button and the in-process reset.
+//! which presses the ACPI power button or asks for the in-process reset
+//! through the VM's [`Lifecycle`] handle.
 
 use std::sync::mpsc::TryRecvError;
 use std::sync::Arc;
@@ -19,6 +18,7 @@ use vmm_sys_util::epoll::EventSet;
 use super::request::{ActionError, ApiReceiver, VmState, VmmAction, VmmData};
 use super::state::{step, Step};
 use crate::exit::{ExitReason, ExitSignal};
+use crate::lifecycle::Lifecycle;
 use crate::vcpu_pause::VcpuPauser;
 
 /// Executes actions; the VM's state lives here.
@@ -27,16 +27,23 @@ pub struct ActionExecutor {
     vcpus: VcpuPauser,
     devices: PauseGate,
     exit: Arc<ExitSignal>,
+    lifecycle: Lifecycle,
 }
 
 impl ActionExecutor {
     /// For a VM whose vCPUs run.
-    pub fn new(vcpus: VcpuPauser, devices: PauseGate, exit: Arc<ExitSignal>) -> Self {
+    pub fn new(
+        vcpus: VcpuPauser,
+        devices: PauseGate,
+        exit: Arc<ExitSignal>,
+        lifecycle: Lifecycle,
+    ) -> Self {
         Self {
             state: VmState::Running,
             vcpus,
             devices,
             exit,
+            lifecycle,
         }
     }
 
@@ -81,11 +88,31 @@ impl ActionExecutor {
         Ok(())
     }
 
-    /// `vm.reboot` and `vm.power-button`: the lifecycle half fills these.
+    /// `vm.reboot` (a paused VM is resumed first, so its vCPUs can be
+    /// stopped and reset) and `vm.power-button`.
     fn lifecycle(&mut self, action: VmmAction) -> Result<(), ActionError> {
-        Err(ActionError::NotSupported {
-            action: action.name(),
-        })
+        match action {
+            VmmAction::Reboot => {
+                if self.state == VmState::Paused {
+                    self.resume()?;
+                }
+                info!("reboot requested through the API");
+                self.lifecycle.reboot();
+                Ok(())
+            }
+            VmmAction::PowerButton => {
+                info!("power button pressed through the API");
+                self.lifecycle
+                    .power_button()
+                    .map_err(|e| ActionError::Failed {
+                        action: action.name(),
+                        reason: e.to_string(),
+                    })
+            }
+            other => Err(ActionError::NotSupported {
+                action: other.name(),
+            }),
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use super::{
 use crate::control::Control;
 use crate::exit::ExitSignal;
 use crate::host::HostPlan;
+use crate::lifecycle::Lifecycle;
 use crate::metrics::{MetricLabels, VcpuExits};
 use crate::pci_setup::PciSetup;
 use crate::plan::VmPlan;
@@ -81,9 +82,9 @@ impl ApiSetup {
 
     /// Hands the request channel to the control loop, with an executor
     /// over the running `vcpus`.
-    pub fn serve(&mut self, control: &mut Control, vcpus: &Vcpus) {
+    pub fn serve(&mut self, control: &mut Control, vcpus: &Vcpus, lifecycle: Lifecycle) {
         if let Some(p) = self.pending.take() {
-            let executor = ActionExecutor::new(vcpus.pauser(), p.gate, p.exit);
+            let executor = ActionExecutor::new(vcpus.pauser(), p.gate, p.exit, lifecycle);
             control.serve_api(ApiSubscriber::new(p.receiver, executor));
         }
     }

@@ -388,10 +388,16 @@ pub struct VmPlan {
     pub memory_bytes: u64,
     pub boot: BootPlan,
     pub nics: Vec<NicPlan>,
+    /// Seconds SIGTERM waits for the guest to power off after pressing the
+    /// power button (`terminationGracePeriodSeconds`, default 30).
+    pub termination_grace_seconds: u64,
     /// Every ignored or out-of-scope field, and every default filled in that
     /// the user may not expect.
     pub warnings: Vec<String>,
 }
+
+/// Kubernetes' default `terminationGracePeriodSeconds`.
+pub const DEFAULT_GRACE_SECONDS: u64 = 30;
 
 impl VmPlan {
     /// Human-readable multi-line summary (for `petrel validate`).
@@ -439,6 +445,10 @@ fn resolve_with(
             memory_bytes,
             boot,
             nics,
+            termination_grace_seconds: spec
+                .termination_grace_period
+                .as_ref()
+                .map_or(DEFAULT_GRACE_SECONDS, |f| f.value.max(0) as u64),
             warnings,
         }),
         _ => Err(PlanErrors(errors)),

@@ -42,6 +42,9 @@ pub(crate) fn parse_spec(
     if let Some((mv, mp)) = m.take(layout.machine) {
         parse_machine(mv, &mp, spec, w);
     }
+    spec.termination_grace_period = m
+        .take("terminationGracePeriodSeconds")
+        .and_then(|(v, p)| w.int(v, &p));
     let kubevirt = layout.kubevirt_networks;
     let networks = w.list(&mut m, "networks", |v, p, w| {
         parse_network(v, p, w, kubevirt)

@@ -8,10 +8,6 @@ use super::walk::{MapView, Walker};
 
 const VMI_SPEC_OUT_OF_SCOPE: &[(&str, &str)] = &[
     ("volumes", "volumes are outside petrel's scope"),
-    (
-        "terminationGracePeriodSeconds",
-        "petrel stops VMs on request",
-    ),
     ("nodeSelector", "Kubernetes scheduling does not apply"),
     ("affinity", "Kubernetes scheduling does not apply"),
     ("tolerations", "Kubernetes scheduling does not apply"),

@@ -288,6 +288,7 @@ impl VmSpec {
             memory_path: String::new(),
             autoattach_pod_interface: None,
             network_interface_multiqueue: false,
+            termination_grace_period: None,
             network_attachments: attachments,
             warnings: Vec::new(),
         }

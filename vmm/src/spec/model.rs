@@ -78,6 +78,9 @@ pub struct VmSpec {
     pub autoattach_pod_interface: Option<bool>,
     /// KubeVirt `devices.networkInterfaceMultiqueue`.
     pub network_interface_multiqueue: bool,
+    /// `spec.terminationGracePeriodSeconds` (KubeVirt VMI spec, Virtink
+    /// spec): how long SIGTERM waits after pressing the power button.
+    pub termination_grace_period: Option<Field<i64>>,
     /// `NetworkAttachmentDefinition` objects found in the same file.
     pub network_attachments: Vec<NetworkAttachment>,
     /// Ignored, unknown and out-of-scope fields found while parsing.

@@ -476,6 +476,12 @@ impl VirtioPciDevice {
 }
 
 impl PciDevice for VirtioPciDevice {
+    fn machine_reset(&mut self) {
+        // What a guest write of status 0 does: the workers stop and hand
+        // their backends back.
+        self.reset();
+    }
+
     fn config_read(&mut self, reg: usize) -> u32 {
         if reg == (self.pci_cfg_cap + 16) / 4 {
             return self.pci_cfg_data_read();
