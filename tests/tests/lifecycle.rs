@@ -91,6 +91,35 @@ fn sigterm_presses_the_power_button_and_the_acpi_guest_shuts_down() {
     assert!(!err.contains("grace period"), "{err}");
 }
 
+/// `PUT vm.power-button` on the API socket: the ACPI guest shuts down and
+/// petrel exits 0.
+#[test]
+fn api_power_button_shuts_the_acpi_guest_down() {
+    let dir = Scratch::new("apibtn");
+    let spec = dir.write("vmi.yaml", &vmi_yaml("apibtn", 1, "128Mi"));
+    let sock = dir.path().join("api.sock");
+    let sock_arg = sock.to_string_lossy().into_owned();
+    let mut vm = Vmm::boot(
+        &spec,
+        "guest.net=0",
+        Some("echo READY; sleep 600"),
+        &["--api-socket", &sock_arg],
+    );
+    vm.wait_for("READY", BOOT_TIMEOUT);
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT"])
+        .arg("--unix-socket")
+        .arg(&sock)
+        .arg("http://localhost/api/v1/vm.power-button")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "204");
+    vm.wait_for("GUEST-POWER-BUTTON", Duration::from_secs(60));
+    let st = vm.wait_exit(Duration::from_secs(60));
+    assert_eq!(st.code(), Some(0), "stderr:\n{}", vm.stderr());
+    assert!(vm.stderr().contains("ACPI S5"), "{}", vm.stderr());
+}
+
 #[test]
 fn sigterm_stops_a_guest_that_ignores_the_button_after_the_grace_period() {
     let dir = Scratch::new("grace");
