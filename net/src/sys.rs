@@ -12,7 +12,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use libc::{c_int, c_void};
 
-pub(crate) use net_backend::syscall::{cvt, cvt_size, retry_eintr, socklen_of};
+pub(crate) use net_backend::syscall::{
+    cvt, cvt_size, retry_eintr, set_opt, set_socket_int_opt, socklen_of,
+};
 
 /// One receive on a non-blocking socket: `None` once it would block.
 pub(crate) fn recv_next<T>(recv: impl FnMut() -> io::Result<T>) -> io::Result<Option<T>> {
@@ -67,25 +69,6 @@ pub(crate) fn socket(domain: c_int, ty: c_int, protocol: c_int) -> io::Result<Ow
 #[cfg(test)]
 pub(crate) fn inet_dgram_socket() -> io::Result<OwnedFd> {
     socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
-}
-
-/// setsockopt(2) at `SOL_SOCKET` with an `int` value.
-pub(crate) fn set_socket_int_opt(fd: BorrowedFd<'_>, opt: c_int, value: c_int) -> io::Result<()> {
-    set_opt(fd, libc::SOL_SOCKET, opt, &value)
-}
-
-/// setsockopt(2) `(level, name)` to a plain-old-data `value` (an int or a
-/// C struct).
-pub(crate) fn set_opt<T: Copy>(
-    fd: BorrowedFd<'_>,
-    level: c_int,
-    name: c_int,
-    value: &T,
-) -> io::Result<()> {
-    let ptr: *const c_void = (value as *const T).cast();
-    // SAFETY: the kernel reads at most `size_of::<T>()` bytes through `ptr`,
-    // which points to `value`, borrowed across the call.
-    cvt(unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, ptr, socklen_of::<T>()) }).map(drop)
 }
 
 /// bind(2) to `addr`, a `sockaddr_in` or `sockaddr_in6`.

@@ -17,7 +17,8 @@
 //!   over an `AF_UNIX` `SOCK_SEQPACKET` socket pair, for tests.
 //! - [`mac`] and [`ifname`]: the MAC address type ([`MacAddr`]) and the
 //!   interface-name check ([`validate_ifname`]) every petrel crate shares.
-//! - [`syscall`]: the errno/EINTR helpers both network crates use.
+//! - [`syscall`]: the errno/EINTR and setsockopt helpers both network crates
+//!   use (one `unsafe` call, in `set_opt`).
 //! - `sys` (private): ioctl numbers, the `ifreq` layout and the only `unsafe`
 //!   code of the crate, one foreign call per block.
 

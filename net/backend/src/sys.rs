@@ -118,7 +118,7 @@ impl IfReq {
     }
 }
 
-pub(crate) use crate::syscall::{cvt, cvt_size, retry_eintr, socklen_of};
+pub(crate) use crate::syscall::{cvt, cvt_size, retry_eintr, set_socket_int_opt};
 
 /// The ioctls whose argument is one `struct ifreq` and nothing else, so
 /// that [`ifreq_ioctl`] cannot be handed a request that would touch more.
@@ -237,25 +237,6 @@ pub(crate) fn seqpacket_socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
         )
     })?;
     Ok((own(fds[0]), own(fds[1])))
-}
-
-/// setsockopt(2) at `SOL_SOCKET` with an `int` value.
-pub(crate) fn set_socket_int_opt(fd: BorrowedFd<'_>, opt: c_int, value: c_int) -> io::Result<()> {
-    set_opt(fd, libc::SOL_SOCKET, opt, &value)
-}
-
-/// setsockopt(2) `(level, name)` to a plain-old-data `value` (an int or a
-/// C struct).
-pub(crate) fn set_opt<T: Copy>(
-    fd: BorrowedFd<'_>,
-    level: c_int,
-    name: c_int,
-    value: &T,
-) -> io::Result<()> {
-    let ptr: *const c_void = (value as *const T).cast();
-    // SAFETY: the kernel reads at most `size_of::<T>()` bytes through `ptr`,
-    // which points to `value`, borrowed across the call.
-    cvt(unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, ptr, socklen_of::<T>()) }).map(drop)
 }
 
 /// Adds `O_NONBLOCK` to the file status flags of `fd`.

@@ -2,8 +2,9 @@
 //! (its socket calls use the same conventions).
 
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
 
-use libc::c_int;
+use libc::{c_int, c_void};
 
 /// Maps a `-1` return to the thread's `errno`.
 pub fn cvt(ret: c_int) -> io::Result<c_int> {
@@ -33,4 +34,23 @@ pub fn retry_eintr<T>(mut call: impl FnMut() -> io::Result<T>) -> io::Result<T> 
             result => return result,
         }
     }
+}
+
+/// setsockopt(2) at `SOL_SOCKET` with an `int` value.
+pub fn set_socket_int_opt(fd: BorrowedFd<'_>, opt: c_int, value: c_int) -> io::Result<()> {
+    set_opt(fd, libc::SOL_SOCKET, opt, &value)
+}
+
+/// setsockopt(2) `(level, name)` to a plain-old-data `value` (an int or a
+/// C struct).
+pub fn set_opt<T: Copy>(
+    fd: BorrowedFd<'_>,
+    level: c_int,
+    name: c_int,
+    value: &T,
+) -> io::Result<()> {
+    let ptr: *const c_void = (value as *const T).cast();
+    // SAFETY: the kernel reads at most `size_of::<T>()` bytes through `ptr`,
+    // which points to `value`, borrowed across the call.
+    cvt(unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, ptr, socklen_of::<T>()) }).map(drop)
 }
