@@ -19,7 +19,7 @@
 //!   interface-name check ([`validate_ifname`]) every petrel crate shares.
 //! - [`syscall`]: the errno/EINTR and setsockopt helpers both network crates
 //!   use (one `unsafe` call, in `set_opt`).
-//! - `sys` (private): ioctl numbers, the `ifreq` layout and the only `unsafe`
+//! - `sys` (private): ioctl numbers, the `ifreq` layout and the rest of the `unsafe`
 //!   code of the crate, one foreign call per block.
 
 pub mod frame_backend;
