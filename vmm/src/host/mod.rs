@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::plan::{Binding, FieldError, Ipv4Cidr, Ipv6Cidr, MacAddr, PlanErrors, PortPlan};
+use crate::plan::{Binding, Ipv4Cidr, Ipv6Cidr, MacAddr, PlanErrors, PortPlan};
 
 pub use resolve::{resolve, HostInputs};
 pub use view::{HostView, SysHost};
@@ -96,7 +96,3 @@ impl HostPlan {
 /// Every way the pod does not fit the spec, reported together like plan
 /// errors.
 pub type HostErrors = PlanErrors;
-
-fn host_error(path: &str, value: &str, message: impl Into<String>) -> FieldError {
-    FieldError::new(path, value, message)
-}

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use net::sriov::{VfDevice, VfRequest};
 
-use super::{host_error, HostBackend, HostErrors, HostNic, HostPlan, HostView, PodPlan};
+use super::{HostBackend, HostErrors, HostNic, HostPlan, HostView, PodPlan};
 use crate::plan::{Backend, Binding, FieldError, MacAddr, NetworkPlan, NicPlan, VmPlan};
 
 /// What the command line adds to the spec for the host side.
@@ -52,7 +52,7 @@ fn check_tap_fd_names(plan: &VmPlan, inputs: &HostInputs<'_>, errors: &mut Vec<F
     for (name, _) in inputs.tap_fds {
         if !plan.nics.iter().any(|n| &n.name == name) {
             let known: Vec<&str> = plan.nics.iter().map(|n| n.name.as_str()).collect();
-            errors.push(host_error(
+            errors.push(FieldError::new(
                 "--tap-fd",
                 name,
                 format!(
@@ -77,7 +77,7 @@ fn tap_fds(
     let list = fds.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
     let at = format!("--tap-fd {}", nic.name);
     if fds.len() != usize::from(nic.queue_pairs) {
-        return Err(host_error(
+        return Err(FieldError::new(
             &at,
             &list,
             format!(
@@ -89,7 +89,7 @@ fn tap_fds(
         ));
     }
     if let Some(fd) = fds.iter().find(|&&fd| !host.fd_is_open(fd)) {
-        return Err(host_error(
+        return Err(FieldError::new(
             &at,
             &list,
             format!("names descriptor {fd}, which is not open in petrel; pass it open to petrel"),
@@ -125,7 +125,7 @@ fn resolve_vfs(
                         || m.starts_with(&format!("network {}:", n.name))
                 });
                 let path = nic.map_or("SR-IOV", |n| n.binding_path.as_str());
-                errors.push(host_error(path, "", m));
+                errors.push(FieldError::new(path, "", m));
             }
             BTreeMap::new()
         }
@@ -186,7 +186,7 @@ fn pod_iface(nic: &NicPlan, host: &dyn HostView) -> Option<Result<String, FieldE
         .find(|name| host.link_exists(name));
     Some(match found {
         Some(name) => Ok(name.clone()),
-        None => Err(host_error(
+        None => Err(FieldError::new(
             &nic.path,
             &nic.name,
             format!(
@@ -218,20 +218,24 @@ fn backend(
                 nic.mac,
             )),
             // resolve_vfs reported why.
-            None => Err(host_error(&nic.binding_path, "", "has no VF (see above)")),
+            None => Err(FieldError::new(
+                &nic.binding_path,
+                "",
+                "has no VF (see above)",
+            )),
         },
         Backend::Macvtap { .. } => macvtap(nic, host),
         Backend::Tap { name } if is_pod_binding(nic) => match pod_iface(nic, host) {
             Some(Ok(iface)) => pod_plan(nic, name, iface, dns, host),
             Some(Err(e)) => Err(e),
-            None => Err(host_error(
+            None => Err(FieldError::new(
                 &nic.network_path,
                 "",
                 "reaches no pod interface petrel can bind; use the pod network or a multus network",
             )),
         },
         Backend::Tap { name } => Ok((HostBackend::Tap { name: name.clone() }, nic.mac)),
-        Backend::Userspace => Err(host_error(
+        Backend::Userspace => Err(FieldError::new(
             &nic.binding_path,
             "",
             format!(
@@ -269,21 +273,21 @@ fn guest_mac(
         return Ok((nic.mac, false));
     }
     let text = host.link_mac(pod_iface).map_err(|e| {
-        host_error(
+        FieldError::new(
             &nic.path,
             &nic.name,
             format!("pod interface {pod_iface}: {e}"),
         )
     })?;
     let mac = text.parse::<MacAddr>().map_err(|_| {
-        host_error(
+        FieldError::new(
             &nic.path,
             &nic.name,
             format!("pod interface {pod_iface} has MAC {text:?}, which petrel cannot parse"),
         )
     })?;
     if mac.is_multicast() || mac.0 == [0; 6] {
-        return Err(host_error(
+        return Err(FieldError::new(
             &nic.path,
             &nic.name,
             format!(
@@ -342,16 +346,22 @@ fn pod_plan(
 fn macvtap(nic: &NicPlan, host: &dyn HostView) -> Result<(HostBackend, MacAddr), FieldError> {
     let iface = match pod_iface(nic, host) {
         Some(r) => r?,
-        None => return Err(host_error(&nic.path, &nic.name, "has no pod interface")),
+        None => {
+            return Err(FieldError::new(
+                &nic.path,
+                &nic.name,
+                "has no pod interface",
+            ))
+        }
     };
     let mac = if nic.mac_from_spec {
         nic.mac
     } else {
-        let text = host
-            .link_mac(&iface)
-            .map_err(|e| host_error(&nic.path, &nic.name, format!("macvtap link {iface}: {e}")))?;
+        let text = host.link_mac(&iface).map_err(|e| {
+            FieldError::new(&nic.path, &nic.name, format!("macvtap link {iface}: {e}"))
+        })?;
         text.parse::<MacAddr>().map_err(|_| {
-            host_error(
+            FieldError::new(
                 &nic.path,
                 &nic.name,
                 format!("macvtap link {iface} has MAC {text:?}, which petrel cannot parse"),

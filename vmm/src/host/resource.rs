@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use super::{host_error, HostView};
+use super::HostView;
 use crate::plan::{FieldError, NicPlan};
 
 /// Prefix of the variables device plugins set.
@@ -32,7 +32,7 @@ pub(super) fn pod_iface(
     resource_name: &str,
     host: &dyn HostView,
 ) -> Result<String, FieldError> {
-    let fail = |m: String| host_error(&nic.network_path, resource_name, m);
+    let fail = |m: String| FieldError::new(&nic.network_path, resource_name, m);
     let vars = host.network_resources();
     let mut found = None;
     for (var, json) in &vars {
