@@ -10,7 +10,7 @@ log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 [ -c /dev/kvm ] || { echo "setup.sh: /dev/kvm is missing; petrel needs KVM" >&2; exit 1; }
 
 PKGS=(iproute2 nftables iperf3 busybox-static qemu-system-x86 procps psmisc curl strace
-	podman runc containernetworking-plugins)
+	podman runc containernetworking-plugins passt)
 missing=()
 for p in "${PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

@@ -8,6 +8,7 @@ pub mod cni;
 pub mod guestnet;
 pub mod netns;
 pub mod podman;
+pub mod unpriv;
 pub mod vfio_loopback;
 
 use std::io::{BufRead, BufReader, Read};
