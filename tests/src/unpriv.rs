@@ -2,9 +2,10 @@
 //! does: as an unprivileged uid (107) with no capabilities but the listed
 //! ones, in a pod network namespace, with /dev/kvm usable by that uid.
 //!
-//! The machine's own /dev/kvm is never touched: inside a private mount
-//! namespace a fresh character node (10:232, owned by the uid) is
-//! bind-mounted over it, then `setpriv` drops to the uid. The scratch
+//! The machine's own /dev/kvm and /dev/net/tun are never touched: inside a
+//! private mount namespace fresh character nodes (10:232 and 10:200, owned
+//! by the uid, as KubeVirt's device plugins hand them to the compute
+//! container) are bind-mounted over them, then `setpriv` drops to the uid. The scratch
 //! directories the program reads or writes must be reachable by the uid
 //! ([`Scratch::share_with`]).
 
@@ -19,8 +20,8 @@ pub const QEMU_UID: u32 = 107;
 /// A command that runs `program args…` as `uid`/`uid` with exactly `caps`
 /// (names as setpriv spells them, e.g. `net_bind_service`) in the ambient,
 /// inheritable and bounding sets, no supplementary groups, no_new_privs,
-/// inside netns `netns` (when given) and with a private /dev/kvm node
-/// owned by `uid`. `node_dir` holds the node (it must not be on a nodev
+/// inside netns `netns` (when given) and with private /dev/kvm and
+/// /dev/net/tun nodes owned by `uid`. `node_dir` holds the node (it must not be on a nodev
 /// mount: /tmp is fine).
 pub fn command(
     netns: Option<&str>,
@@ -31,15 +32,19 @@ pub fn command(
 ) -> Command {
     let set: String = caps.iter().map(|c| format!(",+{c}")).collect();
     let node = node_dir.join("kvm");
+    let tun = node_dir.join("tun");
     let netns_exec = netns
         .map(|ns| format!("ip netns exec {ns} "))
         .unwrap_or_default();
     let script = format!(
         "set -e; rm -f {node}; mknod {node} c 10 232; chown {uid}:{uid} {node}; chmod 0600 {node}; \
          mount --bind {node} /dev/kvm; \
+         rm -f {tun}; mknod {tun} c 10 200; chown {uid}:{uid} {tun}; chmod 0600 {tun}; \
+         mount --bind {tun} /dev/net/tun; \
          exec {netns_exec}setpriv --reuid {uid} --regid {uid} --clear-groups --no-new-privs \
          --inh-caps=-all{set} --ambient-caps=-all{set} --bounding-set=-all{set} -- \"$@\"",
         node = node.display(),
+        tun = tun.display(),
     );
     let mut c = Command::new("unshare");
     c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
@@ -63,7 +68,13 @@ impl Scratch {
 pub fn assert_readable(uid: u32, paths: &[&Path]) {
     for p in paths {
         let ok = Command::new("setpriv")
-            .args(["--reuid", &uid.to_string(), "--regid", &uid.to_string(), "--clear-groups"])
+            .args([
+                "--reuid",
+                &uid.to_string(),
+                "--regid",
+                &uid.to_string(),
+                "--clear-groups",
+            ])
             .args(["test", "-r"])
             .arg(p)
             .status()

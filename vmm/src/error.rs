@@ -59,6 +59,12 @@ pub enum VmmError {
     Acpi(#[source] arch::AcpiError),
     #[error("cannot reset the VM for a reboot")]
     Reset(#[from] crate::reset::ResetError),
+    #[error("pod network state")]
+    NetState(#[from] crate::net_state::NetStateError),
+    #[error("cannot prepare the pod network")]
+    NetSetup(#[from] crate::pod_net::PodNetError),
+    #[error("cannot remove the pod network plumbing:\n{}", .0.join("\n"))]
+    NetTeardown(Vec<String>),
     #[error("control loop failed")]
     Control(#[from] crate::control::ControlError),
 }
@@ -98,6 +104,7 @@ impl VmmError {
             VmmError::Spec(_) | VmmError::Plan(_) | VmmError::Host(_) | VmmError::NoKernel => 2,
             VmmError::SpecInput(_) => 2,
             VmmError::OpenFile { .. } => 2,
+            VmmError::NetState(e) => e.exit_code(),
             _ => 1,
         }
     }

@@ -37,6 +37,7 @@ pub mod loader;
 mod memory;
 pub mod metrics;
 mod msi;
+pub mod net_state;
 pub mod pci_setup;
 pub mod plan;
 pub mod pod_net;

@@ -134,7 +134,90 @@ enum Command {
         pin_vcpus: bool,
         #[command(flatten)]
         host_args: HostArgs,
+        /// Where `net-setup` left its record of the pod network
+        /// (<DIR>/<vm>/net.json); with one, run only attaches to it.
+        #[arg(long, default_value = vmm::net_state::DEFAULT_RUN_DIR)]
+        run_dir: PathBuf,
     },
+    /// The privileged half of KubeVirt's split, run as root in the pod's
+    /// network namespace (as virt-handler does): creates each pod-bound
+    /// NIC's bridge, its taps (persistent, owned by --uid), the nft table
+    /// and the sysctls, and records them for an unprivileged `run`.
+    /// Running it again removes and re-creates everything identically.
+    NetSetup {
+        /// The spec file; `-` reads standard input.
+        spec: PathBuf,
+        /// The uid `run` will run as (KubeVirt's qemu user: 107).
+        #[arg(long)]
+        uid: u32,
+        /// The taps' group (default: the uid).
+        #[arg(long)]
+        gid: Option<u32>,
+        /// Where to record what was made (<DIR>/<vm>/net.json).
+        #[arg(long, default_value = vmm::net_state::DEFAULT_RUN_DIR)]
+        run_dir: PathBuf,
+        #[command(flatten)]
+        host_args: HostArgs,
+    },
+    /// Removes everything `net-setup` made for the spec's VM (nft table,
+    /// taps, bridges; a bridge binding's pod interface restored) and its
+    /// record.
+    NetTeardown {
+        /// The spec file; `-` reads standard input.
+        spec: PathBuf,
+        #[arg(long, default_value = vmm::net_state::DEFAULT_RUN_DIR)]
+        run_dir: PathBuf,
+        #[command(flatten)]
+        host_args: HostArgs,
+    },
+}
+
+/// `petrel net-setup`: plumbs the pod for uid `uid` and records it.
+fn net_setup(
+    spec: &std::path::Path,
+    uid: u32,
+    gid: Option<u32>,
+    run_dir: &std::path::Path,
+    host_args: &HostArgs,
+) -> Result<Option<vmm::ExitReason>, Failed> {
+    let owner = net::binding::TapOwner {
+        uid,
+        gid: gid.unwrap_or(uid),
+    };
+    let plan = load_plan(spec, no_boot(), false)?;
+    let host = host_plan(&plan, host_args)?;
+    let state = vmm::pod_net::setup(&plan, &host, owner).map_err(VmmError::from)?;
+    let path = vmm::net_state::write(run_dir, &state).map_err(VmmError::from)?;
+    tracing::info!(
+        path = %path.display(), nics = state.nics.len(), uid = owner.uid,
+        "pod network prepared; start `petrel run` as uid {}", owner.uid
+    );
+    Ok(None)
+}
+
+/// `petrel net-teardown`: removes the plumbing and the record.
+fn net_teardown(
+    spec: &std::path::Path,
+    run_dir: &std::path::Path,
+    host_args: &HostArgs,
+) -> Result<Option<vmm::ExitReason>, Failed> {
+    let plan = load_plan(spec, no_boot(), false)?;
+    let host = host_plan(&plan, host_args)?;
+    let errors = vmm::pod_net::teardown(&plan, &host);
+    if !errors.is_empty() {
+        return Err(VmmError::NetTeardown(errors).into());
+    }
+    vmm::net_state::remove(run_dir, &plan.name).map_err(VmmError::from)?;
+    tracing::info!(vm = %plan.name, "pod network plumbing removed");
+    Ok(None)
+}
+
+fn no_boot() -> BootArgs {
+    BootArgs {
+        kernel: None,
+        initrd: None,
+        cmdline: None,
+    }
 }
 
 fn parse_tap_fd(s: &str) -> Result<(String, Vec<i32>), String> {
@@ -306,11 +389,13 @@ fn main() -> ExitCode {
             pin_vcpus,
             on_guest_reset,
             host_args,
+            run_dir,
         } => run_spec(spec.as_deref(), spec_base64.as_deref(), api)
             .map_err(Failed::from)
             .and_then(|(spec, api)| {
                 let plan = plan_of(&spec, boot, false)?;
-                let host = host_plan(&plan, &host_args)?;
+                let mut host = host_plan(&plan, &host_args)?;
+                vmm::net_state::prepare_run(&run_dir, &plan, &mut host).map_err(VmmError::from)?;
                 let console = ConsoleTarget::parse(&console);
                 let opts = RunOptions {
                     console,
@@ -324,6 +409,18 @@ fn main() -> ExitCode {
                 let vmm = Vmm::try_from(VmmConfig { plan, host, opts })?;
                 Ok(Some(vmm.run()?))
             }),
+        Command::NetSetup {
+            spec,
+            uid,
+            gid,
+            run_dir,
+            host_args,
+        } => net_setup(&spec, uid, gid, &run_dir, &host_args),
+        Command::NetTeardown {
+            spec,
+            run_dir,
+            host_args,
+        } => net_teardown(&spec, &run_dir, &host_args),
     };
     match result {
         Ok(None) => ExitCode::SUCCESS,

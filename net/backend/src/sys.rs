@@ -23,6 +23,9 @@ pub(crate) const TUNSETIFF: IoctlReq = libc::TUNSETIFF;
 pub(crate) const TUNGETIFF: IoctlReq = libc::TUNGETIFF;
 pub(crate) const TUNSETOFFLOAD: IoctlReq = libc::TUNSETOFFLOAD;
 pub(crate) const TUNSETVNETHDRSZ: IoctlReq = libc::TUNSETVNETHDRSZ;
+pub(crate) const TUNSETPERSIST: IoctlReq = libc::TUNSETPERSIST;
+pub(crate) const TUNSETOWNER: IoctlReq = libc::TUNSETOWNER;
+pub(crate) const TUNSETGROUP: IoctlReq = libc::TUNSETGROUP;
 
 // Interface ioctls (`linux/sockios.h`), issued on any socket. libc types them
 // `c_ulong` everywhere, which is not the request type on every target.
@@ -179,6 +182,14 @@ pub(crate) fn tun_set_offload(fd: BorrowedFd<'_>, flags: c_uint) -> io::Result<(
     // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned long) and
     // touches no memory of ours.
     cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD, c_ulong::from(flags)) }).map(drop)
+}
+
+/// TUNSETPERSIST, TUNSETOWNER or TUNSETGROUP: one integer argument passed
+/// by value (persist on/off, owner uid, group gid).
+pub(crate) fn tun_set_value(fd: BorrowedFd<'_>, req: IoctlReq, value: c_ulong) -> io::Result<()> {
+    // SAFETY: these three tun ioctls take their argument by value and touch
+    // no memory of ours; `fd` is a live descriptor.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), req, value) }).map(drop)
 }
 
 /// SIOCGIFFLAGS: reads the interface flags of `req.name` into `req`.

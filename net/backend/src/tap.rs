@@ -159,6 +159,32 @@ impl Tap {
         Ok(taps)
     }
 
+    /// Creates tap `name` as a persistent interface owned by `uid`/`gid`
+    /// (TUNSETPERSIST, TUNSETOWNER, TUNSETGROUP), with the flags
+    /// [`open_named`](Self::open_named) will later attach with for `queues`
+    /// queues, and closes it again: the interface stays, with no queue
+    /// attached, until it is deleted. A process running as `uid` (or in
+    /// group `gid`) then attaches with [`open_named`](Self::open_named)
+    /// without any capability. Creating needs CAP_NET_ADMIN.
+    pub fn create_persistent(name: &str, queues: u16, uid: u32, gid: u32) -> Result<(), TapError> {
+        // Opened with the flags (IFF_MULTI_QUEUE or not) that later
+        // attaches must use; the queues close again at the end.
+        let taps = Self::open_named(name, queues)?;
+        let Some(first) = taps.first() else {
+            return Err(TapError::InvalidQueues { queues });
+        };
+        let fd = first.fd.as_fd();
+        for (op, req, value) in [
+            ("TUNSETOWNER", sys::TUNSETOWNER, libc::c_ulong::from(uid)),
+            ("TUNSETGROUP", sys::TUNSETGROUP, libc::c_ulong::from(gid)),
+            ("TUNSETPERSIST", sys::TUNSETPERSIST, 1),
+        ] {
+            sys::tun_set_value(fd, req, value).map_err(ioctl_err(op))?;
+        }
+        tracing::debug!(tap = name, queues, uid, gid, "created persistent tap");
+        Ok(())
+    }
+
     /// Wraps an already-open tap descriptor handed over by a parent process.
     ///
     /// Checks with TUNGETIFF that it is attached to a tap with `IFF_NO_PI`

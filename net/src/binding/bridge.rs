@@ -29,9 +29,12 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use net_backend::MacAddr;
 
+use net_backend::Tap;
+
 use super::{
-    bind_dhcp, cleanup_stale, ensure_address, mtu16, open_tap, random_mac, BindingError,
-    BindingGuard, BindingSetup, PodBindingRequest, UndoStep, LEASE_SECS,
+    attach_tap, bind_dhcp, cleanup_stale, ensure_address, mtu16, open_tap, prepared_bridge,
+    random_mac, BindingError, BindingGuard, BindingSetup, Plumbed, PodBindingRequest, TapMode,
+    UndoStep, LEASE_SECS,
 };
 use crate::dhcp::{DhcpConfig, DhcpServer, DhcpSocket};
 use crate::netlink::{Family, Netlink, Route, MAX_ALIAS_LEN, RTPROT_KERNEL};
@@ -270,6 +273,31 @@ impl PodIfaceState {
 
 /// Sets up the bridge binding for `req`; see the [module docs](self).
 pub fn setup_bridge(req: &PodBindingRequest) -> Result<BindingSetup, BindingError> {
+    let (plumbed, taps, state) = plumb_with_state(req, TapMode::Open)?;
+    // On error `taps`, then `plumbed` (whose guard undoes it all), drop.
+    let dhcp = bridge_dhcp(req, &state, plumbed.guest_mac, plumbed.mtu)?;
+    Ok(BindingSetup {
+        taps,
+        dhcp,
+        guard: plumbed.guard,
+        mtu: plumbed.mtu,
+        guest_mac: plumbed.guest_mac,
+    })
+}
+
+/// Steps 1–5 (CAP_NET_ADMIN); with [`TapMode::Persistent`] no tap queue is
+/// returned.
+pub(super) fn plumb(
+    req: &PodBindingRequest,
+    mode: TapMode,
+) -> Result<(Plumbed, Vec<Tap>), BindingError> {
+    plumb_with_state(req, mode).map(|(plumbed, taps, _)| (plumbed, taps))
+}
+
+fn plumb_with_state(
+    req: &PodBindingRequest,
+    mode: TapMode,
+) -> Result<(Plumbed, Vec<Tap>, PodIfaceState), BindingError> {
     req.validate()?;
     let mut nl = Netlink::new()?;
     cleanup_stale(&mut nl, req)?;
@@ -288,7 +316,7 @@ pub fn setup_bridge(req: &PodBindingRequest) -> Result<BindingSetup, BindingErro
     tracing::info!(
         vm = %req.vm_name, nic = %req.nic_name, pod_iface = %req.pod_iface,
         bridge = %req.bridge_name, tap = %req.tap_name, mtu,
-        guest_mac = %MacAddr(guest_mac), addrs = ?state.addrs, routes = ?state.routes,
+        guest_mac = %MacAddr(guest_mac), addrs = ?state.addrs, routes = ?state.routes, ?mode,
         "setting up bridge binding"
     );
 
@@ -296,22 +324,60 @@ pub fn setup_bridge(req: &PodBindingRequest) -> Result<BindingSetup, BindingErro
     nl.create_bridge(&req.bridge_name, Some(mtu))?;
     guard.push(UndoStep::DeleteLink(req.bridge_name.clone()));
     // Recorded before the pod interface is touched: see `cleanup_stale`.
+    // The unprivileged half reads it back for its DHCP answers.
     nl.set_alias(&req.bridge_name, &state.encode())?;
 
-    let taps = open_tap(&mut nl, req, mtu, &mut guard)?;
+    let taps = open_tap(&mut nl, req, mtu, mode, &mut guard)?;
 
     guard.push(UndoStep::RestorePodIface(state.clone()));
     enslave_pod_iface(&mut nl, req, &state, pod.index, new_pod_mac)?;
 
     ensure_address(&mut nl, &req.bridge_name, IpAddr::V4(BRIDGE_DHCP_ADDR), 32)?;
     nl.set_up(&req.bridge_name)?;
+    let plumbed = Plumbed {
+        guard,
+        mtu: mtu16(mtu),
+        guest_mac,
+    };
+    Ok((plumbed, taps, state))
+}
 
+/// DHCP alone, on what a privileged `net-setup` prepared: the pod
+/// interface's former addresses, routes and MAC come from the bridge's
+/// alias (read only), the tap's queues are attached, DHCP bound.
+pub(super) fn attach(req: &PodBindingRequest) -> Result<BindingSetup, BindingError> {
+    req.validate()?;
+    let mut nl = Netlink::new()?;
+    let bridge = prepared_bridge(&mut nl, req)?;
+    let not_prepared = |reason: &str| BindingError::NotPrepared {
+        name: req.bridge_name.clone(),
+        reason: reason.to_owned(),
+    };
+    let state = bridge
+        .alias
+        .as_deref()
+        .and_then(PodIfaceState::decode)
+        .ok_or_else(|| not_prepared("the bridge holds no record of the pod interface (alias)"))?;
+    let guest_mac = if req.guest_mac_from_pod {
+        state
+            .mac
+            .ok_or_else(|| not_prepared("the bridge's record has no pod MAC"))?
+    } else {
+        req.guest_mac
+    };
+    let mtu = mtu16(bridge.mtu);
+    let taps = attach_tap(req)?;
     let dhcp = bridge_dhcp(req, &state, guest_mac, mtu)?;
+    tracing::info!(
+        vm = %req.vm_name, nic = %req.nic_name, bridge = %req.bridge_name,
+        tap = %req.tap_name, mtu, guest_mac = %MacAddr(guest_mac),
+        "attached to the prepared bridge binding"
+    );
     Ok(BindingSetup {
         taps,
         dhcp,
-        guard,
-        mtu: mtu16(mtu),
+        guard: BindingGuard::default(),
+        mtu,
         guest_mac,
     })
 }
@@ -357,7 +423,7 @@ fn bridge_dhcp(
     req: &PodBindingRequest,
     state: &PodIfaceState,
     guest_mac: [u8; 6],
-    mtu: u32,
+    mtu: u16,
 ) -> Result<Option<(DhcpServer, DhcpSocket)>, BindingError> {
     let Some(&(client_ip, prefix_len)) = state.addrs.first() else {
         tracing::warn!(pod_iface = %req.pod_iface, "pod interface has no IPv4 address; no DHCP for the guest");
@@ -373,7 +439,7 @@ fn bridge_dhcp(
         dns_servers: req.dns.servers.clone(),
         search_domains: req.dns.search.clone(),
         hostname: (!req.hostname.is_empty()).then(|| req.hostname.clone()),
-        mtu: Some(mtu16(mtu)),
+        mtu: Some(mtu),
         classless_routes,
         lease_secs: LEASE_SECS,
         extras: req.dhcp.clone(),

@@ -61,6 +61,13 @@ impl BindingGuard {
         self.steps.is_empty()
     }
 
+    /// Keeps every change: the guard forgets them without undoing any (a
+    /// privileged `net-setup` leaves its plumbing for the unprivileged
+    /// VMM; `net-teardown` removes it by name).
+    pub fn keep(mut self) {
+        self.steps.clear();
+    }
+
     /// Undoes everything now, in reverse order, carrying on past failures,
     /// and returns a description of each failure.
     pub fn teardown(mut self) -> Vec<String> {

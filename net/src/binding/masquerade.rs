@@ -34,10 +34,12 @@ use std::net::IpAddr;
 
 use net_backend::MacAddr;
 
+use net_backend::Tap;
+
 use super::{
-    bind_dhcp, cleanup_stale, ensure_address, ensure_sysctl, first_hosts_v4, first_hosts_v6, mtu16,
-    nft_table_name, open_tap, BindingError, BindingGuard, BindingSetup, PodBindingRequest,
-    UndoStep, DEFAULT_V4_CIDR, LEASE_SECS,
+    attach_tap, bind_dhcp, cleanup_stale, ensure_address, ensure_sysctl, first_hosts_v4,
+    first_hosts_v6, mtu16, nft_table_name, open_tap, prepared_bridge, BindingError, BindingGuard,
+    BindingSetup, Plumbed, PodBindingRequest, TapMode, UndoStep, DEFAULT_V4_CIDR, LEASE_SECS,
 };
 use crate::dhcp::DhcpConfig;
 use crate::netlink::Netlink;
@@ -63,13 +65,28 @@ pub fn masquerade_rules(req: &PodBindingRequest) -> MasqueradeRules {
 
 /// Sets up the masquerade binding for `req`; see the [module docs](self).
 pub fn setup_masquerade(req: &PodBindingRequest) -> Result<BindingSetup, BindingError> {
+    let (plumbed, taps) = plumb(req, TapMode::Open)?;
+    // On error `taps`, then `plumbed` (whose guard undoes it all), drop.
+    let dhcp = bind_dhcp(req, dhcp_config(req, plumbed.mtu)?)?;
+    Ok(BindingSetup {
+        taps,
+        dhcp: Some(dhcp),
+        guard: plumbed.guard,
+        mtu: plumbed.mtu,
+        guest_mac: req.guest_mac,
+    })
+}
+
+/// Steps 1–4: bridge, tap, sysctls and nft table (CAP_NET_ADMIN). With
+/// [`TapMode::Persistent`] no tap queue is returned.
+pub(super) fn plumb(
+    req: &PodBindingRequest,
+    mode: TapMode,
+) -> Result<(Plumbed, Vec<Tap>), BindingError> {
     req.validate()?;
     let rules = masquerade_rules(req);
     let Some((guest4, gw4, len4)) = rules.guest_v4 else {
-        return Err(BindingError::Invalid {
-            nic: req.nic_name.clone(),
-            reason: "no IPv4 guest network".into(),
-        });
+        return Err(no_v4(req));
     };
 
     let mut nl = Netlink::new()?;
@@ -84,7 +101,7 @@ pub fn setup_masquerade(req: &PodBindingRequest) -> Result<BindingSetup, Binding
         vm = %req.vm_name, nic = %req.nic_name, pod_iface = %req.pod_iface,
         bridge = %req.bridge_name, tap = %req.tap_name, mtu, table = %rules.table,
         guest_v4 = %guest4, gateway_v4 = %gw4, guest_v6 = ?rules.guest_v6,
-        guest_mac = %MacAddr(req.guest_mac),
+        guest_mac = %MacAddr(req.guest_mac), ?mode,
         "setting up masquerade binding"
     );
 
@@ -95,7 +112,7 @@ pub fn setup_masquerade(req: &PodBindingRequest) -> Result<BindingSetup, Binding
     if let Some((_, gw6, len6)) = rules.guest_v6 {
         ensure_address(&mut nl, &req.bridge_name, IpAddr::V6(gw6), len6)?;
     }
-    let taps = open_tap(&mut nl, req, mtu, &mut guard)?;
+    let taps = open_tap(&mut nl, req, mtu, mode, &mut guard)?;
     nl.set_up(&req.bridge_name)?;
 
     ensure_sysctl("net.ipv4.ip_forward", "1")?;
@@ -105,8 +122,51 @@ pub fn setup_masquerade(req: &PodBindingRequest) -> Result<BindingSetup, Binding
 
     guard.push(UndoStep::DeleteNftTable(rules.clone()));
     nft::apply(&rules.to_json())?;
+    let plumbed = Plumbed {
+        guard,
+        mtu: mtu16(mtu),
+        guest_mac: req.guest_mac,
+    };
+    Ok((plumbed, taps))
+}
 
-    let config = DhcpConfig {
+/// Step 5 alone, on what a privileged `net-setup` prepared: the bridge and
+/// its tap are checked (read only), the tap's queues attached, DHCP bound.
+pub(super) fn attach(req: &PodBindingRequest) -> Result<BindingSetup, BindingError> {
+    req.validate()?;
+    let mut nl = Netlink::new()?;
+    let bridge = prepared_bridge(&mut nl, req)?;
+    let mtu = mtu16(bridge.mtu);
+    let config = dhcp_config(req, mtu)?;
+    let taps = attach_tap(req)?;
+    let dhcp = bind_dhcp(req, config)?;
+    tracing::info!(
+        vm = %req.vm_name, nic = %req.nic_name, bridge = %req.bridge_name,
+        tap = %req.tap_name, mtu, "attached to the prepared masquerade binding"
+    );
+    Ok(BindingSetup {
+        taps,
+        dhcp: Some(dhcp),
+        guard: BindingGuard::default(),
+        mtu,
+        guest_mac: req.guest_mac,
+    })
+}
+
+fn no_v4(req: &PodBindingRequest) -> BindingError {
+    BindingError::Invalid {
+        nic: req.nic_name.clone(),
+        reason: "no IPv4 guest network".into(),
+    }
+}
+
+/// What the DHCP server hands the guest: the second host, the gateway as
+/// router and server, the pod MTU, DNS and host name.
+fn dhcp_config(req: &PodBindingRequest, mtu: u16) -> Result<DhcpConfig, BindingError> {
+    let Some((guest4, gw4, len4)) = masquerade_rules(req).guest_v4 else {
+        return Err(no_v4(req));
+    };
+    Ok(DhcpConfig {
         server_ip: gw4,
         client_mac: req.guest_mac,
         client_ip: guest4,
@@ -115,18 +175,9 @@ pub fn setup_masquerade(req: &PodBindingRequest) -> Result<BindingSetup, Binding
         dns_servers: req.dns.servers.clone(),
         search_domains: req.dns.search.clone(),
         hostname: (!req.hostname.is_empty()).then(|| req.hostname.clone()),
-        mtu: Some(mtu16(mtu)),
+        mtu: Some(mtu),
         classless_routes: Vec::new(),
         lease_secs: LEASE_SECS,
         extras: req.dhcp.clone(),
-    };
-    let dhcp = bind_dhcp(req, config)?;
-
-    Ok(BindingSetup {
-        taps,
-        dhcp: Some(dhcp),
-        guard,
-        mtu: mtu16(mtu),
-        guest_mac: req.guest_mac,
     })
 }

@@ -53,7 +53,7 @@ use net_backend::{Tap, TapError};
 
 use crate::dhcp::{DhcpServer, DhcpSocket};
 use crate::netlink::NetlinkError;
-use crate::nft::NftError;
+use crate::nft::{self, NftError};
 
 pub use bridge::setup_bridge;
 pub use dns::{parse_resolv_conf, read_resolv_conf, DnsInfo};
@@ -66,7 +66,8 @@ pub use sysctl::{ensure_sysctl, sysctl_path, SysctlError};
 use guard::UndoStep;
 pub(crate) use steps::first_hosts_v6;
 use steps::{
-    bind_dhcp, cleanup_stale, ensure_address, first_hosts_v4, mtu16, open_tap, random_mac,
+    attach_tap, bind_dhcp, cleanup_stale, ensure_address, first_hosts_v4, mtu16, open_tap,
+    prepared_bridge, random_mac,
 };
 
 /// Prefix of the bridge name KubeVirt uses (`k6t-<pod iface>`).
@@ -105,13 +106,82 @@ impl BindingKind {
         }
     }
 
-    /// Sets up this binding for `req`.
+    /// Sets up this binding for `req` in one process: plumbing, taps and
+    /// DHCP (needs CAP_NET_ADMIN).
     pub fn setup(self, req: &PodBindingRequest) -> Result<BindingSetup, BindingError> {
         match self {
             BindingKind::Bridge => setup_bridge(req),
             BindingKind::Masquerade => setup_masquerade(req),
         }
     }
+
+    /// The privileged half of the split (`petrel net-setup`): every change
+    /// that needs CAP_NET_ADMIN — bridge, addresses, the tap created
+    /// persistent and owned by `owner`, sysctls, nft table — after
+    /// removing stale state of the same names. Nothing is served; the
+    /// returned guard undoes it all unless [kept](BindingGuard::keep).
+    pub fn plumb(self, req: &PodBindingRequest, owner: TapOwner) -> Result<Plumbed, BindingError> {
+        let mode = TapMode::Persistent(owner);
+        match self {
+            BindingKind::Bridge => bridge::plumb(req, mode).map(|(p, _)| p),
+            BindingKind::Masquerade => masquerade::plumb(req, mode).map(|(p, _)| p),
+        }
+    }
+
+    /// The unprivileged half (`petrel run` after `net-setup`): checks the
+    /// prepared bridge and tap, attaches to the tap's queues and binds the
+    /// DHCP socket; no netlink write, no nft. The returned guard is empty:
+    /// the plumbing is `net-teardown`'s to remove.
+    pub fn attach(self, req: &PodBindingRequest) -> Result<BindingSetup, BindingError> {
+        match self {
+            BindingKind::Bridge => bridge::attach(req),
+            BindingKind::Masquerade => masquerade::attach(req),
+        }
+    }
+
+    /// Removes what [`plumb`](Self::plumb) (or a killed
+    /// [`setup`](Self::setup)) left for `req`: the nft table, the tap, the
+    /// bridge (the pod interface restored from the bridge's alias). What is
+    /// absent already is fine.
+    pub fn remove(self, req: &PodBindingRequest) -> Result<(), BindingError> {
+        req.validate()?;
+        if self == BindingKind::Masquerade {
+            nft::apply(&masquerade::masquerade_rules(req).delete_json())?;
+        }
+        let mut nl = crate::netlink::Netlink::new()?;
+        cleanup_stale(&mut nl, req)
+    }
+}
+
+/// Who owns a tap `net-setup` creates: the uid (and gid) the unprivileged
+/// VMM runs as (KubeVirt's `qemu`, 107).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TapOwner {
+    /// Owner uid (TUNSETOWNER).
+    pub uid: u32,
+    /// Owner gid (TUNSETGROUP).
+    pub gid: u32,
+}
+
+/// How the plumbing step makes the tap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TapMode {
+    /// Opened by this process, gone when its queues close.
+    Open,
+    /// Persistent, owned by another uid, no queue kept open.
+    Persistent(TapOwner),
+}
+
+/// What the privileged half leaves: its undo guard, and the facts the
+/// unprivileged half will find again.
+#[derive(Debug)]
+pub struct Plumbed {
+    /// Undoes the plumbing on drop unless [kept](BindingGuard::keep).
+    pub guard: BindingGuard,
+    /// The pod interface's MTU, which bridge and tap got.
+    pub mtu: u16,
+    /// The MAC the guest must use.
+    pub guest_mac: [u8; 6],
 }
 
 impl std::fmt::Display for BindingKind {
@@ -168,6 +238,15 @@ pub enum BindingError {
         /// The conflicting interface or table.
         name: String,
         /// Why.
+        reason: String,
+    },
+    /// The plumbing a privileged `net-setup` makes is not there (or not
+    /// as it makes it).
+    #[error("{name}: {reason}; the pod was not prepared for this VM (run `petrel net-setup SPEC --uid UID` as root in the pod's network namespace first)")]
+    NotPrepared {
+        /// The missing or wrong link.
+        name: String,
+        /// What is wrong.
         reason: String,
     },
     /// No random bytes for a MAC address.

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use net_backend::Tap;
 
 use super::guard::{BindingGuard, UndoStep};
-use super::{bridge, BindingError, PodBindingRequest};
+use super::{bridge, BindingError, PodBindingRequest, TapMode};
 use crate::dhcp::{DhcpConfig, DhcpServer, DhcpSocket};
 use crate::netlink::{Netlink, NetlinkError};
 
@@ -57,23 +57,70 @@ pub(super) fn cleanup_stale(nl: &mut Netlink, req: &PodBindingRequest) -> Result
     Ok(())
 }
 
-/// Opens the tap, gives it `mtu`, makes it a port of the bridge and brings
-/// it up; registers its deletion with `guard`.
+/// Opens the tap (or, for the privilege split, creates it persistent and
+/// owned by the unprivileged uid, leaving no queue open), gives it `mtu`,
+/// makes it a port of the bridge and brings it up; registers its deletion
+/// with `guard`.
 pub(super) fn open_tap(
     nl: &mut Netlink,
     req: &PodBindingRequest,
     mtu: u32,
+    mode: TapMode,
     guard: &mut BindingGuard,
 ) -> Result<Vec<Tap>, BindingError> {
-    let taps = Tap::open_named(&req.tap_name, req.queues).map_err(|source| BindingError::Tap {
+    let tap_err = |source| BindingError::Tap {
         name: req.tap_name.clone(),
         source,
-    })?;
+    };
+    let taps = match mode {
+        TapMode::Open => Tap::open_named(&req.tap_name, req.queues).map_err(tap_err)?,
+        TapMode::Persistent(owner) => {
+            Tap::create_persistent(&req.tap_name, req.queues, owner.uid, owner.gid)
+                .map_err(tap_err)?;
+            Vec::new()
+        }
+    };
     guard.push(UndoStep::DeleteLink(req.tap_name.clone()));
     nl.set_mtu(&req.tap_name, mtu)?;
     nl.set_master(&req.tap_name, Some(&req.bridge_name))?;
     nl.set_up(&req.tap_name)?;
     Ok(taps)
+}
+
+/// The bridge a privileged `net-setup` left for `req`, checked: a bridge
+/// of that name, with the tap (a tun/tap link) as a port. Reads only.
+pub(super) fn prepared_bridge(
+    nl: &mut Netlink,
+    req: &PodBindingRequest,
+) -> Result<crate::netlink::Link, BindingError> {
+    let missing = |name: &str, reason: String| BindingError::NotPrepared {
+        name: name.to_owned(),
+        reason,
+    };
+    let bridge = nl
+        .link_by_name(&req.bridge_name)?
+        .filter(|l| l.kind.as_deref() == Some("bridge"))
+        .ok_or_else(|| missing(&req.bridge_name, "no bridge of that name".into()))?;
+    let tap = nl
+        .link_by_name(&req.tap_name)?
+        .filter(|l| l.kind.as_deref() == Some("tun"))
+        .ok_or_else(|| missing(&req.tap_name, "no tap of that name".into()))?;
+    if tap.master != Some(bridge.index) {
+        return Err(missing(
+            &req.tap_name,
+            format!("the tap is not a port of {}", req.bridge_name),
+        ));
+    }
+    Ok(bridge)
+}
+
+/// Attaches to the prepared tap: one queue per pair. TUNSETIFF on a tap
+/// owned by the caller's uid needs no capability.
+pub(super) fn attach_tap(req: &PodBindingRequest) -> Result<Vec<Tap>, BindingError> {
+    Tap::open_named(&req.tap_name, req.queues).map_err(|source| BindingError::Tap {
+        name: req.tap_name.clone(),
+        source,
+    })
 }
 
 /// Binds the DHCP socket on the bridge.

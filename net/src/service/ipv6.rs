@@ -19,9 +19,21 @@ use crate::ra::{RaCounters, RaSocket};
 /// reports none.
 const FALLBACK_BRIDGE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
 
+/// Whether router advertisements must be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RaPolicy {
+    /// A raw socket that cannot be opened is an error (petrel plumbs the
+    /// pod itself, so it has the capabilities).
+    Required,
+    /// The privilege split: without CAP_NET_RAW there is no RA, only a
+    /// warning.
+    IfPermitted,
+}
+
 /// The RA socket, its timer and the DHCPv6 server of one bridge.
 pub(super) struct Ipv6Services {
-    pub(super) ra: RaSocket,
+    /// `None` when [`RaPolicy::IfPermitted`] found no CAP_NET_RAW.
+    pub(super) ra: Option<RaSocket>,
     /// Unsolicited advertisements; `None` when no timer could be made (the
     /// guest's solicitations are still answered).
     pub(super) ra_timer: Option<TimerFd>,
@@ -40,6 +52,7 @@ impl Ipv6Services {
         guest_mac: [u8; 6],
         (net6, len6): (Ipv6Addr, u8),
         mtu: u16,
+        policy: RaPolicy,
     ) -> Result<Self, PodNetError> {
         let io_err = |what: &'static str| {
             move |source| PodNetError::Ipv6 {
@@ -59,13 +72,26 @@ impl Ipv6Services {
             .map_err(netlink_err)?
             .mac
             .unwrap_or(FALLBACK_BRIDGE_MAC);
-        let mut ra = RaSocket::bind(&req.bridge_name, bridge_mac, u32::from(mtu), net6, len6)
-            .map_err(io_err("router advertisements"))?;
-        // The bridge's link-local address may still be tentative; the guest's
-        // router solicitation gets an answer either way.
-        if let Err(e) = ra.send_ra() {
-            tracing::debug!(error = %e, "first RA not sent yet");
-        }
+        let ra = match RaSocket::bind(&req.bridge_name, bridge_mac, u32::from(mtu), net6, len6) {
+            Ok(mut ra) => {
+                // The bridge's link-local address may still be tentative;
+                // the guest's router solicitation gets an answer either way.
+                if let Err(e) = ra.send_ra() {
+                    tracing::debug!(error = %e, "first RA not sent yet");
+                }
+                Some(ra)
+            }
+            Err(e) if policy == RaPolicy::IfPermitted && e.raw_os_error() == Some(libc::EPERM) => {
+                tracing::warn!(
+                    nic = %req.nic_name, error = %e,
+                    "no router advertisements without CAP_NET_RAW (a raw ICMPv6 socket); the \
+                     guest gets its IPv6 address by DHCPv6 but must be given its default route \
+                     otherwise (add NET_RAW to the container for RAs)"
+                );
+                None
+            }
+            Err(e) => return Err(io_err("router advertisements")(e)),
+        };
         let cfg = Dhcp6Config {
             server_duid: duid_ll(bridge_mac),
             client_mac: guest_mac,
@@ -98,6 +124,9 @@ impl Ipv6Services {
     }
 
     fn arm_ra_timer(&mut self, nic: &str) {
+        if self.ra.is_none() {
+            return;
+        }
         let next = ra_interval(self.unsolicited, jitter_unit());
         if let Some(t) = &mut self.ra_timer {
             if let Err(e) = t.reset(next, None) {
@@ -116,11 +145,14 @@ impl Ipv6Services {
         }
         self.unsolicited = self.unsolicited.saturating_add(1);
         self.arm_ra_timer(nic);
-        self.ra.send_ra()
+        match &mut self.ra {
+            Some(ra) => ra.send_ra(),
+            None => Ok(()),
+        }
     }
 
-    /// The RA socket's counters.
-    pub(super) fn ra_counters(&self) -> RaCounters {
-        self.ra.counters().clone()
+    /// The RA socket's counters, when there is one.
+    pub(super) fn ra_counters(&self) -> Option<RaCounters> {
+        self.ra.as_ref().map(|ra| ra.counters().clone())
     }
 }

@@ -19,12 +19,12 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use net_backend::Tap;
 
-use crate::binding::{BindingError, BindingGuard, BindingKind, PodBindingRequest};
+use crate::binding::{BindingError, BindingGuard, BindingKind, BindingSetup, PodBindingRequest};
 use crate::dhcp::v6::Dhcp6Counters;
 use crate::dhcp::{DhcpCounters, DhcpServer, DhcpSocket};
 use crate::netlink::NetlinkError;
 use crate::ra::RaCounters;
-use ipv6::Ipv6Services;
+use ipv6::{Ipv6Services, RaPolicy};
 
 /// Errors from building or serving a [`PodNetService`].
 #[derive(Debug, thiserror::Error)]
@@ -184,6 +184,30 @@ impl PodNetService {
             binding: kind,
             source,
         })?;
+        Self::serve(kind, req, setup, RaPolicy::Required)
+    }
+
+    /// Like [`bind`](Self::bind), on plumbing a privileged `net-setup`
+    /// prepared ([`BindingKind::attach`]): attaches to the taps and starts
+    /// the same services, needing only CAP_NET_BIND_SERVICE. Router
+    /// advertisements need a raw ICMPv6 socket (CAP_NET_RAW); without it
+    /// the guest still gets DHCPv6 but no RA (as in KubeVirt, which sends
+    /// none), and a warning says so.
+    pub fn attach(kind: BindingKind, req: &PodBindingRequest) -> Result<BoundPodNic, PodNetError> {
+        let setup = kind.attach(req).map_err(|source| PodNetError::Binding {
+            nic: req.nic_name.clone(),
+            binding: kind,
+            source,
+        })?;
+        Self::serve(kind, req, setup, RaPolicy::IfPermitted)
+    }
+
+    fn serve(
+        kind: BindingKind,
+        req: &PodBindingRequest,
+        setup: BindingSetup,
+        ra: RaPolicy,
+    ) -> Result<BoundPodNic, PodNetError> {
         tracing::info!(
             nic = %req.nic_name, binding = %kind, pod_iface = %req.pod_iface,
             tap = %req.tap_name, mtu = setup.mtu, "pod binding set up"
@@ -196,7 +220,8 @@ impl PodNetService {
         };
         if let (BindingKind::Masquerade, Some(cidr)) = (kind, req.v6_cidr) {
             // On error `service` drops here and undoes the binding.
-            service.ipv6 = Some(Ipv6Services::bind(req, setup.guest_mac, cidr, setup.mtu)?);
+            let v6 = Ipv6Services::bind(req, setup.guest_mac, cidr, setup.mtu, ra)?;
+            service.ipv6 = Some(v6);
         }
         Ok(BoundPodNic {
             taps: setup.taps,
@@ -218,7 +243,9 @@ impl PodNetService {
             fds.push((sock.as_raw_fd(), ServiceToken::Dhcp4));
         }
         if let Some(v6) = &self.ipv6 {
-            fds.push((v6.ra.as_raw_fd(), ServiceToken::RouterSolicitation));
+            if let Some(ra) = &v6.ra {
+                fds.push((ra.as_raw_fd(), ServiceToken::RouterSolicitation));
+            }
             fds.push((v6.dhcp6.1.as_raw_fd(), ServiceToken::Dhcp6));
             if let Some(fd) = v6.timer_fd() {
                 fds.push((fd, ServiceToken::RaTimer));
@@ -233,7 +260,10 @@ impl PodNetService {
     pub fn handle(&mut self, token: ServiceToken) -> Result<(), PodNetError> {
         let result = match (token, &mut self.dhcp4, &mut self.ipv6) {
             (ServiceToken::Dhcp4, Some((server, sock)), _) => sock.handle_readable(server),
-            (ServiceToken::RouterSolicitation, _, Some(v6)) => v6.ra.handle_readable(),
+            (ServiceToken::RouterSolicitation, _, Some(v6)) => match &mut v6.ra {
+                Some(ra) => ra.handle_readable(),
+                None => Ok(()),
+            },
             (ServiceToken::Dhcp6, _, Some(v6)) => {
                 let (server, sock) = &mut v6.dhcp6;
                 sock.handle_readable(server)
@@ -252,7 +282,7 @@ impl PodNetService {
     pub fn counters(&self) -> PodNetCounters {
         PodNetCounters {
             dhcp4: self.dhcp4.as_ref().map(|(s, _)| s.counters().clone()),
-            ra: self.ipv6.as_ref().map(Ipv6Services::ra_counters),
+            ra: self.ipv6.as_ref().and_then(Ipv6Services::ra_counters),
             unsolicited_ras: self.ipv6.as_ref().map_or(0, |v6| v6.unsolicited),
             dhcp6: self.ipv6.as_ref().map(|v6| v6.dhcp6.0.counters().clone()),
         }

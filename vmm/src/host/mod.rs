@@ -79,6 +79,10 @@ pub struct PodPlan {
     /// (the HostNic's `guest_mac`) and the pod interface another one, as
     /// KubeVirt and Virtink do.
     pub delegate_mac: bool,
+    /// A privileged `petrel net-setup` plumbed it: `run` only attaches
+    /// (set from the net-setup record, never by the host plan itself).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub prepared: bool,
 }
 
 impl HostPlan {

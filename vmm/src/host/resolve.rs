@@ -337,6 +337,7 @@ fn pod_plan(
         dns_servers: dns.servers.clone(),
         dns_search: dns.search.clone(),
         delegate_mac,
+        prepared: false,
     };
     Ok((HostBackend::Pod(plan), mac))
 }

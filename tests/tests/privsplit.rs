@@ -1,0 +1,258 @@
+//! KubeVirt's privilege split: `petrel net-setup` as root in the pod's
+//! network namespace plumbs the masquerade binding for uid 107, `petrel
+//! run` as uid 107 with only CAP_NET_BIND_SERVICE attaches to it and
+//! serves DHCP, and `petrel net-teardown` leaves the pod as the CNI made it.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use petrel_tests::cluster::{Cluster, POD_IP, SERVER_IP};
+use petrel_tests::unpriv::{self, QEMU_UID};
+use petrel_tests::{base64, guest_cmdline, guest_dir, petrel_bin, run_args, Scratch, Vmm};
+use petrel_tests::{netns::NetNs, BOOT_TIMEOUT};
+
+const VM: &str = "split";
+
+fn spec() -> String {
+    format!(
+        r#"apiVersion: kubevirt.io/v1
+kind: VirtualMachineInstance
+metadata:
+  name: {VM}
+spec:
+  domain:
+    cpu: {{cores: 1}}
+    memory: {{guest: 128Mi}}
+    devices:
+      interfaces:
+        - name: default
+          model: virtio
+          masquerade: {{}}
+          ports:
+            - name: http
+              port: 8080
+  networks:
+    - name: default
+      pod: {{}}
+"#
+    )
+}
+
+/// `petrel ARGS…` as root inside `ns`.
+fn petrel_in(ns: &NetNs, args: &[&str]) -> Output {
+    ns.command(&petrel_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run petrel")
+}
+
+fn assert_ok(what: &str, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every link of the pod namespace with its kind, owner and master.
+fn pod_links(ns: &NetNs) -> String {
+    ns.exec("ip -d -o link show | sed 's/ \\+/ /g'; for t in /sys/class/net/*/owner; do echo \"$t $(cat $t)\"; done 2>/dev/null")
+}
+
+fn net_setup(cluster: &Cluster, spec: &Path, run_dir: &Path) -> Output {
+    petrel_in(
+        &cluster.pod,
+        &[
+            "net-setup",
+            spec.to_str().unwrap(),
+            "--uid",
+            "107",
+            "--run-dir",
+            run_dir.to_str().unwrap(),
+        ],
+    )
+}
+
+/// net-setup (twice: the second re-creates the same plumbing), then the
+/// guest under `run` as uid 107 with only NET_BIND_SERVICE leases
+/// 10.0.2.2, reaches the server from the pod IP and serves the listed port
+/// to it; SIGTERM ends the run (exit 0) and net-teardown leaves the pod
+/// with lo and eth0 only, no nft table and no record.
+#[test]
+fn net_setup_then_unprivileged_run_then_teardown() {
+    let dir = Scratch::new("split");
+    let runs = Scratch::new("split-runs");
+    let node_dir = Scratch::new("split-kvm");
+    let mut cluster = Cluster::new();
+    std::fs::write(dir.path().join("hello"), "HELLO-FROM-SERVER\n").unwrap();
+    cluster.server.spawn(&format!(
+        "exec busybox httpd -f -p {SERVER_IP}:80 -h {}",
+        dir.path().display()
+    ));
+    cluster
+        .server
+        .spawn("sleep 3600 | busybox nc -l -p 7000 > /dev/null");
+    let spec_path = dir.write("vmi.yaml", &spec());
+    let kit = guest_dir();
+    unpriv::assert_readable(QEMU_UID, &[&spec_path, &petrel_bin(), &kit.join("vmlinux")]);
+
+    assert_ok("net-setup", &net_setup(&cluster, &spec_path, runs.path()));
+    let first = pod_links(&cluster.pod);
+    assert_ok(
+        "second net-setup",
+        &net_setup(&cluster, &spec_path, runs.path()),
+    );
+    let second = pod_links(&cluster.pod);
+    let state_file = runs.path().join(VM).join("net.json");
+    let state = std::fs::read_to_string(&state_file).expect("net-setup wrote its record");
+    assert!(state.contains("\"uid\": 107"), "{state}");
+    let tap = state
+        .split("\"tap\": \"")
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .unwrap_or_else(|| panic!("no tap in {state}"))
+        .to_string();
+    // Re-created identically: the same links, the tap owned by 107 and a
+    // port of the bridge (link indexes change, so compare without them).
+    let strip = |s: &str| {
+        let mut l: Vec<String> = s
+            .lines()
+            .map(|l| l.split_once(": ").map_or(l, |(_, r)| r).to_string())
+            .map(|l| {
+                l.split(' ')
+                    .filter(|w| !w.starts_with("link/") && !w.contains(':'))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        l.sort();
+        l
+    };
+    assert_eq!(
+        strip(&first).len(),
+        strip(&second).len(),
+        "{first}\n---\n{second}"
+    );
+    assert!(second.contains("k6t-eth0"), "{second}");
+    let owner = cluster.pod.exec(&format!("cat /sys/class/net/{tap}/owner"));
+    assert_eq!(owner.trim(), "107", "tap owner");
+    let master = cluster.pod.exec(&format!("ip -o link show {tap}"));
+    assert!(master.contains("master k6t-eth0"), "{master}");
+    let tables = cluster.pod.exec("nft list tables");
+    assert!(tables.contains("petrel_split"), "{tables}");
+
+    let guest_cmd = format!(
+        "mkdir -p /tmp/www && echo HELLO-FROM-GUEST > /tmp/www/index.html; \
+         httpd -p 8080 -h /tmp/www; \
+         wget -q -O - http://{SERVER_IP}/hello; \
+         (sleep 30 | nc {SERVER_IP} 7000 &); \
+         echo GUEST-READY; sleep 600"
+    );
+    let mut c = unpriv::command(
+        Some(cluster.pod.name()),
+        QEMU_UID,
+        &["net_bind_service"],
+        node_dir.path(),
+        &petrel_bin(),
+    );
+    run_args(&mut c, &spec_path, &kit);
+    c.arg("--cmdline")
+        .arg(format!(
+            "{} guest.cmd={}",
+            guest_cmdline(),
+            base64(guest_cmd.as_bytes())
+        ))
+        .arg("--run-dir")
+        .arg(runs.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut vm = Vmm::spawn(c);
+    let lease = vm.wait_for("GUEST-NET eth0", BOOT_TIMEOUT);
+    assert!(lease.contains("ip=10.0.2.2/24"), "{lease}");
+    vm.wait_for("HELLO-FROM-SERVER", BOOT_TIMEOUT);
+    vm.wait_for("GUEST-READY", BOOT_TIMEOUT);
+    cluster.wait_server_sees(POD_IP, |c| c.server_sees_peer(POD_IP));
+    let body = cluster
+        .server
+        .exec(&format!("curl -sS -m 30 http://{POD_IP}:8080/index.html"));
+    assert_eq!(body.trim(), "HELLO-FROM-GUEST");
+    vm.signal(libc::SIGTERM);
+    let st = vm.wait_exit(Duration::from_secs(60));
+    let stderr = vm.stderr();
+    assert_eq!(st.code(), Some(0), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("attaching to the pod network net-setup prepared"),
+        "{stderr}"
+    );
+    // The unprivileged run removed nothing: the plumbing is net-teardown's.
+    let after_run = cluster.pod.exec("ip -o link show");
+    assert!(after_run.contains("k6t-eth0"), "{after_run}");
+
+    let out = petrel_in(
+        &cluster.pod,
+        &[
+            "net-teardown",
+            spec_path.to_str().unwrap(),
+            "--run-dir",
+            runs.path().to_str().unwrap(),
+        ],
+    );
+    assert_ok("net-teardown", &out);
+    let links: Vec<String> = cluster
+        .pod
+        .exec("ip -o link show")
+        .lines()
+        .map(|l| {
+            l.split(": ")
+                .nth(1)
+                .unwrap_or("")
+                .split('@')
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(links, ["lo", "eth0"], "links left in the pod");
+    let tables = cluster.pod.exec("nft list tables");
+    assert!(tables.trim().is_empty(), "nft tables left: {tables}");
+    assert!(
+        !runs.path().join(VM).exists(),
+        "the record's directory is still there"
+    );
+}
+
+/// `run` as uid 107 without net-setup: a clear refusal naming net-setup
+/// (exit 2), before anything is built.
+#[test]
+fn unprivileged_run_without_net_setup_says_what_to_run() {
+    let dir = Scratch::new("split-none");
+    let runs = Scratch::new("split-none-runs");
+    let node_dir = Scratch::new("split-none-kvm");
+    let cluster = Cluster::new();
+    let spec_path = dir.write("vmi.yaml", &spec());
+    let kit = guest_dir();
+    let mut c: Command = unpriv::command(
+        Some(cluster.pod.name()),
+        QEMU_UID,
+        &["net_bind_service"],
+        node_dir.path(),
+        &petrel_bin(),
+    );
+    run_args(&mut c, &spec_path, &kit);
+    c.arg("--run-dir").arg(runs.path()).stdin(Stdio::null());
+    let out = c.output().expect("run petrel");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("petrel net-setup SPEC --uid 107"),
+        "stderr:\n{stderr}"
+    );
+    assert!(stderr.contains("net.json"), "stderr:\n{stderr}");
+    // Nothing was created in the pod.
+    let links = cluster.pod.exec("ip -o link show");
+    assert!(!links.contains("k6t-"), "{links}");
+}
