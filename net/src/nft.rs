@@ -10,9 +10,15 @@
 //!
 //! ```text
 //! table inet <table> {
+//!   chain fromguest   { type filter hook prerouting priority -300; # raw
+//!     iifname <tap> ip daddr 127.0.0.0/8 drop              # pod loopback
+//!     iifname <tap> ip6 daddr ::1 drop
+//!     iifname <tap> ip saddr != { <guest>, 0.0.0.0 } drop  # spoofing
+//!     iifname <tap> ip6 saddr != { <guest6>, fe80::/10, :: } drop }
 //!   chain prerouting  { type nat hook prerouting priority -100;   # dstnat
 //!     iifname <pod_iface> jump preinbound }
 //!   chain preinbound  {                                   # inbound -> guest
+//!     tcp dport <reserved> return                         # petrel's own
 //!     [tcp|udp dport <ports>] dnat ip[6] to <guest> }
 //!   chain postrouting { type nat hook postrouting priority 100;  # srcnat
 //!     ip[6] saddr <guest subnet> oifname <pod_iface> masquerade }
@@ -22,10 +28,20 @@
 //! }
 //! ```
 //!
+//! - What the guest sends is checked first, before conntrack sees it: a
+//!   destination in the pod's loopback (`127.0.0.0/8`, `::1`) is dropped,
+//!   as kube-proxy drops it for CVE-2020-8558 (the kernel also drops it
+//!   while `route_localnet` is off, which petrel never turns on; the rule
+//!   makes it hold whatever the sysctl says), and so is any source but the
+//!   addresses petrel leases the guest (plus `0.0.0.0` for DHCP and the
+//!   link-local and unspecified IPv6 sources neighbour discovery, MLD and
+//!   DHCPv6 use): a guest cannot spoof other sources out of the pod.
 //! - Inbound traffic arriving on the pod interface for the listed ports (all
-//!   ports when the list is empty) is DNATed to the guest. Its source is
-//!   kept, so the guest sees real client addresses; replies come back
-//!   through the gateway because it is the guest's default route.
+//!   ports and protocols when the list is empty, as KubeVirt does) is
+//!   DNATed to the guest. Its source is kept, so the guest sees real client
+//!   addresses; replies come back through the gateway because it is the
+//!   guest's default route. The `reserved` TCP ports (petrel's own metrics
+//!   listener) are never forwarded, so petrel stays reachable on them.
 //! - Traffic from the pod's own loopback (`127.0.0.1`, `::1`) is *not*
 //!   forwarded to the guest. KubeVirt does that with an output-chain DNAT,
 //!   which for IPv4 only works with `net.ipv4.conf.<bridge>.route_localnet=1`
@@ -61,6 +77,9 @@ pub mod chains {
     pub const PREROUTING: &str = "prerouting";
     /// Regular chain holding the inbound DNAT rules.
     pub const PREINBOUND: &str = "preinbound";
+    /// Base chain: `type filter hook prerouting priority -300`, checking
+    /// what arrives from the guest (loopback destinations, spoofing).
+    pub const FROM_GUEST: &str = "fromguest";
     /// Base chain: `type nat hook postrouting priority 100`.
     pub const POSTROUTING: &str = "postrouting";
     /// Base chain: `type filter hook forward priority 0`.
@@ -131,6 +150,8 @@ pub struct MasqueradeRules {
     pub guest_v6: Option<(Ipv6Addr, Ipv6Addr, u8)>,
     /// Ports forwarded to the guest; empty forwards every port.
     pub ports: Vec<(u16, Protocol)>,
+    /// TCP ports never forwarded (petrel serves them in the pod itself).
+    pub reserved: Vec<u16>,
 }
 
 /// One address family's view of the configuration.
@@ -227,7 +248,9 @@ impl MasqueradeRules {
             self.chain(chains::PREINBOUND),
             self.base_chain(chains::POSTROUTING, "nat", "postrouting", 100),
             self.base_chain(chains::FORWARD, "filter", "forward", 0),
+            self.base_chain(chains::FROM_GUEST, "filter", "prerouting", -300),
         ];
+        self.push_from_guest_rules(&mut cmds);
 
         let families = self.families();
         if !families.is_empty() {
@@ -242,6 +265,44 @@ impl MasqueradeRules {
         json!({ "nftables": cmds })
     }
 
+    /// What the guest may not send: packets for the pod's loopback, and
+    /// packets from any source petrel did not lease it (per family; with no
+    /// IPv6 guest network only link-local IPv6 is let through).
+    fn push_from_guest_rules(&self, cmds: &mut Vec<Value>) {
+        let from_tap = || match_meta("iifname", json!(self.tap));
+        let drop = |cmds: &mut Vec<Value>, m: Vec<Value>| {
+            let mut expr = vec![from_tap()];
+            expr.extend(m);
+            expr.push(counter());
+            expr.push(json!({ "drop": null }));
+            cmds.push(self.rule(chains::FROM_GUEST, expr));
+        };
+        let prefix = |addr: &str, len: u8| json!({ "prefix": { "addr": addr, "len": len } });
+        drop(
+            cmds,
+            vec![match_payload("ip", "daddr", prefix("127.0.0.0", 8))],
+        );
+        drop(cmds, vec![match_payload("ip6", "daddr", json!("::1"))]);
+        let mut v4: Vec<Value> = vec![json!("0.0.0.0")];
+        v4.extend(self.guest_v4.map(|(g, _, _)| json!(g.to_string())));
+        drop(
+            cmds,
+            vec![
+                match_meta("nfproto", json!("ipv4")),
+                match_payload_op("!=", "ip", "saddr", json!({ "set": v4 })),
+            ],
+        );
+        let mut v6: Vec<Value> = vec![json!("::"), prefix("fe80::", 10)];
+        v6.extend(self.guest_v6.map(|(g, _, _)| json!(g.to_string())));
+        drop(
+            cmds,
+            vec![
+                match_meta("nfproto", json!("ipv6")),
+                match_payload_op("!=", "ip6", "saddr", json!({ "set": v6 })),
+            ],
+        );
+    }
+
     /// The jump from the prerouting base chain to the inbound chain for
     /// traffic arriving on the pod interface.
     fn push_jump_rules(&self, cmds: &mut Vec<Value>) {
@@ -253,6 +314,19 @@ impl MasqueradeRules {
                 json!({ "jump": { "target": chains::PREINBOUND } }),
             ],
         ));
+        let mut reserved = self.reserved.clone();
+        reserved.sort_unstable();
+        reserved.dedup();
+        if !reserved.is_empty() {
+            cmds.push(self.rule(
+                chains::PREINBOUND,
+                vec![
+                    match_payload("tcp", "dport", port_set(&reserved)),
+                    counter(),
+                    json!({ "return": null }),
+                ],
+            ));
+        }
     }
 
     /// One family's rules: the guest masqueraded to the pod's address, and
@@ -333,8 +407,12 @@ fn match_meta(key: &str, right: Value) -> Value {
 }
 
 fn match_payload(protocol: &str, field: &str, right: Value) -> Value {
+    match_payload_op("==", protocol, field, right)
+}
+
+fn match_payload_op(op: &str, protocol: &str, field: &str, right: Value) -> Value {
     json!({ "match": {
-        "op": "==",
+        "op": op,
         "left": { "payload": { "protocol": protocol, "field": field } },
         "right": right,
     }})
@@ -434,6 +512,7 @@ mod tests {
             guest_v4: Some((Ipv4Addr::new(10, 0, 2, 2), Ipv4Addr::new(10, 0, 2, 1), 24)),
             guest_v6: None,
             ports,
+            reserved: Vec::new(),
         }
     }
 
@@ -523,10 +602,85 @@ mod tests {
         assert_eq!(fwd.len(), 2);
         assert!(fwd.iter().all(|e| has(e, &json!({"accept": null}))));
 
-        // No IPv6 anywhere.
-        let text = doc.to_string();
+        // No IPv6 NAT (the guest checks cover IPv6 always).
+        let text = nat_text(&doc);
         assert!(!text.contains("ip6"));
         assert!(!text.contains("ipv6"));
+    }
+
+    /// Every NAT and forward rule, without the guest checks.
+    fn nat_text(doc: &Value) -> String {
+        ["prerouting", "preinbound", "postrouting", "forward"]
+            .iter()
+            .flat_map(|c| rules(doc, c))
+            .map(|e| Value::Array(e.clone()).to_string())
+            .collect()
+    }
+
+    #[test]
+    fn guest_may_not_reach_loopback_or_spoof() {
+        let mut r = v4_rules(vec![]);
+        let doc = r.to_json();
+        let guard = rules(&doc, "fromguest");
+        assert_eq!(guard.len(), 4, "{guard:?}");
+        assert!(guard
+            .iter()
+            .all(|e| has(e, &match_meta("iifname", json!("tap0")))));
+        assert!(guard.iter().all(|e| has(e, &json!({"drop": null}))));
+        assert!(has(
+            guard[0],
+            &match_payload(
+                "ip",
+                "daddr",
+                json!({"prefix": {"addr": "127.0.0.0", "len": 8}})
+            )
+        ));
+        assert!(has(guard[1], &match_payload("ip6", "daddr", json!("::1"))));
+        assert!(has(
+            guard[2],
+            &match_payload_op("!=", "ip", "saddr", json!({"set": ["0.0.0.0", "10.0.2.2"]}))
+        ));
+        // Without an IPv6 guest network only link-local and unspecified.
+        let v6_none = json!({"set": ["::", {"prefix": {"addr": "fe80::", "len": 10}}]});
+        assert!(has(
+            guard[3],
+            &match_payload_op("!=", "ip6", "saddr", v6_none)
+        ));
+        let chain = cmds(&doc)
+            .iter()
+            .filter_map(|c| c.get("add")?.get("chain"))
+            .find(|c| c["name"] == "fromguest")
+            .unwrap();
+        assert_eq!(chain["hook"], "prerouting");
+        assert_eq!(chain["prio"], -300);
+        r.guest_v6 = Some((
+            "fd10:0:2::2".parse().unwrap(),
+            "fd10:0:2::1".parse().unwrap(),
+            120,
+        ));
+        let doc = r.to_json();
+        let guard = rules(&doc, "fromguest");
+        let v6 = json!({"set": ["::", {"prefix": {"addr": "fe80::", "len": 10}}, "fd10:0:2::2"]});
+        assert!(has(guard[3], &match_payload_op("!=", "ip6", "saddr", v6)));
+    }
+
+    #[test]
+    fn reserved_ports_are_never_forwarded() {
+        let mut r = v4_rules(vec![]);
+        r.reserved = vec![9090, 8443, 9090];
+        let doc = r.to_json();
+        let inbound = rules(&doc, "preinbound");
+        assert_eq!(inbound.len(), 2);
+        // First, before any DNAT.
+        assert!(has(
+            inbound[0],
+            &match_payload("tcp", "dport", json!({"set": [8443, 9090]}))
+        ));
+        assert!(has(inbound[0], &json!({"return": null})));
+        assert!(has(
+            inbound[1],
+            &json!({"dnat": {"family": "ip", "addr": "10.0.2.2"}})
+        ));
     }
 
     #[test]
@@ -558,7 +712,7 @@ mod tests {
     #[test]
     fn ipv6_only_when_configured() {
         let mut r = v4_rules(vec![(22, Protocol::Tcp)]);
-        assert!(!r.to_json().to_string().contains("ip6"));
+        assert!(!nat_text(&r.to_json()).contains("ip6"));
         r.guest_v6 = Some((
             "fd10:0:2::2".parse().unwrap(),
             "fd10:0:2::1".parse().unwrap(),
@@ -581,11 +735,11 @@ mod tests {
                 json!({"prefix": {"addr": "fd10:0:2::", "len": 120}})
             )
         )));
-        assert!(!doc.to_string().contains("\"::1\""));
+        assert!(!nat_text(&doc).contains("\"::1\""));
 
         // IPv6 only.
         r.guest_v4 = None;
-        let text = r.to_json().to_string();
+        let text = nat_text(&r.to_json());
         assert!(!text.contains("\"ip\""));
         assert!(!text.contains("ipv4"));
     }
@@ -681,6 +835,7 @@ mod tests {
                 "fd10:0:2::1".parse().unwrap(),
                 120,
             ));
+            r.reserved = vec![9090];
             apply(&r.to_json()).unwrap();
             // Re-applying replaces the table rather than failing or duplicating.
             apply(&r.to_json()).unwrap();
@@ -694,6 +849,12 @@ mod tests {
                 "tcp dport { 80, 8443 }",
                 "udp dport 53",
                 "ip saddr 10.0.2.0/24",
+                "type filter hook prerouting priority raw",
+                "iifname \"tap0\" ip daddr 127.0.0.0/8 counter packets 0 bytes 0 drop",
+                "iifname \"tap0\" ip6 daddr ::1 counter packets 0 bytes 0 drop",
+                "ip saddr != { 0.0.0.0, 10.0.2.2 }",
+                "ip6 saddr != { ::, fd10:0:2::2, fe80::/10 }",
+                "tcp dport 9090 counter packets 0 bytes 0 return",
             ] {
                 assert!(
                     listing.contains(needle),

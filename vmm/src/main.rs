@@ -84,6 +84,44 @@ struct ApiArgs {
     metrics_address: Option<std::net::SocketAddr>,
 }
 
+/// `petrel run`'s arguments.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The spec file; without it, --spec-base64 or $VM_DATA.
+    spec: Option<PathBuf>,
+    /// The spec as base64 JSON, the way Virtink's prerunner gets it
+    /// (default: the VM_DATA variable). SR-IOV network status may come
+    /// in $NETWORK_STATUS likewise.
+    #[arg(long, value_name = "BASE64", conflicts_with = "spec")]
+    spec_base64: Option<String>,
+    #[command(flatten)]
+    api: ApiArgs,
+    #[command(flatten)]
+    boot: BootArgs,
+    /// Guest console: `stdout`, a file path (appended), or
+    /// `socket:PATH`, a UNIX stream socket clients attach to (output
+    /// also goes to stdout).
+    #[arg(long, default_value = "stdout")]
+    console: String,
+    /// What a guest reboot does: `exit` ends the run (exit 0), `restart`
+    /// resets the VM in this process and boots again, networking kept.
+    #[arg(long, value_enum, default_value_t = OnGuestReset::Exit)]
+    on_guest_reset: OnGuestReset,
+    /// Kernel entry protocol; auto uses PVH when the kernel has the note.
+    #[arg(long, value_enum, default_value_t = BootProtocol::Auto)]
+    boot_protocol: BootProtocol,
+    /// Pin vCPU i and NIC queue pair i's worker to the i-th CPU of
+    /// petrel's CPU set (for dedicated CPUs); by default they float.
+    #[arg(long)]
+    pin_vcpus: bool,
+    #[command(flatten)]
+    host_args: HostArgs,
+    /// Where `net-setup` left its record of the pod network
+    /// (<DIR>/<vm>/net.json); with one, run only attaches to it.
+    #[arg(long, default_value = vmm::net_state::DEFAULT_RUN_DIR)]
+    run_dir: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Parse and validate a VM spec and print the resolved plan; with
@@ -104,41 +142,7 @@ enum Command {
     },
     /// Boot the VM of a spec and run it until the guest resets or petrel is
     /// stopped (SIGTERM/SIGINT, or vm.shutdown/vmm.shutdown on the API).
-    Run {
-        /// The spec file; without it, --spec-base64 or $VM_DATA.
-        spec: Option<PathBuf>,
-        /// The spec as base64 JSON, the way Virtink's prerunner gets it
-        /// (default: the VM_DATA variable). SR-IOV network status may come
-        /// in $NETWORK_STATUS likewise.
-        #[arg(long, value_name = "BASE64", conflicts_with = "spec")]
-        spec_base64: Option<String>,
-        #[command(flatten)]
-        api: ApiArgs,
-        #[command(flatten)]
-        boot: BootArgs,
-        /// Guest console: `stdout`, a file path (appended), or
-        /// `socket:PATH`, a UNIX stream socket clients attach to (output
-        /// also goes to stdout).
-        #[arg(long, default_value = "stdout")]
-        console: String,
-        /// What a guest reboot does: `exit` ends the run (exit 0), `restart`
-        /// resets the VM in this process and boots again, networking kept.
-        #[arg(long, value_enum, default_value_t = OnGuestReset::Exit)]
-        on_guest_reset: OnGuestReset,
-        /// Kernel entry protocol; auto uses PVH when the kernel has the note.
-        #[arg(long, value_enum, default_value_t = BootProtocol::Auto)]
-        boot_protocol: BootProtocol,
-        /// Pin vCPU i and NIC queue pair i's worker to the i-th CPU of
-        /// petrel's CPU set (for dedicated CPUs); by default they float.
-        #[arg(long)]
-        pin_vcpus: bool,
-        #[command(flatten)]
-        host_args: HostArgs,
-        /// Where `net-setup` left its record of the pod network
-        /// (<DIR>/<vm>/net.json); with one, run only attaches to it.
-        #[arg(long, default_value = vmm::net_state::DEFAULT_RUN_DIR)]
-        run_dir: PathBuf,
-    },
+    Run(Box<RunArgs>),
     /// The privileged half of KubeVirt's split, run as root in the pod's
     /// network namespace (as virt-handler does): creates each pod-bound
     /// NIC's bridge, its taps (persistent, owned by --uid), the nft table
@@ -153,6 +157,10 @@ enum Command {
         /// The taps' group (default: the uid).
         #[arg(long)]
         gid: Option<u32>,
+        /// The --metrics-address `run` will be given: its port is not
+        /// forwarded to a masquerade guest.
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics_address: Option<std::net::SocketAddr>,
         /// Where to record what was made (<DIR>/<vm>/net.json).
         #[arg(long, default_value = vmm::net_state::DEFAULT_RUN_DIR)]
         run_dir: PathBuf,
@@ -175,17 +183,14 @@ enum Command {
 /// `petrel net-setup`: plumbs the pod for uid `uid` and records it.
 fn net_setup(
     spec: &std::path::Path,
-    uid: u32,
-    gid: Option<u32>,
+    owner: net::binding::TapOwner,
     run_dir: &std::path::Path,
     host_args: &HostArgs,
+    metrics: Option<std::net::SocketAddr>,
 ) -> Result<Option<vmm::ExitReason>, Failed> {
-    let owner = net::binding::TapOwner {
-        uid,
-        gid: gid.unwrap_or(uid),
-    };
     let plan = load_plan(spec, no_boot(), false)?;
-    let host = host_plan(&plan, host_args)?;
+    let reserved: Vec<u16> = metrics.iter().map(|a| a.port()).collect();
+    let host = host_plan(&plan, host_args, &reserved)?;
     let state = vmm::pod_net::setup(&plan, &host, owner).map_err(VmmError::from)?;
     let path = vmm::net_state::write(run_dir, &state).map_err(VmmError::from)?;
     tracing::info!(
@@ -202,7 +207,7 @@ fn net_teardown(
     host_args: &HostArgs,
 ) -> Result<Option<vmm::ExitReason>, Failed> {
     let plan = load_plan(spec, no_boot(), false)?;
-    let host = host_plan(&plan, host_args)?;
+    let host = host_plan(&plan, host_args, &[])?;
     let errors = vmm::pod_net::teardown(&plan, &host);
     if !errors.is_empty() {
         return Err(VmmError::NetTeardown(errors).into());
@@ -210,6 +215,13 @@ fn net_teardown(
     vmm::net_state::remove(run_dir, &plan.name).map_err(VmmError::from)?;
     tracing::info!(vm = %plan.name, "pod network plumbing removed");
     Ok(None)
+}
+
+fn owner(uid: u32, gid: Option<u32>) -> net::binding::TapOwner {
+    net::binding::TapOwner {
+        uid,
+        gid: gid.unwrap_or(uid),
+    }
 }
 
 fn no_boot() -> BootArgs {
@@ -297,9 +309,12 @@ fn plan_of(spec: &spec::VmSpec, b: BootArgs, quiet: bool) -> Result<plan::VmPlan
     Ok(plan)
 }
 
-fn host_plan(plan: &plan::VmPlan, args: &HostArgs) -> Result<HostPlan, VmmError> {
+/// The host plan; `reserved` are the TCP ports petrel serves in the pod
+/// (the `--metrics-address` port), which masquerade does not forward.
+fn host_plan(plan: &plan::VmPlan, args: &HostArgs, reserved: &[u16]) -> Result<HostPlan, VmmError> {
     let inputs = HostInputs {
         tap_fds: &args.tap_fds,
+        reserved_tcp_ports: reserved,
     };
     host::resolve(plan, &inputs, &SysHost::new(&args.pod_info)).map_err(VmmError::Host)
 }
@@ -359,6 +374,39 @@ fn report(f: &Failed, output: Output) {
     eprintln!("{msg}");
 }
 
+/// `petrel run`: plan, host plan (attaching to what `net-setup` prepared,
+/// if it did), build and run the VM.
+fn run(args: RunArgs, start: Instant) -> Result<Option<vmm::ExitReason>, Failed> {
+    let RunArgs {
+        spec,
+        spec_base64,
+        api,
+        boot,
+        console,
+        boot_protocol,
+        pin_vcpus,
+        on_guest_reset,
+        host_args,
+        run_dir,
+    } = args;
+    let (spec, api) = run_spec(spec.as_deref(), spec_base64.as_deref(), api)?;
+    let plan = plan_of(&spec, boot, false)?;
+    let reserved: Vec<u16> = api.metrics_address.iter().map(|a| a.port()).collect();
+    let mut host = host_plan(&plan, &host_args, &reserved)?;
+    vmm::net_state::prepare_run(&run_dir, &plan, &mut host).map_err(VmmError::from)?;
+    let opts = RunOptions {
+        console: ConsoleTarget::parse(&console),
+        boot_protocol,
+        pin_vcpus,
+        start: Some(start),
+        extra_pci: Vec::new(),
+        api,
+        on_guest_reset,
+    };
+    let vmm = Vmm::try_from(VmmConfig { plan, host, opts })?;
+    Ok(Some(vmm.run()?))
+}
+
 fn main() -> ExitCode {
     let start = Instant::now();
     let cli = Cli::parse();
@@ -374,48 +422,28 @@ fn main() -> ExitCode {
         } => {
             output = out;
             load_plan(&spec, boot, matches!(out, Output::Json)).and_then(|plan| {
-                let host = host.then(|| host_plan(&plan, &host_args)).transpose()?;
+                let host = host
+                    .then(|| host_plan(&plan, &host_args, &[]))
+                    .transpose()?;
                 validate(&plan, output, host.as_ref());
                 Ok(None)
             })
         }
-        Command::Run {
-            spec,
-            spec_base64,
-            api,
-            boot,
-            console,
-            boot_protocol,
-            pin_vcpus,
-            on_guest_reset,
-            host_args,
-            run_dir,
-        } => run_spec(spec.as_deref(), spec_base64.as_deref(), api)
-            .map_err(Failed::from)
-            .and_then(|(spec, api)| {
-                let plan = plan_of(&spec, boot, false)?;
-                let mut host = host_plan(&plan, &host_args)?;
-                vmm::net_state::prepare_run(&run_dir, &plan, &mut host).map_err(VmmError::from)?;
-                let console = ConsoleTarget::parse(&console);
-                let opts = RunOptions {
-                    console,
-                    boot_protocol,
-                    pin_vcpus,
-                    start: Some(start),
-                    extra_pci: Vec::new(),
-                    api,
-                    on_guest_reset,
-                };
-                let vmm = Vmm::try_from(VmmConfig { plan, host, opts })?;
-                Ok(Some(vmm.run()?))
-            }),
+        Command::Run(args) => run(*args, start),
         Command::NetSetup {
             spec,
             uid,
             gid,
+            metrics_address,
             run_dir,
             host_args,
-        } => net_setup(&spec, uid, gid, &run_dir, &host_args),
+        } => net_setup(
+            &spec,
+            owner(uid, gid),
+            &run_dir,
+            &host_args,
+            metrics_address,
+        ),
         Command::NetTeardown {
             spec,
             run_dir,

@@ -56,6 +56,9 @@ pub struct PreparedNic {
     pub ipv4: Option<String>,
     pub ipv6: Option<String>,
     pub ports: Vec<String>,
+    /// TCP ports left to petrel itself (`--metrics-address`).
+    #[serde(default)]
+    pub reserved_ports: Vec<u16>,
 }
 
 impl PreparedNic {
@@ -78,13 +81,14 @@ impl PreparedNic {
                 .iter()
                 .map(|p| format!("{}/{}", p.port, p.protocol))
                 .collect(),
+            reserved_ports: pod.reserved_ports.clone(),
         }
     }
 
     /// The first field in which `self` (recorded) differs from `planned`;
     /// MAC and MTU are what plumbing found, so they are not compared.
     fn difference(&self, planned: &PreparedNic) -> Option<String> {
-        let fields: [(&str, String, String); 8] = [
+        let fields: [(&str, String, String); 9] = [
             ("binding", self.binding.clone(), planned.binding.clone()),
             (
                 "pod interface",
@@ -109,6 +113,11 @@ impl PreparedNic {
                 format!("{:?}", planned.ipv6),
             ),
             ("ports", self.ports.join(","), planned.ports.join(",")),
+            (
+                "ports kept for petrel (--metrics-address)",
+                format!("{:?}", self.reserved_ports),
+                format!("{:?}", planned.reserved_ports),
+            ),
         ];
         fields
             .into_iter()
@@ -394,6 +403,7 @@ mod tests {
                 ipv4: Some("10.0.2.0/24".into()),
                 ipv6: None,
                 ports: vec!["8080/TCP".into()],
+                reserved_ports: vec![9090],
             }],
         };
         assert_eq!(read(&dir, "vm1").unwrap(), None);

@@ -57,6 +57,7 @@ fn request(vm_name: &str, nic: &NicPlan, pod: &PodPlan) -> PodBindingRequest {
         search: pod.dns_search.clone(),
     };
     req.ports = pod.ports.iter().map(|p| (p.port, p.protocol)).collect();
+    req.reserved_ports = pod.reserved_ports.clone();
     req.v4_cidr = pod.ipv4.map(|c| (c.addr, c.prefix));
     req.v6_cidr = pod.ipv6.map(|c| (c.addr, c.prefix));
     req.dhcp = DhcpExtras {

@@ -60,6 +60,7 @@ pub fn masquerade_rules(req: &PodBindingRequest) -> MasqueradeRules {
             (guest6, gw6, len6)
         }),
         ports: req.ports.clone(),
+        reserved: req.reserved_ports.clone(),
     }
 }
 

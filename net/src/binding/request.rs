@@ -73,6 +73,9 @@ pub struct PodBindingRequest {
     pub guest_mac_from_pod: bool,
     /// Masquerade only: ports forwarded to the guest; empty forwards all.
     pub ports: Vec<(u16, Protocol)>,
+    /// Masquerade only: TCP ports never forwarded, because petrel serves
+    /// them in the pod itself (its `--metrics-address` port).
+    pub reserved_ports: Vec<u16>,
     /// Masquerade only: the guest's IPv4 network ([`DEFAULT_V4_CIDR`](super::DEFAULT_V4_CIDR) when
     /// `None`); the gateway is its first host, the guest its second.
     pub v4_cidr: Option<(Ipv4Addr, u8)>,
@@ -108,6 +111,7 @@ impl PodBindingRequest {
             guest_mac,
             guest_mac_from_pod: false,
             ports: Vec::new(),
+            reserved_ports: Vec::new(),
             v4_cidr: None,
             v6_cidr: None,
             dns: DnsInfo::default(),

@@ -72,6 +72,10 @@ pub struct PodPlan {
     /// Masquerade: the guest's IPv6 network, only when the pod has IPv6.
     pub ipv6: Option<Ipv6Cidr>,
     pub ports: Vec<PortPlan>,
+    /// Masquerade: TCP ports petrel serves in the pod (its metrics port),
+    /// never forwarded to the guest.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reserved_ports: Vec<u16>,
     /// From the pod's resolv.conf, for DHCP.
     pub dns_servers: Vec<Ipv4Addr>,
     pub dns_search: Vec<String>,

@@ -12,6 +12,9 @@ use crate::plan::{Backend, Binding, FieldError, MacAddr, NetworkPlan, NicPlan, V
 pub struct HostInputs<'a> {
     /// `--tap-fd IFACE=FD,…`: descriptors handed over per interface.
     pub tap_fds: &'a [(String, Vec<i32>)],
+    /// TCP ports petrel serves in the pod itself (`--metrics-address`),
+    /// which a masquerade binding must not forward to the guest.
+    pub reserved_tcp_ports: &'a [u16],
 }
 
 /// Resolves every NIC of `plan` against `host`; all problems are reported
@@ -30,7 +33,7 @@ pub fn resolve(
         let fds = inputs.tap_fds.iter().find(|(n, _)| *n == nic.name);
         let resolved = match fds {
             Some((_, fds)) => tap_fds(nic, fds, host),
-            None => backend(nic, vfs.get(&nic.name), &dns, host),
+            None => backend(nic, vfs.get(&nic.name), &dns, inputs, host),
         };
         match resolved {
             Ok((backend, guest_mac)) => nics.push(HostNic {
@@ -205,6 +208,7 @@ fn backend(
     nic: &NicPlan,
     vf: Option<&VfDevice>,
     dns: &net::binding::DnsInfo,
+    inputs: &HostInputs<'_>,
     host: &dyn HostView,
 ) -> Result<(HostBackend, MacAddr), FieldError> {
     match &nic.backend {
@@ -226,7 +230,7 @@ fn backend(
         },
         Backend::Macvtap { .. } => macvtap(nic, host),
         Backend::Tap { name } if is_pod_binding(nic) => match pod_iface(nic, host) {
-            Some(Ok(iface)) => pod_plan(nic, name, iface, dns, host),
+            Some(Ok(iface)) => pod_plan(nic, name, iface, dns, inputs, host),
             Some(Err(e)) => Err(e),
             None => Err(FieldError::new(
                 &nic.network_path,
@@ -304,6 +308,7 @@ fn pod_plan(
     tap: &str,
     pod_iface: String,
     dns: &net::binding::DnsInfo,
+    inputs: &HostInputs<'_>,
     host: &dyn HostView,
 ) -> Result<(HostBackend, MacAddr), FieldError> {
     let (mac, delegate_mac) = guest_mac(nic, &pod_iface, host)?;
@@ -321,11 +326,12 @@ fn pod_plan(
         }
         _ => (None, None),
     };
-    // Bridge ports are informational: the guest has every port.
-    let ports = if nic.binding == Binding::Masquerade {
-        nic.ports.clone()
+    // Bridge ports are informational: the guest has every port. A
+    // masquerade binding never forwards the ports petrel itself serves.
+    let (ports, reserved_ports) = if nic.binding == Binding::Masquerade {
+        (nic.ports.clone(), inputs.reserved_tcp_ports.to_vec())
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     let plan = PodPlan {
         binding: nic.binding,
@@ -334,6 +340,7 @@ fn pod_plan(
         ipv4,
         ipv6,
         ports,
+        reserved_ports,
         dns_servers: dns.servers.clone(),
         dns_search: dns.search.clone(),
         delegate_mac,

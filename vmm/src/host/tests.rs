@@ -162,10 +162,25 @@ fn tap_fds_are_checked_for_name_count_and_openness() {
         ..FakePod::with_links(&[("eth0", "0a:58:0a:f4:00:05")])
     };
     let fds = [("a".to_string(), vec![5])];
-    let h = resolve(&p, &HostInputs { tap_fds: &fds }, &pod).unwrap();
+    let h = resolve(
+        &p,
+        &HostInputs {
+            tap_fds: &fds,
+            ..Default::default()
+        },
+        &pod,
+    )
+    .unwrap();
     assert_eq!(h.nics[0].backend, HostBackend::TapFds { fds: vec![5] });
     let fds = [("b".to_string(), vec![5]), ("a".to_string(), vec![5, 6])];
-    let errs = errors(resolve(&p, &HostInputs { tap_fds: &fds }, &pod));
+    let errs = errors(resolve(
+        &p,
+        &HostInputs {
+            tap_fds: &fds,
+            ..Default::default()
+        },
+        &pod,
+    ));
     assert_eq!(
         errs,
         [
@@ -174,7 +189,14 @@ fn tap_fds_are_checked_for_name_count_and_openness() {
         ]
     );
     let fds = [("a".to_string(), vec![7])];
-    let errs = errors(resolve(&p, &HostInputs { tap_fds: &fds }, &pod));
+    let errs = errors(resolve(
+        &p,
+        &HostInputs {
+            tap_fds: &fds,
+            ..Default::default()
+        },
+        &pod,
+    ));
     assert_eq!(
         errs,
         ["--tap-fd a: \"7\" names descriptor 7, which is not open in petrel; pass it open to petrel"]

@@ -65,6 +65,16 @@ fn pod(p: &PodPlan) -> String {
             .map(|pp| format!("{}/{}", pp.port, pp.protocol))
             .collect();
         let _ = write!(s, ", ports {}", ports.join(" "));
+    } else if p.binding == crate::plan::Binding::Masquerade {
+        let _ = write!(s, ", every port forwarded");
+    }
+    if !p.reserved_ports.is_empty() {
+        let ports: Vec<String> = p
+            .reserved_ports
+            .iter()
+            .map(|p| format!("{p}/TCP"))
+            .collect();
+        let _ = write!(s, " except petrel's own {}", ports.join(" "));
     }
     if !p.dns_servers.is_empty() {
         let servers: Vec<String> = p.dns_servers.iter().map(ToString::to_string).collect();
