@@ -26,6 +26,14 @@
 //! (`ip link show k6t-eth0` shows it) before touching the interface, so a
 //! later run can put the pod interface back first and then start over.
 //!
+//! KubeVirt's privilege split uses the same steps in two processes:
+//! [`BindingKind::plumb`] (root, `petrel net-setup`) does everything that
+//! needs CAP_NET_ADMIN and creates the tap persistent and owned by the
+//! unprivileged uid ([`TapOwner`]); [`BindingKind::attach`] (that uid, only
+//! CAP_NET_BIND_SERVICE) checks the bridge and tap by reading netlink,
+//! attaches to the tap's queues and binds DHCP; [`BindingKind::remove`]
+//! (`petrel net-teardown`) removes it by name.
+//!
 //! Everything happens in the network namespace of the calling thread, with
 //! netlink, `/proc/sys` and the `nft` binary (forked from the calling
 //! thread); the [`BindingGuard`] must be dropped in the same namespace.

@@ -757,3 +757,69 @@ fn guest_gets_dhcp_offers_through_the_bridge() {
         drop(setup);
     });
 }
+
+/// The privilege split on both bindings: `plumb` (persistent taps for uid
+/// 107, nothing served), `attach` (the same DHCP answers, through the
+/// persistent tap's queues, the bridge binding's from the alias), dropping
+/// the attached setup removes nothing, `remove` removes everything; and
+/// `attach` without `plumb` says to run net-setup.
+#[test]
+fn split_plumb_attach_remove_in_netns() {
+    if let Some(reason) = skip_reason(true) {
+        println!("skipped: {reason}");
+        return;
+    }
+    in_new_netns(|| {
+        let mut nl = Netlink::new().unwrap();
+        make_pod_iface(&mut nl);
+        let owner = TapOwner { uid: 107, gid: 107 };
+        let mut req = request();
+        req.queues = 2;
+        req.guest_mac_from_pod = true;
+
+        let err = BindingKind::Bridge.attach(&req).unwrap_err();
+        assert!(matches!(err, BindingError::NotPrepared { .. }), "{err}");
+        assert!(err.to_string().contains("petrel net-setup"), "{err}");
+
+        let plumbed = BindingKind::Bridge.plumb(&req, owner).unwrap();
+        assert_eq!(plumbed.guest_mac, POD_MAC);
+        plumbed.guard.keep();
+        let tap = nl.link("tap0").unwrap();
+        assert_eq!(tap.kind.as_deref(), Some("tun"));
+        assert_eq!(tap.master, Some(nl.link_index("k6t-eth0").unwrap()));
+        let mut setup = BindingKind::Bridge.attach(&req).unwrap();
+        assert_bridged(&mut nl, &setup, POD_MAC);
+        assert!(setup.guard.is_empty());
+        let (src, offer) = offer_through_tap(&mut setup, POD_MAC);
+        assert_eq!(src, BRIDGE_DHCP_ADDR);
+        assert_eq!(offer.yiaddr(), POD_IP);
+        drop(setup);
+        assert!(nl.link_by_name("tap0").unwrap().is_some(), "persistent");
+        assert!(nl.link("eth0").unwrap().master.is_some());
+        BindingKind::Bridge.remove(&req).unwrap();
+        assert_pod_iface_restored(&mut nl);
+
+        let req = request();
+        let plumbed = BindingKind::Masquerade.plumb(&req, owner).unwrap();
+        plumbed.guard.keep();
+        // Plumbing twice re-creates it (stale state removed first).
+        BindingKind::Masquerade
+            .plumb(&req, owner)
+            .unwrap()
+            .guard
+            .keep();
+        assert!(nft_tables().contains("petrel_vm_1"));
+        let mut setup = BindingKind::Masquerade.attach(&req).unwrap();
+        let (src, offer) = offer_through_tap(&mut setup, GUEST_MAC);
+        assert_eq!(src, Ipv4Addr::new(10, 0, 2, 1));
+        assert_eq!(offer.yiaddr(), Ipv4Addr::new(10, 0, 2, 2));
+        drop(setup);
+        assert!(nft_tables().contains("petrel_vm_1"));
+        BindingKind::Masquerade.remove(&req).unwrap();
+        assert!(!nft_tables().contains("petrel_vm_1"));
+        assert!(nl.link_by_name("k6t-eth0").unwrap().is_none());
+        assert!(nl.link_by_name("tap0").unwrap().is_none());
+        // Removing again is fine.
+        BindingKind::Masquerade.remove(&req).unwrap();
+    });
+}
