@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use petrel_tests::cluster::{Cluster, POD_IP, SERVER_IP};
+use petrel_tests::cluster::{Cluster, POD_IP, SERVER_IP, SERVER_IP6};
 use petrel_tests::unpriv::{self, QEMU_UID};
 use petrel_tests::{base64, guest_cmdline, guest_dir, petrel_bin, run_args, Scratch, Vmm};
 use petrel_tests::{netns::NetNs, BOOT_TIMEOUT};
@@ -255,4 +255,90 @@ fn unprivileged_run_without_net_setup_says_what_to_run() {
     // Nothing was created in the pod.
     let links = cluster.pod.exec("ip -o link show");
     assert!(!links.contains("k6t-"), "{links}");
+
+    // net-setup refuses a bad spec the way validate does (exit 2), before
+    // touching the pod.
+    let bad = dir.write(
+        "bad.yaml",
+        &spec().replace("masquerade: {}", "masqurade: {}"),
+    );
+    let out = net_setup(&cluster, &bad, runs.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{stderr}");
+    assert!(stderr.contains("did you mean masquerade"), "{stderr}");
+    assert!(!runs.path().join(VM).exists());
+}
+
+/// An IPv6 pod in the split: `run` as uid 107 without CAP_NET_RAW sends
+/// no router advertisement (it says so) but serves DHCPv6 on port 547;
+/// a guest given its default route by hand reaches the server over NAT66.
+#[test]
+fn ipv6_pod_split_without_net_raw_serves_dhcpv6_and_warns() {
+    let dir = Scratch::new("split6");
+    let runs = Scratch::new("split6-runs");
+    let node_dir = Scratch::new("split6-kvm");
+    let mut cluster = Cluster::new();
+    cluster.add_ipv6();
+    std::fs::write(dir.path().join("hello"), "HELLO-FROM-SERVER6\n").unwrap();
+    cluster.server.spawn(&format!(
+        "exec busybox httpd -f -p 8066 -h {}",
+        dir.path().display()
+    ));
+    let spec_path = dir.write("vmi.yaml", &spec());
+    assert_ok("net-setup", &net_setup(&cluster, &spec_path, runs.path()));
+    let state = std::fs::read_to_string(runs.path().join(VM).join("net.json")).unwrap();
+    assert!(state.contains("fd10:0:2::/120"), "{state}");
+    let guest_cmd = format!(
+        "ip -6 addr add fd10:0:2::2/120 dev eth0; sleep 3; \
+         ip -6 route add default via fd10:0:2::1 dev eth0; \
+         wget -q -O - http://[{SERVER_IP6}]:8066/hello; echo GUEST6-DONE; sleep 600"
+    );
+    let kit = guest_dir();
+    let mut c = unpriv::command(
+        Some(cluster.pod.name()),
+        QEMU_UID,
+        &["net_bind_service"],
+        node_dir.path(),
+        &petrel_bin(),
+    );
+    run_args(&mut c, &spec_path, &kit);
+    c.arg("--cmdline")
+        .arg(format!(
+            "{} guest.cmd={}",
+            guest_cmdline(),
+            base64(guest_cmd.as_bytes())
+        ))
+        .arg("--run-dir")
+        .arg(runs.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut vm = Vmm::spawn(c);
+    vm.wait_for("GUEST-NET eth0", BOOT_TIMEOUT);
+    vm.wait_for("HELLO-FROM-SERVER6", BOOT_TIMEOUT);
+    let udp6 = cluster.pod.exec("cat /proc/net/udp6");
+    assert!(
+        udp6.lines().any(|l| l.contains(":0223 ")),
+        "no DHCPv6 socket on port 547:\n{udp6}"
+    );
+    vm.signal(libc::SIGTERM);
+    let st = vm.wait_exit(Duration::from_secs(60));
+    let stderr = vm.stderr();
+    assert_eq!(st.code(), Some(0), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("no router advertisements without CAP_NET_RAW"),
+        "{stderr}"
+    );
+    assert_ok(
+        "net-teardown",
+        &petrel_in(
+            &cluster.pod,
+            &[
+                "net-teardown",
+                spec_path.to_str().unwrap(),
+                "--run-dir",
+                runs.path().to_str().unwrap(),
+            ],
+        ),
+    );
 }

@@ -81,7 +81,10 @@ impl Ipv6Services {
                 }
                 Some(ra)
             }
-            Err(e) if policy == RaPolicy::IfPermitted && e.raw_os_error() == Some(libc::EPERM) => {
+            Err(e)
+                if policy == RaPolicy::IfPermitted
+                    && e.kind() == io::ErrorKind::PermissionDenied =>
+            {
                 tracing::warn!(
                     nic = %req.nic_name, error = %e,
                     "no router advertisements without CAP_NET_RAW (a raw ICMPv6 socket); the \
