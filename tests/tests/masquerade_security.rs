@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use petrel_tests::cluster::{Cluster, POD_IP, SERVER_IP};
+use petrel_tests::cluster::{Cluster, POD_IP, SERVER_IP, SERVER_IP6};
 use petrel_tests::netns::NetNs;
 use petrel_tests::{Scratch, Vmm, BOOT_TIMEOUT};
 
@@ -50,13 +50,14 @@ fn counter(ns: &NetNs, table: &str, needle: &str) -> u64 {
 /// reachable although the guest routes 127.0.0.5 to its gateway — the
 /// packet reaches the bridge and petrel's rule drops it; (2) pings from a
 /// second address in the guest subnet (which masquerade would otherwise
-/// rewrite) and from an address outside it never reach the server, while
-/// pings from the leased address do; (3) with no `ports` an arbitrary port
+/// rewrite; IPv4 and IPv6) and from an address outside it never reach the
+/// server, while pings from the leased addresses do; (3) with no `ports` an arbitrary port
 /// of the pod IP reaches the guest, but the metrics port stays petrel's.
 #[test]
 fn masquerade_guest_cannot_reach_pod_loopback_or_spoof() {
     let dir = Scratch::new("msec");
     let mut cluster = Cluster::new();
+    cluster.add_ipv6();
     std::fs::write(dir.path().join("secret"), "LOOPBACK-SECRET\n").unwrap();
     cluster.pod.spawn(&format!(
         "exec busybox httpd -f -p 127.0.0.5:8080 -h {}",
@@ -69,12 +70,19 @@ fn masquerade_guest_cannot_reach_pod_loopback_or_spoof() {
          nft add chain inet cnt in '{ type filter hook input priority 0; }' && \
          nft add rule inet cnt in icmp type echo-request ip length 84 counter && \
          nft add rule inet cnt in icmp type echo-request ip length 151 counter && \
-         nft add rule inet cnt in icmp type echo-request ip length 152 counter",
+         nft add rule inet cnt in icmp type echo-request ip length 152 counter && \
+         nft add rule inet cnt in icmpv6 type echo-request ip6 length 64 counter && \
+         nft add rule inet cnt in icmpv6 type echo-request ip6 length 133 counter",
     );
     let spec_path = dir.write("vmi.yaml", &spec());
     let guest_cmd = format!(
         "mkdir -p /tmp/www && echo HELLO-FROM-GUEST > /tmp/www/index.html; httpd -p 8081 -h /tmp/www; \
          ping -c 2 -W 5 {SERVER_IP} && echo CONTROL-PING-OK; \
+         ip -6 addr add fd10:0:2::2/120 dev eth0; \
+         for i in 1 2 3 4 5 6 7 8 9 10; do ip -6 route | grep -q '^default' && break; sleep 1; done; \
+         ping6 -c 2 -W 5 {SERVER_IP6} && echo CONTROL-PING6-OK; \
+         ip -6 addr add fd10:0:2::99/120 dev eth0; sleep 3; \
+         ping6 -c 3 -W 2 -s 125 -I fd10:0:2::99 {SERVER_IP6}; echo SPOOF6-DONE; \
          sysctl -w net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.eth0.route_localnet=1; \
          ip route del local 127.0.0.0/8 dev lo table local; \
          ip route add 127.0.0.5/32 via 10.0.2.1 dev eth0; \
@@ -95,6 +103,15 @@ fn masquerade_guest_cannot_reach_pod_loopback_or_spoof() {
     let lease = vm.wait_for("GUEST-NET eth0", BOOT_TIMEOUT);
     assert!(lease.contains("ip=10.0.2.2/24"), "{lease}");
     vm.wait_for("CONTROL-PING-OK", BOOT_TIMEOUT);
+    vm.wait_for("CONTROL-PING6-OK", BOOT_TIMEOUT);
+    vm.wait_for("SPOOF6-DONE", BOOT_TIMEOUT);
+    assert!(counter(&cluster.server, "cnt", "ip6 length 64") >= 2);
+    assert_eq!(
+        counter(&cluster.server, "cnt", "ip6 length 133"),
+        0,
+        "a ping from fd10:0:2::99 left the pod"
+    );
+    assert!(counter(&cluster.pod, &format!("petrel_{VM}"), "ip6 saddr != {") >= 3);
     let route = vm.wait_for("LOROUTE", BOOT_TIMEOUT);
     assert!(
         route.contains("via 10.0.2.1"),
