@@ -57,9 +57,15 @@ fn assert_ok(what: &str, out: &Output) {
     );
 }
 
-/// Every link of the pod namespace with its kind, owner and master.
+/// Every link of the pod namespace: name, MTU, master, flags and for a
+/// tap its owner and tun flags (no index, MAC or timer that a re-creation
+/// changes), sorted.
 fn pod_links(ns: &NetNs) -> String {
-    ns.exec("ip -d -o link show | sed 's/ \\+/ /g'; for t in /sys/class/net/*/owner; do echo \"$t $(cat $t)\"; done 2>/dev/null")
+    ns.exec(
+        "for d in /sys/class/net/*; do n=${d##*/}; m=$(readlink $d/master); \
+         echo \"$n mtu=$(cat $d/mtu) master=${m##*/} flags=$(cat $d/flags) \
+         owner=$(cat $d/owner 2>/dev/null) tun=$(cat $d/tun_flags 2>/dev/null)\"; done | sort",
+    )
 }
 
 fn net_setup(cluster: &Cluster, spec: &Path, run_dir: &Path) -> Output {
@@ -116,27 +122,13 @@ fn net_setup_then_unprivileged_run_then_teardown() {
         .unwrap_or_else(|| panic!("no tap in {state}"))
         .to_string();
     // Re-created identically: the same links, the tap owned by 107 and a
-    // port of the bridge (link indexes change, so compare without them).
-    let strip = |s: &str| {
-        let mut l: Vec<String> = s
-            .lines()
-            .map(|l| l.split_once(": ").map_or(l, |(_, r)| r).to_string())
-            .map(|l| {
-                l.split(' ')
-                    .filter(|w| !w.starts_with("link/") && !w.contains(':'))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .collect();
-        l.sort();
-        l
-    };
-    assert_eq!(
-        strip(&first).len(),
-        strip(&second).len(),
-        "{first}\n---\n{second}"
+    // port of the bridge.
+    assert_eq!(first, second, "a second net-setup changed the pod");
+    assert!(second.contains("k6t-eth0 mtu=1450"), "{second}");
+    assert!(
+        second.contains(&format!("{tap} mtu=1450 master=k6t-eth0")),
+        "{second}"
     );
-    assert!(second.contains("k6t-eth0"), "{second}");
     let owner = cluster.pod.exec(&format!("cat /sys/class/net/{tap}/owner"));
     assert_eq!(owner.trim(), "107", "tap owner");
     let master = cluster.pod.exec(&format!("ip -o link show {tap}"));
