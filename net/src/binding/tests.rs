@@ -682,16 +682,23 @@ fn offer_through_tap(setup: &mut BindingSetup, mac: [u8; 6]) -> (Ipv4Addr, dhcpr
     use std::time::{Duration, Instant};
 
     let frame = discover_frame(mac);
-    let tap = &mut setup.taps[0];
-    assert_eq!(
-        tap.write_frame(&[IoSlice::new(&frame)]).unwrap(),
-        frame.len()
-    );
-    let (server, socket) = setup.dhcp.as_mut().unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut buf = vec![0u8; 65536];
+    let mut next_send = Instant::now();
     loop {
         assert!(Instant::now() < deadline, "no DHCP reply on the tap");
+        // Resent like a DHCP client does: a tap attached just now (the
+        // privilege split's persistent one) gets carrier, and its bridge
+        // port starts forwarding, only when the link watch runs (up to 1 s).
+        if Instant::now() >= next_send {
+            let tap = &mut setup.taps[0];
+            assert_eq!(
+                tap.write_frame(&[IoSlice::new(&frame)]).unwrap(),
+                frame.len()
+            );
+            next_send = Instant::now() + Duration::from_millis(300);
+        }
+        let (server, socket) = setup.dhcp.as_mut().unwrap();
         socket.handle_readable(server).unwrap();
         // Any queue may carry the reply.
         for tap in &mut setup.taps {
