@@ -235,14 +235,7 @@ fn backend(
             )),
         },
         Backend::Tap { name } => Ok((HostBackend::Tap { name: name.clone() }, nic.mac)),
-        Backend::Userspace => Err(FieldError::new(
-            &nic.binding_path,
-            "",
-            format!(
-                "asks for the {} binding, which petrel does not implement yet",
-                nic.binding
-            ),
-        )),
+        Backend::Userspace => super::passt::resolve(nic, host),
     }
 }
 
