@@ -280,3 +280,15 @@ pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: c_int) -> io::Result
     let n = retry_eintr(|| cvt(unsafe { libc::poll(&mut pfd, 1, timeout_ms) }))?;
     Ok(n > 0)
 }
+
+/// The hard `RLIMIT_NOFILE` of this process.
+pub(crate) fn nofile_hard_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes one rlimit through the pointer, which
+    // points to the local `lim`.
+    cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) })?;
+    Ok(lim.rlim_max)
+}

@@ -264,12 +264,15 @@ fn dce5_passt_on_a_cni_macvlan_with_a_static_ip() {
     assert!(link.contains("macvlan"), "{link}");
     prepare_pod_sysctls(&pod);
     serve_server(&mut server, &dir, PEER);
+    let ports = "          ports:\n            - port: 80";
     let spec_path = dir.write(
         "vmi.yaml",
-        &spec("dce5", "binding: {name: passt}", "", "pod: {}"),
+        &spec("dce5", "binding: {name: passt}", ports, "pod: {}"),
     );
     let guest_cmd = format!(
-        "wget -q -O - http://{PEER}/hello; (sleep 30 | nc {PEER} 7000 &); \
+        "mkdir -p /tmp/www && echo HELLO-FROM-GUEST > /tmp/www/index.html; \
+         httpd -p 80 -h /tmp/www; \
+         wget -q -O - http://{PEER}/hello; (sleep 30 | nc {PEER} 7000 &); \
          echo GUEST-READY; sleep 600"
     );
     let mut vm = boot_unprivileged(&pod, &dir, &spec_path, &guest_cmd);
@@ -287,6 +290,10 @@ fn dce5_passt_on_a_cni_macvlan_with_a_static_ip() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    vm.wait_for("GUEST-READY", BOOT_TIMEOUT);
+    // Inbound on the static IP, from the underlay.
+    let ok = curl(&server, &format!("http://{STATIC_IP}:80/index.html"), 30);
+    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "HELLO-FROM-GUEST");
     stop_and_check_passt_gone(&mut vm, &passt);
     run_cni(&node, &pod, "DEL", &config);
 }
@@ -323,4 +330,34 @@ fn run_cni(node: &NetNs, pod: &NetNs, command: &str, config: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
+}
+
+/// Without `ports` passt forwards every port, a socket each: a pod whose
+/// descriptor limit is too small for that is refused by the host plan
+/// (exit 2, naming the limit and the fix) before anything starts.
+#[test]
+fn all_ports_with_too_few_descriptors_is_refused_up_front() {
+    let dir = Scratch::new("passt-nofile");
+    dir.share_with(QEMU_UID);
+    let cluster = Cluster::new();
+    let spec_path = dir.write("vmi.yaml", &spec("pn", "passt: {}", "", "pod: {}"));
+    let mut c = unpriv::command(
+        Some(cluster.pod.name()),
+        QEMU_UID,
+        &[],
+        dir.path(),
+        Path::new("/usr/bin/prlimit"),
+    );
+    c.args(["--nofile=4096:4096", "--"])
+        .arg(petrel_bin())
+        .args(["validate", "--host"])
+        .arg(&spec_path);
+    let out = c.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("lists no ports, so passt forwards every port and needs")
+            && stderr.contains("RLIMIT_NOFILE is 4096"),
+        "{stderr}"
+    );
 }

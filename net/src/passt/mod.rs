@@ -133,6 +133,24 @@ impl PasstArgs {
     }
 }
 
+/// Descriptors passt needs to forward every port (`-t all -u all`): one
+/// socket per port, protocol and IP version, for every port outside the
+/// ephemeral range `ephemeral` (which passt leaves alone), plus a margin
+/// for its own use.
+pub fn descriptors_for_all_ports(ipv4: bool, ipv6: bool, ephemeral: (u16, u16)) -> u64 {
+    let (lo, hi) = ephemeral;
+    let ephemeral_ports = u64::from(hi.saturating_sub(lo)) + u64::from(lo <= hi);
+    let ports = 65_535u64.saturating_sub(ephemeral_ports);
+    let families = u64::from(ipv4) + u64::from(ipv6);
+    2 * ports * families.max(1) + 1024
+}
+
+/// This process's hard `RLIMIT_NOFILE`, which passt inherits (and raises
+/// its soft limit to).
+pub fn nofile_limit() -> Option<u64> {
+    crate::sys::nofile_hard_limit().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +214,14 @@ mod tests {
             "{args}"
         );
         assert!(!args.contains("--no-map-gw"), "{args}");
+    }
+
+    #[test]
+    fn all_ports_need_a_socket_per_port_outside_the_ephemeral_range() {
+        // Linux's default range 32768-60999 leaves 37 303 ports.
+        assert_eq!(descriptors_for_all_ports(true, false, (32768, 60999)), 2 * 37_303 + 1024);
+        assert_eq!(descriptors_for_all_ports(true, true, (32768, 60999)), 4 * 37_303 + 1024);
+        assert_eq!(descriptors_for_all_ports(true, false, (60999, 32768)), 2 * 65_535 + 1024);
     }
 
     #[test]

@@ -83,6 +83,7 @@ pub(super) fn resolve(
             nic.binding
         )));
     }
+    check_descriptors(nic, addrs.ipv4.is_some() || nic.binding == Binding::Slirp, ipv6, host)?;
     let mode = if nic.binding == Binding::Slirp {
         PasstMode::Slirp
     } else {
@@ -126,6 +127,34 @@ pub(super) fn resolve(
         args: args.to_args(),
     };
     Ok((HostBackend::Passt(plan), nic.mac))
+}
+
+/// Without `ports`, passt binds a socket per port; refuse what would make
+/// it run out of descriptors at start.
+fn check_descriptors(
+    nic: &NicPlan,
+    ipv4: bool,
+    ipv6: bool,
+    host: &dyn HostView,
+) -> Result<(), FieldError> {
+    if !nic.ports.is_empty() {
+        return Ok(());
+    }
+    let ipv6 = ipv6 && nic.binding == Binding::Passt;
+    let ephemeral = host.ephemeral_ports().unwrap_or((32768, 60999));
+    let need = net::passt::descriptors_for_all_ports(ipv4, ipv6, ephemeral);
+    match host.nofile_limit() {
+        Some(limit) if limit < need => Err(FieldError::new(
+            &nic.binding_path,
+            "",
+            format!(
+                "lists no ports, so passt forwards every port and needs {need} descriptors, but \
+                 RLIMIT_NOFILE is {limit}; list the ports the VM serves under ports, or raise \
+                 the pod's descriptor limit"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// `program` on `path` (a PATH value): the first executable file named so.

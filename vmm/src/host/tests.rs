@@ -18,6 +18,7 @@ struct FakePod {
     resources: Vec<(String, String)>,
     addrs: BTreeMap<String, PodAddrs>,
     no_passt: bool,
+    nofile: Option<u64>,
 }
 
 impl FakePod {
@@ -56,6 +57,12 @@ impl HostView for FakePod {
     }
     fn pod_addrs(&self, iface: &str) -> Result<PodAddrs, String> {
         Ok(self.addrs.get(iface).copied().unwrap_or_default())
+    }
+    fn nofile_limit(&self) -> Option<u64> {
+        Some(self.nofile.unwrap_or(1 << 20))
+    }
+    fn ephemeral_ports(&self) -> Option<(u16, u16)> {
+        Some((32768, 60999))
     }
     fn find_program(&self, program: &str) -> Option<std::path::PathBuf> {
         (!self.no_passt).then(|| std::path::Path::new("/usr/bin").join(program))
@@ -397,4 +404,30 @@ fn passt_refuses_a_pod_without_address_or_passt() {
         errs[0].contains("needs pod interface eth0, which this pod does not have"),
         "{errs:?}"
     );
+}
+
+#[test]
+fn forwarding_every_port_needs_the_descriptors_for_it() {
+    let p = vmi("[{name: a, passt: {}}]", "[{name: a, pod: {}}]");
+    let mut pod = FakePod::with_links(&[("eth0", "0a:58:0a:f4:00:05")]);
+    pod.addrs.insert(
+        "eth0".into(),
+        PodAddrs {
+            ipv4: Some((Ipv4Addr::new(10, 244, 0, 5), 24)),
+            gateway4: None,
+            mtu: 1500,
+        },
+    );
+    pod.nofile = Some(20_000);
+    let errs = errors(resolve(&p, &HostInputs::default(), &pod));
+    assert!(
+        errs[0].contains(
+            "lists no ports, so passt forwards every port and needs 75630 descriptors, but \
+             RLIMIT_NOFILE is 20000"
+        ),
+        "{errs:?}"
+    );
+    // Listing the ports needs no more than a handful.
+    let listed = vmi("[{name: a, passt: {}, ports: [{port: 80}]}]", "[{name: a, pod: {}}]");
+    resolve(&listed, &HostInputs::default(), &pod).unwrap();
 }

@@ -22,6 +22,11 @@ pub trait HostView {
     fn pod_addrs(&self, iface: &str) -> Result<PodAddrs, String>;
     /// Where executable `program` is on PATH.
     fn find_program(&self, program: &str) -> Option<PathBuf>;
+    /// The hard descriptor limit (`RLIMIT_NOFILE`) programs started by
+    /// petrel inherit.
+    fn nofile_limit(&self) -> Option<u64>;
+    /// `net.ipv4.ip_local_port_range`.
+    fn ephemeral_ports(&self) -> Option<(u16, u16)>;
     /// The `NETWORK_INTERFACE_RESOURCES_*` variables device plugins set
     /// (name, JSON value).
     fn network_resources(&self) -> Vec<(String, String)>;
@@ -89,6 +94,16 @@ impl HostView for SysHost {
     fn find_program(&self, program: &str) -> Option<PathBuf> {
         let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
         super::find_on_path(program, &path)
+    }
+
+    fn nofile_limit(&self) -> Option<u64> {
+        net::passt::nofile_limit()
+    }
+
+    fn ephemeral_ports(&self) -> Option<(u16, u16)> {
+        let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+        let mut it = text.split_whitespace().map(str::parse::<u16>);
+        Some((it.next()?.ok()?, it.next()?.ok()?))
     }
 
     fn network_resources(&self) -> Vec<(String, String)> {
