@@ -185,8 +185,10 @@ fn passt_guest_has_the_pod_ip_and_only_listed_ports() {
     stop_and_check_passt_gone(&mut vm, &passt);
 }
 
-/// slirp on the same engine: the guest leases 10.0.2.15/24 via 10.0.2.2
-/// and reaches the server (which sees the pod IP); listed ports come in.
+/// slirp on the same engine: the guest leases 10.0.2.15/24 via 10.0.2.2,
+/// its DNS server 10.0.2.3 reaches the pod's resolver, it reaches the
+/// server (which sees the pod IP) and the listed port comes in. When passt
+/// dies under the running guest, petrel stops with an error naming it.
 #[test]
 fn slirp_guest_gets_slirp_addresses_and_reaches_the_server() {
     let dir = Scratch::new("slirp");
@@ -194,12 +196,24 @@ fn slirp_guest_gets_slirp_addresses_and_reaches_the_server() {
     let mut cluster = Cluster::new();
     prepare_pod_sysctls(&cluster.pod);
     serve_server(&mut cluster.server, &dir, SERVER_IP);
+    // The pod's resolver is a DNS responder on the server.
+    std::fs::write(
+        format!("/etc/netns/{}/resolv.conf", cluster.pod.name()),
+        format!("nameserver {SERVER_IP}\n"),
+    )
+    .unwrap();
+    cluster.server.spawn(&format!(
+        "exec python3 {}/scripts/udp-dns-responder.py {SERVER_IP} {}",
+        env!("CARGO_MANIFEST_DIR"),
+        dir.path().join("udp.log").display()
+    ));
     let ports = "          ports:\n            - port: 8080";
     let spec_path = dir.write("vmi.yaml", &spec("sl", "slirp: {}", ports, "pod: {}"));
     let guest_cmd = format!(
         "mkdir -p /tmp/www && echo HELLO-FROM-GUEST > /tmp/www/index.html; \
          httpd -p 8080 -h /tmp/www; \
-         cat /etc/resolv.conf; \
+         sed 's/^/GUEST-RESOLV /' /etc/resolv.conf; \
+         nslookup udp.test 10.0.2.3; \
          wget -q -O - http://{SERVER_IP}/hello; \
          (sleep 30 | nc {SERVER_IP} 7000 &); \
          echo GUEST-READY; sleep 600"
@@ -210,12 +224,23 @@ fn slirp_guest_gets_slirp_addresses_and_reaches_the_server() {
     let lease = vm.wait_for("GUEST-NET eth0", BOOT_TIMEOUT);
     assert!(lease.contains("ip=10.0.2.15/24"), "{lease}");
     assert!(lease.contains("gw=10.0.2.2"), "{lease}");
+    // The answer of the pod's resolver, through 10.0.2.3.
+    vm.wait_for("10.1.2.3", BOOT_TIMEOUT);
     vm.wait_for("HELLO-FROM-SERVER", BOOT_TIMEOUT);
     vm.wait_for("GUEST-READY", BOOT_TIMEOUT);
     cluster.wait_server_sees(POD_IP, |c| c.server_sees_peer(POD_IP));
     let ok = curl(&cluster.node, &format!("http://{POD_IP}:8080/index.html"), 30);
     assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "HELLO-FROM-GUEST");
-    stop_and_check_passt_gone(&mut vm, &passt);
+    // passt dies: petrel stops the VM (exit 1) and says why.
+    sh(&format!("kill -KILL {}", passt[0]));
+    let st = vm.wait_exit(Duration::from_secs(60));
+    let stderr = vm.stderr();
+    assert_eq!(st.code(), Some(1), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("interface default: passt signal: 9 (SIGKILL) while the guest ran"),
+        "stderr:\n{stderr}"
+    );
+    assert!(gone(passt[0]));
 }
 
 /// DCE5's "Passt (Direct)" mode: the pod's eth0 is a macvlan link the
