@@ -257,8 +257,8 @@ pub(crate) fn keep_fd_and_die_with_parent(cmd: &mut std::process::Command, fd: c
 /// pidfd_open(2): a descriptor that polls readable when process `pid`
 /// (our unreaped child) exits.
 pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
-    let pid = libc::pid_t::try_from(pid)
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let pid =
+        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: pidfd_open takes two integers and touches no memory of ours.
     let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, libc::PIDFD_NONBLOCK) };
     let fd = c_int::try_from(ret).map_err(|_| io::Error::last_os_error())?;

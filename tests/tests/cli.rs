@@ -339,7 +339,10 @@ fn upstream_specs_validate_with_their_upstream_meaning() {
         ),
         (
             "kubevirt/vmi-slirp.yaml",
-            Ok(&["testSlirp: virtio slirp, pod network (eth0)", "backend passt"]),
+            Ok(&[
+                "testSlirp: virtio slirp, pod network (eth0)",
+                "backend passt",
+            ]),
         ),
         (
             "kubevirt/vmi-genie-ptp.yaml",

@@ -164,7 +164,12 @@ fn passt_guest_has_the_pod_ip_and_only_listed_ports() {
     );
     let mut vm = boot_unprivileged(&cluster.pod, &dir, &spec_path, &guest_cmd);
     let passt = passt_children(vm.pid(), 1);
-    assert_eq!(passt.len(), 1, "passt children of petrel: {passt:?}\n{}", vm.stderr());
+    assert_eq!(
+        passt.len(),
+        1,
+        "passt children of petrel: {passt:?}\n{}",
+        vm.stderr()
+    );
     assert_eq!(uid_of(passt[0]), Some(QEMU_UID));
     let lease = vm.wait_for("GUEST-NET eth0", BOOT_TIMEOUT);
     assert!(lease.contains(&format!("ip={POD_IP}/24")), "{lease}");
@@ -181,7 +186,10 @@ fn passt_guest_has_the_pod_ip_and_only_listed_ports() {
         String::from_utf8_lossy(&ok.stderr)
     );
     let refused = curl(&cluster.node, &format!("http://{POD_IP}:81/index.html"), 5);
-    assert!(!refused.status.success(), "port 81 must not reach the guest");
+    assert!(
+        !refused.status.success(),
+        "port 81 must not reach the guest"
+    );
     stop_and_check_passt_gone(&mut vm, &passt);
 }
 
@@ -229,8 +237,15 @@ fn slirp_guest_gets_slirp_addresses_and_reaches_the_server() {
     vm.wait_for("HELLO-FROM-SERVER", BOOT_TIMEOUT);
     vm.wait_for("GUEST-READY", BOOT_TIMEOUT);
     cluster.wait_server_sees(POD_IP, |c| c.server_sees_peer(POD_IP));
-    let ok = curl(&cluster.node, &format!("http://{POD_IP}:8080/index.html"), 30);
-    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "HELLO-FROM-GUEST");
+    let ok = curl(
+        &cluster.node,
+        &format!("http://{POD_IP}:8080/index.html"),
+        30,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout).trim(),
+        "HELLO-FROM-GUEST"
+    );
     // passt dies: petrel stops the VM (exit 1) and says why.
     sh(&format!("kill -KILL {}", passt[0]));
     let st = vm.wait_exit(Duration::from_secs(60));
@@ -318,7 +333,10 @@ fn dce5_passt_on_a_cni_macvlan_with_a_static_ip() {
     vm.wait_for("GUEST-READY", BOOT_TIMEOUT);
     // Inbound on the static IP, from the underlay.
     let ok = curl(&server, &format!("http://{STATIC_IP}:80/index.html"), 30);
-    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "HELLO-FROM-GUEST");
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout).trim(),
+        "HELLO-FROM-GUEST"
+    );
     stop_and_check_passt_gone(&mut vm, &passt);
     run_cni(&node, &pod, "DEL", &config);
 }

@@ -191,8 +191,10 @@ impl PasstStream {
         if chunks.clone().count() >= MAX_SLICES {
             // Too many pieces for one iovec array: copy, send from the copy.
             self.keep(&prefix, bufs, frame_len);
-            let sent =
-                sys::send_nosignal(self.fd.as_fd(), &[IoSlice::new(&self.tx.buf[..self.tx.len])]);
+            let sent = sys::send_nosignal(
+                self.fd.as_fd(),
+                &[IoSlice::new(&self.tx.buf[..self.tx.len])],
+            );
             return match sent {
                 Ok(n) if n == self.tx.len => {
                     self.tx.len = 0;
@@ -338,7 +340,9 @@ mod tests {
     }
 
     fn pattern(len: usize, seed: u8) -> Vec<u8> {
-        (0..len).map(|i| (i as u8).wrapping_mul(13) ^ seed).collect()
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(13) ^ seed)
+            .collect()
     }
 
     #[test]

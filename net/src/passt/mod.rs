@@ -210,7 +210,9 @@ mod tests {
         };
         let args = a.to_args().join(" ");
         assert!(
-            args.contains("--address 10.0.2.15 --netmask 24 --gateway 10.0.2.2 --dns-forward 10.0.2.3"),
+            args.contains(
+                "--address 10.0.2.15 --netmask 24 --gateway 10.0.2.2 --dns-forward 10.0.2.3"
+            ),
             "{args}"
         );
         assert!(!args.contains("--no-map-gw"), "{args}");
@@ -219,9 +221,18 @@ mod tests {
     #[test]
     fn all_ports_need_a_socket_per_port_outside_the_ephemeral_range() {
         // Linux's default range 32768-60999 leaves 37 303 ports.
-        assert_eq!(descriptors_for_all_ports(true, false, (32768, 60999)), 2 * 37_303 + 1024);
-        assert_eq!(descriptors_for_all_ports(true, true, (32768, 60999)), 4 * 37_303 + 1024);
-        assert_eq!(descriptors_for_all_ports(true, false, (60999, 32768)), 2 * 65_535 + 1024);
+        assert_eq!(
+            descriptors_for_all_ports(true, false, (32768, 60999)),
+            2 * 37_303 + 1024
+        );
+        assert_eq!(
+            descriptors_for_all_ports(true, true, (32768, 60999)),
+            4 * 37_303 + 1024
+        );
+        assert_eq!(
+            descriptors_for_all_ports(true, false, (60999, 32768)),
+            2 * 65_535 + 1024
+        );
     }
 
     #[test]

@@ -73,7 +73,9 @@ pub(super) fn resolve(
              package `passt`) in the VMM's image"
         )));
     };
-    let addrs = host.pod_addrs(&iface).map_err(|e| err(format!("pod interface {iface}: {e}")))?;
+    let addrs = host
+        .pod_addrs(&iface)
+        .map_err(|e| err(format!("pod interface {iface}: {e}")))?;
     let ipv6 = host.has_global_ipv6(&iface);
     if addrs.ipv4.is_none() && !ipv6 {
         return Err(err(format!(
@@ -83,7 +85,12 @@ pub(super) fn resolve(
             nic.binding
         )));
     }
-    check_descriptors(nic, addrs.ipv4.is_some() || nic.binding == Binding::Slirp, ipv6, host)?;
+    check_descriptors(
+        nic,
+        addrs.ipv4.is_some() || nic.binding == Binding::Slirp,
+        ipv6,
+        host,
+    )?;
     let mode = if nic.binding == Binding::Slirp {
         PasstMode::Slirp
     } else {

@@ -428,6 +428,9 @@ fn forwarding_every_port_needs_the_descriptors_for_it() {
         "{errs:?}"
     );
     // Listing the ports needs no more than a handful.
-    let listed = vmi("[{name: a, passt: {}, ports: [{port: 80}]}]", "[{name: a, pod: {}}]");
+    let listed = vmi(
+        "[{name: a, passt: {}, ports: [{port: 80}]}]",
+        "[{name: a, pod: {}}]",
+    );
     resolve(&listed, &HostInputs::default(), &pod).unwrap();
 }

@@ -78,7 +78,12 @@ fn pod(p: &PodPlan) -> String {
 }
 
 fn passt(p: &PasstPlan) -> String {
-    let mut s = format!("{} binding on {} through {}", p.binding, p.pod_iface, p.program.display());
+    let mut s = format!(
+        "{} binding on {} through {}",
+        p.binding,
+        p.pod_iface,
+        p.program.display()
+    );
     if let Some(c) = p.ipv4 {
         let _ = write!(s, ", guest {}/{}", c.addr, c.prefix);
     }
