@@ -232,7 +232,9 @@ fn slirp_guest_gets_slirp_addresses_and_reaches_the_server() {
     let lease = vm.wait_for("GUEST-NET eth0", BOOT_TIMEOUT);
     assert!(lease.contains("ip=10.0.2.15/24"), "{lease}");
     assert!(lease.contains("gw=10.0.2.2"), "{lease}");
-    // The answer of the pod's resolver, through 10.0.2.3.
+    // passt's DHCP names 10.0.2.3, and the pod's resolver answers there.
+    let resolv = vm.wait_for("GUEST-RESOLV nameserver", BOOT_TIMEOUT);
+    assert!(resolv.contains("10.0.2.3"), "{resolv}");
     vm.wait_for("10.1.2.3", BOOT_TIMEOUT);
     vm.wait_for("HELLO-FROM-SERVER", BOOT_TIMEOUT);
     vm.wait_for("GUEST-READY", BOOT_TIMEOUT);
