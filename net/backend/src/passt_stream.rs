@@ -109,6 +109,12 @@ impl PasstStream {
         })
     }
 
+    /// The socket itself, for a caller that drives passt without the
+    /// backend (the benchmark's reference); state kept here is dropped.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
     /// Reads until a whole frame is in `rx.frame`; its length, or why not.
     fn receive(&mut self) -> io::Result<Option<usize>> {
         let rx = &mut self.rx;

@@ -95,7 +95,9 @@ impl Passt {
             .arg(theirs.as_raw_fd().to_string())
             .arg("--pid")
             .arg(&pid_file)
-            .stdin(Stdio::null());
+            // petrel's stdout is the guest console; passt logs to stderr.
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
         sys::keep_fd_and_die_with_parent(&mut cmd, theirs.as_raw_fd());
         let child = cmd.spawn().map_err(|source| {
             if source.kind() == ErrorKind::NotFound {
