@@ -10,7 +10,7 @@ use net::passt::{slirp, PasstArgs, PasstIpv4, PasstMode};
 use serde::Serialize;
 
 use super::{HostBackend, HostView};
-use crate::plan::{Binding, FieldError, Ipv4Cidr, MacAddr, NetworkPlan, NicPlan, PortPlan};
+use crate::plan::{Binding, FieldError, Ipv4Cidr, MacAddr, NicPlan, PortPlan};
 
 /// The program petrel runs, looked up on PATH.
 pub const PASST_PROGRAM: &str = "passt";
@@ -46,27 +46,17 @@ pub struct PodAddrs {
     pub mtu: u32,
 }
 
-/// The pod interface a passt NIC uses: eth0 on the pod network, the
-/// multus network's own interface otherwise.
-fn pod_iface(nic: &NicPlan) -> String {
-    match &nic.network {
-        NetworkPlan::Multus { pod_iface, .. } => pod_iface.clone(),
-        _ => "eth0".to_string(),
-    }
-}
-
 pub(super) fn resolve(
     nic: &NicPlan,
     host: &dyn HostView,
 ) -> Result<(HostBackend, MacAddr), FieldError> {
-    let iface = pod_iface(nic);
     let err = |msg: String| FieldError::new(&nic.binding_path, "", msg);
-    if !host.link_exists(&iface) {
-        return Err(err(format!(
-            "needs pod interface {iface}, which this pod does not have; check the network \
-             attachment"
-        )));
-    }
+    // eth0 on the pod network; a multus network's own interface (net1, …,
+    // or KubeVirt's hashed name).
+    let iface = match super::resolve::pod_iface(nic, host) {
+        Some(found) => found?,
+        None => return Err(err("reaches no pod interface passt can use".into())),
+    };
     let Some(program) = host.find_program(PASST_PROGRAM) else {
         return Err(err(format!(
             "needs the {PASST_PROGRAM} program, which is not on PATH; install passt (Debian \

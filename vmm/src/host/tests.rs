@@ -401,7 +401,7 @@ fn passt_refuses_a_pod_without_address_or_passt() {
     );
     let errs = errors(resolve(&p, &HostInputs::default(), &FakePod::default()));
     assert!(
-        errs[0].contains("needs pod interface eth0, which this pod does not have"),
+        errs[0].contains("arrives on pod interface eth0, which this pod does not have"),
         "{errs:?}"
     );
 }
@@ -433,4 +433,42 @@ fn forwarding_every_port_needs_the_descriptors_for_it() {
         "[{name: a, pod: {}}]",
     );
     resolve(&listed, &HostInputs::default(), &pod).unwrap();
+}
+
+#[test]
+fn passt_on_a_multus_network_uses_its_interface() {
+    // DCE5 with ipvlan: one passt per pod interface.
+    let p = vmi(
+        "[{name: a, passt: {}, ports: [{port: 22}]}, {name: b, binding: {name: passt}}]",
+        "[{name: a, pod: {}}, {name: b, multus: {networkName: ipvlan-b}}]",
+    );
+    let mut pod =
+        FakePod::with_links(&[("eth0", "0a:58:0a:f4:00:05"), ("net1", "0a:58:0a:f4:01:05")]);
+    for (iface, last) in [("eth0", 5), ("net1", 6)] {
+        pod.addrs.insert(
+            iface.into(),
+            PodAddrs {
+                ipv4: Some((Ipv4Addr::new(10, 6, 0, last), 24)),
+                gateway4: Some(Ipv4Addr::new(10, 6, 0, 1)),
+                mtu: 1500,
+            },
+        );
+    }
+    let h = resolve(&p, &HostInputs::default(), &pod).unwrap();
+    let ifaces: Vec<(&str, String)> = h
+        .nics
+        .iter()
+        .map(|n| match &n.backend {
+            HostBackend::Passt(pp) => (pp.pod_iface.as_str(), pp.args.join(" ")),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(ifaces[0].0, "eth0");
+    assert_eq!(ifaces[1].0, "net1");
+    assert!(
+        ifaces[1].1.contains("--interface net1") && ifaces[1].1.contains("--address 10.6.0.6"),
+        "{}",
+        ifaces[1].1
+    );
+    assert_eq!(p.nics[1].queue_pairs, 1);
 }
