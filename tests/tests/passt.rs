@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use petrel_tests::cluster::{Cluster, POD_IP, POD_MTU, SERVER_IP};
+use petrel_tests::cluster::{
+    Cluster, POD_IP, POD_IP6, POD_IP6_HEX, POD_MTU, SERVER_IP, SERVER_IP6,
+};
 use petrel_tests::netns::{sh, NetNs};
 use petrel_tests::unpriv::{self, QEMU_UID};
 use petrel_tests::{guest_cmdline, guest_dir, petrel_bin, run_args, Scratch, Vmm, BOOT_TIMEOUT};
@@ -190,6 +192,48 @@ fn passt_guest_has_the_pod_ip_and_only_listed_ports() {
         !refused.status.success(),
         "port 81 must not reach the guest"
     );
+    stop_and_check_passt_gone(&mut vm, &passt);
+}
+
+/// passt with an IPv6 pod: passt's router advertisement gives the guest
+/// its default route, the guest takes the pod's IPv6 address (what passt's
+/// DHCPv6 leases; this guest has no DHCPv6 client, so it sets it itself)
+/// and the server sees the pod's IPv6 address.
+#[test]
+fn passt_ipv6_when_the_pod_has_it() {
+    let dir = Scratch::new("passt6");
+    dir.share_with(QEMU_UID);
+    let mut cluster = Cluster::new();
+    cluster.add_ipv6();
+    prepare_pod_sysctls(&cluster.pod);
+    serve_server(&mut cluster.server, &dir, SERVER_IP);
+    cluster.server.spawn(&format!(
+        "exec busybox httpd -f -p [{SERVER_IP6}]:8066 -h {}",
+        dir.path().display()
+    ));
+    let ports = "          ports:\n            - port: 80";
+    let spec_path = dir.write("vmi.yaml", &spec("pt6", "passt: {}", ports, "pod: {}"));
+    let guest_cmd = format!(
+        "ip -6 addr add {POD_IP6}/64 dev eth0; \
+         for i in $(seq 1 30); do ip -6 route | grep -q '^default' && break; sleep 1; done; \
+         ip -6 route | grep '^default' | sed 's/^/ROUTE6 /'; \
+         wget -q -O - http://[{SERVER_IP6}]:8066/hello; \
+         (sleep 30 | nc {SERVER_IP6} 7000 &); echo GUEST6-READY; sleep 600"
+    );
+    let mut vm = boot_unprivileged(&cluster.pod, &dir, &spec_path, &guest_cmd);
+    let passt = passt_children(vm.pid(), 1);
+    assert_eq!(passt.len(), 1, "{}", vm.stderr());
+    let lease = vm.wait_for("GUEST-NET eth0", BOOT_TIMEOUT);
+    assert!(lease.contains(&format!("ip={POD_IP}/24")), "{lease}");
+    let route = vm.wait_for("ROUTE6 default", BOOT_TIMEOUT);
+    assert!(
+        route.contains("via fe80::"),
+        "default route from the RA: {route}"
+    );
+    vm.wait_for("HELLO-FROM-SERVER", BOOT_TIMEOUT);
+    cluster.wait_server_sees("the pod's IPv6 address", |c| {
+        c.server_sees_peer6_hex(POD_IP6_HEX)
+    });
     stop_and_check_passt_gone(&mut vm, &passt);
 }
 
