@@ -237,6 +237,33 @@ fn passt_ipv6_when_the_pod_has_it() {
     stop_and_check_passt_gone(&mut vm, &passt);
 }
 
+/// The e1000 model over passt too (it checksums in the device and gives
+/// the backend complete frames): lease of the pod IP, egress with it.
+#[test]
+fn passt_with_the_e1000_model() {
+    let dir = Scratch::new("passt-e1000");
+    dir.share_with(QEMU_UID);
+    let mut cluster = Cluster::new();
+    prepare_pod_sysctls(&cluster.pod);
+    serve_server(&mut cluster.server, &dir, SERVER_IP);
+    let ports = "          ports:\n            - port: 80";
+    let yaml =
+        spec("pte", "passtBinding: {}", ports, "pod: {}").replace("model: virtio", "model: e1000");
+    let spec_path = dir.write("vmi.yaml", &yaml);
+    let guest_cmd = format!(
+        "wget -q -O - http://{SERVER_IP}/hello; (sleep 30 | nc {SERVER_IP} 7000 &); \
+         echo GUEST-READY; sleep 600"
+    );
+    let mut vm = boot_unprivileged(&cluster.pod, &dir, &spec_path, &guest_cmd);
+    let passt = passt_children(vm.pid(), 1);
+    assert_eq!(passt.len(), 1, "{}", vm.stderr());
+    let lease = vm.wait_for("GUEST-NET eth0", BOOT_TIMEOUT);
+    assert!(lease.contains(&format!("ip={POD_IP}/24")), "{lease}");
+    vm.wait_for("HELLO-FROM-SERVER", BOOT_TIMEOUT);
+    cluster.wait_server_sees(POD_IP, |c| c.server_sees_peer(POD_IP));
+    stop_and_check_passt_gone(&mut vm, &passt);
+}
+
 /// slirp on the same engine: the guest leases 10.0.2.15/24 via 10.0.2.2,
 /// DNS to 10.0.2.3 reaches the pod's resolver, it reaches the
 /// server (which sees the pod IP) and the listed port comes in. When passt
