@@ -12,6 +12,8 @@
 //! - [`dhcp`] (DHCPv4, and [`dhcp::v6`]) and [`ra`]: the protocol servers.
 //! - [`nft`], [`netlink`]: nftables rules (through the `nft` binary) and a
 //!   small rtnetlink client.
+//! - [`passt`]: the passt and slirp bindings: passt's command line and
+//!   process, one per NIC, over a [`net_backend::PasstStream`].
 //! - [`sriov`]: SR-IOV VF resolution from the pod's device-plugin
 //!   environment and network-status annotation.
 //! - `sys` (private): the socket system calls std lacks, the crate's only
@@ -24,6 +26,7 @@ pub mod binding;
 pub mod dhcp;
 pub mod netlink;
 pub mod nft;
+pub mod passt;
 pub mod ra;
 pub mod service;
 pub mod sriov;

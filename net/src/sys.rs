@@ -233,3 +233,62 @@ pub(crate) fn in_new_netns(test: impl FnOnce() + Send + 'static) {
     .join()
     .unwrap();
 }
+
+/// Makes the child of `cmd` inherit descriptor `fd` across exec (it is
+/// close-on-exec here) and get `SIGKILL` when this thread's process dies.
+pub(crate) fn keep_fd_and_die_with_parent(cmd: &mut std::process::Command, fd: c_int) {
+    use std::os::unix::process::CommandExt;
+    let hook = move || -> io::Result<()> {
+        // SAFETY: fcntl(F_SETFD) on a descriptor number, async-signal-safe
+        // (this runs between fork and exec); no memory is touched.
+        cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) })?;
+        // SAFETY: prctl(PR_SET_PDEATHSIG) takes integers only and is
+        // async-signal-safe.
+        cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) })?;
+        Ok(())
+    };
+    // SAFETY: the hook only makes the two async-signal-safe calls above,
+    // allocates nothing and takes no lock, as pre_exec requires.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
+/// pidfd_open(2): a descriptor that polls readable when process `pid`
+/// (our unreaped child) exits.
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    let pid =
+        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: pidfd_open takes two integers and touches no memory of ours.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, libc::PIDFD_NONBLOCK) };
+    let fd = c_int::try_from(ret).map_err(|_| io::Error::last_os_error())?;
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned `fd`, which nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// poll(2) for readability of `fd`, up to `timeout_ms`; true when readable.
+pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: c_int) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll(2) reads and writes exactly one pollfd, the local `pfd`.
+    let n = retry_eintr(|| cvt(unsafe { libc::poll(&mut pfd, 1, timeout_ms) }))?;
+    Ok(n > 0)
+}
+
+/// The hard `RLIMIT_NOFILE` of this process.
+pub(crate) fn nofile_hard_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes one rlimit through the pointer, which
+    // points to the local `lim`.
+    cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) })?;
+    Ok(lim.rlim_max)
+}

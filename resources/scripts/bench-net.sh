@@ -10,6 +10,7 @@
 #
 #   resources/scripts/bench-net.sh                     # full run, ~3 min
 #   resources/scripts/bench-net.sh --seconds 2 --repeat 5 --json out.json
+#   resources/scripts/bench-net.sh --passt              # the passt backend only
 #   resources/scripts/bench-net.sh --help               # all options
 #
 # Arguments are passed to netbench. CARGO_TARGET_DIR is honoured.

@@ -266,9 +266,8 @@ fn every_refusal_run_can_make_validate_makes_first() {
         (vmi("{name: a, bridge: {}, model: igb}", pod), "interfaces[0].model: \"igb\" is not emulated by petrel"),
         (vmi("{name: a, bridge: {}, model: e1000e}", pod), "interfaces[0].model: \"e1000e\" is not emulated"),
         (vmi("{name: a, bridge: {}, model: rtl8139}", pod), "interfaces[0].model: \"rtl8139\" is not emulated"),
-        (vmi("{name: a, slirp: {}}", pod), "interfaces[0].slirp: asks for the slirp binding"),
-        (vmi("{name: a, passtBinding: {}}", pod), "interfaces[0].passtBinding: asks for the passt binding"),
-        (vmi("{name: a, binding: {name: passt}}", pod), "interfaces[0].binding: asks for the passt binding"),
+        (vmi("{name: a, slirp: {}}", "{name: a, multus: {networkName: n}}"), "interfaces[0].slirp: \"a\" is a multus network"),
+        (vmi("{name: a, passt: {}}", "{name: a, genie: {networkName: g}}"), "interfaces[0].passt: \"a\" is a genie network"),
         (vmi("{name: a, binding: {name: l2bridge}}", pod), "interfaces[0].binding.name: \"l2bridge\" is not a network binding petrel implements"),
         (vmi("{name: a, bridge: {}}", "{name: a, genie: {networkName: flannel}}"), "networks[0].genie: \"flannel\" is a genie network"),
         (vmi("{name: a, bridge: {}, pciAddress: \"0000:01:02.0\"}", pod), "interfaces[0].pciAddress: \"0000:01:02.0\""),
@@ -340,7 +339,10 @@ fn upstream_specs_validate_with_their_upstream_meaning() {
         ),
         (
             "kubevirt/vmi-slirp.yaml",
-            Err("spec.domain.devices.interfaces[0].slirp: asks for the slirp binding"),
+            Ok(&[
+                "testSlirp: virtio slirp, pod network (eth0)",
+                "backend passt",
+            ]),
         ),
         (
             "kubevirt/vmi-genie-ptp.yaml",

@@ -12,7 +12,7 @@ use devices::acpi::PowerButton;
 use devices::legacy::Serial;
 use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
 use net::service::ServiceToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::timerfd::TimerFd;
 
@@ -206,6 +206,37 @@ impl MutEventSubscriber for PodNetSubscriber {
     }
 }
 
+/// Watches one NIC's passt: if it exits while the guest runs, the NIC has
+/// no network any more and the VM stops with an error (the pod's restart
+/// policy brings both back), rather than running on without a network.
+struct PasstSubscriber {
+    passt: net::passt::Passt,
+    exit: Arc<ExitSignal>,
+}
+
+impl MutEventSubscriber for PasstSubscriber {
+    fn init(&mut self, ops: &mut EventOps) {
+        let fd = self.passt.exit_fd();
+        if let Err(e) = ops.add(Events::new_raw(fd, EventSet::IN)) {
+            warn!(error = ?e, nic = %self.passt.nic(), "cannot watch passt");
+        }
+    }
+
+    fn process(&mut self, _events: Events, ops: &mut EventOps) {
+        let _ = ops.remove(Events::new_raw(self.passt.exit_fd(), EventSet::IN));
+        let status = self
+            .passt
+            .try_reap()
+            .map_or_else(|| "exited".to_string(), |s| s.to_string());
+        error!(nic = %self.passt.nic(), pid = self.passt.pid(), %status,
+            "passt exited; the NIC has no network, stopping the VM");
+        self.exit.request(ExitReason::NetworkHelperExited {
+            nic: self.passt.nic().to_string(),
+            status,
+        });
+    }
+}
+
 type Subscriber = Box<dyn MutEventSubscriber + Send>;
 
 /// The control thread's event loop. It owns the pod networks' services (so
@@ -223,7 +254,7 @@ impl Control {
         signals: StopSignals,
         stop: GracefulStop,
         intx: Vec<Arc<KvmIntx>>,
-        pod: Vec<PodNetService>,
+        services: crate::attach::NicServices,
     ) -> Result<Self, ControlError> {
         let mut mgr: EventManager<Subscriber> = EventManager::new()?;
         let done = Arc::new(AtomicBool::new(false));
@@ -236,8 +267,14 @@ impl Control {
             exit: exit.clone(),
             stop,
         }));
-        for binding in pod {
+        for binding in services.pod {
             mgr.add_subscriber(Box::new(PodNetSubscriber(binding)));
+        }
+        for passt in services.passt {
+            mgr.add_subscriber(Box::new(PasstSubscriber {
+                passt,
+                exit: exit.clone(),
+            }));
         }
         for line in intx {
             mgr.add_subscriber(Box::new(ResampleSubscriber { line }));

@@ -34,6 +34,8 @@ pub enum ExitReason {
     VcpuFailed { vcpu: u8, error: String },
     /// `vm.shutdown` or `vmm.shutdown` through the API.
     ApiShutdown,
+    /// The passt process of NIC `nic` exited while the guest ran.
+    NetworkHelperExited { nic: String, status: String },
 }
 
 impl ExitReason {
@@ -54,6 +56,10 @@ impl std::fmt::Display for ExitReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ExitReason::GuestReset => write!(f, "the guest reset the machine"),
+            ExitReason::NetworkHelperExited { nic, status } => write!(
+                f,
+                "interface {nic}: passt {status} while the guest ran (its messages are above)"
+            ),
             ExitReason::GuestShutdown => write!(f, "the guest powered off (ACPI S5)"),
             ExitReason::RebootRequested => write!(f, "a reboot was requested"),
             ExitReason::GuestPanic(line) => write!(f, "the guest kernel panicked: {line}"),

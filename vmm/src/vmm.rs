@@ -109,7 +109,7 @@ impl TryFrom<VmmConfig> for Vmm {
             .map_err(|(path, source)| VmmError::Console { path, source })?;
         let exit = Arc::new(ExitSignal::new().map_err(VmmError::ExitEvent)?);
         // Made before the VM, so a failed build drops it after the devices.
-        let mut pod = Vec::new();
+        let mut pod = crate::attach::NicServices::default();
         let mut vm = Vm::new(
             plan.memory_bytes,
             plan.vcpus,

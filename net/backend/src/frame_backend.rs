@@ -54,6 +54,15 @@ pub trait FrameBackend: AsRawFd + Send {
         Err(io::Error::from(io::ErrorKind::Unsupported))
     }
 
+    /// Whether the backend carries the virtio-net header's checksum and
+    /// segmentation requests (a tap with `IFF_VNET_HDR` does). A backend
+    /// that carries bare Ethernet frames (the passt stream) returns false,
+    /// and the NIC models then offer the guest no checksum or TSO features,
+    /// so every frame they hand over is complete and at most MTU-sized.
+    fn supports_offloads(&self) -> bool {
+        true
+    }
+
     /// Applies the offloads the guest negotiated (`TUNSETOFFLOAD`); a no-op
     /// for backends without offloads.
     fn set_offloads(&mut self, offloads: Offloads) -> io::Result<()>;

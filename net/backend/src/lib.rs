@@ -13,6 +13,8 @@
 //!   IFF_VNET_HDR`, multi-queue when asked) opened by name or adopted from a
 //!   descriptor handed over by a parent process.
 //! - [`macvtap`]: the queues of a macvtap interface, as [`Tap`]s.
+//! - [`passt_stream`]: [`PasstStream`], the length-prefixed frame stream
+//!   passt serves (QEMU's stream netdev format), without virtio-net headers.
 //! - [`seqpacket`]: [`SeqpacketBackend`], an unprivileged in-process backend
 //!   over an `AF_UNIX` `SOCK_SEQPACKET` socket pair, for tests.
 //! - [`mac`] and [`ifname`]: the MAC address type ([`MacAddr`]) and the
@@ -27,6 +29,7 @@ pub mod ifname;
 pub mod mac;
 pub mod macvtap;
 pub mod offloads;
+pub mod passt_stream;
 pub mod seqpacket;
 mod sys;
 pub mod syscall;
@@ -37,6 +40,7 @@ pub use ifname::{validate_ifname, IfNameError, MAX_IFNAME_LEN};
 pub use mac::{MacAddr, MacError};
 pub use macvtap::MacvtapError;
 pub use offloads::Offloads;
+pub use passt_stream::PasstStream;
 pub use seqpacket::{seqpacket_pair, SeqpacketBackend};
 pub use tap::{Tap, TapError};
 

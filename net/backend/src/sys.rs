@@ -250,6 +250,61 @@ pub(crate) fn seqpacket_socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((own(fds[0]), own(fds[1])))
 }
 
+/// A connected, close-on-exec `AF_UNIX` `SOCK_STREAM` pair (blocking; the
+/// caller makes its own end non-blocking).
+pub(crate) fn stream_socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds: [c_int; 2] = [-1; 2];
+    let ptr = fds.as_mut_ptr();
+    // SAFETY: socketpair(2) writes exactly two ints through `ptr`, which
+    // points to a live local array of two ints.
+    cvt(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            ptr,
+        )
+    })?;
+    Ok((own(fds[0]), own(fds[1])))
+}
+
+/// readv(2) into `bufs`, retrying on `EINTR`.
+pub(crate) fn readv(fd: BorrowedFd<'_>, bufs: &mut [std::io::IoSliceMut<'_>]) -> io::Result<usize> {
+    let count = c_int::try_from(bufs.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many buffers"))?;
+    // `IoSliceMut` is guaranteed ABI-compatible with `struct iovec` on Unix.
+    let iov: *const libc::iovec = bufs.as_mut_ptr().cast_const().cast();
+    retry_eintr(|| {
+        // SAFETY: readv(2) reads `count` iovecs through `iov` (the exclusively
+        // borrowed `bufs`) and writes at most their lengths into the memory
+        // they describe, all borrowed for the duration of the call.
+        cvt_size(unsafe { libc::readv(fd.as_raw_fd(), iov, count) })
+    })
+}
+
+/// sendmsg(2) of all of `bufs` as one write with `MSG_NOSIGNAL` (a peer
+/// that hung up is `EPIPE`, never `SIGPIPE`) and `MSG_DONTWAIT`, retrying
+/// on `EINTR`.
+pub(crate) fn send_nosignal(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // `IoSlice` is guaranteed ABI-compatible with `struct iovec` on Unix;
+    // sendmsg only reads through the pointer.
+    msg.msg_iov = bufs.as_ptr().cast_mut().cast();
+    msg.msg_iovlen = bufs.len();
+    retry_eintr(|| {
+        // SAFETY: sendmsg(2) reads `msg` and the iovecs and memory it
+        // describes (the borrowed `bufs`), all alive across the call.
+        cvt_size(unsafe {
+            libc::sendmsg(
+                fd.as_raw_fd(),
+                &msg,
+                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            )
+        })
+    })
+}
+
 /// Adds `O_NONBLOCK` to the file status flags of `fd`.
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: F_GETFL takes no argument and touches no memory of ours.

@@ -17,16 +17,20 @@ pub struct Opts {
     pub modes: Vec<Mode>,
     pub rx_buf: u32,
     pub window: usize,
+    /// `--passt`: the passt backend cases only.
+    pub passt: bool,
 }
 
 pub const USAGE: &str = "usage: netbench [--seconds S] [--warmup S] [--repeat N] [--json FILE]
                 [--sizes 64,1514,65536] [--queues 1,2] [--dirs tx,rx]
                 [--modes raw,direct,worker,e1000] [--rx-buf BYTES]
-                [--window FRAMES]
+                [--window FRAMES] [--passt]
 
 Benchmarks petrel's virtio-net and e1000 datapaths against a raw tap, without
 a guest. The e1000 runs with 1 queue only, and not for RX of TSO frames.
 --sizes 65536 selects the 64 KiB TSO frame (65214 bytes: 45 segments of 1448).
+--passt runs only the passt backend cases (TX and RX of 1514-byte UDP frames:
+petrel's virtio-net worker over PasstStream vs. the benchmark on passt's socket).
 Needs root; runs in a private network namespace. Timings are relative: compare
 columns of one run, not runs on different hosts.";
 
@@ -48,12 +52,17 @@ pub fn parse_args() -> Result<Opts, String> {
         modes: vec![Mode::Raw, Mode::Direct, Mode::Worker, Mode::E1000],
         rx_buf: 4096,
         window: 192,
+        passt: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "-h" || a == "--help" {
             println!("{USAGE}");
             std::process::exit(0);
+        }
+        if a == "--passt" {
+            o.passt = true;
+            continue;
         }
         let v = args.next().ok_or_else(|| format!("{a} needs a value"))?;
         let num = |v: &str| v.parse::<f64>().map_err(|e| format!("{a} {v}: {e}"));

@@ -40,6 +40,8 @@
 //! pair, each on its own tap queue; RX flows are chosen by probing so each
 //! lands on its pair's tap queue).
 //!
+//! `--passt` measures the passt backend instead (see [`passt`]).
+//!
 //! Needs root (CAP_NET_ADMIN): the process first moves into a new network
 //! namespace (`unshare(CLONE_NEWNET)`), so its taps live and die with it
 //! and the host's interfaces are never touched. Timings are printed, never
@@ -50,6 +52,7 @@ mod cli;
 mod e1000;
 mod frames;
 mod injector;
+mod passt;
 mod raw;
 mod report;
 mod run;
@@ -79,6 +82,17 @@ fn main() {
         std::process::exit(1);
     }
     let host = sys::host_description();
+    if opts.passt {
+        println!("netbench: {host}");
+        match passt::run(&opts) {
+            Ok(table) => print!("\n{table}"),
+            Err(e) => {
+                eprintln!("netbench: passt: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     println!(
         "netbench: {host}; {} s per case after {} s warm-up, median of {}; rx buffers {} B (MRG_RXBUF), window {} frames",
         opts.seconds, opts.warmup, opts.repeat, opts.rx_buf, opts.window

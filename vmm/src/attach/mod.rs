@@ -77,14 +77,22 @@ pub enum AttachError {
     },
 }
 
+/// What the NICs' backends need kept alive and served while the guest
+/// runs: the pod bindings' services and the passt processes.
+#[derive(Default)]
+pub struct NicServices {
+    pub pod: Vec<PodNetService>,
+    pub passt: Vec<net::passt::Passt>,
+}
+
 /// Adds every NIC of the plan; `cpus[i]` is the host CPU of vCPU i when
 /// vCPUs are pinned (queue pair i's worker follows it). Pod bindings set up
-/// on the way are pushed to `pod`, which the caller keeps for as long as
-/// the guest runs.
+/// and passt processes started on the way are pushed to `services`, which
+/// the caller keeps for as long as the guest runs.
 pub fn attach_nics(
     vm: &mut Vm,
     pci: &mut PciSetup,
-    pod: &mut Vec<PodNetService>,
+    services: &mut NicServices,
     plan: &VmPlan,
     host: &HostPlan,
     cpus: &[usize],
@@ -107,7 +115,8 @@ pub fn attach_nics(
                 nic: nic.name.clone(),
                 source: Box::new(source),
             })?;
-        pod.extend(opened.pod.take());
+        services.pod.extend(opened.pod.take());
+        services.passt.extend(opened.passt.take());
         let dev = Attaching {
             nic,
             mac: h.guest_mac.0,

@@ -3,6 +3,7 @@
 //! decided here; every choice was made by the host plan.
 
 mod macvtap;
+mod passt;
 mod pod;
 mod tap;
 
@@ -39,6 +40,8 @@ pub enum BackendError {
         #[source]
         source: net::netlink::NetlinkError,
     },
+    #[error("passt")]
+    Passt(#[from] net::passt::PasstError),
     #[error("pod network")]
     PodNet(#[from] crate::pod_net::PodNetError),
     #[error(
@@ -55,11 +58,13 @@ pub enum BackendError {
 }
 
 /// A NIC's opened backend: one frame backend per queue pair, the MTU the
-/// guest gets, and the pod binding to keep alive while the guest runs.
+/// guest gets, and the pod binding or passt process to keep alive while
+/// the guest runs.
 pub struct Opened {
     pub queues: Vec<Box<dyn FrameBackend>>,
     pub mtu: u16,
     pub pod: Option<PodNetService>,
+    pub passt: Option<net::passt::Passt>,
 }
 
 impl Opened {
@@ -68,6 +73,7 @@ impl Opened {
             queues,
             mtu: DEFAULT_MTU,
             pod: None,
+            passt: None,
         }
     }
 }
@@ -78,6 +84,7 @@ pub fn open(vm_name: &str, nic: &NicPlan, host: &HostNic) -> Result<Opened, Back
         HostBackend::TapFds { fds } => Ok(Opened::plain(tap::adopt(nic, fds)?)),
         HostBackend::Tap { name } => Ok(Opened::plain(tap::open_named(nic, name)?)),
         HostBackend::Pod(pod) => pod::bind(vm_name, nic, host, pod),
+        HostBackend::Passt(plan) => passt::start(nic, plan),
         HostBackend::Macvtap {
             iface,
             set_link_mac,

@@ -24,5 +24,6 @@ pub(super) fn bind(
         queues: boxed(bound.taps),
         mtu: bound.mtu,
         pod: Some(bound.service),
+        passt: None,
     })
 }

@@ -5,6 +5,7 @@
 //! `petrel validate --host` prints what `run` will do and `run` executes it
 //! without deciding anything again.
 
+mod passt;
 mod resolve;
 mod resource;
 mod text;
@@ -20,6 +21,7 @@ use serde::Serialize;
 
 use crate::plan::{Binding, Ipv4Cidr, Ipv6Cidr, MacAddr, PlanErrors, PortPlan};
 
+pub use passt::{find_on_path, PasstPlan, PodAddrs, PASST_PROGRAM};
 pub use resolve::{resolve, HostInputs};
 pub use view::{HostView, SysHost};
 
@@ -52,6 +54,8 @@ pub enum HostBackend {
     /// A macvtap link of the pod; `set_link_mac` when the spec's MAC must
     /// be given to the link (a macvtap receives only its own address).
     Macvtap { iface: String, set_link_mac: bool },
+    /// The passt program, started per NIC (passt and slirp bindings).
+    Passt(PasstPlan),
     /// An SR-IOV VF passed through with VFIO.
     Vfio {
         address: String,

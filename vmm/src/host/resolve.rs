@@ -170,7 +170,7 @@ pub fn hashed_iface_name(network: &str) -> String {
 /// has it, else KubeVirt's hashed name; for a resource network the one its
 /// device plugin names. None for networks petrel does not reach through a
 /// pod interface (genie, which the plan refuses).
-fn pod_iface(nic: &NicPlan, host: &dyn HostView) -> Option<Result<String, FieldError>> {
+pub(super) fn pod_iface(nic: &NicPlan, host: &dyn HostView) -> Option<Result<String, FieldError>> {
     let (ordinal, tried) = match &nic.network {
         NetworkPlan::Resource { resource_name, .. } => {
             return Some(super::resource::pod_iface(nic, resource_name, host))
@@ -239,14 +239,7 @@ fn backend(
             )),
         },
         Backend::Tap { name } => Ok((HostBackend::Tap { name: name.clone() }, nic.mac)),
-        Backend::Userspace => Err(FieldError::new(
-            &nic.binding_path,
-            "",
-            format!(
-                "asks for the {} binding, which petrel does not implement yet",
-                nic.binding
-            ),
-        )),
+        Backend::Userspace => super::passt::resolve(nic, host),
     }
 }
 

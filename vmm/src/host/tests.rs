@@ -16,6 +16,9 @@ struct FakePod {
     open_fds: Vec<i32>,
     vf_errors: Vec<String>,
     resources: Vec<(String, String)>,
+    addrs: BTreeMap<String, PodAddrs>,
+    no_passt: bool,
+    nofile: Option<u64>,
 }
 
 impl FakePod {
@@ -51,6 +54,18 @@ impl HostView for FakePod {
     }
     fn network_resources(&self) -> Vec<(String, String)> {
         self.resources.clone()
+    }
+    fn pod_addrs(&self, iface: &str) -> Result<PodAddrs, String> {
+        Ok(self.addrs.get(iface).copied().unwrap_or_default())
+    }
+    fn nofile_limit(&self) -> Option<u64> {
+        Some(self.nofile.unwrap_or(1 << 20))
+    }
+    fn ephemeral_ports(&self) -> Option<(u16, u16)> {
+        Some((32768, 60999))
+    }
+    fn find_program(&self, program: &str) -> Option<std::path::PathBuf> {
+        (!self.no_passt).then(|| std::path::Path::new("/usr/bin").join(program))
     }
     fn fd_is_open(&self, fd: i32) -> bool {
         self.open_fds.contains(&fd)
@@ -330,4 +345,152 @@ fn resource_network_maps_through_the_device_plugin_variable() {
     // Ethernet: bridged without delegating the MAC.
     assert!(!pp.delegate_mac);
     assert_eq!(h.nics[0].guest_mac, p.nics[0].mac);
+}
+
+#[test]
+fn passt_copies_the_pod_interface_and_maps_ports() {
+    let p = vmi(
+        "[{name: a, passtBinding: {}, ports: [{port: 80}, {port: 53, protocol: UDP}]}]",
+        "[{name: a, pod: {}}]",
+    );
+    let mut pod = FakePod::with_links(&[("eth0", "0a:58:0a:f4:00:05")]);
+    pod.addrs.insert(
+        "eth0".into(),
+        PodAddrs {
+            ipv4: Some((Ipv4Addr::new(10, 244, 0, 5), 24)),
+            gateway4: Some(Ipv4Addr::new(10, 244, 0, 1)),
+            mtu: 1450,
+        },
+    );
+    let h = resolve(&p, &HostInputs::default(), &pod).unwrap();
+    let HostBackend::Passt(pp) = &h.nics[0].backend else {
+        panic!("{h:?}")
+    };
+    assert_eq!(pp.pod_iface, "eth0");
+    assert_eq!(pp.mtu, 1450);
+    assert_eq!(pp.gateway, Some(Ipv4Addr::new(10, 244, 0, 1)));
+    assert_eq!(
+        pp.args.join(" "),
+        "--foreground --quiet --stderr --interface eth0 --mtu 1450 --address 10.244.0.5 \
+         --netmask 24 --gateway 10.244.0.1 --tcp-ports 80 --udp-ports 53 --no-map-gw --ipv4-only"
+    );
+    let text = h.to_text();
+    assert!(
+        text.contains("passt binding on eth0 through /usr/bin/passt, guest 10.244.0.5/24 via 10.244.0.1, MTU 1450, ports 80/TCP 53/UDP"),
+        "{text}"
+    );
+}
+
+#[test]
+fn slirp_gets_slirps_addresses() {
+    let p = vmi("[{name: a, slirp: {}}]", "[{name: a, pod: {}}]");
+    let mut pod = FakePod::with_links(&[("eth0", "0a:58:0a:f4:00:05")]);
+    pod.addrs.insert(
+        "eth0".into(),
+        PodAddrs {
+            ipv4: Some((Ipv4Addr::new(10, 244, 0, 5), 24)),
+            gateway4: None,
+            mtu: 1500,
+        },
+    );
+    pod.ipv6.push("eth0".into());
+    let h = resolve(&p, &HostInputs::default(), &pod).unwrap();
+    let HostBackend::Passt(pp) = &h.nics[0].backend else {
+        panic!("{h:?}")
+    };
+    let args = pp.args.join(" ");
+    assert!(
+        args.contains("--address 10.0.2.15 --netmask 24 --gateway 10.0.2.2 --dns-forward 10.0.2.3 --tcp-ports all --udp-ports all --ipv4-only"),
+        "{args}"
+    );
+    assert!(!pp.ipv6);
+}
+
+#[test]
+fn passt_refuses_a_pod_without_address_or_passt() {
+    let p = vmi("[{name: a, passt: {}}]", "[{name: a, pod: {}}]");
+    let mut pod = FakePod::with_links(&[("eth0", "0a:58:0a:f4:00:05")]);
+    let errs = errors(resolve(&p, &HostInputs::default(), &pod));
+    assert!(
+        errs[0].contains("needs an address on pod interface eth0, which has none"),
+        "{errs:?}"
+    );
+    pod.no_passt = true;
+    let errs = errors(resolve(&p, &HostInputs::default(), &pod));
+    assert!(
+        errs[0].contains("needs the passt program, which is not on PATH; install passt"),
+        "{errs:?}"
+    );
+    let errs = errors(resolve(&p, &HostInputs::default(), &FakePod::default()));
+    assert!(
+        errs[0].contains("arrives on pod interface eth0, which this pod does not have"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn forwarding_every_port_needs_the_descriptors_for_it() {
+    let p = vmi("[{name: a, passt: {}}]", "[{name: a, pod: {}}]");
+    let mut pod = FakePod::with_links(&[("eth0", "0a:58:0a:f4:00:05")]);
+    pod.addrs.insert(
+        "eth0".into(),
+        PodAddrs {
+            ipv4: Some((Ipv4Addr::new(10, 244, 0, 5), 24)),
+            gateway4: None,
+            mtu: 1500,
+        },
+    );
+    pod.nofile = Some(20_000);
+    let errs = errors(resolve(&p, &HostInputs::default(), &pod));
+    assert!(
+        errs[0].contains(
+            "lists no ports, so passt forwards every port and needs 75630 descriptors, but \
+             RLIMIT_NOFILE is 20000"
+        ),
+        "{errs:?}"
+    );
+    // Listing the ports needs no more than a handful.
+    let listed = vmi(
+        "[{name: a, passt: {}, ports: [{port: 80}]}]",
+        "[{name: a, pod: {}}]",
+    );
+    resolve(&listed, &HostInputs::default(), &pod).unwrap();
+}
+
+#[test]
+fn passt_on_a_multus_network_uses_its_interface() {
+    // DCE5 with ipvlan: one passt per pod interface.
+    let p = vmi(
+        "[{name: a, passt: {}, ports: [{port: 22}]}, {name: b, binding: {name: passt}}]",
+        "[{name: a, pod: {}}, {name: b, multus: {networkName: ipvlan-b}}]",
+    );
+    let mut pod =
+        FakePod::with_links(&[("eth0", "0a:58:0a:f4:00:05"), ("net1", "0a:58:0a:f4:01:05")]);
+    for (iface, last) in [("eth0", 5), ("net1", 6)] {
+        pod.addrs.insert(
+            iface.into(),
+            PodAddrs {
+                ipv4: Some((Ipv4Addr::new(10, 6, 0, last), 24)),
+                gateway4: Some(Ipv4Addr::new(10, 6, 0, 1)),
+                mtu: 1500,
+            },
+        );
+    }
+    let h = resolve(&p, &HostInputs::default(), &pod).unwrap();
+    let ifaces: Vec<(&str, String)> = h
+        .nics
+        .iter()
+        .map(|n| match &n.backend {
+            HostBackend::Passt(pp) => (pp.pod_iface.as_str(), pp.args.join(" ")),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(ifaces[0].0, "eth0");
+    assert_eq!(ifaces[1].0, "net1");
+    assert!(
+        ifaces[1].1.contains("--interface net1") && ifaces[1].1.contains("--address 10.6.0.6"),
+        "{}",
+        ifaces[1].1
+    );
+    assert_eq!(p.nics[1].queue_pairs, 1);
 }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{HostBackend, HostPlan, PodPlan};
+use super::{HostBackend, HostPlan, PasstPlan, PodPlan};
 
 pub(super) fn render(plan: &HostPlan) -> String {
     let mut out = String::from("host:\n");
@@ -35,6 +35,7 @@ fn backend(b: &HostBackend) -> String {
                 " (the guest takes the link's MAC)"
             }
         ),
+        HostBackend::Passt(p) => passt(p),
         HostBackend::Vfio {
             address,
             resolved_from,
@@ -83,5 +84,36 @@ fn pod(p: &PodPlan) -> String {
     if !p.dns_search.is_empty() {
         let _ = write!(s, " search {}", p.dns_search.join(" "));
     }
+    s
+}
+
+fn passt(p: &PasstPlan) -> String {
+    let mut s = format!(
+        "{} binding on {} through {}",
+        p.binding,
+        p.pod_iface,
+        p.program.display()
+    );
+    if let Some(c) = p.ipv4 {
+        let _ = write!(s, ", guest {}/{}", c.addr, c.prefix);
+    }
+    if let Some(gw) = p.gateway {
+        let _ = write!(s, " via {gw}");
+    }
+    if p.ipv6 {
+        s.push_str(", IPv6 as the pod has it");
+    }
+    let _ = write!(s, ", MTU {}", p.mtu);
+    if p.ports.is_empty() {
+        s.push_str(", every port forwarded");
+    } else {
+        let ports: Vec<String> = p
+            .ports
+            .iter()
+            .map(|pp| format!("{}/{}", pp.port, pp.protocol))
+            .collect();
+        let _ = write!(s, ", ports {}", ports.join(" "));
+    }
+    let _ = write!(s, "\n    {} {}", p.program.display(), p.args.join(" "));
     s
 }

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use net::binding::DnsInfo;
 use net::sriov::{PodInfo, VfDevice, VfRequest};
 
+use super::PodAddrs;
+
 /// The pod as the host plan sees it.
 pub trait HostView {
     /// Whether the pod has a network interface `name`.
@@ -16,6 +18,15 @@ pub trait HostView {
     fn has_global_ipv6(&self, iface: &str) -> bool;
     /// The pod's DNS settings.
     fn dns(&self) -> DnsInfo;
+    /// `iface`'s IPv4 address, default gateway and MTU, or why not.
+    fn pod_addrs(&self, iface: &str) -> Result<PodAddrs, String>;
+    /// Where executable `program` is on PATH.
+    fn find_program(&self, program: &str) -> Option<PathBuf>;
+    /// The hard descriptor limit (`RLIMIT_NOFILE`) programs started by
+    /// petrel inherit.
+    fn nofile_limit(&self) -> Option<u64>;
+    /// `net.ipv4.ip_local_port_range`.
+    fn ephemeral_ports(&self) -> Option<(u16, u16)>;
     /// The `NETWORK_INTERFACE_RESOURCES_*` variables device plugins set
     /// (name, JSON value).
     fn network_resources(&self) -> Vec<(String, String)>;
@@ -76,6 +87,25 @@ impl HostView for SysHost {
         net::binding::read_resolv_conf("/etc/resolv.conf")
     }
 
+    fn pod_addrs(&self, iface: &str) -> Result<PodAddrs, String> {
+        read_pod_addrs(iface).map_err(|e| with_sources(&e))
+    }
+
+    fn find_program(&self, program: &str) -> Option<PathBuf> {
+        let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
+        super::find_on_path(program, &path)
+    }
+
+    fn nofile_limit(&self) -> Option<u64> {
+        net::passt::nofile_limit()
+    }
+
+    fn ephemeral_ports(&self) -> Option<(u16, u16)> {
+        let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+        let mut it = text.split_whitespace().map(str::parse::<u16>);
+        Some((it.next()?.ok()?, it.next()?.ok()?))
+    }
+
     fn network_resources(&self) -> Vec<(String, String)> {
         std::env::vars()
             .filter(|(k, _)| k.starts_with(super::resource::ENV_PREFIX))
@@ -97,4 +127,35 @@ impl HostView for SysHost {
         net::sriov::resolve_all(&info, reqs)
             .map_err(|es| es.errors().iter().map(|e| with_sources(e)).collect())
     }
+}
+
+/// A pod interface's primary IPv4 address, the gateway of the default
+/// route through it, and its MTU, over rtnetlink (no privilege needed).
+fn read_pod_addrs(iface: &str) -> Result<PodAddrs, net::netlink::NetlinkError> {
+    use net::netlink::{Family, Netlink};
+    use std::net::IpAddr;
+    let mut nl = Netlink::new()?;
+    let link = nl.link(iface)?;
+    let ipv4 = nl
+        .addresses(iface, Family::V4)?
+        .into_iter()
+        .find_map(|a| match a.addr {
+            IpAddr::V4(v4) => Some((v4, a.prefix_len)),
+            IpAddr::V6(_) => None,
+        });
+    let mut defaults: Vec<_> = nl
+        .routes_v4()?
+        .into_iter()
+        .filter(|r| r.is_default() && r.oif == Some(link.index))
+        .collect();
+    defaults.sort_by_key(|r| r.metric.unwrap_or(0));
+    let gateway4 = defaults.iter().find_map(|r| match r.gateway {
+        Some(IpAddr::V4(gw)) => Some(gw),
+        _ => None,
+    });
+    Ok(PodAddrs {
+        ipv4,
+        gateway4,
+        mtu: link.mtu,
+    })
 }

@@ -18,8 +18,10 @@
 //!   Each network has exactly one source (`pod`, `multus`, and for KubeVirt
 //!   `genie`, `resource`); at most one pod network, where a multus network with
 //!   `default: true` counts as the pod network. Each interface has exactly one
-//!   binding: `bridge` works on any network; `masquerade`, `slirp` and `passt`
-//!   need the pod network; `sriov` and `macvtap` need a multus network.
+//!   binding: `bridge` works on any network; `masquerade` and `slirp` need
+//!   the pod network, `passt` the pod network or a multus network (DCE5's
+//!   passt mode on ipvlan/macvlan links); `sriov` and `macvtap` need a
+//!   multus network.
 //! * When a KubeVirt VM has neither interfaces nor networks and
 //!   `autoattachPodInterface` is not `false`, the interface `default` (bridge
 //!   binding on the pod network) is added, with a warning.
@@ -43,11 +45,13 @@
 //! * **Masquerade CIDRs**: IPv4 prefix /30 or shorter, IPv6 /126 or shorter;
 //!   defaults 10.0.2.0/24 and fd10:0:2::/120 (KubeVirt), 10.0.2.0/30 (Virtink).
 //! * **Queues**: with `networkInterfaceMultiqueue: true`, virtio NICs get one
-//!   queue pair per vCPU.
+//!   queue pair per vCPU (passt and slirp NICs keep one: passt serves one
+//!   socket).
 //! * **Backends**: bridge/masquerade → a tap named `tap-<iface>` (cut to 15
-//!   chars); macvtap → the pod interface; sriov → VFIO; slirp/passt →
-//!   userspace. The petrel annotation `petrel.io/tap.<iface>: <tap>` wires an
-//!   interface straight to an existing tap (binding `Tap`, no pod plumbing).
+//!   chars); macvtap → the pod interface; sriov → VFIO; slirp/passt → user
+//!   space (a passt process per NIC, one queue pair). The petrel annotation
+//!   `petrel.io/tap.<iface>: <tap>` wires an interface straight to an
+//!   existing tap (binding `Tap`, no pod plumbing).
 //!
 //! Fields that are ignored or out of scope end up in [`VmPlan::warnings`].
 
@@ -301,7 +305,8 @@ pub enum Backend {
     Vfio {
         resource: Option<String>,
     },
-    /// Userspace networking (slirp, passt).
+    /// User-space networking: the passt program, one per NIC (the passt
+    /// and slirp bindings).
     Userspace,
 }
 

@@ -25,16 +25,5 @@ pub(super) fn check(nics: &[NicPlan], errors: &mut Vec<FieldError>) {
                  interface petrel could find); use a multus network",
             ));
         }
-        if matches!(nic.binding, Binding::Slirp | Binding::Passt) {
-            errors.push(FieldError::new(
-                &nic.binding_path,
-                "",
-                format!(
-                    "asks for the {} binding, which petrel does not implement yet; use \
-                     masquerade (NAT to the pod IP) or bridge (the guest gets the pod IP)",
-                    nic.binding
-                ),
-            ));
-        }
     }
 }

@@ -79,18 +79,6 @@ fn every_seed_example_resolves_or_reports() {
                 e.contains("is a genie network, which petrel does not support"),
                 "{e}"
             );
-        } else if let Some(b) = [
-            ("vendor_passt_macvlan.yaml", "passt"),
-            ("kubevirt_slirp_red_pod.yaml", "slirp"),
-        ]
-        .iter()
-        .find_map(|(f, b)| (f == name).then_some(b))
-        {
-            let e = result.unwrap_err().to_string();
-            assert!(
-                e.contains(&format!("{b} binding, which petrel does not implement yet")),
-                "{e}"
-            );
         } else {
             let plan = result.unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(!plan.to_text().is_empty());
@@ -514,14 +502,15 @@ fn interface_needs_exactly_one_binding() {
     assert_error(&errs, "spec.domain.devices.interfaces[0].binding.name: \"sidecar\" is not a network binding petrel implements");
     let p = meaning_of(&vmi("[{name: a, binding: {name: passt}}]", POD));
     assert_eq!(p.nics[0].binding, Binding::Passt);
-    assert_eq!(
-        errors_of(&vmi("[{name: a, binding: {name: passt}}]", POD)),
-        [
-            "spec.domain.devices.interfaces[0].binding: asks for the passt binding, which petrel \
-          does not implement yet; use masquerade (NAT to the pod IP) or bridge (the guest gets \
-          the pod IP)"
-        ]
-    );
+    // passt and slirp plan: one queue pair even with multiqueue (one
+    // socket per passt).
+    let mq = plan_of(&format!(
+        "apiVersion: kubevirt.io/v1\nkind: VirtualMachineInstance\nmetadata: {{name: vm1}}\n\
+         spec:\n  domain:\n    cpu: {{cores: 2}}\n    devices:\n      networkInterfaceMultiqueue: true\n      \
+         interfaces: [{{name: a, binding: {{name: passt}}}}]\n  networks: {POD}\n"
+    ));
+    assert_eq!(mq.nics[0].backend, Backend::Userspace);
+    assert_eq!(mq.nics[0].queue_pairs, 1);
 }
 
 #[test]
@@ -532,7 +521,8 @@ fn binding_network_rules() {
         ("macvtap", POD, Some("spec.domain.devices.interfaces[0].macvtap: \"a\" is the pod network (spec.networks[0]); macvtap binding needs a multus network")),
         ("masquerade", multus, Some("spec.domain.devices.interfaces[0].masquerade: \"a\" is a multus network (spec.networks[0]); masquerade binding needs the pod network")),
         ("slirp", multus, Some("spec.domain.devices.interfaces[0].slirp: \"a\" is a multus network")),
-        ("passt", multus, Some("spec.domain.devices.interfaces[0].passt: \"a\" is a multus network")),
+        ("passt", "[{name: a, genie: {networkName: g}}]", Some("spec.domain.devices.interfaces[0].passt: \"a\" is a genie network (spec.networks[0]); passt binding needs the pod network or a multus network")),
+        ("passt", multus, None),
         ("sriov", "[{name: a, genie: {networkName: g}}]", Some("spec.domain.devices.interfaces[0].sriov: \"a\" is a genie network")),
         ("masquerade", "[{name: a, resource: {resourceName: r/x}}]", Some("spec.domain.devices.interfaces[0].masquerade: \"a\" is a resource network")),
         ("bridge", POD, None),
@@ -666,7 +656,7 @@ fn port_rules() {
         .warnings
         .iter()
         .any(|w| w.starts_with(&format!("{p}: informational with bridge binding"))));
-    // passt forwards the listed ports (its meaning; run refuses passt yet).
+    // passt forwards the listed ports.
     let passt = meaning_of(&vmi(
         "[{name: a, passtBinding: {}, ports: [{port: 80}]}]",
         POD,

@@ -61,7 +61,7 @@ fn backend(b: &Backend) -> String {
         Backend::Macvtap { iface } => format!("macvtap on {iface}"),
         Backend::Vfio { resource: Some(r) } => format!("vfio ({r})"),
         Backend::Vfio { resource: None } => "vfio".to_string(),
-        Backend::Userspace => "userspace".to_string(),
+        Backend::Userspace => "passt".to_string(),
     }
 }
 

@@ -30,6 +30,16 @@ use crate::virtio::{
 };
 use crate::worker::{SpawnError, Worker};
 
+/// The checksum and segmentation features, both directions.
+const OFFLOAD_FEATURES: u64 = bit(VIRTIO_NET_F_CSUM)
+    | bit(VIRTIO_NET_F_GUEST_CSUM)
+    | bit(VIRTIO_NET_F_HOST_TSO4)
+    | bit(VIRTIO_NET_F_HOST_TSO6)
+    | bit(VIRTIO_NET_F_HOST_ECN)
+    | bit(VIRTIO_NET_F_GUEST_TSO4)
+    | bit(VIRTIO_NET_F_GUEST_TSO6)
+    | bit(VIRTIO_NET_F_GUEST_ECN);
+
 /// Smallest MTU a device may report (IPv4 minimum).
 const MIN_MTU: u16 = 68;
 
@@ -131,6 +141,11 @@ impl Net {
             | bit(VIRTIO_NET_F_CTRL_MAC_ADDR);
         if pairs > 1 {
             avail_features |= bit(VIRTIO_NET_F_MQ);
+        }
+        if backends.iter().any(|b| !b.supports_offloads()) {
+            // A backend of bare frames (passt): the guest must checksum
+            // and segment itself, and gets only complete frames.
+            avail_features &= !OFFLOAD_FEATURES;
         }
 
         Ok(Net {

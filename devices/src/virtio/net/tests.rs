@@ -665,6 +665,29 @@ fn backends(n: usize) -> (Vec<Box<dyn FrameBackend>>, Vec<SeqpacketBackend>) {
 const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
 
 #[test]
+fn a_backend_without_offloads_gets_no_offload_features() {
+    let (dev, _peer) = net_backend::PasstStream::pair().unwrap();
+    let devs: Vec<Box<dyn FrameBackend>> = vec![Box::new(dev)];
+    let n = Net::new("eth0".into(), MAC, 1500, devs, vec![]).unwrap();
+    let f = n.features();
+    for feature in [
+        VIRTIO_NET_F_CSUM,
+        VIRTIO_NET_F_GUEST_CSUM,
+        VIRTIO_NET_F_HOST_TSO4,
+        VIRTIO_NET_F_HOST_TSO6,
+        VIRTIO_NET_F_HOST_ECN,
+        VIRTIO_NET_F_GUEST_TSO4,
+        VIRTIO_NET_F_GUEST_TSO6,
+        VIRTIO_NET_F_GUEST_ECN,
+    ] {
+        assert!(f & (1 << feature) == 0, "feature {feature}");
+    }
+    for feature in [VIRTIO_NET_F_MAC, VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_F_MTU] {
+        assert!(f & (1 << feature) != 0, "feature {feature}");
+    }
+}
+
+#[test]
 fn features_and_config_space() {
     let (devs, _peers) = backends(2);
     let n = Net::new("eth0".into(), MAC, 1500, devs, vec![]).unwrap();

@@ -21,23 +21,28 @@ pub struct TxDriver {
 
 impl TxDriver {
     pub fn new(mem: &GuestMemoryMmap, base: u64, size: Size, sport: u16) -> Self {
+        Self::with_frame(mem, base, &tx_frame(size, sport))
+    }
+
+    /// Every slot posts `frame` (virtio-net header included).
+    pub fn with_frame(mem: &GuestMemoryMmap, base: u64, frame: &[u8]) -> Self {
         let ring = DriverRing::new(mem, base + TX_RING_OFF, RING);
-        let frame = tx_frame(size, sport);
+        let frame_len = frame.len() - VNET_HDR_LEN;
         let stride = (frame.len() as u64).next_multiple_of(4096);
         let slots = usize::from(RING / 2);
         assert!(TX_BUF_OFF + slots as u64 * stride <= PAIR_MEM);
         for s in 0..slots as u16 {
             let addr = base + TX_BUF_OFF + u64::from(s) * stride;
-            mem.write_slice(&frame, GuestAddress(addr)).unwrap();
+            mem.write_slice(frame, GuestAddress(addr)).unwrap();
             let (d0, d1) = (2 * s, 2 * s + 1);
             ring.set_desc(d0, addr, VNET_HDR_LEN as u32, VRING_DESC_F_NEXT as u16, d1);
-            ring.set_desc(d1, addr + VNET_HDR_LEN as u64, size.frame_len as u32, 0, 0);
+            ring.set_desc(d1, addr + VNET_HDR_LEN as u64, frame_len as u32, 0, 0);
         }
         Self {
             ring,
             slots,
             free: (0..slots as u16).rev().collect(),
-            frame_len: size.frame_len as u64,
+            frame_len: frame_len as u64,
             frames: 0,
         }
     }

@@ -2,9 +2,9 @@
 //! mode (the benchmark thread calls the `QueuePair` itself) and the
 //! `worker` mode (the full `Net` device with its worker threads).
 
-mod control;
+pub mod control;
 pub mod direct;
-mod driver;
+pub mod driver;
 mod interrupt;
 pub mod worker;
 

@@ -96,8 +96,13 @@ pub(super) fn network_plan(
     warnings: &mut Vec<String>,
 ) -> Option<NetworkPlan> {
     let need = match binding {
-        Binding::Masquerade | Binding::Slirp | Binding::Passt if !info.is_pod => {
-            Some("the pod network")
+        Binding::Masquerade | Binding::Slirp if !info.is_pod => Some("the pod network"),
+        // DCE5's passt mode: one passt per pod interface (eth0, or the
+        // ipvlan/macvlan links of multus networks).
+        Binding::Passt
+            if !info.is_pod && !matches!(info.source.kind, NetworkSourceKind::Multus { .. }) =>
+        {
+            Some("the pod network or a multus network")
         }
         Binding::Sriov | Binding::Macvtap
             if !matches!(info.source.kind, NetworkSourceKind::Multus { .. }) =>

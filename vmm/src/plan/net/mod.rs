@@ -244,7 +244,12 @@ fn finish(
         }
         return None;
     };
-    let queue_pairs = if spec.network_interface_multiqueue && d.model == NicModel::VirtioNet {
+    // passt serves one socket per NIC: one queue pair, whatever
+    // networkInterfaceMultiqueue says (QEMU's passt netdev is single-queue too).
+    let queue_pairs = if spec.network_interface_multiqueue
+        && d.model == NicModel::VirtioNet
+        && backend != Backend::Userspace
+    {
         u16::from(vcpus)
     } else {
         1
