@@ -11,8 +11,8 @@ use vmm::api::ApiOptions;
 use vmm::host::{self, HostInputs, HostPlan, SysHost};
 use vmm::plan::{self, Overrides};
 use vmm::{
-    spec, spec_input, BootProtocol, ConsoleTarget, OnGuestReset, RunOptions, Vmm, VmmConfig,
-    VmmError,
+    spec, spec_input, BootProtocol, ConsoleTarget, OnGuestReset, RunOptions, SeccompMode, Vmm,
+    VmmConfig, VmmError,
 };
 
 #[derive(Parser)]
@@ -132,6 +132,11 @@ enum Command {
         /// petrel's CPU set (for dedicated CPUs); by default they float.
         #[arg(long)]
         pin_vcpus: bool,
+        /// seccomp filters per thread: `enforce` stops petrel (exit 1) on a
+        /// system call outside the thread's allow-list, naming it; `log`
+        /// lets it through and the kernel logs it; `off` installs none.
+        #[arg(long, value_enum, default_value_t = SeccompMode::Enforce)]
+        seccomp: SeccompMode,
         #[command(flatten)]
         host_args: HostArgs,
     },
@@ -277,6 +282,12 @@ fn report(f: &Failed, output: Output) {
 }
 
 fn main() -> ExitCode {
+    // A panic on the main thread has unwound through the VM's teardown by
+    // now, and the panic hook has said which thread and why: exit 1.
+    std::panic::catch_unwind(petrel).unwrap_or(ExitCode::from(1))
+}
+
+fn petrel() -> ExitCode {
     let start = Instant::now();
     let cli = Cli::parse();
     init_logging(cli.log_format);
@@ -305,6 +316,7 @@ fn main() -> ExitCode {
             boot_protocol,
             pin_vcpus,
             on_guest_reset,
+            seccomp,
             host_args,
         } => run_spec(spec.as_deref(), spec_base64.as_deref(), api)
             .map_err(Failed::from)
@@ -320,6 +332,7 @@ fn main() -> ExitCode {
                     extra_pci: Vec::new(),
                     api,
                     on_guest_reset,
+                    seccomp,
                 };
                 let vmm = Vmm::try_from(VmmConfig { plan, host, opts })?;
                 Ok(Some(vmm.run()?))

@@ -31,6 +31,8 @@ use crate::loader::{BootEntry, BootProtocol};
 use crate::pci_setup::PciSetup;
 use crate::plan::VmPlan;
 use crate::reset::{OnGuestReset, PowerOnState};
+use crate::sandbox;
+use crate::seccomp::{SeccompMode, ThreadClass};
 use crate::signals::StopSignals;
 use crate::vcpu::{self, VcpuShared, Vcpus};
 use crate::vm::Vm;
@@ -52,6 +54,8 @@ pub struct RunOptions {
     pub api: ApiOptions,
     /// What a guest reboot does: end the run (default) or boot again.
     pub on_guest_reset: OnGuestReset,
+    /// The threads' seccomp filters (`--seccomp`, default enforce).
+    pub seccomp: SeccompMode,
 }
 
 /// A PCI device added by the embedding program, after the spec's NICs and
@@ -99,6 +103,8 @@ impl TryFrom<VmmConfig> for Vmm {
     fn try_from(cfg: VmmConfig) -> Result<Self, VmmError> {
         let VmmConfig { plan, host, opts } = cfg;
         let start = opts.start.unwrap_or_else(Instant::now);
+        // Before guest RAM exists: no core dump may ever hold it.
+        sandbox::harden_process(opts.seccomp)?;
         // Before any thread exists, so every thread inherits the blocked mask.
         let signals = StopSignals::block_and_open().map_err(VmmError::Signals)?;
         vcpu::install_kick_handler().map_err(|source| VmmError::Vcpu { id: 0, source })?;
@@ -108,6 +114,7 @@ impl TryFrom<VmmConfig> for Vmm {
         let (out, console_socket) = console::open(&opts.console)
             .map_err(|(path, source)| VmmError::Console { path, source })?;
         let exit = Arc::new(ExitSignal::new().map_err(VmmError::ExitEvent)?);
+        crate::panic_hook::install(&exit);
         // Made before the VM, so a failed build drops it after the devices.
         let mut pod = Vec::new();
         let mut vm = Vm::new(
@@ -262,6 +269,10 @@ impl Vmm {
         if raw.is_some() {
             self.control.watch_stdin(self.vm.serial.clone());
         }
+        // Set up: from here on the control thread is confined, and the
+        // vCPU threads it starts inherit its filter under their own.
+        sandbox::cloexec_inherited();
+        sandbox::enter(ThreadClass::Control)?;
         let outcome = loop {
             let outcome = self
                 .start_vcpus()
