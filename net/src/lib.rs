@@ -21,6 +21,7 @@
 #![cfg_attr(test, allow(clippy::too_many_lines))]
 
 pub mod binding;
+pub mod budget;
 pub mod dhcp;
 pub mod netlink;
 pub mod nft;
