@@ -27,6 +27,7 @@ mod boot;
 pub mod caps;
 pub mod console;
 mod console_socket;
+pub mod console_writer;
 pub mod control;
 pub mod error;
 pub mod exit;

@@ -121,6 +121,10 @@ enum Command {
         /// also goes to stdout).
         #[arg(long, default_value = "stdout")]
         console: String,
+        /// A console file stops growing at this many bytes, with a note as
+        /// its last line (0: no cap).
+        #[arg(long, value_name = "BYTES", default_value_t = vmm::console_writer::DEFAULT_FILE_CAP)]
+        console_file_cap: u64,
         /// What a guest reboot does: `exit` ends the run (exit 0), `restart`
         /// resets the VM in this process and boots again, networking kept.
         #[arg(long, value_enum, default_value_t = OnGuestReset::Exit)]
@@ -313,6 +317,7 @@ fn petrel() -> ExitCode {
             api,
             boot,
             console,
+            console_file_cap,
             boot_protocol,
             pin_vcpus,
             on_guest_reset,
@@ -333,6 +338,7 @@ fn petrel() -> ExitCode {
                     api,
                     on_guest_reset,
                     seccomp,
+                    console_file_cap: (console_file_cap > 0).then_some(console_file_cap),
                 };
                 let vmm = Vmm::try_from(VmmConfig { plan, host, opts })?;
                 Ok(Some(vmm.run()?))

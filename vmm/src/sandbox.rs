@@ -40,6 +40,12 @@ fn mode() -> SeccompMode {
     MODE.get().copied().unwrap_or_default()
 }
 
+/// Whether [`harden_process`] ran: the library used without a `Vmm` (unit
+/// tests) confines nothing.
+fn hardened() -> bool {
+    MODE.get().is_some()
+}
+
 /// Process-wide hardening before guest RAM exists; records `mode` for
 /// every later [`enter`] and hands the devices crate the worker hook.
 pub fn harden_process(mode: SeccompMode) -> Result<(), SandboxError> {
@@ -95,6 +101,9 @@ fn kept_caps(class: ThreadClass) -> &'static [u32] {
 /// Confines the calling thread as `class`: capabilities, then its filter
 /// (the capset must still pass).
 pub fn enter(class: ThreadClass) -> Result<(), SandboxError> {
+    if !hardened() {
+        return Ok(());
+    }
     caps::keep_only(kept_caps(class)).map_err(|source| SandboxError::Caps { class, source })?;
     seccomp::install(class, mode())?;
     tracing::debug!(%class, seccomp = ?mode(), "thread sandboxed");
@@ -119,17 +128,26 @@ fn enter_worker(kind: devices::sandbox::WorkerKind) -> io::Result<()> {
     })
 }
 
-/// Debug builds only: `PETREL_TEST_PANIC=<thread name>` makes that thread
-/// panic once sandboxed, for the tests of panic handling. Release builds
-/// have no such trigger.
+/// Debug builds only, for the real-guest tests: once sandboxed, the
+/// thread named by `PETREL_TEST_DENIED_SYSCALL` makes a call no filter
+/// allows (`setns`), and the one named by `PETREL_TEST_PANIC` panics.
+/// Release builds have no such triggers.
 #[cfg(debug_assertions)]
 #[allow(clippy::panic, reason = "the test trigger's whole purpose")]
 fn test_panic() {
-    let Ok(want) = std::env::var("PETREL_TEST_PANIC") else {
-        return;
+    let me = std::thread::current().name().map(str::to_string);
+    let named = |var: &str| {
+        std::env::var(var)
+            .ok()
+            .is_some_and(|v| Some(&v) == me.as_ref())
     };
-    if std::thread::current().name() == Some(want.as_str()) {
-        panic!("PETREL_TEST_PANIC={want}");
+    if named("PETREL_TEST_DENIED_SYSCALL") {
+        // SAFETY: setns on an invalid descriptor changes nothing; it fails
+        // with EBADF where the filter lets it through.
+        unsafe { libc::syscall(libc::SYS_setns, -1, 0) };
+    }
+    if named("PETREL_TEST_PANIC") {
+        panic!("PETREL_TEST_PANIC={}", me.unwrap_or_default());
     }
 }
 

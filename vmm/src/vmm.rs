@@ -22,6 +22,7 @@ use tracing::info;
 use crate::api::{ApiInputs, ApiOptions, ApiSetup};
 use crate::boot::GuestImage;
 use crate::console::{self, ConsoleOutput, ConsoleTarget, ConsoleWatch, RawStdin};
+use crate::console_writer::ConsoleWriter;
 use crate::control::{Control, GracefulStop};
 use crate::error::VmmError;
 use crate::exit::{ExitReason, ExitSignal};
@@ -56,6 +57,8 @@ pub struct RunOptions {
     pub on_guest_reset: OnGuestReset,
     /// The threads' seccomp filters (`--seccomp`, default enforce).
     pub seccomp: SeccompMode,
+    /// Cap on a `--console FILE`'s growth (`None`: no cap).
+    pub console_file_cap: Option<u64>,
 }
 
 /// A PCI device added by the embedding program, after the spec's NICs and
@@ -84,6 +87,9 @@ pub struct Vmm {
     pci: PciSetup,
     /// KVM VM, guest memory, the buses the devices are mapped on.
     vm: Vm,
+    /// The console writer thread: after the serial port (in `vm`), so the
+    /// guest's last output is written before it stops.
+    _console_writer: ConsoleWriter,
     /// The control loop, which owns the pod networks' services: dropped
     /// last, once nothing uses their taps.
     control: Control,
@@ -111,7 +117,11 @@ impl TryFrom<VmmConfig> for Vmm {
         let kernel = boot_files(&plan)?;
 
         let watch = ConsoleWatch::default();
-        let (out, console_socket) = console::open(&opts.console)
+        let console::Opened {
+            out,
+            socket: console_socket,
+            writer: console_writer,
+        } = console::open(&opts.console, opts.console_file_cap)
             .map_err(|(path, source)| VmmError::Console { path, source })?;
         let exit = Arc::new(ExitSignal::new().map_err(VmmError::ExitEvent)?);
         crate::panic_hook::install(&exit);
@@ -167,6 +177,7 @@ impl TryFrom<VmmConfig> for Vmm {
             vcpu_cpus,
             pci,
             vm,
+            _console_writer: console_writer,
             lifecycle: Lifecycle::new(exit, button),
             control,
             watch,
