@@ -78,6 +78,7 @@ fn assert_pod_clean(cluster: &Cluster) {
 /// One thread's name and the status fields the test reads.
 #[derive(Debug)]
 struct Task {
+    tid: u32,
     comm: String,
     seccomp: String,
     no_new_privs: String,
@@ -102,6 +103,7 @@ fn tasks(pid: u32) -> Vec<Task> {
                 .unwrap_or_default()
         };
         out.push(Task {
+            tid: dir.file_name().unwrap().to_str().unwrap().parse().unwrap(),
             comm: comm.trim().to_string(),
             seccomp: field("Seccomp:"),
             no_new_privs: field("NoNewPrivs:"),
@@ -159,7 +161,7 @@ fn every_thread_is_sandboxed_while_a_masquerade_vm_runs() {
         }
     }
     // The main thread (the control loop) keeps only CAP_NET_ADMIN.
-    let main = tasks.iter().find(|t| t.comm == "petrel").unwrap();
+    let main = tasks.iter().find(|t| t.tid == pid).unwrap();
     assert_eq!(main.cap_eff, 1 << 12, "{main:?}");
 
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
@@ -315,7 +317,7 @@ fn sigkills_at_random_moments_leave_nothing_the_next_run_does_not_clean() {
         eprintln!(
             "round {round}: killed after {:?} ({st:?}); pod links:\n{}",
             start.elapsed(),
-            cluster.pod.exec("ip -o link show | cut -d: -f2")
+            cluster.pod.exec("ip -br link")
         );
     }
     let mut vm = boot(

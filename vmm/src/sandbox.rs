@@ -64,6 +64,7 @@ pub fn harden_process(mode: SeccompMode) -> Result<(), SandboxError> {
         return Err(SandboxError::CoreLimit(io::Error::last_os_error()));
     }
     seccomp::sigsys::install_handler().map_err(SandboxError::Sigsys)?;
+    fix_malloc_arenas();
     // Looked up once, before anything is confined.
     let _ = net::nft::nft_path();
     devices::sandbox::set_worker_sandbox(enter_worker);
@@ -87,6 +88,20 @@ pub fn cloexec_inherited() {
     };
     if rc != 0 {
         tracing::debug!(error = %io::Error::last_os_error(), "close_range(CLOEXEC) failed");
+    }
+}
+
+/// glibc's malloc counts the CPUs (opening /sys/devices/system/cpu/online)
+/// the first time a thread needs a new arena past the eighth, which can be
+/// a confined thread that may not open files; a fixed arena limit, set
+/// before any filter, means it never counts. Eight per CPU is glibc's own
+/// default limit.
+fn fix_malloc_arenas() {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let arenas = libc::c_int::try_from(cpus.saturating_mul(8)).unwrap_or(libc::c_int::MAX);
+    // SAFETY: mallopt takes two integers; M_ARENA_MAX only sets a limit.
+    if unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) } != 1 {
+        tracing::debug!("mallopt(M_ARENA_MAX) failed");
     }
 }
 

@@ -98,7 +98,11 @@ fn report(class: Option<ThreadClass>, name: &[u8; 16], nr: i64) -> Line {
     let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
     line.push(name.get(..end).unwrap_or(&[]));
     line.push(b" (");
-    line.push(class.map_or("unsandboxed", ThreadClass::name).as_bytes());
+    line.push(
+        class
+            .map_or("not sandboxed yet: its parent's filter", ThreadClass::name)
+            .as_bytes(),
+    );
     line.push(b") made system call ");
     line.push(syscall_name(nr).unwrap_or("unknown").as_bytes());
     line.push(b" (");
