@@ -90,7 +90,7 @@ fn check_tap_fd_duplicates(inputs: &HostInputs<'_>, errors: &mut Vec<FieldError>
             match seen_fds.iter().find(|(f, _)| *f == fd) {
                 Some((_, first)) => errors.push(FieldError::new(
                     &at,
-                    &fd.to_string(),
+                    fd.to_string(),
                     if *first == name.as_str() {
                         format!("names descriptor {fd} twice; each queue pair needs its own tap queue")
                     } else {

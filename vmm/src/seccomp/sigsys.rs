@@ -120,10 +120,14 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut l
     if code != SYS_SECCOMP {
         return;
     }
-    // SAFETY: for a seccomp SIGSYS the kernel fills `si_syscall` (an int)
-    // at this offset of the siginfo_t it passed (128 bytes long).
-    let nr =
-        unsafe { std::ptr::read_unaligned(info.cast::<u8>().add(SI_SYSCALL_OFFSET).cast::<i32>()) };
+    // `si_syscall` (an int) at this offset of the 128-byte siginfo_t the
+    // kernel passed, which it fills for a seccomp SIGSYS.
+    let at = info
+        .cast::<u8>()
+        .wrapping_add(SI_SYSCALL_OFFSET)
+        .cast::<i32>();
+    // SAFETY: `at` points inside the live siginfo_t (see above).
+    let nr = unsafe { std::ptr::read_unaligned(at) };
     let (class, name) = THREAD.with(Cell::get);
     let line = report(class, &name, i64::from(nr));
     let bytes = line.buf.get(..line.len).unwrap_or(&[]);
