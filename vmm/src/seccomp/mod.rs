@@ -289,6 +289,7 @@ mod tests {
                 libc::SYS_openat,
                 libc::SYS_socket,
                 libc::SYS_ptrace,
+                libc::SYS_ioctl,
             ] {
                 assert!(!r.allows(nr), "{class} allows {nr}");
             }

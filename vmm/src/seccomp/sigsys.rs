@@ -154,7 +154,9 @@ mod tests {
         let line = report(None, &[0; 16], 9999);
         let text = std::str::from_utf8(&line.buf[..line.len]).unwrap();
         assert!(
-            text.contains("(unsandboxed) made system call unknown (9999)"),
+            text.contains(
+                "(not sandboxed yet: its parent's filter) made system call unknown (9999)"
+            ),
             "{text}"
         );
     }

@@ -12,13 +12,19 @@ pub(super) fn rules() -> Rules {
         .merge(base::spawn_threads())
         .merge(base::event_loop())
         .allow(&[
-            // KVM_RUN, KVM_IRQFD/IOEVENTFD and MSI routing on activation,
-            // TUNSETOFFLOAD when the guest negotiates offloads.
+            // Seen on a masquerade boot: KVM_RUN; KVM_IRQFD and
+            // KVM_SET_GSI_ROUTING (MSI-X vectors the guest programs);
+            // TUNSETOFFLOAD (activation). VFIO_DEVICE_SET_IRQS for a
+            // passthrough device's MSI/MSI-X. Not filtered by request yet.
             libc::SYS_ioctl,
             // e1000 transmit to the tap (datagram backends too).
             libc::SYS_sendto,
             libc::SYS_sendmsg,
             // The kick signal between vCPUs (pause).
             libc::SYS_tgkill,
+            // A passthrough (VFIO) device's trapped config space and BAR
+            // pages are read and written with pread/pwrite on its fd.
+            libc::SYS_pread64,
+            libc::SYS_pwrite64,
         ])
 }
