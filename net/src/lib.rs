@@ -22,6 +22,7 @@
 
 pub mod binding;
 pub mod budget;
+pub mod contained;
 pub mod dhcp;
 pub mod netlink;
 pub mod nft;

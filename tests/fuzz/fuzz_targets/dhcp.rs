@@ -39,7 +39,7 @@ fn v6() -> Dhcp6Server {
     })
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: petrel_fuzz::contain_decoder_panics(), |data: &[u8]| {
     let _ = v4().handle(data);
     let _ = v6().handle(data);
     let _ = net::ra::is_router_solicitation(data);
