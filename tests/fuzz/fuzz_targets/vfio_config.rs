@@ -28,7 +28,11 @@ struct Device {
 impl VfioOps for Device {
     fn region(&self, index: u32) -> Option<RegionInfo> {
         match index {
-            CONFIG_REGION => Some(RegionInfo { size: 256, mmap: false, sparse: None }),
+            CONFIG_REGION => Some(RegionInfo {
+                size: 256,
+                mmap: false,
+                sparse: None,
+            }),
             i => self.bars.get(i as usize).cloned().flatten(),
         }
     }
@@ -39,7 +43,12 @@ impl VfioOps for Device {
             if let Some(src) = c.get(off..off.saturating_add(data.len())) {
                 data.copy_from_slice(src);
             }
-        } else if let Some(bar) = self.bar_data.lock().unwrap_or_else(|e| e.into_inner()).get(index as usize) {
+        } else if let Some(bar) = self
+            .bar_data
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(index as usize)
+        {
             if let Some(src) = bar.get(off..off.saturating_add(data.len())) {
                 data.copy_from_slice(src);
             }
@@ -52,7 +61,12 @@ impl VfioOps for Device {
             if let Some(dst) = c.get_mut(off..off.saturating_add(data.len())) {
                 dst.copy_from_slice(data);
             }
-        } else if let Some(bar) = self.bar_data.lock().unwrap_or_else(|e| e.into_inner()).get_mut(index as usize) {
+        } else if let Some(bar) = self
+            .bar_data
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(index as usize)
+        {
             if let Some(dst) = bar.get_mut(off..off.saturating_add(data.len())) {
                 dst.copy_from_slice(data);
             }
@@ -95,11 +109,24 @@ fn device(input: &mut Input<'_>) -> Device {
             continue;
         }
         let size = 1u64 << (4 + (b >> 1) % 12);
-        bars.push(Some(RegionInfo { size, mmap: b & 0x80 != 0, sparse: None }));
+        bars.push(Some(RegionInfo {
+            size,
+            mmap: b & 0x80 != 0,
+            sparse: None,
+        }));
         bar_data.push(vec![0u8; size as usize]);
     }
-    let irqs = [u32::from(input.u8() % 2), u32::from(input.u8() % 33), u32::from(input.u16() % 2049)];
-    Device { config: Mutex::new(config), bars, bar_data: Mutex::new(bar_data), irqs }
+    let irqs = [
+        u32::from(input.u8() % 2),
+        u32::from(input.u8() % 33),
+        u32::from(input.u16() % 2049),
+    ];
+    Device {
+        config: Mutex::new(config),
+        bars,
+        bar_data: Mutex::new(bar_data),
+        irqs,
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -114,8 +141,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let irqs = VfioInterrupts {
-        msix: probe.msix.map(|m| Arc::new(Vectors::new(m.table_size.min(2048))) as _),
-        msi: probe.msi.map(|m| Arc::new(Vectors::new(u16::from(m.max_vectors))) as _),
+        msix: probe
+            .msix
+            .map(|m| Arc::new(Vectors::new(m.table_size.min(2048))) as _),
+        msi: probe
+            .msi
+            .map(|m| Arc::new(Vectors::new(u16::from(m.max_vectors))) as _),
         intx: None,
     };
     let Ok(mut dev) = VfioPciDevice::new("fuzz".into(), ops.clone(), probe, bars, irqs) else {

@@ -34,7 +34,9 @@ fuzz_target!(|data: &[u8]| {
         max_pairs,
         Arc::new(Mutex::new(CtrlState::default())),
     ));
-    let wakers = (0..max_pairs).filter_map(|_| waker.try_clone().ok()).collect();
+    let wakers = (0..max_pairs)
+        .filter_map(|_| waker.try_clone().ok())
+        .collect();
     let mut ctrl = CtrlQueue::new(ctx, ring.queue(input.bool()), 2 * max_pairs, wakers);
     for _ in 0..32 {
         if input.is_empty() {
@@ -64,8 +66,13 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             1 => {
-                let (i, addr, len, fl, next) =
-                    (input.u16(), input.u64(), input.u32(), input.u16(), input.u16());
+                let (i, addr, len, fl, next) = (
+                    input.u16(),
+                    input.u64(),
+                    input.u32(),
+                    input.u16(),
+                    input.u16(),
+                );
                 ring.set_desc(i % size, addr, len, fl, next);
             }
             2 => ring.set_avail_idx(input.u16()),

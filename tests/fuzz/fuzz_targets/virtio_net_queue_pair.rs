@@ -52,8 +52,13 @@ fuzz_target!(|data: &[u8]| {
             // A descriptor as the driver would write it.
             1 => {
                 let ring = if input.bool() { &rx } else { &tx };
-                let (i, addr, len, fl, next) =
-                    (input.u16(), input.u64(), input.u32(), input.u16(), input.u16());
+                let (i, addr, len, fl, next) = (
+                    input.u16(),
+                    input.u64(),
+                    input.u32(),
+                    input.u16(),
+                    input.u16(),
+                );
                 ring.set_desc(i % size, addr, len, fl, next);
             }
             // A well-formed chain in the buffer area.
@@ -73,7 +78,11 @@ fuzz_target!(|data: &[u8]| {
             // A raw avail index (past the ring, backwards, ...).
             3 => {
                 let idx = input.u16();
-                if input.bool() { rx.set_avail_idx(idx) } else { tx.set_avail_idx(idx) }
+                if input.bool() {
+                    rx.set_avail_idx(idx)
+                } else {
+                    tx.set_avail_idx(idx)
+                }
             }
             4 => {
                 let _ = qp.process_tx();
@@ -90,7 +99,11 @@ fuzz_target!(|data: &[u8]| {
             }
             _ => {
                 let idx = input.u16();
-                if input.bool() { rx.set_used_event(idx) } else { tx.set_used_event(idx) }
+                if input.bool() {
+                    rx.set_used_event(idx)
+                } else {
+                    tx.set_used_event(idx)
+                }
             }
         }
         // What the device sent, so the backend never fills.

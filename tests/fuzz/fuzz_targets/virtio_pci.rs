@@ -46,7 +46,10 @@ impl VirtioDevice for Device {
     }
     fn write_config(&mut self, offset: u64, data: &[u8]) {
         for (i, b) in data.iter().enumerate() {
-            if let Some(slot) = usize::try_from(offset).ok().and_then(|o| self.config.get_mut(o + i)) {
+            if let Some(slot) = usize::try_from(offset)
+                .ok()
+                .and_then(|o| self.config.get_mut(o + i))
+            {
                 *slot = *b;
             }
         }
