@@ -5,7 +5,7 @@ CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 EXAMPLE ?= resources/examples/vmi-guestkit.yaml
 
-.PHONY: setup build run run-plain test lint unit integration bench image
+.PHONY: setup build run run-plain test lint unit integration bench image fuzz
 
 setup:
 	resources/scripts/setup.sh
@@ -38,3 +38,8 @@ bench: setup
 	$(CARGO) build --locked --release -p vmm
 	resources/scripts/bench-boot.sh
 	resources/scripts/bench-net.sh
+
+# Coverage-guided fuzzing (libFuzzer, nightly): each target for FUZZ_SECONDS
+# (default 45 s; 7 targets). Not part of `make test`.
+fuzz:
+	resources/scripts/fuzz.sh

@@ -11,6 +11,7 @@ pub mod legacy;
 pub mod pause;
 pub mod pci;
 pub mod rate_limit;
+pub mod sandbox;
 pub mod vfio;
 pub mod virtio;
 pub mod worker;

@@ -13,7 +13,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
 struct Inner {
     paused: AtomicBool,
@@ -36,7 +36,7 @@ impl PauseGate {
     pub fn new() -> io::Result<Self> {
         Ok(Self(Arc::new(Inner {
             paused: AtomicBool::new(false),
-            resumed: EventFd::new(EFD_NONBLOCK)?,
+            resumed: EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC)?,
         })))
     }
 

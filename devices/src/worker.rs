@@ -5,8 +5,8 @@
 //! explicit [`Worker::stop`] hands the handler, with everything it owned
 //! (queue pair, backend), back.
 //!
-//! Start order on the thread: set affinity, set up the event loop, report
-//! ready, then loop until the kill eventfd fires or the handler says it is
+//! Start order on the thread: set affinity, set up the event loop, confine
+//! the thread (the VMM's [`crate::sandbox`] hook), report ready, then loop until the kill eventfd fires or the handler says it is
 //! done. `spawn` returns only once the thread is ready, so a failed start
 //! is an error at the call site and the handler comes back with it.
 
@@ -17,14 +17,18 @@ use std::thread::{self, JoinHandle};
 
 use event_manager::{EventManager, EventOps, EventSet, Events, MutEventSubscriber, SubscriberOps};
 use tracing::{error, info};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
 use crate::affinity::pin_current_thread;
 use crate::pause::PauseGate;
+use crate::sandbox::{self, WorkerKind};
 
 /// What a [`Worker`] runs: an event-manager subscriber that may end its
 /// own loop (e.g. when it could not register its fds).
 pub trait WorkerHandler: MutEventSubscriber + Send + 'static {
+    /// Which worker this is, for its sandbox (see [`crate::sandbox`]).
+    const KIND: WorkerKind;
+
     /// True once the loop must end; the worker then returns the handler.
     fn stopped(&self) -> bool {
         false
@@ -159,7 +163,7 @@ impl<H: WorkerHandler> Drop for Worker<H> {
 
 /// A non-blocking eventfd and a second handle on it.
 fn kill_pair() -> io::Result<(EventFd, EventFd)> {
-    let kill = EventFd::new(EFD_NONBLOCK)?;
+    let kill = EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC)?;
     let copy = kill.try_clone()?;
     Ok((kill, copy))
 }
@@ -234,6 +238,11 @@ fn run<H: WorkerHandler>(
         killed: false,
         gate,
     });
+    // Confined after its setup, before its first event.
+    if let Err(e) = sandbox::confine(H::KIND) {
+        let _ = ready_tx.send(Err(e));
+        return em.remove_subscriber(id).ok().map(|s| s.handler);
+    }
     let _ = ready_tx.send(Ok(()));
     loop {
         match em.subscriber_mut(id) {

@@ -23,6 +23,8 @@
 #![cfg_attr(test, allow(clippy::too_many_lines))]
 
 pub mod binding;
+pub mod budget;
+pub mod contained;
 pub mod dhcp;
 pub mod netlink;
 pub mod nft;

@@ -64,12 +64,40 @@
 
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 
-/// Name of the nft binary [`apply`] runs, looked up in `PATH`.
+/// Name of the nft binary, for messages.
 pub const NFT_BIN: &str = "nft";
+
+/// Where Debian (and petrel's image) installs nft.
+const NFT_DEFAULT: &str = "/usr/sbin/nft";
+
+/// The nft binary [`apply`] runs, by absolute path: `/usr/sbin/nft`, else
+/// the first `nft` on `PATH`, looked up once (the first call; the VMM
+/// makes it at start) so nothing later can swap the program.
+pub fn nft_path() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| find_nft(Path::new(NFT_DEFAULT), std::env::var_os("PATH")))
+}
+
+/// `default` if it is a file, else the first `nft` file in `path_var`'s
+/// directories, else `default` (running it then fails with its name).
+fn find_nft(default: &Path, path_var: Option<std::ffi::OsString>) -> PathBuf {
+    if default.is_file() {
+        return default.to_path_buf();
+    }
+    path_var
+        .iter()
+        .flat_map(std::env::split_paths)
+        .filter(|d| d.is_absolute())
+        .map(|d| d.join(NFT_BIN))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| default.to_path_buf())
+}
 
 /// Chain names inside the table.
 pub mod chains {
@@ -437,7 +465,7 @@ fn nat(kind: &str, family: &str, addr: IpAddr) -> Value {
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
     /// The `nft` binary could not be started.
-    #[error("cannot run {NFT_BIN}: {0} (is the nftables package installed?)")]
+    #[error("cannot run {path}: {0} (is the nftables package installed?)", path = nft_path().display())]
     Spawn(#[source] io::Error),
     /// Writing the document to `nft` or waiting for it failed.
     #[error("cannot talk to {NFT_BIN}: {0}")]
@@ -463,7 +491,7 @@ pub fn apply(json: &Value) -> Result<(), NftError> {
 
 /// Runs `nft args...`, optionally with `stdin`, and returns its stdout.
 pub(crate) fn run_nft(args: &[&str], stdin: Option<&[u8]>) -> Result<String, NftError> {
-    let mut child = Command::new(NFT_BIN)
+    let mut child = Command::new(nft_path())
         .args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -493,6 +521,20 @@ pub(crate) fn run_nft(args: &[&str], stdin: Option<&[u8]>) -> Result<String, Nft
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nft_is_found_by_absolute_path() {
+        let dir = std::env::temp_dir().join(format!("petrel-nft-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("nft"), b"").unwrap();
+        let missing = Path::new("/nonexistent/nft");
+        let path = std::env::join_paths(["relative/dir".into(), dir.clone()]).unwrap();
+        assert_eq!(find_nft(missing, Some(path)), dir.join("nft"));
+        assert_eq!(find_nft(missing, None), missing);
+        assert_eq!(find_nft(&dir.join("nft"), None), dir.join("nft"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(nft_path().is_absolute());
+    }
 
     #[test]
     fn protocol_names() {

@@ -23,8 +23,9 @@
 use std::io;
 use std::net::{Ipv6Addr, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::budget::{RaRateLimit, MAX_DATAGRAMS_PER_WAKEUP};
 use crate::sys;
 
 /// ICMPv6 Router Solicitation (RFC 4861 §4.1).
@@ -143,6 +144,9 @@ pub struct RaCounters {
     pub dropped: u64,
     /// Advertisements that could not be sent.
     pub send_errors: u64,
+    /// Solicitations inside MIN_DELAY_BETWEEN_RAS of the last
+    /// advertisement: answered when the window ends.
+    pub rate_limited: u64,
 }
 
 /// A non-blocking raw ICMPv6 socket advertising the host as router on one
@@ -163,6 +167,9 @@ pub struct RaSocket {
     ifindex: u32,
     ra: Vec<u8>,
     counters: RaCounters,
+    limit: RaRateLimit,
+    /// A rate-limited solicitation is waiting for its advertisement.
+    reply_owed: bool,
 }
 
 impl RaSocket {
@@ -227,6 +234,8 @@ impl RaSocket {
             ifindex,
             ra: router_advertisement(mac, mtu, prefix, prefix_len),
             counters: RaCounters::default(),
+            limit: RaRateLimit::default(),
+            reply_owed: false,
         })
     }
 
@@ -248,6 +257,8 @@ impl RaSocket {
     /// Multicasts the advertisement to all nodes (`ff02::1`) on the link.
     pub fn send_ra(&mut self) -> io::Result<()> {
         let dest = SocketAddrV6::new(ALL_NODES, 0, 0, self.ifindex);
+        self.limit.sent(Instant::now());
+        self.reply_owed = false;
         match sys::send_to6(self.fd.as_fd(), &self.ra, &dest) {
             Ok(()) => {
                 self.counters.advertisements += 1;
@@ -260,15 +271,32 @@ impl RaSocket {
         }
     }
 
-    /// Reads every pending message and answers each Router Solicitation
-    /// with a multicast advertisement (RFC 4861 §6.2.6 allows either; the
-    /// multicast needs no neighbour resolution); returns once the socket
-    /// would block. Failing to send is logged; failing to receive is
-    /// returned.
+    /// Whether a multicast advertisement may go out now (RFC 4861's
+    /// MIN_DELAY_BETWEEN_RAS), else how long until it may.
+    pub fn may_send(&self) -> Result<(), Duration> {
+        self.limit.check(Instant::now())
+    }
+
+    /// When the advertisement owed to a rate-limited solicitation may go
+    /// out; the caller's timer then sends it with [`RaSocket::send_ra`].
+    pub fn owed_reply_in(&self) -> Option<Duration> {
+        self.reply_owed
+            .then(|| self.may_send().err().unwrap_or(Duration::ZERO))
+    }
+
+    /// Reads the pending messages (at most [`MAX_DATAGRAMS_PER_WAKEUP`])
+    /// and answers Router Solicitations with a multicast advertisement
+    /// (RFC 4861 §6.2.6 allows either; the multicast needs no neighbour
+    /// resolution), at most one per MIN_DELAY_BETWEEN_RAS: a solicitation
+    /// inside that window is owed its answer ([`RaSocket::owed_reply_in`]).
+    /// Failing to send is logged; failing to receive is returned.
     pub fn handle_readable(&mut self) -> io::Result<()> {
         let mut buf = [0u8; RECV_BUF_LEN];
-        while let Some((len, src)) = sys::recv_next(|| sys::recv_from6(self.fd.as_fd(), &mut buf))?
-        {
+        for _ in 0..MAX_DATAGRAMS_PER_WAKEUP {
+            let Some((len, src)) = sys::recv_next(|| sys::recv_from6(self.fd.as_fd(), &mut buf))?
+            else {
+                break;
+            };
             let msg = buf.get(..len).unwrap_or(&[]);
             if !is_router_solicitation(msg) {
                 self.counters.dropped += 1;
@@ -276,6 +304,11 @@ impl RaSocket {
                 continue;
             }
             self.counters.solicitations += 1;
+            if self.may_send().is_err() {
+                self.counters.rate_limited += 1;
+                self.reply_owed = true;
+                continue;
+            }
             if let Err(e) = self.send_ra() {
                 tracing::warn!(iface = %self.iface, error = %e, "cannot send router advertisement");
             }
@@ -531,6 +564,15 @@ mod tests {
                 ra_sock.handle_readable().unwrap();
                 std::thread::sleep(Duration::from_millis(10));
             }
+            // Inside MIN_DELAY_BETWEEN_RAS of the unsolicited one: owed,
+            // and sent when the window ends (the service's timer does it).
+            assert_eq!(ra_sock.counters().rate_limited, 1);
+            let due = ra_sock.owed_reply_in().expect("an answer is owed");
+            assert!(due <= crate::budget::MIN_DELAY_BETWEEN_RAS, "{due:?}");
+            std::thread::sleep(due);
+            assert_eq!(ra_sock.may_send(), Ok(()));
+            ra_sock.send_ra().unwrap();
+            assert_eq!(ra_sock.owed_reply_in(), None);
             let (_, _, dst, _) = next_ra(&mut tap, "solicited");
             assert_eq!(dst, ALL_NODES);
             assert_eq!(ra_sock.counters().advertisements, 2);

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use devices::acpi::{AcpiPm, PmEvents, PowerButton, ACPI_PM_LEN, ACPI_PM_PORT, GED_GSI};
 use devices::legacy::EventFdTrigger;
 use vm_memory::{GuestAddress, GuestMemoryMmap};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
 use crate::exit::{ExitReason, ExitSignal};
 use crate::pci_setup::{PCI_IO_SIZE, PCI_IO_START};
@@ -32,7 +32,7 @@ pub fn add_devices(vm: &mut Vm, exit: &Arc<ExitSignal>) -> Result<Arc<PowerButto
     let pm = AcpiPm::new(Box::new(ExitPm(exit.clone())));
     vm.pio
         .insert(Arc::new(Mutex::new(pm)), ACPI_PM_PORT, ACPI_PM_LEN)?;
-    let evt = EventFd::new(EFD_NONBLOCK).map_err(VmError::EventFd)?;
+    let evt = EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VmError::EventFd)?;
     vm.fd
         .register_irqfd(&evt, GED_GSI)
         .map_err(|source| VmError::Kvm {

@@ -11,6 +11,7 @@ use tracing::warn;
 use vmm_sys_util::terminal::Terminal;
 
 use crate::console_socket::ConsoleSocket;
+use crate::console_writer::ConsoleWriter;
 
 const PANIC_BANNER: &str = "Kernel panic - not syncing";
 const LINE_MAX: usize = 512;
@@ -114,27 +115,51 @@ impl ConsoleTarget {
     }
 }
 
-type Opened = (Box<dyn Write + Send>, Option<ConsoleSocket>);
+/// The opened console: what the serial port writes to, the socket the
+/// control loop serves (for `socket:PATH`), and the writer thread behind
+/// stdout or the file (see [`crate::console_writer`]).
+pub struct Opened {
+    pub out: Box<dyn Write + Send>,
+    pub socket: Option<ConsoleSocket>,
+    pub writer: ConsoleWriter,
+}
 
-/// Opens the console's output; a file is appended to, a socket bound (the
-/// control loop serves it).
-pub fn open(target: &ConsoleTarget) -> Result<Opened, (PathBuf, io::Error)> {
+/// Opens the console's output; a file is appended to (at most `file_cap`
+/// bytes), a socket bound (the control loop serves it).
+pub fn open(target: &ConsoleTarget, file_cap: Option<u64>) -> Result<Opened, (PathBuf, io::Error)> {
+    let stdout_writer = || ConsoleWriter::spawn(Box::new(io::stdout()), None);
     Ok(match target {
-        ConsoleTarget::Stdout => (Box::new(io::stdout()), None),
-        ConsoleTarget::File(path) => (
-            Box::new(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|e| (path.clone(), e))?,
-            ),
-            None,
-        ),
+        ConsoleTarget::Stdout => {
+            let (sink, writer) = stdout_writer().map_err(|e| (PathBuf::from("stdout"), e))?;
+            Opened {
+                out: Box::new(sink),
+                socket: None,
+                writer,
+            }
+        }
+        ConsoleTarget::File(path) => {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| (path.clone(), e))?;
+            let (sink, writer) =
+                ConsoleWriter::spawn(Box::new(file), file_cap).map_err(|e| (path.clone(), e))?;
+            Opened {
+                out: Box::new(sink),
+                socket: None,
+                writer,
+            }
+        }
         ConsoleTarget::Socket(path) => {
+            let (sink, writer) = stdout_writer().map_err(|e| (path.clone(), e))?;
             let (sock, out) =
-                ConsoleSocket::bind(path, Box::new(io::stdout())).map_err(|e| (path.clone(), e))?;
-            (Box::new(out), Some(sock))
+                ConsoleSocket::bind(path, Box::new(sink)).map_err(|e| (path.clone(), e))?;
+            Opened {
+                out: Box::new(out),
+                socket: Some(sock),
+                writer,
+            }
         }
     })
 }

@@ -55,6 +55,8 @@ pub enum VmmError {
     Api(#[from] crate::api::ApiError),
     #[error("cannot create the device pause gate")]
     PauseGate(#[source] std::io::Error),
+    #[error("cannot sandbox petrel")]
+    Sandbox(#[from] crate::sandbox::SandboxError),
     #[error("cannot write the ACPI tables")]
     Acpi(#[source] arch::AcpiError),
     #[error("cannot reset the VM for a reboot")]

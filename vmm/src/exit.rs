@@ -4,7 +4,7 @@
 
 use std::sync::Mutex;
 
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExitReason {
@@ -36,6 +36,8 @@ pub enum ExitReason {
     ApiShutdown,
     /// The passt process of NIC `nic` exited while the guest ran.
     NetworkHelperExited { nic: String, status: String },
+    /// A petrel thread panicked ([`crate::panic_hook`]).
+    ThreadPanicked { thread: String },
 }
 
 impl ExitReason {
@@ -92,6 +94,7 @@ impl std::fmt::Display for ExitReason {
             ),
             ExitReason::VcpuFailed { vcpu, error } => write!(f, "vCPU {vcpu}: {error}"),
             ExitReason::ApiShutdown => write!(f, "shut down through the API"),
+            ExitReason::ThreadPanicked { thread } => write!(f, "petrel's thread {thread} panicked"),
         }
     }
 }
@@ -104,7 +107,7 @@ pub struct ExitSignal {
 impl ExitSignal {
     pub fn new() -> std::io::Result<Self> {
         Ok(Self {
-            evt: EventFd::new(EFD_NONBLOCK)?,
+            evt: EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC)?,
             reason: Mutex::new(None),
         })
     }

@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
 use crate::irq::{GsiRouting, IrqError};
 
@@ -24,8 +24,8 @@ pub struct KvmIntx {
 
 impl KvmIntx {
     pub fn new(routing: &GsiRouting, gsi: u32) -> Result<Arc<Self>, IrqError> {
-        let trigger = EventFd::new(EFD_NONBLOCK).map_err(IrqError::EventFd)?;
-        let resample = EventFd::new(EFD_NONBLOCK).map_err(IrqError::EventFd)?;
+        let trigger = EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(IrqError::EventFd)?;
+        let resample = EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(IrqError::EventFd)?;
         routing
             .vm()
             .register_irqfd_with_resample(&trigger, &resample, gsi)

@@ -11,8 +11,8 @@ use vmm::api::ApiOptions;
 use vmm::host::{self, HostInputs, HostPlan, SysHost};
 use vmm::plan::{self, Overrides};
 use vmm::{
-    spec, spec_input, BootProtocol, ConsoleTarget, OnGuestReset, RunOptions, Vmm, VmmConfig,
-    VmmError,
+    spec, spec_input, BootProtocol, ConsoleTarget, OnGuestReset, RunOptions, SeccompMode, Vmm,
+    VmmConfig, VmmError,
 };
 
 #[derive(Parser)]
@@ -103,6 +103,10 @@ struct RunArgs {
     /// also goes to stdout).
     #[arg(long, default_value = "stdout")]
     console: String,
+    /// A console file stops growing at this many bytes, with a note as
+    /// its last line (0: no cap).
+    #[arg(long, value_name = "BYTES", default_value_t = vmm::console_writer::DEFAULT_FILE_CAP)]
+    console_file_cap: u64,
     /// What a guest reboot does: `exit` ends the run (exit 0), `restart`
     /// resets the VM in this process and boots again, networking kept.
     #[arg(long, value_enum, default_value_t = OnGuestReset::Exit)]
@@ -114,6 +118,11 @@ struct RunArgs {
     /// petrel's CPU set (for dedicated CPUs); by default they float.
     #[arg(long)]
     pin_vcpus: bool,
+    /// seccomp filters per thread: `enforce` stops petrel (exit 1) on a
+    /// system call outside the thread's allow-list, naming it; `log`
+    /// lets it through and the kernel logs it; `off` installs none.
+    #[arg(long, value_enum, default_value_t = SeccompMode::Enforce)]
+    seccomp: SeccompMode,
     #[command(flatten)]
     host_args: HostArgs,
     /// Where `net-setup` left its record of the pod network
@@ -383,9 +392,11 @@ fn run(args: RunArgs, start: Instant) -> Result<Option<vmm::ExitReason>, Failed>
         api,
         boot,
         console,
+        console_file_cap,
         boot_protocol,
         pin_vcpus,
         on_guest_reset,
+        seccomp,
         host_args,
         run_dir,
     } = args;
@@ -402,12 +413,20 @@ fn run(args: RunArgs, start: Instant) -> Result<Option<vmm::ExitReason>, Failed>
         extra_pci: Vec::new(),
         api,
         on_guest_reset,
+        seccomp,
+        console_file_cap: (console_file_cap > 0).then_some(console_file_cap),
     };
     let vmm = Vmm::try_from(VmmConfig { plan, host, opts })?;
     Ok(Some(vmm.run()?))
 }
 
 fn main() -> ExitCode {
+    // A panic on the main thread has unwound through the VM's teardown by
+    // now, and the panic hook has said which thread and why: exit 1.
+    std::panic::catch_unwind(petrel).unwrap_or(ExitCode::from(1))
+}
+
+fn petrel() -> ExitCode {
     let start = Instant::now();
     let cli = Cli::parse();
     init_logging(cli.log_format);

@@ -7,7 +7,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 
 use devices::pci::{MsiMessage, MsiVectors};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
 use crate::irq::{GsiRouting, IrqError};
 
@@ -26,7 +26,7 @@ impl KvmMsiVectors {
         let mut vectors = Vec::with_capacity(usize::from(count));
         for _ in 0..count {
             let gsi = routing.allocate_gsi()?;
-            let evt = EventFd::new(EFD_NONBLOCK).map_err(IrqError::EventFd)?;
+            let evt = EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(IrqError::EventFd)?;
             vectors.push((gsi, evt));
         }
         let attached = Mutex::new(vec![false; vectors.len()]);

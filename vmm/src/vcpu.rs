@@ -274,6 +274,13 @@ fn spawn(
                     Err(e) => warn!(host_cpu = cpu, error = %e, "cannot pin the vCPU thread"),
                 }
             }
+            if let Err(e) = crate::sandbox::enter(crate::seccomp::ThreadClass::Vcpu) {
+                shared.exit.request(ExitReason::VcpuFailed {
+                    vcpu: id,
+                    error: format!("cannot sandbox the vCPU thread: {}", error_chain(&e)),
+                });
+                return vcpu;
+            }
             // A kick that stopped an earlier run may have left it set.
             vcpu.set_kvm_immediate_exit(0);
             IMMEDIATE_EXIT.with(|c| c.set(&mut vcpu.get_kvm_run().immediate_exit));
@@ -286,6 +293,17 @@ fn spawn(
             vcpu
         })
         .map_err(VcpuError::Spawn)
+}
+
+/// An error and its causes on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    msg
 }
 
 /// What the run loop does after one KVM_RUN.

@@ -17,7 +17,7 @@ use kvm_bindings::{kvm_create_device, kvm_device_type_KVM_DEV_TYPE_VFIO};
 use tracing::info;
 use vfio_bindings::bindings::vfio::VFIO_REGION_INFO_FLAG_MMAP;
 use vfio_ioctls::{VfioContainer, VfioDevice, VfioDeviceFd, VfioRegionInfoCap};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
 use crate::msi::KvmMsiVectors;
 use crate::vm::Vm;
@@ -336,8 +336,10 @@ pub fn attach_ops(
     };
     let (intx, intx_gsi) = match (probe.intx_pin, place.intx_gsi) {
         (1..=4, Some(gsi)) => {
-            let trigger = EventFd::new(EFD_NONBLOCK).map_err(VfioAttachError::EventFd)?;
-            let resample = EventFd::new(EFD_NONBLOCK).map_err(VfioAttachError::EventFd)?;
+            let trigger =
+                EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VfioAttachError::EventFd)?;
+            let resample =
+                EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VfioAttachError::EventFd)?;
             vm.fd
                 .register_irqfd_with_resample(&trigger, &resample, gsi)
                 .map_err(|e| irq(crate::irq::IrqError::SetRouting(e)))?;

@@ -13,7 +13,7 @@ use devices::Bus;
 use kvm_bindings::{kvm_pit_config, CpuId, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::GuestMemoryMmap;
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
 use crate::irq::{GsiRouting, IrqError};
 use crate::memory::{self, MemoryError};
@@ -119,7 +119,7 @@ impl Vm {
         let mem = memory::create_guest_memory(mem_bytes)?;
         memory::register_with_kvm(&fd, &mem)?;
 
-        let serial_evt = EventFd::new(EFD_NONBLOCK).map_err(VmError::EventFd)?;
+        let serial_evt = EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VmError::EventFd)?;
         fd.register_irqfd(&serial_evt, SERIAL_COM1_IRQ)
             .map_err(kvm_op("KVM_IRQFD (COM1)"))?;
         let serial = Arc::new(Mutex::new(Serial::new(

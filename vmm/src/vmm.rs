@@ -22,6 +22,7 @@ use tracing::info;
 use crate::api::{ApiInputs, ApiOptions, ApiSetup};
 use crate::boot::GuestImage;
 use crate::console::{self, ConsoleOutput, ConsoleTarget, ConsoleWatch, RawStdin};
+use crate::console_writer::ConsoleWriter;
 use crate::control::{Control, GracefulStop};
 use crate::error::VmmError;
 use crate::exit::{ExitReason, ExitSignal};
@@ -31,6 +32,8 @@ use crate::loader::{BootEntry, BootProtocol};
 use crate::pci_setup::PciSetup;
 use crate::plan::VmPlan;
 use crate::reset::{OnGuestReset, PowerOnState};
+use crate::sandbox;
+use crate::seccomp::{SeccompMode, ThreadClass};
 use crate::signals::StopSignals;
 use crate::vcpu::{self, VcpuShared, Vcpus};
 use crate::vm::Vm;
@@ -52,6 +55,10 @@ pub struct RunOptions {
     pub api: ApiOptions,
     /// What a guest reboot does: end the run (default) or boot again.
     pub on_guest_reset: OnGuestReset,
+    /// The threads' seccomp filters (`--seccomp`, default enforce).
+    pub seccomp: SeccompMode,
+    /// Cap on a `--console FILE`'s growth (`None`: no cap).
+    pub console_file_cap: Option<u64>,
 }
 
 /// A PCI device added by the embedding program, after the spec's NICs and
@@ -80,6 +87,9 @@ pub struct Vmm {
     pci: PciSetup,
     /// KVM VM, guest memory, the buses the devices are mapped on.
     vm: Vm,
+    /// The console writer thread: after the serial port (in `vm`), so the
+    /// guest's last output is written before it stops.
+    _console_writer: ConsoleWriter,
     /// The control loop, which owns the pod networks' services: dropped
     /// last, once nothing uses their taps.
     control: Control,
@@ -99,15 +109,22 @@ impl TryFrom<VmmConfig> for Vmm {
     fn try_from(cfg: VmmConfig) -> Result<Self, VmmError> {
         let VmmConfig { plan, host, opts } = cfg;
         let start = opts.start.unwrap_or_else(Instant::now);
+        // Before guest RAM exists: no core dump may ever hold it.
+        sandbox::harden_process(opts.seccomp)?;
         // Before any thread exists, so every thread inherits the blocked mask.
         let signals = StopSignals::block_and_open().map_err(VmmError::Signals)?;
         vcpu::install_kick_handler().map_err(|source| VmmError::Vcpu { id: 0, source })?;
         let kernel = boot_files(&plan)?;
 
         let watch = ConsoleWatch::default();
-        let (out, console_socket) = console::open(&opts.console)
+        let console::Opened {
+            out,
+            socket: console_socket,
+            writer: console_writer,
+        } = console::open(&opts.console, opts.console_file_cap)
             .map_err(|(path, source)| VmmError::Console { path, source })?;
         let exit = Arc::new(ExitSignal::new().map_err(VmmError::ExitEvent)?);
+        crate::panic_hook::install(&exit);
         // Made before the VM, so a failed build drops it after the devices.
         let mut pod = crate::attach::NicServices::default();
         let mut vm = Vm::new(
@@ -160,6 +177,7 @@ impl TryFrom<VmmConfig> for Vmm {
             vcpu_cpus,
             pci,
             vm,
+            _console_writer: console_writer,
             lifecycle: Lifecycle::new(exit, button),
             control,
             watch,
@@ -262,6 +280,10 @@ impl Vmm {
         if raw.is_some() {
             self.control.watch_stdin(self.vm.serial.clone());
         }
+        // Set up: from here on the control thread is confined, and the
+        // vCPU threads it starts inherit its filter under their own.
+        sandbox::cloexec_inherited();
+        sandbox::enter(ThreadClass::Control)?;
         let outcome = loop {
             let outcome = self
                 .start_vcpus()

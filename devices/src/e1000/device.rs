@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use net_backend::{FrameBackend, Offloads};
 use vm_memory::GuestMemoryMmap;
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
 use super::reg_file::{Action, Shared};
 use super::regs::{self, ctrl, icr, tctl};
@@ -117,7 +117,7 @@ impl E1000 {
             .map_err(E1000Error::Offloads)?;
         let backend: Arc<Mutex<Box<dyn FrameBackend>>> = Arc::new(Mutex::new(backend));
         let shared = Arc::new(Shared::new(mac, irq));
-        let rx_kick = EventFd::new(EFD_NONBLOCK).map_err(E1000Error::EventFd)?;
+        let rx_kick = EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(E1000Error::EventFd)?;
         let handler = RxHandler::new(
             id.clone(),
             shared.clone(),

@@ -222,6 +222,8 @@ fn complete_frame(buf: &mut [u8]) -> bool {
 }
 
 impl WorkerHandler for RxHandler {
+    const KIND: crate::sandbox::WorkerKind = crate::sandbox::WorkerKind::E1000Rx;
+
     /// The kick eventfd could not be registered.
     fn stopped(&self) -> bool {
         self.stopped

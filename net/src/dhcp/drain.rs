@@ -4,6 +4,7 @@
 use std::fmt::Debug;
 use std::net::{SocketAddr, UdpSocket};
 
+use crate::budget::MAX_DATAGRAMS_PER_WAKEUP;
 use crate::sys;
 
 /// Large enough for any DHCP or DHCPv6 message a client sends (they are
@@ -24,10 +25,11 @@ pub(crate) enum Answer<R> {
     Ignore(R),
 }
 
-/// Reads every pending datagram on the non-blocking `socket`, passes each
-/// with its source to `answer` and sends the reply it returns; returns once
-/// the socket would block. `proto` ("DHCP", "DHCPv6") names the protocol in
-/// logs.
+/// Reads the pending datagrams on the non-blocking `socket`, at most
+/// [`MAX_DATAGRAMS_PER_WAKEUP`], passes each with its source to `answer`
+/// and sends the reply it returns; returns once the socket would block or
+/// the budget is spent (the level-triggered socket wakes the loop again
+/// for the rest). `proto` ("DHCP", "DHCPv6") names the protocol in logs.
 ///
 /// Failing to send a reply is logged and does not stop the loop (clients
 /// retransmit); failing to receive is returned.
@@ -38,7 +40,10 @@ pub(crate) fn serve_pending<R: Debug>(
     mut answer: impl FnMut(&[u8], SocketAddr) -> Answer<R>,
 ) -> std::io::Result<()> {
     let mut buf = [0u8; RECV_BUF_LEN];
-    while let Some((len, src)) = sys::recv_next(|| socket.recv_from(&mut buf))? {
+    for _ in 0..MAX_DATAGRAMS_PER_WAKEUP {
+        let Some((len, src)) = sys::recv_next(|| socket.recv_from(&mut buf))? else {
+            break;
+        };
         let packet = buf.get(..len).unwrap_or(&[]);
         match answer(packet, src) {
             Answer::Reply { packet, dest } => {
@@ -52,4 +57,63 @@ pub(crate) fn serve_pending<R: Debug>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A flood of datagrams is served a budget at a time; every one is
+    /// served in the end, and nothing is left.
+    #[test]
+    fn a_flood_is_served_a_budget_per_wakeup() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        server.set_nonblocking(true).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let flood = 3 * MAX_DATAGRAMS_PER_WAKEUP + 5;
+        for i in 0..flood {
+            client
+                .send_to(&[i as u8; 300], server.local_addr().unwrap())
+                .unwrap();
+        }
+        let mut per_wakeup = Vec::new();
+        loop {
+            let mut n = 0;
+            serve_pending(&server, "lo", "DHCP", |_, _| {
+                n += 1;
+                Answer::<()>::Ignore(())
+            })
+            .unwrap();
+            if n == 0 {
+                break;
+            }
+            per_wakeup.push(n);
+        }
+        let budget = MAX_DATAGRAMS_PER_WAKEUP;
+        assert_eq!(per_wakeup, [budget, budget, budget, 5]);
+    }
+
+    #[test]
+    fn replies_go_out_within_the_budget() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        server.set_nonblocking(true).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_nonblocking(true).unwrap();
+        for _ in 0..(MAX_DATAGRAMS_PER_WAKEUP + 1) {
+            client
+                .send_to(b"discover", server.local_addr().unwrap())
+                .unwrap();
+        }
+        serve_pending(&server, "lo", "DHCP", |p, src| Answer::<()>::Reply {
+            packet: p.to_vec(),
+            dest: src,
+        })
+        .unwrap();
+        let mut buf = [0u8; 64];
+        let mut replies = 0;
+        while client.recv_from(&mut buf).is_ok() {
+            replies += 1;
+        }
+        assert_eq!(replies, MAX_DATAGRAMS_PER_WAKEUP);
+    }
 }

@@ -1,7 +1,6 @@
 //! The DHCPv4 server's protocol logic: bytes in, [`DhcpAction`] out, no I/O.
 
 use std::net::Ipv4Addr;
-use std::panic::{self, AssertUnwindSafe};
 
 use dhcproto::v4::{
     DhcpOption, DhcpOptions, HType, Message, MessageType, Opcode, OptionCode, UnknownOption,
@@ -398,7 +397,7 @@ fn insert_extras(extras: &DhcpExtras, opts: &mut DhcpOptions) {
 ///
 /// dhcproto's decoder is only reached on input at least
 /// [`MIN_MESSAGE_LEN`] long with the right magic cookie, and it runs under
-/// `catch_unwind`: the bytes come from the guest, and a bug in a third-party
+/// `catch_unwind` ([`crate::contained`]): the bytes come from the guest, and a bug in a third-party
 /// parser must not take the VMM down.
 fn parse(packet: &[u8]) -> Result<Message, &'static str> {
     if packet.len() < MIN_MESSAGE_LEN {
@@ -407,13 +406,11 @@ fn parse(packet: &[u8]) -> Result<Message, &'static str> {
     if packet[MAGIC_OFFSET..MIN_MESSAGE_LEN] != MAGIC {
         return Err("bad magic cookie");
     }
-    let decoded = panic::catch_unwind(AssertUnwindSafe(|| {
-        Message::decode(&mut Decoder::new(packet))
-    }));
+    let decoded = crate::contained::contain(|| Message::decode(&mut Decoder::new(packet)));
     match decoded {
-        Ok(Ok(msg)) => Ok(msg),
-        Ok(Err(_)) => Err("undecodable DHCP message"),
-        Err(_) => Err("DHCP decoder panicked"),
+        Some(Ok(msg)) => Ok(msg),
+        Some(Err(_)) => Err("undecodable DHCP message"),
+        None => Err("DHCP decoder panicked"),
     }
 }
 

@@ -5,6 +5,7 @@
 use std::io;
 use std::net::Ipv6Addr;
 use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
 
 use vmm_sys_util::timerfd::TimerFd;
 
@@ -39,6 +40,8 @@ pub(super) struct Ipv6Services {
     pub(super) ra_timer: Option<TimerFd>,
     /// Unsolicited advertisements sent so far.
     pub(super) unsolicited: u32,
+    /// When the timer fires next.
+    next_timer: Option<Instant>,
     pub(super) dhcp6: (Dhcp6Server, Dhcp6Socket),
 }
 
@@ -115,6 +118,7 @@ impl Ipv6Services {
             ra,
             ra_timer,
             unsolicited: 0,
+            next_timer: None,
             dhcp6: (Dhcp6Server::new(cfg), sock),
         };
         services.arm_ra_timer(&req.nic_name);
@@ -131,20 +135,54 @@ impl Ipv6Services {
             return;
         }
         let next = ra_interval(self.unsolicited, jitter_unit());
+        self.arm_in(next, nic);
+    }
+
+    fn arm_in(&mut self, next: Duration, nic: &str) {
+        // A zero interval would disarm the timer.
+        let next = next.max(Duration::from_millis(1));
         if let Some(t) = &mut self.ra_timer {
             if let Err(e) = t.reset(next, None) {
                 tracing::warn!(error = %e, nic, "cannot arm the router advertisement timer");
+                return;
             }
+            self.next_timer = Some(Instant::now() + next);
         }
     }
 
-    /// The timer expired: clears it, re-arms it for the next interval and
-    /// multicasts an advertisement.
+    /// Router solicitations arrived: answers them (at most one
+    /// advertisement per MIN_DELAY_BETWEEN_RAS); one owed by the rate
+    /// limit is sent by the timer, brought forward to when it may go.
+    pub(super) fn on_solicitations(&mut self, nic: &str) -> io::Result<()> {
+        let Some(ra) = &mut self.ra else {
+            return Ok(());
+        };
+        ra.handle_readable()?;
+        if let Some(due) = ra.owed_reply_in() {
+            let at = Instant::now() + due;
+            if self.next_timer.is_none_or(|t| at < t) {
+                self.arm_in(due, nic);
+            }
+        }
+        Ok(())
+    }
+
+    /// The timer expired: clears it, and multicasts an advertisement unless
+    /// one went out less than MIN_DELAY_BETWEEN_RAS ago (then it fires
+    /// again when one may); re-arms it for the next interval.
     pub(super) fn on_ra_timer(&mut self, nic: &str) -> io::Result<()> {
         if let Some(t) = &mut self.ra_timer {
             // Readable, so this does not block; it clears the expiry.
             t.wait()
                 .map_err(|e| io::Error::from_raw_os_error(e.errno()))?;
+        }
+        self.next_timer = None;
+        let Some(ra) = &self.ra else {
+            return Ok(());
+        };
+        if let Err(wait) = ra.may_send() {
+            self.arm_in(wait, nic);
+            return Ok(());
         }
         self.unsolicited = self.unsolicited.saturating_add(1);
         self.arm_ra_timer(nic);

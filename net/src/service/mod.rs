@@ -260,10 +260,7 @@ impl PodNetService {
     pub fn handle(&mut self, token: ServiceToken) -> Result<(), PodNetError> {
         let result = match (token, &mut self.dhcp4, &mut self.ipv6) {
             (ServiceToken::Dhcp4, Some((server, sock)), _) => sock.handle_readable(server),
-            (ServiceToken::RouterSolicitation, _, Some(v6)) => match &mut v6.ra {
-                Some(ra) => ra.handle_readable(),
-                None => Ok(()),
-            },
+            (ServiceToken::RouterSolicitation, _, Some(v6)) => v6.on_solicitations(&self.nic),
             (ServiceToken::Dhcp6, _, Some(v6)) => {
                 let (server, sock) = &mut v6.dhcp6;
                 sock.handle_readable(server)

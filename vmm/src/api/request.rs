@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde::Serialize;
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
 /// What the API asks the VMM to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +124,7 @@ pub struct ApiReceiver {
 
 /// A connected pair.
 pub fn request_channel() -> std::io::Result<(ApiSender, ApiReceiver)> {
-    let wake = EventFd::new(EFD_NONBLOCK)?;
+    let wake = EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC)?;
     let (tx, rx) = mpsc::channel();
     let sender = ApiSender {
         tx,

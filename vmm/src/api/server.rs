@@ -6,7 +6,8 @@
 //! unblocks and joins the thread (a request in progress gets its answer
 //! first) and removes the socket file.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -15,6 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::routes::{route, Method, Reply};
 use super::{ApiContext, ApiError};
+use crate::seccomp::ThreadClass;
 
 /// A listener and its serving thread.
 pub struct ApiServer {
@@ -32,38 +34,61 @@ impl ApiServer {
         {
             let _ = std::fs::remove_file(path);
         }
-        let server = tiny_http::Server::http_unix(path).map_err(|source| ApiError::Listen {
+        let listener = UnixListener::bind(path).map_err(|source| ApiError::Listen {
             addr: path.display().to_string(),
-            source,
+            source: Box::new(source),
         })?;
         info!(socket = %path.display(), "API listening");
-        let mut s = Self::spawn("api", server, ctx, false)?;
+        let mut s = Self::spawn("api", listener.into(), ctx, false)?;
         s.socket = Some(path.to_path_buf());
         Ok(s)
     }
 
     /// Serves `/metrics` over TCP at `addr`.
     pub fn metrics_tcp(addr: SocketAddr, ctx: Arc<ApiContext>) -> Result<Self, ApiError> {
-        let server = tiny_http::Server::http(addr).map_err(|source| ApiError::Listen {
+        let listener = TcpListener::bind(addr).map_err(|source| ApiError::Listen {
             addr: addr.to_string(),
-            source,
+            source: Box::new(source),
         })?;
         info!(%addr, "metrics listening");
-        Self::spawn("metrics", server, ctx, true)
+        Self::spawn("metrics", listener.into(), ctx, true)
     }
 
+    /// Starts thread `name`, which confines itself and only then makes the
+    /// tiny_http server (whose accept and connection threads so inherit
+    /// its filter); returns once the server exists.
     fn spawn(
         name: &str,
-        server: tiny_http::Server,
+        listener: tiny_http::Listener,
         ctx: Arc<ApiContext>,
         metrics_only: bool,
     ) -> Result<Self, ApiError> {
-        let server = Arc::new(server);
-        let s = server.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let addr = name.to_string();
         let thread = std::thread::Builder::new()
             .name(name.to_string())
-            .spawn(move || serve(&s, &ctx, metrics_only))
+            .spawn(move || {
+                let server = crate::sandbox::enter(ThreadClass::Api)
+                    .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
+                    .and_then(|()| tiny_http::Server::from_listener(listener, None))
+                    .map(Arc::new);
+                let server = match server {
+                    Ok(s) => {
+                        let _ = tx.send(Ok(s.clone()));
+                        s
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                serve(&server, &ctx, metrics_only);
+            })
             .map_err(ApiError::Spawn)?;
+        let server = rx
+            .recv()
+            .unwrap_or_else(|_| Err("the API thread died at start".into()))
+            .map_err(|source| ApiError::Listen { addr, source })?;
         Ok(Self {
             server,
             thread: Some(thread),

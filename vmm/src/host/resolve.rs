@@ -52,6 +52,7 @@ pub fn resolve(
 }
 
 fn check_tap_fd_names(plan: &VmPlan, inputs: &HostInputs<'_>, errors: &mut Vec<FieldError>) {
+    check_tap_fd_duplicates(inputs, errors);
     for (name, _) in inputs.tap_fds {
         if !plan.nics.iter().any(|n| &n.name == name) {
             let known: Vec<&str> = plan.nics.iter().map(|n| n.name.as_str()).collect();
@@ -71,7 +72,42 @@ fn check_tap_fd_names(plan: &VmPlan, inputs: &HostInputs<'_>, errors: &mut Vec<F
     }
 }
 
-/// Handed-over tap descriptors: one per queue pair, each open here.
+/// An interface given twice, or a descriptor named twice (for one queue
+/// pair or two): two queues on one descriptor would steal each other's
+/// frames, and it would be closed twice.
+fn check_tap_fd_duplicates(inputs: &HostInputs<'_>, errors: &mut Vec<FieldError>) {
+    let mut seen_names = Vec::new();
+    let mut seen_fds: Vec<(i32, &str)> = Vec::new();
+    for (name, fds) in inputs.tap_fds {
+        let at = format!("--tap-fd {name}");
+        if seen_names.contains(&name) {
+            errors.push(FieldError::new(
+                &at,
+                name,
+                format!("is given twice; give all of its descriptors at once: --tap-fd {name}=FD[,FD...]"),
+            ));
+            continue;
+        }
+        seen_names.push(name);
+        for &fd in fds {
+            match seen_fds.iter().find(|(f, _)| *f == fd) {
+                Some((_, first)) => errors.push(FieldError::new(
+                    &at,
+                    fd.to_string(),
+                    if *first == name.as_str() {
+                        format!("names descriptor {fd} twice; each queue pair needs its own tap queue")
+                    } else {
+                        format!("names descriptor {fd}, which --tap-fd {first} already uses; each queue pair needs its own tap queue")
+                    },
+                )),
+                None => seen_fds.push((fd, name)),
+            }
+        }
+    }
+}
+
+/// Handed-over tap descriptors: one per queue pair, each open here and a
+/// tap.
 fn tap_fds(
     nic: &NicPlan,
     fds: &[i32],
@@ -97,6 +133,15 @@ fn tap_fds(
             &list,
             format!("names descriptor {fd}, which is not open in petrel; pass it open to petrel"),
         ));
+    }
+    for &fd in fds {
+        if let Err(what) = host.fd_is_tap(fd) {
+            return Err(FieldError::new(
+                &at,
+                &list,
+                format!("names descriptor {fd}, which is {what}; pass a tap queue opened with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR"),
+            ));
+        }
     }
     Ok((HostBackend::TapFds { fds: fds.to_vec() }, nic.mac))
 }

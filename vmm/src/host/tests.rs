@@ -14,6 +14,7 @@ struct FakePod {
     links: BTreeMap<String, String>,
     ipv6: Vec<String>,
     open_fds: Vec<i32>,
+    not_taps: Vec<i32>,
     vf_errors: Vec<String>,
     resources: Vec<(String, String)>,
     addrs: BTreeMap<String, PodAddrs>,
@@ -69,6 +70,13 @@ impl HostView for FakePod {
     }
     fn fd_is_open(&self, fd: i32) -> bool {
         self.open_fds.contains(&fd)
+    }
+    fn fd_is_tap(&self, fd: i32) -> Result<(), String> {
+        if self.not_taps.contains(&fd) {
+            Err("not a tap (TUNGETIFF: Inappropriate ioctl for device)".into())
+        } else {
+            Ok(())
+        }
     }
     fn resolve_vfs(&self, _reqs: &[VfRequest<'_>]) -> Result<Vec<VfDevice>, Vec<String>> {
         Err(self.vf_errors.clone())
@@ -187,7 +195,7 @@ fn tap_fds_are_checked_for_name_count_and_openness() {
     )
     .unwrap();
     assert_eq!(h.nics[0].backend, HostBackend::TapFds { fds: vec![5] });
-    let fds = [("b".to_string(), vec![5]), ("a".to_string(), vec![5, 6])];
+    let fds = [("b".to_string(), vec![9]), ("a".to_string(), vec![5, 6])];
     let errs = errors(resolve(
         &p,
         &HostInputs {
@@ -215,6 +223,55 @@ fn tap_fds_are_checked_for_name_count_and_openness() {
     assert_eq!(
         errs,
         ["--tap-fd a: \"7\" names descriptor 7, which is not open in petrel; pass it open to petrel"]
+    );
+}
+
+#[test]
+fn tap_fds_refuse_duplicates_and_descriptors_that_are_not_taps() {
+    let p = vmi(
+        "[{name: a, masquerade: {}}, {name: b, bridge: {}}]",
+        "[{name: a, pod: {}}, {name: b, multus: {networkName: x}}]",
+    );
+    let pod = FakePod {
+        open_fds: vec![5, 6, 8],
+        not_taps: vec![8],
+        ..FakePod::with_links(&[("eth0", "0a:58:0a:f4:00:05"), ("net1", "0a:58:0a:f4:00:06")])
+    };
+    let errs = errors(resolve(
+        &p,
+        &HostInputs {
+            tap_fds: &[("a".to_string(), vec![5]), ("b".to_string(), vec![5])],
+            ..Default::default()
+        },
+        &pod,
+    ));
+    assert_eq!(
+        errs,
+        ["--tap-fd b: \"5\" names descriptor 5, which --tap-fd a already uses; each queue pair needs its own tap queue"]
+    );
+    let errs = errors(resolve(
+        &p,
+        &HostInputs {
+            tap_fds: &[("a".to_string(), vec![5]), ("a".to_string(), vec![6])],
+            ..Default::default()
+        },
+        &pod,
+    ));
+    assert_eq!(
+        errs,
+        ["--tap-fd a: \"a\" is given twice; give all of its descriptors at once: --tap-fd a=FD[,FD...]"]
+    );
+    let errs = errors(resolve(
+        &p,
+        &HostInputs {
+            tap_fds: &[("a".to_string(), vec![8]), ("b".to_string(), vec![6])],
+            ..Default::default()
+        },
+        &pod,
+    ));
+    assert_eq!(
+        errs,
+        ["--tap-fd a: \"8\" names descriptor 8, which is not a tap (TUNGETIFF: Inappropriate ioctl for device); pass a tap queue opened with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR"]
     );
 }
 

@@ -32,6 +32,8 @@ pub trait HostView {
     fn network_resources(&self) -> Vec<(String, String)>;
     /// Whether descriptor `fd` is open in this process.
     fn fd_is_open(&self, fd: i32) -> bool;
+    /// Whether open descriptor `fd` is a tap (TUNGETIFF), or what it is.
+    fn fd_is_tap(&self, fd: i32) -> Result<(), String>;
     /// The VF of each SR-IOV request, all at once; each error names its
     /// network.
     fn resolve_vfs(&self, reqs: &[VfRequest<'_>]) -> Result<Vec<VfDevice>, Vec<String>>;
@@ -115,6 +117,26 @@ impl HostView for SysHost {
     fn fd_is_open(&self, fd: i32) -> bool {
         // SAFETY: fcntl(F_GETFD) only queries the descriptor table.
         unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+    }
+
+    fn fd_is_tap(&self, fd: i32) -> Result<(), String> {
+        // struct ifreq: 16 bytes of name, then the flags (a short).
+        let mut req = [0u8; 40];
+        // SAFETY: TUNGETIFF writes at most a struct ifreq (40 bytes) into
+        // the live buffer; on another kind of descriptor it fails.
+        let rc = unsafe { libc::ioctl(fd, libc::TUNGETIFF, req.as_mut_ptr()) };
+        if rc < 0 {
+            return Err(format!(
+                "not a tap (TUNGETIFF: {})",
+                std::io::Error::last_os_error()
+            ));
+        }
+        let flags = u16::from_ne_bytes([req[16], req[17]]);
+        // IFF_TUN = 1, IFF_TAP = 2 in the low bits.
+        match flags & 0x000f {
+            0x0002 => Ok(()),
+            _ => Err("a tun (layer 3) device, not a tap".into()),
+        }
     }
 
     fn resolve_vfs(&self, reqs: &[VfRequest<'_>]) -> Result<Vec<VfDevice>, Vec<String>> {

@@ -240,6 +240,8 @@ impl MutEventSubscriber for NetEpollHandler {
 }
 
 impl WorkerHandler for NetEpollHandler {
+    const KIND: crate::sandbox::WorkerKind = crate::sandbox::WorkerKind::VirtioNetQueue;
+
     /// Registration failed: without its fds the worker would never wake.
     fn stopped(&self) -> bool {
         self.stopped

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
 use super::common_config::{CommonConfig, QueueSetup, COMMON_CONFIG_LEN};
 use super::interrupt::VirtioPciInterrupt;
@@ -238,7 +238,7 @@ impl VirtioPciDevice {
         let (msix_cap, pci_cfg_cap) = add_capabilities(&mut config, &msix_config, max_sizes.len())?;
 
         let kicks = (0..max_sizes.len())
-            .map(|_| EventFd::new(EFD_NONBLOCK))
+            .map(|_| EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC))
             .collect::<io::Result<Vec<_>>>()
             .map_err(VirtioPciError::EventFd)?;
         let msix_config = Arc::new(Mutex::new(msix_config));

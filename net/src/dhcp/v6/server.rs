@@ -3,7 +3,6 @@
 //! [module docs](super) for which clients are answered.
 
 use std::net::Ipv6Addr;
-use std::panic::{self, AssertUnwindSafe};
 
 use dhcproto::v6::{
     DhcpOption, DhcpOptions, IAAddr, Message, MessageType, OptionCode, Status, StatusCode,
@@ -476,13 +475,11 @@ fn parse(packet: &[u8]) -> Result<Message, &'static str> {
     if packet.len() < 4 {
         return Err("shorter than a DHCPv6 header");
     }
-    let decoded = panic::catch_unwind(AssertUnwindSafe(|| {
-        Message::decode(&mut Decoder::new(packet))
-    }));
+    let decoded = crate::contained::contain(|| Message::decode(&mut Decoder::new(packet)));
     match decoded {
-        Ok(Ok(msg)) => Ok(msg),
-        Ok(Err(_)) => Err("undecodable DHCPv6 message"),
-        Err(_) => Err("DHCPv6 decoder panicked"),
+        Some(Ok(msg)) => Ok(msg),
+        Some(Err(_)) => Err("undecodable DHCPv6 message"),
+        None => Err("DHCPv6 decoder panicked"),
     }
 }
 
@@ -520,6 +517,41 @@ mod tests {
     use dhcproto::Name;
 
     use super::*;
+
+    /// Fuzzer regression (tests/fuzz/seeds/dhcp/regress-dhcproto-v6-status-code-underflow):
+    /// dhcproto panics on this message (an option shorter than its fixed
+    /// part: `len - 4` overflows). The panic is contained and marked, the
+    /// message ignored, and the server keeps serving.
+    #[test]
+    fn fuzz_regression_dhcproto_underflow_is_contained() {
+        let hex = [
+            "010106cdab000034000012800000000000000000000000000000000052540012",
+            "3456000000000000000000000000000000000000000000000000000000000000",
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "0000000000000000000000000000000000000000000000525400123456000000",
+            "0000000000000000000056000000000000000000000000000000000000000000",
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "0000000000000000000000000000000000000010000000000000000000000000",
+            "0000000000000000000000000000000000000000000000006382536335010737",
+            "040103060fff",
+        ]
+        .concat();
+        let packet: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let mut server = Dhcp6Server::new(config());
+        assert_eq!(
+            server.handle(&packet),
+            Dhcp6Action::Ignore(Dhcp6IgnoreReason::Malformed("DHCPv6 decoder panicked"))
+        );
+        assert!(!crate::contained::active());
+        let solicit = request(MessageType::Solicit, Some(duid_ll(MAC)), vec![ia(7)]);
+        assert_eq!(
+            reply_of(server.handle(&solicit)).msg_type(),
+            MessageType::Advertise
+        );
+    }
     use crate::dhcp::server::test_util::Rng;
 
     const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
