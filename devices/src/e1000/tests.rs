@@ -1499,3 +1499,80 @@ fn rx_completes_partial_checksums_and_refuses_gso() {
     assert!(wait_for(|| h.dev.counters().rx_dropped == 1));
     assert_eq!(h.r(RDH), 1);
 }
+
+/// Posts `packets` TSO packets of 64 KiB (context, header and payload
+/// descriptors each) at MSS `mss` from descriptor `first` of a 64-entry
+/// ring; returns the descriptor after the last.
+fn post_big_tso(h: &mut Harness, packets: u32, mss: u16, first: u32) -> u32 {
+    let payload_len = 0x1_0000 - 54;
+    let mut hdr = eth(PEER, MAC, 0x0800);
+    hdr.extend_from_slice(&ipv4(0, 0x1234, 6));
+    hdr.extend_from_slice(&tcp_header(1000, 0x18, fold(pseudo_sum(6, 0))));
+    h.mem.write_slice(&hdr, GuestAddress(TX_BUFS)).unwrap();
+    h.mem
+        .write_slice(&pattern(payload_len, 3), GuestAddress(TX_BUFS + 0x1000))
+        .unwrap();
+    let popts = txd::POPTS_TXSM | txd::POPTS_IXSM;
+    let mut i = first;
+    for _ in 0..packets {
+        h.put_tx_desc(i, ctx_desc(tso_ctx(payload_len, mss)));
+        h.put_tx_desc((i + 1) % 64, data_desc(TX_BUFS, 54, txd::CMD_TSE, popts));
+        let cmd = txd::CMD_TSE | txd::CMD_EOP | txd::CMD_RS;
+        let payload = data_desc(TX_BUFS + 0x1000, payload_len as u32, cmd, popts);
+        h.put_tx_desc((i + 2) % 64, payload);
+        i = (i + 3) % 64;
+    }
+    i
+}
+
+/// Frames the device tried to send (the seqpacket peer is not drained,
+/// so most end as backend errors once its buffer is full).
+fn tx_attempts(h: &Harness) -> u64 {
+    let c = h.dev.counters();
+    c.tx_frames + c.backend_errors
+}
+
+#[test]
+fn one_tdt_write_sends_a_bounded_number_of_frames() {
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+    let (dev_end, net) = seqpacket_pair().unwrap();
+    let irq = Arc::new(FakeIntx::default());
+    // No worker yet: every TDT write is exactly one pass.
+    let dev = Harness::inactive_device(dev_end, &mem, &irq);
+    let mut h = Harness { dev, net, mem, irq };
+    h.setup_tx(64);
+    let per_packet = (0x1_0000 - 54u64).div_ceil(MIN_TSO_MSS as u64);
+    assert!(per_packet <= MAX_TSO_SEGMENTS as u64);
+    // 21 packets of 1365 segments: 28665 frames behind one TDT write.
+    let end = post_big_tso(&mut h, 21, MIN_TSO_MSS as u16, 0);
+    let started = Instant::now();
+    h.w(TDT, end);
+    let one_pass = started.elapsed();
+    assert_eq!(tx_attempts(&h), TX_PASS_FRAMES as u64);
+    assert_eq!(
+        h.r(TDH),
+        3,
+        "the first packet was gathered, its segments wait"
+    );
+    assert_eq!(h.tx_status(2) & txd::STA_DD, txd::STA_DD);
+    // Another TDT write (same tail) does one more pass, no more.
+    h.w(TDT, end);
+    assert_eq!(tx_attempts(&h), 2 * TX_PASS_FRAMES as u64);
+    // The worker continues on its own until the ring is done.
+    h.dev.activate().unwrap();
+    assert!(wait_for(|| h.r(TDH) == end), "TDH {} of {end}", h.r(TDH));
+    assert!(wait_for(|| tx_attempts(&h) == 21 * per_packet));
+    assert_eq!(h.dev.counters().tx_dropped, h.dev.counters().backend_errors);
+    assert!(
+        one_pass < Duration::from_secs(1),
+        "one pass took {one_pass:?}"
+    );
+
+    // Below the minimum MSS, or more segments than allowed: dropped whole.
+    let before = h.dev.counters().tx_dropped;
+    let end2 = post_big_tso(&mut h, 1, MIN_TSO_MSS as u16 - 1, end);
+    h.w(TDT, end2);
+    assert!(wait_for(|| h.r(TDH) == end2));
+    assert_eq!(tx_attempts(&h), 21 * per_packet);
+    assert_eq!(h.dev.counters().tx_dropped, before + 1);
+}

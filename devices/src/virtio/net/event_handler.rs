@@ -150,8 +150,11 @@ impl NetEpollHandler {
         };
         let index = ctrl.queue_index();
         match ctrl.process() {
-            Ok(true) => self.signal(index),
-            Ok(false) => {}
+            Ok(out) => {
+                if let Some((_, kick)) = &self.ctrl {
+                    self.after_batch(index, out.notify, out.budget_exhausted, kick);
+                }
+            }
             Err(e) => self.broken(e),
         }
     }

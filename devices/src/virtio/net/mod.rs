@@ -25,7 +25,7 @@ mod tx;
 /// [`MAX_BUFFER_LEN`] bytes.
 pub use crate::frame::{MAX_BUFFER_LEN, MAX_FRAME_LEN, VNET_HDR_LEN};
 pub use context::NetContext;
-pub use ctrl_queue::{CtrlQueue, CtrlState};
+pub use ctrl_queue::{CtrlOutcome, CtrlQueue, CtrlState, CTRL_BUDGET};
 pub use device::Net;
 pub use event_handler::NetEpollHandler;
 pub use metrics::{DeviceCounters, NetMetrics, QueuePairCounters, QueuePairMetrics};

@@ -503,8 +503,12 @@ struct CtrlFixture {
 }
 
 fn ctrl_fixture(max_pairs: u16, mq: bool) -> CtrlFixture {
+    ctrl_fixture_sized(max_pairs, mq, 16)
+}
+
+fn ctrl_fixture_sized(max_pairs: u16, mq: bool, size: u16) -> CtrlFixture {
     let mem = memory();
-    let ring = DriverRing::new(&mem, CTRL_RING, 16);
+    let ring = DriverRing::new(&mem, CTRL_RING, size);
     let state = Arc::new(Mutex::new(CtrlState::default()));
     let waker = EventFd::new(EFD_NONBLOCK).unwrap();
     let features = if mq { 1 << VIRTIO_NET_F_MQ } else { 0 };
@@ -553,7 +557,7 @@ impl CtrlFixture {
             (base + 0x100, data.len() as u32, false),
             (base + 0x200, 1, true),
         ]);
-        assert!(self.ctrl.process().unwrap());
+        assert!(self.ctrl.process().unwrap().notify);
         assert_eq!(self.ring.used_idx(), n + 1);
         assert_eq!(self.ring.used_elem(n).1, 1);
         self.mem.read_obj(GuestAddress(base + 0x200)).unwrap()
@@ -639,14 +643,45 @@ fn ctrl_malformed_commands_do_not_panic() {
         .add_chain(&[(u64::MAX - 1, 2, false), (BUF_BASE + 0x200, 1, true)]);
     // Only a status byte.
     c.ring.add_chain(&[(BUF_BASE + 0x200, 1, true)]);
-    assert!(c.ctrl.process().unwrap());
+    assert!(c.ctrl.process().unwrap().notify);
     assert_eq!(c.ring.used_idx(), 3);
     assert_eq!(c.ring.used_elem(0).1, 0);
     assert_eq!(c.ring.used_elem(1).1, 0);
     assert_eq!(c.ring.used_elem(2).1, 0);
     c.ring.set_avail_idx(100);
     assert!(c.ctrl.process().is_err());
-    assert!(!c.ctrl.process().unwrap());
+    assert_eq!(c.ctrl.process().unwrap(), CtrlOutcome::default());
+}
+
+#[test]
+fn ctrl_queue_work_per_call_is_bounded() {
+    let mut c = ctrl_fixture_sized(1, false, 128);
+    let total = CTRL_BUDGET as u16 + 8;
+    for i in 0..total {
+        let base = BUF_BASE + 0x100 * u64::from(i);
+        c.mem
+            .write_slice(
+                &[
+                    VIRTIO_NET_CTRL_RX as u8,
+                    VIRTIO_NET_CTRL_RX_PROMISC as u8,
+                    1,
+                ],
+                GuestAddress(base),
+            )
+            .unwrap();
+        c.ring
+            .add_chain(&[(base, 3, false), (base + 0x80, 1, true)]);
+    }
+    let first = c.ctrl.process().unwrap();
+    assert!(first.budget_exhausted && first.notify);
+    assert_eq!(c.ring.used_idx(), CTRL_BUDGET as u16);
+    let second = c.ctrl.process().unwrap();
+    assert!(!second.budget_exhausted && second.notify);
+    assert_eq!(c.ring.used_idx(), total);
+    for i in 0..total {
+        assert_eq!(c.ring.used_elem(i).1, 1);
+    }
+    assert_eq!(c.ctrl.process().unwrap(), CtrlOutcome::default());
 }
 
 // ---------------------------------------------------------------- device
