@@ -17,16 +17,22 @@ pub struct Opts {
     pub modes: Vec<Mode>,
     pub rx_buf: u32,
     pub window: usize,
+    /// Run every case unpinned (false) and/or pinned (true): each pair's
+    /// threads (driver, device worker, injector) on CPU `pair`, so one
+    /// pair runs on one core.
+    pub pins: Vec<bool>,
 }
 
 pub const USAGE: &str = "usage: netbench [--seconds S] [--warmup S] [--repeat N] [--json FILE]
                 [--sizes 64,1514,65536] [--queues 1,2] [--dirs tx,rx]
                 [--modes raw,direct,worker,e1000] [--rx-buf BYTES]
-                [--window FRAMES]
+                [--window FRAMES] [--pin none,core]
 
 Benchmarks petrel's virtio-net and e1000 datapaths against a raw tap, without
 a guest. The e1000 runs with 1 queue only, and not for RX of TSO frames.
 --sizes 65536 selects the 64 KiB TSO frame (65214 bytes: 45 segments of 1448).
+--pin core runs each case with every thread of pair q pinned to CPU q (one
+core per pair), --pin none unpinned; the default runs both.
 Needs root; runs in a private network namespace. Timings are relative: compare
 columns of one run, not runs on different hosts.";
 
@@ -48,6 +54,7 @@ pub fn parse_args() -> Result<Opts, String> {
         modes: vec![Mode::Raw, Mode::Direct, Mode::Worker, Mode::E1000],
         rx_buf: 4096,
         window: 192,
+        pins: vec![false, true],
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -81,6 +88,13 @@ pub fn parse_args() -> Result<Opts, String> {
                 o.dirs = parse_list(&v, |x| match x {
                     "tx" => Some(Dir::Tx),
                     "rx" => Some(Dir::Rx),
+                    _ => None,
+                })?
+            }
+            "--pin" => {
+                o.pins = parse_list(&v, |x| match x {
+                    "none" => Some(false),
+                    "core" => Some(true),
                     _ => None,
                 })?
             }

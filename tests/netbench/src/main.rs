@@ -50,6 +50,7 @@ mod cli;
 mod e1000;
 mod frames;
 mod injector;
+mod pin;
 mod raw;
 mod report;
 mod run;
@@ -88,6 +89,7 @@ fn main() {
 
     println!();
     print!("{}", report::table(&results, &opts));
+    print!("{}", report::efficiency_table(&results, &opts));
     if let Some(path) = &opts.json {
         if let Err(e) = std::fs::write(path, report::json(&results, &opts, &host)) {
             eprintln!("netbench: cannot write {}: {e}", path.display());

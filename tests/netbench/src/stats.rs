@@ -48,6 +48,10 @@ pub struct Measurement {
     pub pps: f64,
     pub gbps: f64,
     pub cpu_pct: f64,
+    /// Frames per CPU-second of the whole process (every thread: the
+    /// driver, the device's workers, the injector): efficiency rather than
+    /// speed, comparable between modes that use different amounts of CPU.
+    pub frames_per_cpu_s: f64,
     pub per_queue: Vec<u64>,
     /// Frames the kernel counted on the tap (TX: rx_packets, RX: tx_packets).
     pub kernel_frames: u64,
@@ -114,6 +118,7 @@ pub fn measure(dir: Dir, stats: &[Arc<Stats>], s0: &Snapshot, s1: &Snapshot) -> 
         pps: frames as f64 / secs,
         gbps: bytes as f64 * 8.0 / secs / 1e9,
         cpu_pct: (s1.cpu - s0.cpu) / secs * 100.0,
+        frames_per_cpu_s: frames as f64 / (s1.cpu - s0.cpu).max(1e-9),
         per_queue,
         kernel_frames,
         kernel_drops,

@@ -73,8 +73,14 @@ pub fn spawn(ctx: &CaseCtx, taps: Vec<Tap>) -> Result<Spawned, String> {
         .into_iter()
         .map(|t| Box::new(t) as Box<dyn FrameBackend>)
         .collect();
-    let mut dev =
-        Net::new("pbench".into(), GUEST_MAC, 1500, backends, vec![]).map_err(err("Net::new"))?;
+    let mut dev = Net::new(
+        "pbench".into(),
+        GUEST_MAC,
+        1500,
+        backends,
+        ctx.worker_affinity(),
+    )
+    .map_err(err("Net::new"))?;
     dev.ack_features(driver_features(pairs) & dev.features());
     let interrupt = Arc::new(BenchInterrupt::new(2 * pairs + 1).map_err(err("eventfd"))?);
     let DataQueues {
