@@ -293,6 +293,26 @@ pub(crate) unsafe fn writev_raw(fd: BorrowedFd<'_>, iovecs: &[libc::iovec]) -> i
     })
 }
 
+/// readv(2) of one frame into raw `iovecs`, retrying on `EINTR`.
+///
+/// # Safety
+///
+/// Every iovec must describe memory that stays mapped and writable for the
+/// whole call. The memory may be read or written concurrently by someone
+/// else (e.g. a guest): no Rust reference to it is made, the kernel writes
+/// it.
+pub(crate) unsafe fn readv_raw(fd: BorrowedFd<'_>, iovecs: &[libc::iovec]) -> io::Result<usize> {
+    let count = c_int::try_from(iovecs.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many buffers"))?;
+    let iov = iovecs.as_ptr();
+    retry_eintr(|| {
+        // SAFETY: readv(2) reads `count` iovecs through `iov` (the borrowed
+        // `iovecs`) and writes the memory they describe, which the caller
+        // keeps mapped and writable for the duration of this function.
+        cvt_size(unsafe { libc::readv(fd.as_raw_fd(), iov, count) })
+    })
+}
+
 /// mknod(2) of a character device node `path` for `dev` with mode 0600.
 pub(crate) fn mknod_char(path: &CStr, dev: libc::dev_t) -> io::Result<()> {
     // SAFETY: `path` is a NUL-terminated string that outlives the call,

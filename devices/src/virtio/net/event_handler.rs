@@ -58,8 +58,9 @@ impl NetEpollHandler {
     }
 
     /// Takes the handler apart (worker stop): the queue pair keeps the
-    /// backend.
-    pub fn into_queue_pair(self) -> QueuePair {
+    /// backend; rx chains parsed ahead go back to the avail ring.
+    pub fn into_queue_pair(mut self) -> QueuePair {
+        self.pair.return_rx_buffers();
         self.pair
     }
 

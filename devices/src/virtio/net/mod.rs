@@ -19,6 +19,7 @@ mod event_handler;
 mod metrics;
 mod queue_pair;
 mod rx;
+mod rx_buffers;
 mod tx;
 
 /// Frame limits (shared with e1000): the per-pair RX and TX buffers are

@@ -23,6 +23,14 @@ pub fn json_str(s: &str) -> String {
     o
 }
 
+/// `a / b` for the JSON report, `null` without `b`.
+fn ratio_json(a: f64, b: Option<f64>) -> String {
+    match b {
+        Some(b) if b > 0.0 => format!("{:.4}", a / b),
+        _ => "null".into(),
+    }
+}
+
 pub fn json(results: &[CaseResult], opts: &Opts, host: &str) -> String {
     let mut o = String::new();
     let _ = write!(
@@ -59,14 +67,8 @@ pub fn json(results: &[CaseResult], opts: &Opts, host: &str) -> String {
             let _ = write!(o, ", \"error\": {}", json_str(e));
         }
         if let Some(m) = &r.median {
-            let ratio = match raw {
-                Some(x) if x > 0.0 => format!("{:.4}", m.pps / x),
-                _ => "null".into(),
-            };
-            let fpcs_ratio = match raw_fpcs {
-                Some(x) if x > 0.0 => format!("{:.4}", m.frames_per_cpu_s / x),
-                _ => "null".into(),
-            };
+            let ratio = ratio_json(m.pps, raw);
+            let fpcs_ratio = ratio_json(m.frames_per_cpu_s, raw_fpcs);
             let _ = write!(o, ", \"frames_per_cpu_s_vs_raw\": {fpcs_ratio}");
             let reps: Vec<String> = r.reps.iter().map(|p| format!("{p:.0}")).collect();
             let _ = write!(
@@ -90,10 +92,7 @@ pub fn json(results: &[CaseResult], opts: &Opts, host: &str) -> String {
                 reps.join(", ")
             );
             if r.mode == Mode::E1000 {
-                let ratio = match virtio {
-                    Some(x) if x > 0.0 => format!("{:.4}", m.pps / x),
-                    _ => "null".into(),
-                };
+                let ratio = ratio_json(m.pps, virtio);
                 // For the e1000, "kicks" counts BAR0 register accesses.
                 let _ = write!(
                     o,
