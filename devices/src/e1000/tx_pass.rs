@@ -50,9 +50,11 @@ impl TxPass<'_> {
         let mut stats = TxStats::default();
         let outcome = {
             let mut backend = self.backend.lock().unwrap_or_else(|e| e.into_inner());
+            let gso = backend.accepts_gso();
             let mut out = TxOut {
                 backend: backend.as_mut(),
                 vlan_tpid,
+                gso,
                 stats: &mut stats,
             };
             state.process(self.mem, ring, &mut out)

@@ -54,6 +54,14 @@ pub trait FrameBackend: AsRawFd + Send {
         Err(io::Error::from(io::ErrorKind::Unsupported))
     }
 
+    /// Whether the other end takes GSO frames (a virtio-net header with a
+    /// `gso_type`) and segments them itself, as the kernel behind a tap or
+    /// macvtap does: a NIC model may then hand a TSO packet over whole
+    /// instead of cutting it into segments. False by default.
+    fn accepts_gso(&self) -> bool {
+        false
+    }
+
     /// Whether [`FrameBackend::read_iovecs`] is implemented; when it is
     /// not, callers read into a buffer of their own and copy.
     fn reads_iovecs(&self) -> bool {

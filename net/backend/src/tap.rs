@@ -276,6 +276,12 @@ impl FrameBackend for Tap {
         true
     }
 
+    fn accepts_gso(&self) -> bool {
+        // tun_get_user takes GSO frames whatever TUNSETOFFLOAD says (that
+        // governs the other direction) and the stack segments them.
+        true
+    }
+
     unsafe fn read_iovecs(&mut self, iovecs: &[libc::iovec]) -> io::Result<usize> {
         // SAFETY: the caller keeps the memory `iovecs` describe mapped and
         // writable for this call, which is what `readv_raw` needs.
