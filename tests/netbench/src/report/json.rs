@@ -70,6 +70,9 @@ pub fn json(results: &[CaseResult], opts: &Opts, host: &str) -> String {
             let ratio = ratio_json(m.pps, raw);
             let fpcs_ratio = ratio_json(m.frames_per_cpu_s, raw_fpcs);
             let _ = write!(o, ", \"frames_per_cpu_s_vs_raw\": {fpcs_ratio}");
+            if let Some(w) = m.worker_frames_per_cpu_s {
+                let _ = write!(o, ", \"worker_frames_per_cpu_s\": {w:.0}");
+            }
             let reps: Vec<String> = r.reps.iter().map(|p| format!("{p:.0}")).collect();
             let _ = write!(
                 o,

@@ -15,7 +15,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::control::{driver_features, set_vq_pairs};
 use super::driver::{RxDriver, TxDriver};
-use super::{BenchInterrupt, CTRL_RING, CTRL_RING_OFF, PAIR_MEM};
+use super::{BenchInterrupt, CTRL_RING, CTRL_RING_OFF, DEVICE_ID, PAIR_MEM};
 use crate::case::{Dir, RxSetup};
 use crate::frames::GUEST_MAC;
 use crate::injector::Injector;
@@ -74,7 +74,7 @@ pub fn spawn(ctx: &CaseCtx, taps: Vec<Tap>) -> Result<Spawned, String> {
         .map(|t| Box::new(t) as Box<dyn FrameBackend>)
         .collect();
     let mut dev = Net::new(
-        "pbench".into(),
+        DEVICE_ID.into(),
         GUEST_MAC,
         1500,
         backends,
