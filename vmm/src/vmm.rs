@@ -199,12 +199,17 @@ impl StartPhases {
 
     fn mark(&mut self, phase: &'static str) {
         let now = self.start.elapsed();
-        self.marks.push((phase, (now - self.last).as_micros() as u64));
+        self.marks
+            .push((phase, (now - self.last).as_micros() as u64));
         self.last = now;
     }
 
     fn log(&self) {
-        let phases: Vec<String> = self.marks.iter().map(|(p, us)| format!("{p}={us}")).collect();
+        let phases: Vec<String> = self
+            .marks
+            .iter()
+            .map(|(p, us)| format!("{p}={us}"))
+            .collect();
         info!(
             since_start_us = self.last.as_micros() as u64,
             phases_us = %phases.join(" "),

@@ -82,7 +82,12 @@ pub fn threads_cpu_seconds(prefix: &str) -> f64 {
             continue;
         }
         let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        let field = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
         ticks += field(11) + field(12);
     }
     ticks as f64 / hz
