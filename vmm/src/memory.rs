@@ -25,36 +25,10 @@ pub enum MemoryError {
 
 pub fn create_guest_memory(mem_bytes: u64) -> Result<GuestMemoryMmap, MemoryError> {
     let ranges = arch::ram_regions(mem_bytes);
-    let mem = GuestMemoryMmap::from_ranges(&ranges).map_err(|source| MemoryError::Map {
+    GuestMemoryMmap::from_ranges(&ranges).map_err(|source| MemoryError::Map {
         bytes: mem_bytes,
         source,
-    })?;
-    advise_huge_pages(&mem);
-    Ok(mem)
-}
-
-/// Asks for transparent huge pages on guest RAM (THP "madvise" mode, the
-/// usual default): loading the kernel then takes a handful of 2 MiB faults
-/// instead of thousands of 4 KiB ones — most of start-up time on a nested
-/// host, where a page fault costs tens of microseconds — and the guest runs
-/// on fewer, larger EPT entries. Only a hint: refused (no THP) it is
-/// ignored. Guest RAM is still populated lazily.
-fn advise_huge_pages(mem: &GuestMemoryMmap) {
-    for region in mem.iter() {
-        // SAFETY: the range is exactly one live anonymous private mapping
-        // owned by `mem`; MADV_HUGEPAGE only changes how future faults in
-        // it are served, never the contents or the mapping itself.
-        let rc = unsafe {
-            libc::madvise(
-                region.as_ptr().cast(),
-                region.len() as usize,
-                libc::MADV_HUGEPAGE,
-            )
-        };
-        if rc != 0 {
-            tracing::debug!(error = %std::io::Error::last_os_error(), "no huge pages for guest RAM");
-        }
-    }
+    })
 }
 
 pub fn register_with_kvm(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), MemoryError> {
