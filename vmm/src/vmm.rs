@@ -115,6 +115,7 @@ impl TryFrom<VmmConfig> for Vmm {
         let signals = StopSignals::block_and_open().map_err(VmmError::Signals)?;
         vcpu::install_kick_handler().map_err(|source| VmmError::Vcpu { id: 0, source })?;
         let kernel = boot_files(&plan)?;
+        let mut phases = StartPhases::new(start);
 
         let watch = ConsoleWatch::default();
         let console::Opened {
@@ -133,19 +134,23 @@ impl TryFrom<VmmConfig> for Vmm {
             Box::new(ConsoleOutput::new(out, watch.clone())),
             exit.eventfd(),
         )?;
+        phases.mark("vm_memory");
         let vcpu_cpus = vcpu_cpus(&plan, opts.pin_vcpus);
         let mut pci = PciSetup::new(&mut vm.pio).map_err(VmmError::Pci)?;
         let gate = devices::PauseGate::new().map_err(VmmError::PauseGate)?;
         pci.pause = Some(gate.clone());
         crate::attach::attach_nics(&mut vm, &mut pci, &mut pod, &plan, &host, &vcpu_cpus)?;
+        phases.mark("nics");
         for dev in &opts.extra_pci {
             dev.attach(&mut vm, &mut pci)?;
         }
         let button = crate::acpi::add_devices(&mut vm, &exit)?;
         let image = guest_image(&plan, kernel, opts.boot_protocol, &pci);
         let entry = image.load(&vm)?;
+        phases.mark("kernel_load");
         let mut power_on = PowerOnState::capture_vm(&vm.fd)?;
         let vcpu_fds = create_vcpus(&vm, &plan, &entry, &mut power_on)?;
+        phases.mark("vcpus");
         info!(
             vcpus = plan.vcpus,
             memory_mib = plan.memory_bytes >> 20,
@@ -171,6 +176,8 @@ impl TryFrom<VmmConfig> for Vmm {
             exit: exit.clone(),
         };
         let api = ApiSetup::start(&opts.api, api)?;
+        phases.mark("control_api");
+        phases.log();
         Ok(Vmm {
             vcpus: Vcpus::new(shared),
             vcpu_fds,
@@ -186,6 +193,46 @@ impl TryFrom<VmmConfig> for Vmm {
             on_guest_reset: opts.on_guest_reset,
             api,
         })
+    }
+}
+
+/// Where start-up time goes, logged once the VM is built ("start-up
+/// phases", microseconds since the process started, each phase's own
+/// time); the vCPUs log "first KVM_RUN" with `since_start_us` later.
+struct StartPhases {
+    start: Instant,
+    last: Duration,
+    marks: Vec<(&'static str, u64)>,
+}
+
+impl StartPhases {
+    fn new(start: Instant) -> Self {
+        let last = start.elapsed();
+        Self {
+            start,
+            last,
+            marks: vec![("process_and_spec", last.as_micros() as u64)],
+        }
+    }
+
+    fn mark(&mut self, phase: &'static str) {
+        let now = self.start.elapsed();
+        self.marks
+            .push((phase, (now - self.last).as_micros() as u64));
+        self.last = now;
+    }
+
+    fn log(&self) {
+        let phases: Vec<String> = self
+            .marks
+            .iter()
+            .map(|(p, us)| format!("{p}={us}"))
+            .collect();
+        info!(
+            since_start_us = self.last.as_micros() as u64,
+            phases_us = %phases.join(" "),
+            "start-up phases"
+        );
     }
 }
 

@@ -1,6 +1,7 @@
 //! The 82540EM PCI function: configuration space, the BAR0 and BAR1
-//! (IOADDR/IODATA) accesses, transmit on the vCPU thread and the rx
-//! worker's life cycle. The register file itself is in `reg_file.rs`.
+//! (IOADDR/IODATA) accesses, transmit on the vCPU thread (continued on the
+//! worker, see `tx_pass.rs`) and the worker's life cycle. The register
+//! file itself is in `reg_file.rs`.
 
 use std::sync::{Arc, Mutex};
 
@@ -9,8 +10,9 @@ use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
 use super::reg_file::{Action, Shared};
-use super::regs::{self, ctrl, icr, tctl};
-use super::tx::{TxOut, TxRing, TxState, TxStats, DESC_LEN};
+use super::regs::{self, ctrl};
+use super::tx::TxState;
+use super::tx_pass::TxPass;
 use super::worker::RxHandler;
 use super::{
     E1000Counters, E1000Error, BAR0_SIZE, BAR1_SIZE, E1000_DEVICE_ID, E1000_REVISION,
@@ -36,7 +38,9 @@ enum RxState {
 /// Transmit runs on the vCPU thread that writes TDT (or enables TCTL),
 /// inside [`PciDevice::bar_write`]: descriptors are processed there, frames
 /// written to the backend, DD written back and TXDW raised before the MMIO
-/// exit completes. Receive runs on the "{id}-rx" worker thread, which
+/// exit completes, up to one pass's budget ([`super::tx::TX_PASS_FRAMES`]
+/// and friends); whatever is left the worker continues, pass by pass
+/// between its other events. Receive runs on the "{id}-rx" worker thread, which
 /// [`E1000::activate`] starts (construction spawns nothing) and
 /// [`E1000::stop`] or drop stops and joins. The worker keeps running
 /// through CTRL.RST: a disabled receiver drains and drops frames.
@@ -48,10 +52,14 @@ pub struct E1000 {
     shared: Arc<Shared>,
     backend: Arc<Mutex<Box<dyn FrameBackend>>>,
     mem: GuestMemoryMmap,
-    tx: TxState,
+    /// Shared with the worker, which continues passes that ran out of
+    /// budget.
+    tx: Arc<Mutex<TxState>>,
     /// IOADDR of the I/O window.
     io_addr: u32,
     rx_kick: EventFd,
+    /// Wakes the worker to continue transmitting.
+    tx_kick: EventFd,
     rx: RxState,
     /// The VM's pause gate, handed to the rx worker.
     pause: Option<PauseGate>,
@@ -118,12 +126,18 @@ impl E1000 {
         let backend: Arc<Mutex<Box<dyn FrameBackend>>> = Arc::new(Mutex::new(backend));
         let shared = Arc::new(Shared::new(mac, irq));
         let rx_kick = EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(E1000Error::EventFd)?;
+        let tx_kick = EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(E1000Error::EventFd)?;
+        let tx = Arc::new(Mutex::new(TxState::new()));
         let handler = RxHandler::new(
             id.clone(),
             shared.clone(),
             backend.clone(),
             mem.clone(),
             rx_kick.try_clone().map_err(E1000Error::EventFd)?,
+        )
+        .with_tx(
+            tx.clone(),
+            tx_kick.try_clone().map_err(E1000Error::EventFd)?,
         );
         Ok(E1000 {
             id,
@@ -133,9 +147,10 @@ impl E1000 {
             shared,
             backend,
             mem,
-            tx: TxState::new(),
+            tx,
             io_addr: 0,
             rx_kick,
+            tx_kick,
             rx: RxState::Stopped(Box::new(handler)),
             pause: None,
         })
@@ -230,7 +245,7 @@ impl E1000 {
             Action::KickRx => self.kick_rx(),
             Action::Tx => self.run_tx(),
             Action::Reset => {
-                self.tx.reset();
+                self.tx.lock().unwrap_or_else(|e| e.into_inner()).reset();
                 self.kick_rx();
             }
         }
@@ -242,66 +257,19 @@ impl E1000 {
         }
     }
 
-    /// Processes the transmit ring from TDH to TDT.
+    /// Runs one transmit pass from TDH towards TDT; the worker continues
+    /// when the pass ran out of budget.
     fn run_tx(&mut self) {
-        let irq = self.shared.irq.clone();
-        let (ring, vlan_tpid) = {
-            let regs = self.shared.lock();
-            if regs.get(regs::TCTL) & tctl::EN == 0 {
-                return;
+        let pass = TxPass {
+            shared: &self.shared,
+            backend: &self.backend,
+            mem: &self.mem,
+            state: &self.tx,
+        };
+        if pass.run() {
+            if let Err(e) = self.tx_kick.write(1) {
+                tracing::warn!(id = %self.id, error = %e, "e1000: cannot wake the worker for tx");
             }
-            let ring = TxRing {
-                base: u64::from(regs.get(regs::TDBAH)) << 32 | u64::from(regs.get(regs::TDBAL)),
-                len: regs.get(regs::TDLEN) / DESC_LEN as u32,
-                head: regs.get(regs::TDH),
-                tail: regs.get(regs::TDT),
-            };
-            let vlan = (regs.get(regs::CTRL) & ctrl::VME != 0).then(|| regs.get(regs::VET) as u16);
-            (ring, vlan)
-        };
-        if ring.head == ring.tail {
-            return;
-        }
-        let mut stats = TxStats::default();
-        let outcome = {
-            let mut backend = self.backend.lock().unwrap_or_else(|e| e.into_inner());
-            let mut out = TxOut {
-                backend: backend.as_mut(),
-                vlan_tpid,
-                stats: &mut stats,
-            };
-            self.tx.process(&self.mem, ring, &mut out)
-        };
-        let mut regs = self.shared.lock();
-        regs.set(regs::TDH, outcome.head);
-        let frames = u32::try_from(stats.frames).unwrap_or(u32::MAX);
-        regs.add_stat(regs::GPTC, frames);
-        regs.add_stat(regs::TPT, frames);
-        let fcs_bytes = stats.bytes.saturating_add(4 * stats.frames);
-        regs.add_stat64(regs::GOTCL, fcs_bytes);
-        regs.add_stat64(regs::TOTL, fcs_bytes);
-        regs.add_stat(regs::MPTC, stats.multicast as u32);
-        regs.add_stat(regs::BPTC, stats.broadcast as u32);
-        regs.add_stat(regs::TSCTC, stats.tso_contexts as u32);
-        for (i, &n) in stats.sizes.iter().enumerate() {
-            regs.add_stat(regs::PTC64 + 4 * i as u64, n as u32);
-        }
-        let c = &mut regs.counters;
-        c.tx_frames += stats.frames;
-        c.tx_bytes += stats.bytes;
-        c.tx_dropped += stats.dropped;
-        c.tx_ring_errors += stats.ring_errors;
-        c.backend_errors += stats.backend_errors;
-        let mut cause = 0;
-        if outcome.wrote_back {
-            cause |= icr::TXDW;
-        }
-        if outcome.head == ring.tail {
-            cause |= icr::TXQE;
-        }
-        if cause != 0 {
-            regs.set_cause(cause);
-            regs.update_irq(irq.as_ref(), true);
         }
     }
 

@@ -16,7 +16,10 @@
 //! - Transmit on the vCPU thread (see [`E1000`]): legacy, context and data
 //!   descriptors; IP/TCP/UDP checksum insertion and TSO are done in the
 //!   device, so the backend gets complete frames with a zeroed virtio-net
-//!   header.
+//!   header — except that a TCP TSO packet goes whole, as one GSO frame, to
+//!   a backend that accepts GSO (a tap: the kernel segments it). One TDT
+//!   write does a bounded amount of work (frames, descriptors, bytes); the
+//!   worker thread continues the rest.
 //! - Receive on a worker thread, started by [`E1000::activate`]: address filter (RAL/RAH, MTA hash, BAM,
 //!   UPE/MPE, VFTA), buffers of RCTL.BSIZE, frames spanning descriptors,
 //!   padding to 60 bytes, FCS appended unless RCTL.SECRC, VLAN stripping
@@ -35,12 +38,13 @@ mod reg_file;
 pub mod regs;
 mod rx;
 mod tx;
+mod tx_pass;
 mod worker;
 
 pub use crate::pci::IntxLine;
 pub use device::{E1000CounterSource, E1000};
 pub use rx::RX_MIN_FRAME_LEN;
-pub use tx::TX_BUF_LEN;
+pub use tx::{MAX_TSO_SEGMENTS, MIN_TSO_MSS, TX_BUF_LEN, TX_PASS_FRAMES};
 
 use std::io;
 

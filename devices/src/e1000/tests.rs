@@ -1499,3 +1499,157 @@ fn rx_completes_partial_checksums_and_refuses_gso() {
     assert!(wait_for(|| h.dev.counters().rx_dropped == 1));
     assert_eq!(h.r(RDH), 1);
 }
+
+/// Posts `packets` TSO packets of 64 KiB (context, header and payload
+/// descriptors each) at MSS `mss` from descriptor `first` of a 64-entry
+/// ring; returns the descriptor after the last.
+fn post_big_tso(h: &mut Harness, packets: u32, mss: u16, first: u32) -> u32 {
+    let payload_len = 0x1_0000 - 54;
+    let mut hdr = eth(PEER, MAC, 0x0800);
+    hdr.extend_from_slice(&ipv4(0, 0x1234, 6));
+    hdr.extend_from_slice(&tcp_header(1000, 0x18, fold(pseudo_sum(6, 0))));
+    h.mem.write_slice(&hdr, GuestAddress(TX_BUFS)).unwrap();
+    h.mem
+        .write_slice(&pattern(payload_len, 3), GuestAddress(TX_BUFS + 0x1000))
+        .unwrap();
+    let popts = txd::POPTS_TXSM | txd::POPTS_IXSM;
+    let mut i = first;
+    for _ in 0..packets {
+        h.put_tx_desc(i, ctx_desc(tso_ctx(payload_len, mss)));
+        h.put_tx_desc((i + 1) % 64, data_desc(TX_BUFS, 54, txd::CMD_TSE, popts));
+        let cmd = txd::CMD_TSE | txd::CMD_EOP | txd::CMD_RS;
+        let payload = data_desc(TX_BUFS + 0x1000, payload_len as u32, cmd, popts);
+        h.put_tx_desc((i + 2) % 64, payload);
+        i = (i + 3) % 64;
+    }
+    i
+}
+
+/// Frames the device tried to send (the seqpacket peer is not drained,
+/// so most end as backend errors once its buffer is full).
+fn tx_attempts(h: &Harness) -> u64 {
+    let c = h.dev.counters();
+    c.tx_frames + c.backend_errors
+}
+
+#[test]
+fn one_tdt_write_sends_a_bounded_number_of_frames() {
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+    let (dev_end, net) = seqpacket_pair().unwrap();
+    let irq = Arc::new(FakeIntx::default());
+    // No worker yet: every TDT write is exactly one pass.
+    let dev = Harness::inactive_device(dev_end, &mem, &irq);
+    let mut h = Harness { dev, net, mem, irq };
+    h.setup_tx(64);
+    let per_packet = (0x1_0000 - 54u64).div_ceil(MIN_TSO_MSS as u64);
+    assert!(per_packet <= MAX_TSO_SEGMENTS as u64);
+    // 21 packets of 1365 segments: 28665 frames behind one TDT write.
+    let end = post_big_tso(&mut h, 21, MIN_TSO_MSS as u16, 0);
+    let started = Instant::now();
+    h.w(TDT, end);
+    let one_pass = started.elapsed();
+    assert_eq!(tx_attempts(&h), TX_PASS_FRAMES as u64);
+    assert_eq!(
+        h.r(TDH),
+        3,
+        "the first packet was gathered, its segments wait"
+    );
+    assert_eq!(h.tx_status(2) & txd::STA_DD, txd::STA_DD);
+    // Another TDT write (same tail) does one more pass, no more.
+    h.w(TDT, end);
+    assert_eq!(tx_attempts(&h), 2 * TX_PASS_FRAMES as u64);
+    // The worker continues on its own until the ring is done.
+    h.dev.activate().unwrap();
+    assert!(wait_for(|| h.r(TDH) == end), "TDH {} of {end}", h.r(TDH));
+    assert!(wait_for(|| tx_attempts(&h) == 21 * per_packet));
+    assert_eq!(h.dev.counters().tx_dropped, h.dev.counters().backend_errors);
+    assert!(
+        one_pass < Duration::from_secs(1),
+        "one pass took {one_pass:?}"
+    );
+
+    // Below the minimum MSS, or more segments than allowed: dropped whole.
+    let before = h.dev.counters().tx_dropped;
+    let end2 = post_big_tso(&mut h, 1, MIN_TSO_MSS as u16 - 1, end);
+    h.w(TDT, end2);
+    assert!(wait_for(|| h.r(TDH) == end2));
+    assert_eq!(tx_attempts(&h), 21 * per_packet);
+    assert_eq!(h.dev.counters().tx_dropped, before + 1);
+}
+
+/// A seqpacket backend whose peer "segments GSO frames itself", as the
+/// kernel behind a tap does.
+struct GsoBackend(SeqpacketBackend);
+
+impl std::os::fd::AsRawFd for GsoBackend {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl FrameBackend for GsoBackend {
+    fn read_frame(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read_frame(buf)
+    }
+    fn write_frame(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.0.write_frame(bufs)
+    }
+    fn accepts_gso(&self) -> bool {
+        true
+    }
+    fn set_offloads(&mut self, o: net_backend::Offloads) -> io::Result<()> {
+        self.0.set_offloads(o)
+    }
+}
+
+#[test]
+fn tso_goes_whole_to_a_backend_that_accepts_gso() {
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+    let (dev_end, mut net) = seqpacket_pair().unwrap();
+    let irq = Arc::new(FakeIntx::default());
+    let backend = Box::new(GsoBackend(dev_end));
+    let mut dev = E1000::new(
+        "e1000-gso".into(),
+        MAC,
+        backend,
+        mem.clone(),
+        irq.clone(),
+        BAR0,
+        BAR1,
+    )
+    .unwrap();
+    dev.activate().unwrap();
+    let (_unused_dev, unused_net) = seqpacket_pair().unwrap();
+    drop(_unused_dev);
+    let mut h = Harness {
+        dev,
+        net: unused_net,
+        mem,
+        irq,
+    };
+    h.setup_tx(32);
+    let (payload, end) = post_tso(&mut h, 10000, tso_ctx(10000, 1448), 0);
+    h.w(TDT, end);
+    assert_eq!(h.r(TDH), end);
+    let mut buf = vec![0u8; 70000];
+    let n = net.read_frame(&mut buf).unwrap();
+    assert!(net.read_frame(&mut buf).is_err(), "one frame, not segments");
+    let (hdr, f) = buf[..n].split_at_mut(VNET_HDR_LEN);
+    // NEEDS_CSUM, TCPV4, hdr_len 54, gso_size 1448, csum 34+16.
+    assert_eq!(hdr, &[1, 1, 54, 0, 0xa8, 0x05, 34, 0, 16, 0, 0, 0]);
+    assert_eq!(f.len(), 54 + 10000);
+    assert_eq!(&f[54..], &payload[..]);
+    assert_eq!(be16(f, 16) as usize, f.len() - 14, "IP total length");
+    assert!(ip_checksum_ok(f));
+    // The TCP checksum field holds the pseudo-header sum with the length,
+    // as for CHECKSUM_PARTIAL: completing it as the stack does gives a
+    // valid checksum.
+    assert_eq!(be16(f, 50), fold(pseudo_sum(6, f.len() - 34)));
+    let c = !fold(ones_sum(&f[34..]));
+    f[50..52].copy_from_slice(&c.to_be_bytes());
+    assert!(l4_checksum_ok(f, 6));
+    // The statistics count the segments the wire carries.
+    assert_eq!(h.r(GPTC), 7);
+    assert_eq!(h.dev.counters().tx_frames, 7);
+    assert_eq!(h.dev.counters().tx_bytes, 7 * 54 + 10000);
+}

@@ -1,6 +1,10 @@
 //! Transmit: descriptor ring processing, checksum insertion and TCP/UDP
 //! segmentation (TSO), all done in the device so the backend only ever sees
-//! complete, fully checksummed frames (with an all-zero virtio-net header).
+//! complete, fully checksummed frames (with an all-zero virtio-net header)
+//! — except that a TCP TSO packet goes to a backend that
+//! [accepts GSO](FrameBackend::accepts_gso) whole, as one GSO frame with
+//! its headers completed (the kernel behind a tap segments it, exactly as
+//! for virtio-net): one write instead of one per segment.
 //!
 //! Each packet is gathered into a preallocated buffer of [`TX_BUF_LEN`]
 //! bytes; a packet that does not fit, whose buffers lie outside guest
@@ -19,9 +23,28 @@ use super::VNET_HDR_LEN;
 pub const TX_BUF_LEN: usize = 0x1_0000 + 0x400;
 /// Bytes per descriptor.
 pub const DESC_LEN: u64 = 16;
-/// Smallest TSO MSS accepted (Linux never goes below 48); smaller values
-/// would turn one descriptor into thousands of frames.
-pub const MIN_TSO_MSS: usize = 32;
+/// Smallest TSO MSS accepted: Linux's TCP_MIN_SND_MSS, below which no
+/// Linux TCP sends; smaller values only serve to turn one descriptor into
+/// thousands of frames.
+pub const MIN_TSO_MSS: usize = 48;
+/// Most segments one TSO packet may make: a 64 KiB send (Linux's
+/// gso_max_size) at [`MIN_TSO_MSS`]. A packet needing more is dropped.
+pub const MAX_TSO_SEGMENTS: usize = 0x1_0000_usize.div_ceil(MIN_TSO_MSS);
+
+/// The work one pass (one TDT write on the vCPU thread, or one
+/// continuation on the worker) may do, so that one MMIO exit never holds
+/// the device for long whatever the guest posted: at most this many
+/// frames sent (a TSO packet's segments are resumed in the next pass) ...
+pub const TX_PASS_FRAMES: usize = 256;
+/// ... this many descriptors read ...
+pub const TX_PASS_DESCRIPTORS: u32 = 256;
+/// ... and this many bytes gathered from guest memory.
+pub const TX_PASS_BYTES: usize = 1 << 20;
+
+/// virtio_net_hdr flags and gso types (virtio 1.x, 5.1.6).
+const VNET_F_NEEDS_CSUM: u8 = 1;
+const VNET_GSO_TCPV4: u8 = 1;
+const VNET_GSO_TCPV6: u8 = 4;
 
 const TCP_FIN: u8 = 0x01;
 const TCP_PSH: u8 = 0x08;
@@ -60,6 +83,9 @@ pub struct TxOutcome {
     pub head: u32,
     /// A descriptor with RS got its DD bit written back (TXDW).
     pub wrote_back: bool,
+    /// The pass ran out of budget with work left (descriptors before
+    /// the tail or segments of a TSO packet): run another pass.
+    pub more: bool,
 }
 
 /// Counters of one pass, applied to the statistics registers and the
@@ -87,11 +113,27 @@ pub struct TxOut<'a> {
     pub backend: &'a mut dyn FrameBackend,
     /// VET when CTRL.VME is set (VLAN insertion enabled).
     pub vlan_tpid: Option<u16>,
+    /// The backend takes GSO frames ([`FrameBackend::accepts_gso`]).
+    pub gso: bool,
     pub stats: &'a mut TxStats,
 }
 
-/// Transmit state that survives between TDT writes: the offload context
-/// and a packet whose descriptors are not all posted yet.
+/// A gathered TSO packet whose segments are not all sent: the pass ran
+/// out of frames; the next pass sends the rest before reading descriptors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PendingTso {
+    /// Packet length in `buf`.
+    len: usize,
+    popts: u8,
+    vlan: Option<(u16, u16)>,
+    /// The first segment not sent yet.
+    next: usize,
+    ctx: Context,
+}
+
+/// Transmit state that survives between TDT writes: the offload context,
+/// a packet whose descriptors are not all posted yet, and a TSO packet
+/// whose segments are not all sent.
 pub struct TxState {
     ctx: Context,
     buf: Vec<u8>,
@@ -101,6 +143,11 @@ pub struct TxState {
     broken: bool,
     popts: u8,
     tso: bool,
+    tso_pending: Option<PendingTso>,
+    /// Frames the current pass may still send.
+    frames_left: usize,
+    /// Bytes the current pass may still gather.
+    bytes_left: usize,
 }
 
 impl Default for TxState {
@@ -120,12 +167,22 @@ impl TxState {
             broken: false,
             popts: 0,
             tso: false,
+            tso_pending: None,
+            frames_left: 0,
+            bytes_left: 0,
         }
     }
 
-    /// Device reset: forget the context and any partial packet.
+    /// Whether a TSO packet's segments wait for the next pass.
+    pub fn has_pending_segments(&self) -> bool {
+        self.tso_pending.is_some()
+    }
+
+    /// Device reset: forget the context, any partial packet and any
+    /// segments not sent yet.
     pub fn reset(&mut self) {
         self.ctx = Context::default();
+        self.tso_pending = None;
         self.clear_packet();
     }
 
@@ -138,23 +195,41 @@ impl TxState {
     }
 
     /// Processes descriptors from `ring.head` up to `ring.tail` (at most
-    /// one lap). Stops early, counting a ring error, when the ring
-    /// registers are out of range or a descriptor cannot be read.
+    /// one lap) within one pass's budget ([`TX_PASS_FRAMES`],
+    /// [`TX_PASS_DESCRIPTORS`], [`TX_PASS_BYTES`]); segments of a TSO
+    /// packet left by the previous pass go first. Stops early, counting a
+    /// ring error, when the ring registers are out of range or a
+    /// descriptor cannot be read.
     pub fn process(&mut self, mem: &GuestMemoryMmap, ring: TxRing, out: &mut TxOut) -> TxOutcome {
         let mut outcome = TxOutcome {
             head: ring.head,
             wrote_back: false,
+            more: false,
         };
+        self.frames_left = TX_PASS_FRAMES;
+        self.bytes_left = TX_PASS_BYTES;
+        if let Some(pending) = self.tso_pending.take() {
+            self.segment(pending, out);
+        }
         if ring.len == 0 || ring.head >= ring.len || ring.tail >= ring.len {
             if ring.head != ring.tail {
                 out.stats.ring_errors += 1;
             }
+            outcome.more = self.tso_pending.is_some();
             return outcome;
         }
         let mut head = ring.head;
-        let mut budget = ring.len;
-        while head != ring.tail && budget > 0 {
-            budget -= 1;
+        let mut descriptors = ring.len.min(TX_PASS_DESCRIPTORS);
+        while head != ring.tail {
+            if descriptors == 0
+                || self.frames_left == 0
+                || self.bytes_left == 0
+                || self.tso_pending.is_some()
+            {
+                outcome.more = true;
+                break;
+            }
+            descriptors -= 1;
             let Some(addr) = ring
                 .base
                 .checked_add(u64::from(head) * DESC_LEN)
@@ -170,7 +245,8 @@ impl TxState {
             }
             let rs = self.descriptor(mem, &desc, out);
             if rs {
-                // STA: DD set, EC/LC/TU clear.
+                // STA: DD set, EC/LC/TU clear. The packet's data is in
+                // `buf` already, so its segments may still be pending.
                 let sta = (desc[12] & 0xf0) | txd::STA_DD;
                 if mem.write_slice(&[sta], GuestAddress(addr + 12)).is_ok() {
                     outcome.wrote_back = true;
@@ -181,6 +257,7 @@ impl TxState {
             head = (head + 1) % ring.len;
         }
         outcome.head = head;
+        outcome.more |= self.tso_pending.is_some();
         outcome
     }
 
@@ -276,6 +353,7 @@ impl TxState {
             self.broken = true;
             return;
         };
+        self.bytes_left = self.bytes_left.saturating_sub(length);
         let read = match self.buf.get_mut(self.len..end) {
             Some(dst) => mem.read_slice(dst, GuestAddress(addr)).is_ok(),
             None => false,
@@ -302,7 +380,18 @@ impl TxState {
             return;
         }
         if tso {
-            self.segment(len, popts, vlan, out);
+            let pending = PendingTso {
+                len,
+                popts,
+                vlan,
+                next: 0,
+                ctx,
+            };
+            if !self.tso_valid(&pending) {
+                out.stats.dropped += 1;
+            } else if !(out.gso && self.send_gso(&pending, out)) {
+                self.segment(pending, out);
+            }
             return;
         }
         let Some(frame) = self.buf.get_mut(..len) else {
@@ -318,36 +407,92 @@ impl TxState {
         if let Some((css, cso)) = legacy_ic {
             put_checksum(frame, css, cso, 0, true);
         }
+        self.frames_left = self.frames_left.saturating_sub(1);
         send(frame, vlan, out);
     }
 
-    /// TCP (or UDP) segmentation of the gathered packet per the context.
-    fn segment(&mut self, len: usize, popts: u8, vlan: Option<(u16, u16)>, out: &mut TxOut) {
-        let c = self.ctx;
+    /// Hands a valid TCP TSO packet to the backend whole, as a GSO frame:
+    /// IP length (and checksum) and the TCP pseudo-header sum completed as
+    /// Linux's stack leaves them for CHECKSUM_PARTIAL, a virtio-net header
+    /// describing the segmentation. False (nothing sent) when the packet
+    /// is not one the stack can segment for us: UDP, no TCP checksum
+    /// offload, a VLAN tag to insert, or more than 64 KiB of IP.
+    fn send_gso(&mut self, p: &PendingTso, out: &mut TxOut) -> bool {
+        let c = p.ctx;
+        let l3_len = p.len - c.ipcss;
+        if !c.tcp || p.popts & txd::POPTS_TXSM == 0 || p.vlan.is_some() || l3_len > 0xffff {
+            return false;
+        }
+        let Some(frame) = self.buf.get_mut(..p.len) else {
+            return false;
+        };
+        if c.ipv4 {
+            put_be16(frame, c.ipcss + 2, l3_len as u16);
+            if p.popts & txd::POPTS_IXSM != 0 {
+                put_checksum(frame, c.ipcss, c.ipcso, c.ipcse, false);
+            }
+        } else {
+            put_be16(frame, c.ipcss + 4, (l3_len - 40) as u16);
+        }
+        let l4_len = p.len - c.tucss;
+        let partial = be16(frame, c.tucso);
+        put_be16(frame, c.tucso, fold(u32::from(partial) + l4_len as u32));
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        hdr[0] = VNET_F_NEEDS_CSUM;
+        hdr[1] = if c.ipv4 {
+            VNET_GSO_TCPV4
+        } else {
+            VNET_GSO_TCPV6
+        };
+        hdr[2..4].copy_from_slice(&(c.hdr_len as u16).to_le_bytes());
+        hdr[4..6].copy_from_slice(&(c.mss as u16).to_le_bytes());
+        hdr[6..8].copy_from_slice(&(c.tucss as u16).to_le_bytes());
+        hdr[8..10].copy_from_slice(&((c.tucso - c.tucss) as u16).to_le_bytes());
+        self.frames_left = self.frames_left.saturating_sub(1);
+        let bufs = [IoSlice::new(&hdr), IoSlice::new(frame)];
+        let result = out.backend.write_frame(&bufs);
+        count_gso(frame, &c, result.is_ok(), out.stats);
+        true
+    }
+
+    /// Whether a gathered TSO packet's context makes sense: header
+    /// offsets inside the header, MSS and segment count within bounds.
+    fn tso_valid(&self, p: &PendingTso) -> bool {
+        let c = &p.ctx;
         let hdr = c.hdr_len;
         let l3_min = if c.ipv4 { 20 } else { 40 };
         let l4_min = if c.tcp { 20 } else { 8 };
-        let valid = hdr > 0
-            && hdr <= len
+        hdr > 0
+            && hdr <= p.len
             && c.mss >= MIN_TSO_MSS
+            && (p.len - hdr).div_ceil(c.mss) <= MAX_TSO_SEGMENTS
             && c.ipcss + l3_min <= hdr
             && c.tucss >= c.ipcss + l3_min
             && c.tucss + l4_min <= hdr
-            && (popts & txd::POPTS_TXSM == 0 || c.tucso + 2 <= hdr)
-            && (popts & txd::POPTS_IXSM == 0 || c.ipcso + 2 <= hdr);
-        let (Some(header), Some(payload)) = (self.buf.get(..hdr), self.buf.get(hdr..len)) else {
+            && (p.popts & txd::POPTS_TXSM == 0 || c.tucso + 2 <= hdr)
+            && (p.popts & txd::POPTS_IXSM == 0 || c.ipcso + 2 <= hdr)
+    }
+
+    /// TCP (or UDP) segmentation of the gathered packet per its context,
+    /// from segment `p.next` on, while the pass may send frames; what is
+    /// left becomes [`Self::tso_pending`]. `p` passed [`Self::tso_valid`].
+    fn segment(&mut self, p: PendingTso, out: &mut TxOut) {
+        let c = p.ctx;
+        let hdr = c.hdr_len;
+        let (Some(header), Some(payload)) = (self.buf.get(..hdr), self.buf.get(hdr..p.len)) else {
             out.stats.dropped += 1;
             return;
         };
-        if !valid {
-            out.stats.dropped += 1;
-            return;
-        }
         let ip_id = be16(header, c.ipcss + 4);
         let seq = be32(header, c.tucss + 4);
         let tu_partial = be16(header, c.tucso);
         let chunks = payload.len().div_ceil(c.mss).max(1);
-        for i in 0..chunks {
+        for i in p.next..chunks {
+            if self.frames_left == 0 {
+                self.tso_pending = Some(PendingTso { next: i, ..p });
+                return;
+            }
+            self.frames_left -= 1;
             let start = (i * c.mss).min(payload.len());
             let end = (start + c.mss).min(payload.len());
             let seg_len = hdr + (end - start);
@@ -357,35 +502,68 @@ impl TxState {
             };
             s[..hdr].copy_from_slice(header);
             s[hdr..].copy_from_slice(&payload[start..end]);
-            if c.ipv4 {
-                put_be16(s, c.ipcss + 2, (seg_len - c.ipcss) as u16);
-                put_be16(s, c.ipcss + 4, ip_id.wrapping_add(i as u16));
-            } else {
-                put_be16(s, c.ipcss + 4, (seg_len - c.ipcss - 40) as u16);
-            }
+            fix_segment(s, &c, i, chunks, ip_id, seq);
             let l4_len = seg_len - c.tucss;
-            if c.tcp {
-                put_be32(s, c.tucss + 4, seq.wrapping_add((i * c.mss) as u32));
-                let mut flags = s[c.tucss + 13];
-                if i + 1 < chunks {
-                    flags &= !(TCP_FIN | TCP_PSH);
-                }
-                if i > 0 {
-                    flags &= !TCP_CWR;
-                }
-                s[c.tucss + 13] = flags;
-            } else {
-                put_be16(s, c.tucss + 4, l4_len as u16);
-            }
-            if popts & txd::POPTS_TXSM != 0 {
+            if p.popts & txd::POPTS_TXSM != 0 {
                 // The driver left the pseudo-header sum without the length.
                 put_be16(s, c.tucso, ones_add(tu_partial, l4_len as u16));
                 put_checksum(s, c.tucss, c.tucso, c.tucse, true);
             }
-            if popts & txd::POPTS_IXSM != 0 {
+            if p.popts & txd::POPTS_IXSM != 0 {
                 put_checksum(s, c.ipcss, c.ipcso, c.ipcse, false);
             }
-            send(s, vlan, out);
+            send(s, p.vlan, out);
+        }
+    }
+}
+
+/// Rewrites the per-segment header fields of segment `i` of `chunks`: IP
+/// length and id, TCP sequence and flags (or UDP length).
+fn fix_segment(s: &mut [u8], c: &Context, i: usize, chunks: usize, ip_id: u16, seq: u32) {
+    let seg_len = s.len();
+    if c.ipv4 {
+        put_be16(s, c.ipcss + 2, (seg_len - c.ipcss) as u16);
+        put_be16(s, c.ipcss + 4, ip_id.wrapping_add(i as u16));
+    } else {
+        put_be16(s, c.ipcss + 4, (seg_len - c.ipcss - 40) as u16);
+    }
+    if c.tcp {
+        put_be32(s, c.tucss + 4, seq.wrapping_add((i * c.mss) as u32));
+        let mut flags = s[c.tucss + 13];
+        if i + 1 < chunks {
+            flags &= !(TCP_FIN | TCP_PSH);
+        }
+        if i > 0 {
+            flags &= !TCP_CWR;
+        }
+        s[c.tucss + 13] = flags;
+    } else {
+        put_be16(s, c.tucss + 4, (seg_len - c.tucss) as u16);
+    }
+}
+
+/// Counts a TSO packet sent whole as the segments the wire will carry.
+fn count_gso(frame: &[u8], c: &Context, ok: bool, stats: &mut TxStats) {
+    if !ok {
+        stats.backend_errors += 1;
+        stats.dropped += 1;
+        return;
+    }
+    let payload = frame.len() - c.hdr_len;
+    let segs = payload.div_ceil(c.mss).max(1);
+    let last = payload - (segs - 1) * c.mss;
+    stats.frames += segs as u64;
+    stats.bytes += (segs * c.hdr_len + payload) as u64;
+    for (n, len) in [(segs - 1, c.hdr_len + c.mss), (1, c.hdr_len + last)] {
+        if let Some(b) = size_bucket(len + 4) {
+            stats.sizes[b] += n as u64;
+        }
+    }
+    if frame.first().is_some_and(|b| b & 1 != 0) {
+        if frame.get(..6) == Some(&[0xff; 6]) {
+            stats.broadcast += segs as u64;
+        } else {
+            stats.multicast += segs as u64;
         }
     }
 }

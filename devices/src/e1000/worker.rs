@@ -1,7 +1,9 @@
 //! The receive handler: run by one [`crate::Worker`] per device, named
 //! "{id}-rx", over the backend fd (readable) and the rx kick eventfd
 //! (written on RDT/RCTL writes and resets); the worker adds its kill
-//! eventfd.
+//! eventfd. It also continues transmit passes that ran out of budget on
+//! the vCPU thread (the tx kick eventfd), one pass per wake-up, kicking
+//! itself again while work is left so receive and stop requests interleave.
 //!
 //! The backend fd is watched only while the ring may have room: when a
 //! frame does not fit, the worker keeps it and stops watching the backend
@@ -20,7 +22,8 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::reg_file::Shared;
 use super::rx::{self, RxResult};
-use super::tx::{fold, ones_sum};
+use super::tx::{fold, ones_sum, TxState};
+use super::tx_pass::TxPass;
 use super::VNET_HDR_LEN;
 use crate::frame::MAX_BUFFER_LEN;
 use crate::rate_limit::should_log;
@@ -36,6 +39,8 @@ pub(crate) struct RxHandler {
     backend_fd: RawFd,
     mem: GuestMemoryMmap,
     kick: EventFd,
+    /// The transmit state and the eventfd that asks for another pass.
+    tx: Option<(Arc<Mutex<TxState>>, EventFd)>,
     buf: Vec<u8>,
     /// Length (header included) of a frame in `buf` waiting for ring room.
     pending: Option<usize>,
@@ -64,12 +69,38 @@ impl RxHandler {
             backend_fd,
             mem,
             kick,
+            tx: None,
             buf: vec![0; MAX_BUFFER_LEN],
             pending: None,
             paused: false,
             backend_dead: false,
             watching_backend: false,
             stopped: false,
+        }
+    }
+
+    /// Also continues transmit passes when `kick` is written.
+    pub fn with_tx(mut self, state: Arc<Mutex<TxState>>, kick: EventFd) -> Self {
+        self.tx = Some((state, kick));
+        self
+    }
+
+    /// One transmit pass; asks for another while work is left.
+    fn run_tx(&mut self) {
+        let Some((state, kick)) = &self.tx else {
+            return;
+        };
+        let _ = kick.read();
+        let pass = TxPass {
+            shared: &self.shared,
+            backend: &self.backend,
+            mem: &self.mem,
+            state,
+        };
+        if pass.run() {
+            if let Err(e) = kick.write(1) {
+                tracing::warn!(id = %self.id, error = %e, "e1000: cannot re-kick tx");
+            }
         }
     }
 
@@ -169,9 +200,15 @@ impl MutEventSubscriber for RxHandler {
         // A new event loop (the worker may be restarted): nothing is
         // registered in it yet.
         self.watching_backend = false;
-        if let Err(e) = ops.add(Events::new_raw(self.kick.as_raw_fd(), EventSet::IN)) {
-            tracing::error!(id = %self.id, error = ?e, "e1000: cannot register an eventfd");
-            self.stopped = true;
+        let mut fds = vec![self.kick.as_raw_fd()];
+        if let Some((_, kick)) = &self.tx {
+            fds.push(kick.as_raw_fd());
+        }
+        for fd in fds {
+            if let Err(e) = ops.add(Events::new_raw(fd, EventSet::IN)) {
+                tracing::error!(id = %self.id, error = ?e, "e1000: cannot register an eventfd");
+                self.stopped = true;
+            }
         }
         self.update_interest(ops);
     }
@@ -182,6 +219,8 @@ impl MutEventSubscriber for RxHandler {
             let _ = self.kick.read();
             self.paused = false;
             self.run_rx();
+        } else if self.tx.as_ref().is_some_and(|(_, k)| k.as_raw_fd() == fd) {
+            self.run_tx();
         } else if fd == self.backend_fd {
             let set = events.event_set();
             if set.contains(EventSet::IN) {

@@ -1,5 +1,6 @@
 //! Guest memory ranges as raw iovecs, for backends that write a frame with
-//! one `writev` straight from guest memory (zero-copy TX).
+//! one `writev` straight from guest memory (zero-copy TX) or read one with
+//! one `readv` straight into it (zero-copy RX).
 //!
 //! Guest memory may change under our feet (the guest owns it), so no
 //! `&[u8]` or `IoSlice` is ever made over it: the iovecs are plain
@@ -59,6 +60,58 @@ impl GuestIovecs {
             iov_len: slice.len(),
         });
         true
+    }
+
+    /// Ranges recorded.
+    pub fn len(&self) -> usize {
+        self.iovecs.len()
+    }
+
+    /// Forgets the first `n` ranges (no reallocation).
+    pub fn drain_front(&mut self, n: usize) {
+        self.iovecs.drain(..n.min(self.iovecs.len()));
+    }
+
+    /// Forgets the ranges from `n` on.
+    pub fn truncate(&mut self, n: usize) {
+        self.iovecs.truncate(n);
+    }
+
+    /// Records `len` bytes at `addr` of `mem` for the kernel to write
+    /// into; false (nothing recorded) when the list is full or the range
+    /// is not inside one region.
+    pub fn push_writable(&mut self, mem: &GuestMemoryMmap, addr: GuestAddress, len: usize) -> bool {
+        if self.is_full() {
+            return false;
+        }
+        // As in `push`: the range lies inside one mapped region.
+        let Ok(slice) = mem.get_slice(addr, len) else {
+            return false;
+        };
+        self.iovecs.push(libc::iovec {
+            iov_base: slice.ptr_guard_mut().as_ptr().cast(),
+            iov_len: slice.len(),
+        });
+        true
+    }
+
+    /// Reads one frame from `backend` into the first `count` recorded
+    /// ranges with a single `read_iovecs`. Every range must have been
+    /// recorded with [`Self::push_writable`] from `mem`, whose borrow keeps
+    /// the regions mapped for the call.
+    pub fn read_from(
+        &self,
+        mem: &GuestMemoryMmap,
+        backend: &mut dyn FrameBackend,
+        count: usize,
+    ) -> io::Result<usize> {
+        let _mapped = mem;
+        let iovecs = &self.iovecs[..count.min(self.iovecs.len())];
+        // SAFETY: every iovec was made by `push_writable` from a
+        // `get_slice` of `mem`, i.e. lies inside one of its regions, which
+        // stay mapped (and writable: guest RAM is mapped read-write) while
+        // `mem` is borrowed; the backend only hands them to the kernel.
+        unsafe { backend.read_iovecs(iovecs) }
     }
 
     /// Writes the recorded ranges with a single `write_iovecs` (backends

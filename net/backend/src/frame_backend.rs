@@ -63,6 +63,41 @@ pub trait FrameBackend: AsRawFd + Send {
         true
     }
 
+    /// Whether the other end takes GSO frames (a virtio-net header with a
+    /// `gso_type`) and segments them itself, as the kernel behind a tap or
+    /// macvtap does: a NIC model may then hand a TSO packet over whole
+    /// instead of cutting it into segments. False by default.
+    fn accepts_gso(&self) -> bool {
+        false
+    }
+
+    /// Whether [`FrameBackend::read_iovecs`] is implemented; when it is
+    /// not, callers read into a buffer of their own and copy.
+    fn reads_iovecs(&self) -> bool {
+        false
+    }
+
+    /// Reads one frame (header followed by data) straight into raw
+    /// `iovecs` and returns its length. Meant for guest receive buffers,
+    /// which the guest may touch at any time, so no `&mut [u8]` may be
+    /// made over them. A frame longer than the iovecs is truncated (the
+    /// returned length may then exceed their total, depending on the
+    /// kernel), so callers offer room for a maximal frame.
+    ///
+    /// Returns `Err(WouldBlock)` when no frame is pending (never
+    /// `Err(Interrupted)`) and `Err(Unsupported)` (the default) when
+    /// [`FrameBackend::reads_iovecs`] is false.
+    ///
+    /// # Safety
+    ///
+    /// Every iovec must describe memory that stays mapped and writable for
+    /// the whole call. Implementations must not create references to that
+    /// memory; hand it to the kernel instead.
+    unsafe fn read_iovecs(&mut self, iovecs: &[libc::iovec]) -> io::Result<usize> {
+        let _ = iovecs;
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+
     /// Applies the offloads the guest negotiated (`TUNSETOFFLOAD`); a no-op
     /// for backends without offloads.
     fn set_offloads(&mut self, offloads: Offloads) -> io::Result<()>;

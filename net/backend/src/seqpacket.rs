@@ -62,6 +62,16 @@ impl FrameBackend for SeqpacketBackend {
         unsafe { sys::writev_raw(self.fd.as_fd(), iovecs) }
     }
 
+    fn reads_iovecs(&self) -> bool {
+        true
+    }
+
+    unsafe fn read_iovecs(&mut self, iovecs: &[libc::iovec]) -> io::Result<usize> {
+        // SAFETY: the caller keeps the memory `iovecs` describe mapped and
+        // writable for this call, which is what `readv_raw` needs.
+        unsafe { sys::readv_raw(self.fd.as_fd(), iovecs) }
+    }
+
     fn set_offloads(&mut self, offloads: Offloads) -> io::Result<()> {
         self.offloads = offloads;
         Ok(())

@@ -298,6 +298,22 @@ impl FrameBackend for Tap {
         unsafe { sys::writev_raw(self.fd.as_fd(), iovecs) }
     }
 
+    fn reads_iovecs(&self) -> bool {
+        true
+    }
+
+    fn accepts_gso(&self) -> bool {
+        // tun_get_user takes GSO frames whatever TUNSETOFFLOAD says (that
+        // governs the other direction) and the stack segments them.
+        true
+    }
+
+    unsafe fn read_iovecs(&mut self, iovecs: &[libc::iovec]) -> io::Result<usize> {
+        // SAFETY: the caller keeps the memory `iovecs` describe mapped and
+        // writable for this call, which is what `readv_raw` needs.
+        unsafe { sys::readv_raw(self.fd.as_fd(), iovecs) }
+    }
+
     fn set_offloads(&mut self, offloads: Offloads) -> io::Result<()> {
         sys::tun_set_offload(self.fd.as_fd(), offloads.to_tun_flags())
     }

@@ -1,7 +1,7 @@
 //! What one benchmark case is: a direction, a frame size, a number of
 //! queue pairs and a mode, and what the RX loops need to inject.
 
-use crate::frames::{Size, L4_HDRS, TSO_MSS};
+use crate::frames::Size;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dir {
@@ -49,13 +49,4 @@ pub struct RxSetup {
 /// an injected 64 KiB frame into 45 before the tap).
 pub fn e1000_supported(dir: Dir, size: Size, pairs: usize) -> bool {
     pairs == 1 && !(dir == Dir::Rx && size.gso)
-}
-
-/// TCP segments the kernel sees per benchmark frame in `mode`.
-pub fn kernel_segments(mode: Mode, size: Size) -> u64 {
-    if mode == Mode::E1000 && size.gso {
-        (size.frame_len - L4_HDRS).div_ceil(usize::from(TSO_MSS)) as u64
-    } else {
-        1
-    }
 }

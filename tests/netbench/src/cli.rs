@@ -19,18 +19,24 @@ pub struct Opts {
     pub window: usize,
     /// `--passt`: the passt backend cases only.
     pub passt: bool,
+    /// Run every case unpinned (false) and/or pinned (true): each pair's
+    /// threads (driver, device worker, injector) on CPU `pair`, so one
+    /// pair runs on one core.
+    pub pins: Vec<bool>,
 }
 
 pub const USAGE: &str = "usage: netbench [--seconds S] [--warmup S] [--repeat N] [--json FILE]
                 [--sizes 64,1514,65536] [--queues 1,2] [--dirs tx,rx]
                 [--modes raw,direct,worker,e1000] [--rx-buf BYTES]
-                [--window FRAMES] [--passt]
+                [--window FRAMES] [--pin none,core] [--passt]
 
 Benchmarks petrel's virtio-net and e1000 datapaths against a raw tap, without
 a guest. The e1000 runs with 1 queue only, and not for RX of TSO frames.
 --sizes 65536 selects the 64 KiB TSO frame (65214 bytes: 45 segments of 1448).
 --passt runs only the passt backend cases (TX and RX of 1514-byte UDP frames:
 petrel's virtio-net worker over PasstStream vs. the benchmark on passt's socket).
+--pin core runs each case with every thread of pair q pinned to CPU q (one
+core per pair), --pin none unpinned; the default runs both.
 Needs root; runs in a private network namespace. Timings are relative: compare
 columns of one run, not runs on different hosts.";
 
@@ -53,6 +59,7 @@ pub fn parse_args() -> Result<Opts, String> {
         rx_buf: 4096,
         window: 192,
         passt: false,
+        pins: vec![false, true],
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -90,6 +97,13 @@ pub fn parse_args() -> Result<Opts, String> {
                 o.dirs = parse_list(&v, |x| match x {
                     "tx" => Some(Dir::Tx),
                     "rx" => Some(Dir::Rx),
+                    _ => None,
+                })?
+            }
+            "--pin" => {
+                o.pins = parse_list(&v, |x| match x {
+                    "none" => Some(false),
+                    "core" => Some(true),
                     _ => None,
                 })?
             }

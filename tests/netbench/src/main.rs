@@ -53,6 +53,7 @@ mod e1000;
 mod frames;
 mod injector;
 mod passt;
+mod pin;
 mod raw;
 mod report;
 mod run;
@@ -102,6 +103,7 @@ fn main() {
 
     println!();
     print!("{}", report::table(&results, &opts));
+    print!("{}", report::efficiency_table(&results, &opts));
     if let Some(path) = &opts.json {
         if let Err(e) = std::fs::write(path, report::json(&results, &opts, &host)) {
             eprintln!("netbench: cannot write {}: {e}", path.display());

@@ -15,6 +15,7 @@ use crate::case::{e1000_supported, Dir, Mode, RxSetup};
 use crate::cli::Opts;
 use crate::e1000::BenchIntx;
 use crate::frames::Size;
+use crate::pin::{cpu_of_pair, ncpus, pin_self, pin_thread};
 use crate::stats::{measure, snapshot, Ctl, Measurement, Stats};
 use crate::sys::ifindex;
 use crate::virtio::{BenchInterrupt, OFFLOADS, PAIR_MEM};
@@ -25,6 +26,8 @@ pub struct CaseCtx<'a> {
     pub dir: Dir,
     pub size: Size,
     pub pairs: usize,
+    /// Each pair's threads on their own CPU (see `pin.rs`).
+    pub pinned: bool,
     pub opts: &'a Opts,
     /// The RX source ports for each tap queue.
     flows: &'a [Vec<u16>; 2],
@@ -49,6 +52,17 @@ impl CaseCtx<'_> {
                 self.flows[q].clone()
             },
             window: self.opts.window,
+        }
+    }
+
+    /// The CPU affinity of the virtio-net workers (`Net::new`'s).
+    pub fn worker_affinity(&self) -> Vec<Option<Vec<usize>>> {
+        if self.pinned {
+            (0..self.pairs)
+                .map(|q| Some(vec![cpu_of_pair(q)]))
+                .collect()
+        } else {
+            Vec::new()
         }
     }
 
@@ -90,15 +104,38 @@ pub fn err<E: Display>(what: &'static str) -> impl Fn(E) -> String {
     move |e| format!("{what}: {e}")
 }
 
+/// One case: what is measured and how.
+#[derive(Clone, Copy, Debug)]
+pub struct Case {
+    pub dir: Dir,
+    pub size: Size,
+    pub pairs: usize,
+    pub mode: Mode,
+    pub pinned: bool,
+}
+
+/// Runs one case once, pinned or not; the main thread's affinity is
+/// restored afterwards.
+pub fn run_case(case: Case, opts: &Opts, flows: &[Vec<u16>; 2]) -> Result<Measurement, String> {
+    if case.pinned {
+        pin_self([cpu_of_pair(0)]).map_err(err("sched_setaffinity"))?;
+    }
+    let result = run_case_here(case, opts, flows);
+    if case.pinned {
+        pin_self(0..ncpus()).map_err(err("sched_setaffinity"))?;
+    }
+    result
+}
+
 /// Runs one case once; `flows[q]` are the RX source ports for tap queue q.
-pub fn run_case(
-    dir: Dir,
-    size: Size,
-    pairs: usize,
-    mode: Mode,
-    opts: &Opts,
-    flows: &[Vec<u16>; 2],
-) -> Result<Measurement, String> {
+fn run_case_here(case: Case, opts: &Opts, flows: &[Vec<u16>; 2]) -> Result<Measurement, String> {
+    let Case {
+        dir,
+        size,
+        pairs,
+        mode,
+        pinned,
+    } = case;
     if mode == Mode::E1000 && !e1000_supported(dir, size, pairs) {
         return Err("not supported by the e1000".into());
     }
@@ -123,6 +160,7 @@ pub fn run_case(
         dir,
         size,
         pairs,
+        pinned,
         opts,
         flows,
         ifindex: idx,
@@ -136,6 +174,11 @@ pub fn run_case(
         Mode::Worker => virtio::worker::spawn(&ctx, taps)?,
         Mode::E1000 => e1000::spawn(&ctx, taps)?,
     };
+    if pinned {
+        for (q, h) in spawned.handles.iter().enumerate().skip(1) {
+            pin_thread(h, q).map_err(err("pthread_setaffinity_np"))?;
+        }
+    }
     measure_running(&ctx, spawned)
 }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
 use crate::case::Dir;
-use crate::sys::{cpu_seconds, if_counters};
+use crate::sys::{cpu_seconds, if_counters, threads_cpu_seconds};
 use crate::TAP;
 
 /// Live counters of one benchmark thread (totals, stored by the owner).
@@ -48,6 +48,13 @@ pub struct Measurement {
     pub pps: f64,
     pub gbps: f64,
     pub cpu_pct: f64,
+    /// Frames per CPU-second of the whole process (every thread: the
+    /// driver, the device's workers, the injector): efficiency rather than
+    /// speed, comparable between modes that use different amounts of CPU.
+    pub frames_per_cpu_s: f64,
+    /// Frames per CPU-second of the virtio-net worker threads alone (the
+    /// device's side without the benchmark's driver), when there are any.
+    pub worker_frames_per_cpu_s: Option<f64>,
     pub per_queue: Vec<u64>,
     /// Frames the kernel counted on the tap (TX: rx_packets, RX: tx_packets).
     pub kernel_frames: u64,
@@ -64,6 +71,8 @@ pub struct Measurement {
 pub struct Snapshot {
     pub at: Instant,
     pub cpu: f64,
+    /// CPU seconds of the virtio-net worker threads.
+    pub worker_cpu: f64,
     pub frames: Vec<u64>,
     pub bytes: Vec<u64>,
     pub kernel: [u64; 4],
@@ -74,6 +83,7 @@ pub fn snapshot(stats: &[Arc<Stats>], irqs: u64) -> Snapshot {
     Snapshot {
         at: Instant::now(),
         cpu: cpu_seconds(),
+        worker_cpu: threads_cpu_seconds(crate::virtio::WORKER_PREFIX),
         frames: stats
             .iter()
             .map(|s| s.frames.load(Ordering::Relaxed))
@@ -114,6 +124,11 @@ pub fn measure(dir: Dir, stats: &[Arc<Stats>], s0: &Snapshot, s1: &Snapshot) -> 
         pps: frames as f64 / secs,
         gbps: bytes as f64 * 8.0 / secs / 1e9,
         cpu_pct: (s1.cpu - s0.cpu) / secs * 100.0,
+        frames_per_cpu_s: frames as f64 / (s1.cpu - s0.cpu).max(1e-9),
+        worker_frames_per_cpu_s: {
+            let cpu = s1.worker_cpu - s0.worker_cpu;
+            (cpu > 0.0).then(|| frames as f64 / cpu)
+        },
         per_queue,
         kernel_frames,
         kernel_drops,

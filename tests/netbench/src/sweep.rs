@@ -5,7 +5,7 @@ use crate::case::{e1000_supported, Dir, Mode};
 use crate::cli::Opts;
 use crate::frames::Size;
 use crate::report::CaseResult;
-use crate::run::run_case;
+use crate::run::{run_case, Case};
 use crate::stats::Measurement;
 
 /// Runs every case `opts` selects; `flows` as for [`run_case`].
@@ -14,7 +14,9 @@ pub fn run_all(opts: &Opts, flows: &[Vec<u16>; 2]) -> Vec<CaseResult> {
     for &dir in &opts.dirs {
         for &size in &opts.sizes {
             for &pairs in &opts.queues {
-                run_modes(dir, size, pairs, opts, flows, &mut results);
+                for &pinned in &opts.pins {
+                    run_modes(dir, size, pairs, pinned, opts, flows, &mut results);
+                }
             }
         }
     }
@@ -27,6 +29,7 @@ pub fn run_modes(
     dir: Dir,
     size: Size,
     pairs: usize,
+    pinned: bool,
     opts: &Opts,
     flows: &[Vec<u16>; 2],
     results: &mut Vec<CaseResult>,
@@ -40,7 +43,14 @@ pub fn run_modes(
             if errors[i].is_some() || (mode == Mode::E1000 && !e1000_supported(dir, size, pairs)) {
                 continue;
             }
-            match run_case(dir, size, pairs, mode, opts, flows) {
+            let case = Case {
+                dir,
+                size,
+                pairs,
+                mode,
+                pinned,
+            };
+            match run_case(case, opts, flows) {
                 Ok(m) => reps[i].push(m),
                 Err(e) => errors[i] = Some(e),
             }
@@ -55,6 +65,7 @@ pub fn run_modes(
             size,
             pairs,
             mode,
+            pinned,
             median: None,
             reps: Vec::new(),
             error: errors[i].take(),
@@ -72,14 +83,16 @@ pub fn summarize(r: &mut CaseResult, mut ms: Vec<Measurement>) {
     r.median = (!ms.is_empty()).then(|| ms[ms.len() / 2].clone());
     if let Some(m) = &r.median {
         eprintln!(
-            "  {} {:>10} {} pair(s) {:>6}: {:>10.0} pps {:>7.2} Gbit/s cpu {:>4.0}%  (reps {:?})",
+            "  {} {:>10} {} pair(s){} {:>6}: {:>10.0} pps {:>7.2} Gbit/s cpu {:>4.0}% {:>10.0} frames/CPU-s  (reps {:?})",
             r.dir.name(),
             r.size.label,
             r.pairs,
+            if r.pinned { " pinned" } else { "" },
             r.mode.name(),
             m.pps,
             m.gbps,
             m.cpu_pct,
+            m.frames_per_cpu_s,
             r.reps
                 .iter()
                 .map(|p| format!("{:.0}k", p / 1e3))

@@ -59,6 +59,40 @@ pub fn cpu_seconds() -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// User + system CPU seconds of this process's threads whose name starts
+/// with `prefix` (e.g. the virtio-net workers, "pbench-q0", …), from
+/// /proc/self/task/*/stat (clock-tick resolution).
+pub fn threads_cpu_seconds(prefix: &str) -> f64 {
+    // SAFETY: sysconf takes an integer and touches no memory of ours.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let mut ticks = 0u64;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // "tid (comm) state ppid …": comm may hold spaces, so split at the
+        // last ')'; utime and stime are the 12th and 13th fields after it.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !stat[open + 1..close].starts_with(prefix) {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let field = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        ticks += field(11) + field(12);
+    }
+    ticks as f64 / hz
+}
+
 /// Counters of interface `name` from /proc/self/net/dev (this process's
 /// network namespace): (rx_packets, rx_dropped, tx_packets, tx_dropped).
 pub fn if_counters(name: &str) -> Option<[u64; 4]> {

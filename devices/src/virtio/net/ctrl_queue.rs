@@ -15,8 +15,8 @@ use virtio_bindings::virtio_net::{
     VIRTIO_NET_CTRL_RX_NOUNI, VIRTIO_NET_CTRL_RX_PROMISC, VIRTIO_NET_ERR, VIRTIO_NET_F_MQ,
     VIRTIO_NET_OK,
 };
-use virtio_queue::{Queue, QueueOwnedT, QueueT};
-use vm_memory::{Bytes, GuestAddress};
+use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::queue_pair::settle_batch;
@@ -26,6 +26,22 @@ use crate::rate_limit::should_log;
 /// Bytes of a command (class, command, data) the device looks at; MAC
 /// tables may be longer and are only counted.
 const CMD_PEEK_LEN: usize = 64;
+
+/// Most commands handled by one [`CtrlQueue::process`] call, as
+/// [`super::TX_BUDGET`] for TX: a driver that keeps refilling the control
+/// queue from another vCPU cannot hold the pair-0 worker (and so that
+/// pair's datapath) in one call. Linux sends one command at a time.
+pub const CTRL_BUDGET: usize = 32;
+
+/// Result of one [`CtrlQueue::process`] call.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CtrlOutcome {
+    /// Used buffers were added and the driver asked to be notified.
+    pub notify: bool,
+    /// [`CTRL_BUDGET`] commands were handled and more may be waiting:
+    /// call again (the event handler re-kicks the queue).
+    pub budget_exhausted: bool,
+}
 
 /// What the driver asked for through the control queue.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,89 +90,114 @@ impl CtrlQueue {
         self.index
     }
 
-    /// Handles every available command; returns whether to notify.
-    pub fn process(&mut self) -> Result<bool, QueuePairError> {
+    /// Handles the available commands, at most [`CTRL_BUDGET`] of them.
+    pub fn process(&mut self) -> Result<CtrlOutcome, QueuePairError> {
+        let mut out = CtrlOutcome::default();
         if self.broken {
-            return Ok(false);
+            return Ok(out);
         }
-        let used = self.batch();
-        settle_batch(
+        let used = self.batch(&mut out.budget_exhausted);
+        out.notify = settle_batch(
             &mut self.queue,
             &self.ctx.mem,
             self.index,
             &mut self.broken,
             used,
-        )
+        )?;
+        Ok(out)
     }
 
-    fn batch(&mut self) -> Result<u32, virtio_queue::Error> {
+    fn batch(&mut self, exhausted: &mut bool) -> Result<u32, virtio_queue::Error> {
         let mut used = 0;
+        let mut budget = CTRL_BUDGET;
+        // The chains borrow the memory while `command` needs `self`.
+        let ctx = Arc::clone(&self.ctx);
         loop {
-            self.queue.disable_notification(&self.ctx.mem)?;
-            while let Some(chain) = self.queue.iter(&self.ctx.mem)?.next() {
-                let head = chain.head_index();
-                let mut cmd = [0u8; CMD_PEEK_LEN];
-                let mut got = 0usize;
-                let mut status: Option<GuestAddress> = None;
-                let mut malformed = false;
-                let mut more = false;
-                for desc in chain {
-                    more = desc.has_next();
-                    if desc.is_write_only() {
-                        if desc.len() > 0 {
-                            status = Some(desc.addr());
-                        }
-                        continue;
-                    }
-                    if status.is_some() {
-                        // Readable after writable breaks the layout.
-                        malformed = true;
-                    }
-                    let take = (desc.len() as usize).min(CMD_PEEK_LEN - got);
-                    if take > 0 {
-                        let dst = &mut cmd[got..got + take];
-                        if self.ctx.mem.read_slice(dst, desc.addr()).is_err() {
-                            malformed = true;
-                        }
-                        got += take;
-                    }
+            self.queue.disable_notification(&ctx.mem)?;
+            loop {
+                if budget == 0 {
+                    // Notifications stay off: the handler calls again.
+                    *exhausted = true;
+                    return Ok(used);
                 }
-                malformed |= more || got < 2 || head >= self.queue.size();
-                self.ctx
-                    .metrics
-                    .ctrl_commands
-                    .fetch_add(1, Ordering::Relaxed);
-                let ack = if malformed {
-                    None
-                } else {
-                    Some(self.handle(cmd[0], cmd[1], &cmd[2..got]))
+                let Some(chain) = self.queue.iter(&ctx.mem)?.next() else {
+                    break;
                 };
-                if ack != Some(VIRTIO_NET_OK as u8) {
-                    let n = self.ctx.metrics.ctrl_errors.fetch_add(1, Ordering::Relaxed) + 1;
-                    if should_log(n) {
-                        warn!(
-                            class = cmd[0],
-                            command = cmd[1],
-                            malformed,
-                            occurrences = n,
-                            "virtio-net: control command refused"
-                        );
-                    }
+                budget -= 1;
+                if self.command(chain)? {
+                    used += 1;
                 }
-                if head >= self.queue.size() {
-                    continue;
-                }
-                let used_len = match (ack, status) {
-                    (Some(ack), Some(addr)) if self.ctx.mem.write_obj(ack, addr).is_ok() => 1,
-                    _ => 0,
-                };
-                self.queue.add_used(&self.ctx.mem, head, used_len)?;
-                used += 1;
             }
-            if !self.queue.enable_notification(&self.ctx.mem)? {
+            if !self.queue.enable_notification(&ctx.mem)? {
                 return Ok(used);
             }
         }
+    }
+
+    /// Reads, executes and acknowledges one command chain; returns whether
+    /// a used entry was added (not for an out-of-range head).
+    fn command(
+        &mut self,
+        chain: DescriptorChain<&GuestMemoryMmap>,
+    ) -> Result<bool, virtio_queue::Error> {
+        let head = chain.head_index();
+        let mut cmd = [0u8; CMD_PEEK_LEN];
+        let mut got = 0usize;
+        let mut status: Option<GuestAddress> = None;
+        let mut malformed = false;
+        let mut more = false;
+        for desc in chain {
+            more = desc.has_next();
+            if desc.is_write_only() {
+                if desc.len() > 0 {
+                    status = Some(desc.addr());
+                }
+                continue;
+            }
+            if status.is_some() {
+                // Readable after writable breaks the layout.
+                malformed = true;
+            }
+            let take = (desc.len() as usize).min(CMD_PEEK_LEN - got);
+            if take > 0 {
+                let dst = &mut cmd[got..got + take];
+                if self.ctx.mem.read_slice(dst, desc.addr()).is_err() {
+                    malformed = true;
+                }
+                got += take;
+            }
+        }
+        malformed |= more || got < 2 || head >= self.queue.size();
+        self.ctx
+            .metrics
+            .ctrl_commands
+            .fetch_add(1, Ordering::Relaxed);
+        let ack = if malformed {
+            None
+        } else {
+            Some(self.handle(cmd[0], cmd[1], &cmd[2..got]))
+        };
+        if ack != Some(VIRTIO_NET_OK as u8) {
+            let n = self.ctx.metrics.ctrl_errors.fetch_add(1, Ordering::Relaxed) + 1;
+            if should_log(n) {
+                warn!(
+                    class = cmd[0],
+                    command = cmd[1],
+                    malformed,
+                    occurrences = n,
+                    "virtio-net: control command refused"
+                );
+            }
+        }
+        if head >= self.queue.size() {
+            return Ok(false);
+        }
+        let used_len = match (ack, status) {
+            (Some(ack), Some(addr)) if self.ctx.mem.write_obj(ack, addr).is_ok() => 1,
+            _ => 0,
+        };
+        self.queue.add_used(&self.ctx.mem, head, used_len)?;
+        Ok(true)
     }
 
     /// Executes one command and returns its ack byte.

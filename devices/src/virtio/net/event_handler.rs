@@ -58,8 +58,9 @@ impl NetEpollHandler {
     }
 
     /// Takes the handler apart (worker stop): the queue pair keeps the
-    /// backend.
-    pub fn into_queue_pair(self) -> QueuePair {
+    /// backend; rx chains parsed ahead go back to the avail ring.
+    pub fn into_queue_pair(mut self) -> QueuePair {
+        self.pair.return_rx_buffers();
         self.pair
     }
 
@@ -150,8 +151,11 @@ impl NetEpollHandler {
         };
         let index = ctrl.queue_index();
         match ctrl.process() {
-            Ok(true) => self.signal(index),
-            Ok(false) => {}
+            Ok(out) => {
+                if let Some((_, kick)) = &self.ctrl {
+                    self.after_batch(index, out.notify, out.budget_exhausted, kick);
+                }
+            }
             Err(e) => self.broken(e),
         }
     }

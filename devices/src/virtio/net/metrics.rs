@@ -15,6 +15,9 @@ pub struct QueuePairMetrics {
     pub rx_frames: AtomicU64,
     /// Bytes delivered to the guest (virtio-net header included).
     pub rx_bytes: AtomicU64,
+    /// Frames of `rx_frames` that went through the device's bounce buffer
+    /// (the rest the backend read straight into guest buffers).
+    pub rx_copied: AtomicU64,
     /// Frames sent to the backend.
     pub tx_frames: AtomicU64,
     /// Bytes sent to the backend (virtio-net header included).
@@ -39,6 +42,7 @@ pub struct QueuePairMetrics {
 pub struct QueuePairCounters {
     pub rx_frames: u64,
     pub rx_bytes: u64,
+    pub rx_copied: u64,
     pub tx_frames: u64,
     pub tx_bytes: u64,
     pub rx_dropped_no_buffer: u64,
@@ -62,6 +66,7 @@ impl QueuePairMetrics {
     pub(crate) fn publish(&self, batch: &BatchCounters) {
         add(&self.rx_frames, batch.rx_frames);
         add(&self.rx_bytes, batch.rx_bytes);
+        add(&self.rx_copied, batch.rx_copied);
         add(&self.tx_frames, batch.tx_frames);
         add(&self.tx_bytes, batch.tx_bytes);
         add(&self.rx_dropped_no_buffer, batch.rx_dropped_no_buffer);
@@ -77,6 +82,7 @@ impl QueuePairMetrics {
         QueuePairCounters {
             rx_frames: get(&self.rx_frames),
             rx_bytes: get(&self.rx_bytes),
+            rx_copied: get(&self.rx_copied),
             tx_frames: get(&self.tx_frames),
             tx_bytes: get(&self.tx_bytes),
             rx_dropped_no_buffer: get(&self.rx_dropped_no_buffer),
@@ -157,6 +163,7 @@ impl NetMetrics {
                 reason,
                 rx_frames = c.rx_frames,
                 rx_bytes = c.rx_bytes,
+                rx_copied = c.rx_copied,
                 tx_frames = c.tx_frames,
                 tx_bytes = c.tx_bytes,
                 rx_dropped_no_buffer = c.rx_dropped_no_buffer,

@@ -19,13 +19,14 @@ mod event_handler;
 mod metrics;
 mod queue_pair;
 mod rx;
+mod rx_buffers;
 mod tx;
 
 /// Frame limits (shared with e1000): the per-pair RX and TX buffers are
 /// [`MAX_BUFFER_LEN`] bytes.
 pub use crate::frame::{MAX_BUFFER_LEN, MAX_FRAME_LEN, VNET_HDR_LEN};
 pub use context::NetContext;
-pub use ctrl_queue::{CtrlQueue, CtrlState};
+pub use ctrl_queue::{CtrlOutcome, CtrlQueue, CtrlState, CTRL_BUDGET};
 pub use device::Net;
 pub use event_handler::NetEpollHandler;
 pub use metrics::{DeviceCounters, NetMetrics, QueuePairCounters, QueuePairMetrics};

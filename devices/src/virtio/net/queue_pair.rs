@@ -16,6 +16,7 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 
 use super::metrics::{BatchCounters, NetMetrics};
+use super::rx_buffers::RxBuffers;
 use super::tx::TxIovecs;
 use super::MAX_BUFFER_LEN;
 use crate::rate_limit::LogRateLimiter;
@@ -107,6 +108,9 @@ pub struct QueuePair {
     pub(super) tx_iovecs: Option<TxIovecs>,
     /// (head, used len) of the chains one RX frame occupies.
     pub(super) rx_chains: Vec<(u16, u32)>,
+    /// RX chains parsed ahead for zero-copy receive; `None` when the
+    /// backend cannot read raw iovecs.
+    pub(super) rx_buffers: Option<RxBuffers>,
     pub(super) rx_broken: bool,
     pub(super) tx_broken: bool,
     pub(super) metrics: Arc<NetMetrics>,
@@ -129,6 +133,9 @@ impl QueuePair {
     ) -> Self {
         let chains = usize::from(rx.max_size());
         let tx_iovecs = backend.writes_iovecs().then(TxIovecs::new);
+        let rx_buffers = backend
+            .reads_iovecs()
+            .then(|| RxBuffers::new(usize::from(rx.max_size())));
         Self {
             index,
             mem,
@@ -141,6 +148,7 @@ impl QueuePair {
             tx_buf: vec![0u8; MAX_BUFFER_LEN].into_boxed_slice(),
             tx_iovecs,
             rx_chains: Vec::with_capacity(chains),
+            rx_buffers,
             rx_broken: false,
             tx_broken: false,
             metrics,
@@ -178,7 +186,8 @@ impl QueuePair {
         (self.rx_broken, self.tx_broken)
     }
 
-    /// Gives the backend back (on reset); a pending RX frame is dropped.
+    /// Gives the backend back (on reset); a pending RX frame is dropped,
+    /// and so are the rx chains parsed ahead (the queue goes too).
     pub fn into_backend(self) -> Box<dyn FrameBackend> {
         self.backend
     }

@@ -1,6 +1,10 @@
-//! The receive path of a [`QueuePair`]: frames read from the backend into
-//! the pair's RX buffer are copied into the guest's rx chains (several per
-//! frame with MRG_RXBUF); a frame the guest has no buffers for waits.
+//! The receive path of a [`QueuePair`]. When the backend reads raw iovecs
+//! and the guest's chains parsed ahead hold a maximal frame, the backend
+//! reads each frame straight into them (zero-copy, see `rx_buffers.rs`);
+//! otherwise — short or malformed chains, few buffers, a copy-only
+//! backend — frames read into the pair's RX buffer are copied into the
+//! guest's rx chains (several per frame with MRG_RXBUF), and a frame the
+//! guest has no buffers for waits.
 
 use std::io;
 use std::sync::atomic::Ordering;
@@ -10,7 +14,31 @@ use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::metrics::BatchCounters;
 use super::queue_pair::{ChainError, Direction};
-use super::{QueuePair, QueuePairError, RxOutcome, NUM_BUFFERS_OFFSET, RX_BUDGET, VNET_HDR_LEN};
+use super::{
+    QueuePair, QueuePairError, RxOutcome, MAX_BUFFER_LEN, NUM_BUFFERS_OFFSET, RX_BUDGET,
+    VNET_HDR_LEN,
+};
+
+/// What the parsed-ahead chains allow for the next frame.
+enum Refill {
+    /// They hold a maximal frame: read it straight into them.
+    Ready,
+    /// No chains at all.
+    Empty,
+    /// Too few bytes, or a chain the zero-copy path cannot take: the
+    /// parsed chains must go back and the bounce path take the frame.
+    Bounce,
+}
+
+/// How one zero-copy read ended.
+enum ZeroCopy {
+    /// A frame was placed in `chains` chains (or dropped: 0).
+    Frame { chains: u32 },
+    /// The backend is empty, closed or failing: end the batch.
+    Stop,
+    /// Interrupted: try again.
+    Retry,
+}
 
 /// How [`QueuePair::deliver`] ended.
 enum Delivery {
@@ -67,14 +95,27 @@ impl QueuePair {
             let len = match self.rx_pending.take() {
                 Some(len) => len,
                 None => {
-                    let avail = self.rx.avail_idx(&self.mem, Ordering::Acquire)?;
-                    if avail.0 == self.rx.next_avail() {
-                        // Leave the frame in the backend until buffers come.
-                        if self.rx.enable_notification(&self.mem)? {
+                    match self.refill()? {
+                        Refill::Ready => {
+                            match self.receive_zero_copy(batch, out)? {
+                                ZeroCopy::Frame { chains } => {
+                                    budget -= 1;
+                                    used += chains;
+                                }
+                                ZeroCopy::Stop => return Ok(used),
+                                ZeroCopy::Retry => {}
+                            }
                             continue;
                         }
-                        out.paused = true;
-                        return Ok(used);
+                        Refill::Empty => {
+                            // Leave the frame in the backend until buffers come.
+                            if self.rx.enable_notification(&self.mem)? {
+                                continue;
+                            }
+                            out.paused = true;
+                            return Ok(used);
+                        }
+                        Refill::Bounce => self.return_rx_buffers(),
                     }
                     match self.backend.read_frame(&mut self.rx_buf) {
                         Ok(0) => {
@@ -102,6 +143,7 @@ impl QueuePair {
                 Delivery::Delivered { chains } => {
                     used += chains;
                     batch.rx_frames += 1;
+                    batch.rx_copied += 1;
                     batch.rx_bytes += len as u64;
                 }
                 Delivery::Dropped { chains } => used += chains,
@@ -114,6 +156,105 @@ impl QueuePair {
                 }
             }
         }
+    }
+
+    /// Gives the chains parsed ahead back to the avail ring (they are the
+    /// last ones popped), e.g. before the bounce path or when the worker
+    /// stops, so that the queue state says exactly what the guest owns.
+    pub fn return_rx_buffers(&mut self) {
+        if let Some(bufs) = self.rx_buffers.as_mut() {
+            for _ in 0..bufs.clear() {
+                self.rx.go_to_previous_position();
+            }
+        }
+    }
+
+    /// Parses chains ahead until they hold a maximal frame (one chain
+    /// without MRG_RXBUF), and says whether the zero-copy path can take
+    /// the next frame.
+    fn refill(&mut self) -> Result<Refill, virtio_queue::Error> {
+        let Some(bufs) = self.rx_buffers.as_mut() else {
+            let avail = self.rx.avail_idx(&self.mem, Ordering::Acquire)?;
+            return Ok(if avail.0 == self.rx.next_avail() {
+                Refill::Empty
+            } else {
+                Refill::Bounce
+            });
+        };
+        let max_chains = if self.mrg_rxbuf { usize::MAX } else { 1 };
+        while bufs.capacity() < MAX_BUFFER_LEN && bufs.chains() < max_chains {
+            let Some(chain) = self.rx.iter(&self.mem)?.next() else {
+                break;
+            };
+            if !bufs.push_chain(&self.mem, chain, self.rx.size()) {
+                self.rx.go_to_previous_position();
+                return Ok(Refill::Bounce);
+            }
+        }
+        Ok(if bufs.capacity() >= MAX_BUFFER_LEN {
+            Refill::Ready
+        } else if bufs.chains() == 0 {
+            Refill::Empty
+        } else {
+            Refill::Bounce
+        })
+    }
+
+    /// Reads one frame from the backend straight into the parsed chains
+    /// and returns the ones it filled to the used ring, `num_buffers` set.
+    fn receive_zero_copy(
+        &mut self,
+        batch: &mut BatchCounters,
+        out: &mut RxOutcome,
+    ) -> Result<ZeroCopy, virtio_queue::Error> {
+        let Some(bufs) = self.rx_buffers.as_mut() else {
+            return Ok(ZeroCopy::Stop);
+        };
+        let (count, offered) = bufs.iovecs_for(MAX_BUFFER_LEN);
+        let len = match bufs
+            .iovecs()
+            .read_from(&self.mem, self.backend.as_mut(), count)
+        {
+            Ok(0) => {
+                out.backend_closed = true;
+                return Ok(ZeroCopy::Stop);
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ZeroCopy::Stop),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(ZeroCopy::Retry),
+            Err(e) => {
+                batch.backend_errors += 1;
+                self.warn_rate_limited("tap read failed", &e);
+                return Ok(ZeroCopy::Stop);
+            }
+        };
+        if !(VNET_HDR_LEN..=offered).contains(&len) {
+            // The buffers stay parsed; whatever landed there is garbage
+            // the guest never sees.
+            batch.rx_malformed += 1;
+            self.warn_rate_limited("short or truncated frame from the backend dropped", &len);
+            return Ok(ZeroCopy::Frame { chains: 0 });
+        }
+        let num_buffers_at = bufs.take(len, &mut self.rx_chains);
+        let chains = self.rx_chains.len() as u16;
+        let failure = self.set_num_buffers(&num_buffers_at, chains);
+        for &(head, used_len) in &self.rx_chains {
+            let used_len = if failure.is_none() { used_len } else { 0 };
+            self.rx.add_used(&self.mem, head, used_len)?;
+        }
+        match failure {
+            None => {
+                batch.rx_frames += 1;
+                batch.rx_bytes += len as u64;
+            }
+            Some(e) => {
+                batch.rx_malformed += 1;
+                self.warn_rate_limited("malformed rx chain, frame dropped", &e);
+            }
+        }
+        Ok(ZeroCopy::Frame {
+            chains: u32::from(chains),
+        })
     }
 
     /// Copies the frame in `rx_buf[..len]` into guest rx chains: one chain,

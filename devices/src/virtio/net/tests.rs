@@ -503,8 +503,12 @@ struct CtrlFixture {
 }
 
 fn ctrl_fixture(max_pairs: u16, mq: bool) -> CtrlFixture {
+    ctrl_fixture_sized(max_pairs, mq, 16)
+}
+
+fn ctrl_fixture_sized(max_pairs: u16, mq: bool, size: u16) -> CtrlFixture {
     let mem = memory();
-    let ring = DriverRing::new(&mem, CTRL_RING, 16);
+    let ring = DriverRing::new(&mem, CTRL_RING, size);
     let state = Arc::new(Mutex::new(CtrlState::default()));
     let waker = EventFd::new(EFD_NONBLOCK).unwrap();
     let features = if mq { 1 << VIRTIO_NET_F_MQ } else { 0 };
@@ -553,7 +557,7 @@ impl CtrlFixture {
             (base + 0x100, data.len() as u32, false),
             (base + 0x200, 1, true),
         ]);
-        assert!(self.ctrl.process().unwrap());
+        assert!(self.ctrl.process().unwrap().notify);
         assert_eq!(self.ring.used_idx(), n + 1);
         assert_eq!(self.ring.used_elem(n).1, 1);
         self.mem.read_obj(GuestAddress(base + 0x200)).unwrap()
@@ -639,14 +643,45 @@ fn ctrl_malformed_commands_do_not_panic() {
         .add_chain(&[(u64::MAX - 1, 2, false), (BUF_BASE + 0x200, 1, true)]);
     // Only a status byte.
     c.ring.add_chain(&[(BUF_BASE + 0x200, 1, true)]);
-    assert!(c.ctrl.process().unwrap());
+    assert!(c.ctrl.process().unwrap().notify);
     assert_eq!(c.ring.used_idx(), 3);
     assert_eq!(c.ring.used_elem(0).1, 0);
     assert_eq!(c.ring.used_elem(1).1, 0);
     assert_eq!(c.ring.used_elem(2).1, 0);
     c.ring.set_avail_idx(100);
     assert!(c.ctrl.process().is_err());
-    assert!(!c.ctrl.process().unwrap());
+    assert_eq!(c.ctrl.process().unwrap(), CtrlOutcome::default());
+}
+
+#[test]
+fn ctrl_queue_work_per_call_is_bounded() {
+    let mut c = ctrl_fixture_sized(1, false, 128);
+    let total = CTRL_BUDGET as u16 + 8;
+    for i in 0..total {
+        let base = BUF_BASE + 0x100 * u64::from(i);
+        c.mem
+            .write_slice(
+                &[
+                    VIRTIO_NET_CTRL_RX as u8,
+                    VIRTIO_NET_CTRL_RX_PROMISC as u8,
+                    1,
+                ],
+                GuestAddress(base),
+            )
+            .unwrap();
+        c.ring
+            .add_chain(&[(base, 3, false), (base + 0x80, 1, true)]);
+    }
+    let first = c.ctrl.process().unwrap();
+    assert!(first.budget_exhausted && first.notify);
+    assert_eq!(c.ring.used_idx(), CTRL_BUDGET as u16);
+    let second = c.ctrl.process().unwrap();
+    assert!(!second.budget_exhausted && second.notify);
+    assert_eq!(c.ring.used_idx(), total);
+    for i in 0..total {
+        assert_eq!(c.ring.used_elem(i).1, 1);
+    }
+    assert_eq!(c.ctrl.process().unwrap(), CtrlOutcome::default());
 }
 
 // ---------------------------------------------------------------- device
@@ -1123,6 +1158,17 @@ impl FrameBackend for PathCounter {
         // call) is passed on unchanged.
         unsafe { self.inner.write_iovecs(iovecs) }
     }
+    fn reads_iovecs(&self) -> bool {
+        self.zero_copy
+    }
+    unsafe fn read_iovecs(&mut self, iovecs: &[libc::iovec]) -> io::Result<usize> {
+        if !self.zero_copy {
+            return Err(io::ErrorKind::Unsupported.into());
+        }
+        // SAFETY: our caller's contract (mapped, writable memory for the
+        // call) is passed on unchanged.
+        unsafe { self.inner.read_iovecs(iovecs) }
+    }
     fn set_offloads(&mut self, o: net_backend::Offloads) -> io::Result<()> {
         self.inner.set_offloads(o)
     }
@@ -1140,6 +1186,16 @@ struct PathFixture {
 
 impl PathFixture {
     fn new(mem: GuestMemoryMmap, zero_copy: bool, size: u16) -> Self {
+        Self::with_mrg(mem, zero_copy, size, false).0
+    }
+
+    /// The fixture and its rx ring, the pair negotiated with `mrg_rxbuf`.
+    fn with_mrg(
+        mem: GuestMemoryMmap,
+        zero_copy: bool,
+        size: u16,
+        mrg_rxbuf: bool,
+    ) -> (Self, DriverRing) {
         let rx = DriverRing::new(&mem, RX_RING, size);
         let tx = DriverRing::new(&mem, TX_RING, size);
         let (dev, peer) = seqpacket_pair().unwrap();
@@ -1158,10 +1214,10 @@ impl PathFixture {
             rx.queue(false),
             tx.queue(false),
             Box::new(backend),
-            false,
+            mrg_rxbuf,
             Arc::clone(&metrics),
         );
-        Self {
+        let f = Self {
             mem,
             tx,
             peer,
@@ -1169,7 +1225,8 @@ impl PathFixture {
             qp,
             copied,
             iovec_writes,
-        }
+        };
+        (f, rx)
     }
 
     /// (frames written with iovecs, frames copied).
@@ -1332,4 +1389,187 @@ fn zero_copy_tx_copies_chains_longer_than_the_iovec_list() {
     assert_eq!(read_peer(&mut f.peer).unwrap(), frame);
     assert_eq!(f.paths(), (0, 1));
     assert_eq!(f.counters().tx_frames, 1);
+}
+
+// ---------------------------------------------------------------- zero-copy RX
+
+/// Bytes of the rx buffer area the zero-copy RX tests use.
+const RX_AREA: usize = 0x40_0000;
+
+/// What one RX run left: the used ring, the rx buffer area, the counters.
+#[derive(Debug, PartialEq, Eq)]
+struct RxResult {
+    used: Vec<(u32, u32)>,
+    area: Vec<u8>,
+    frames: u64,
+    bytes: u64,
+    malformed: u64,
+    dropped: u64,
+}
+
+/// Plays `chains` (rx chains: (addr, len, device-writable) descriptors)
+/// and `frames` through a pair whose backend reads raw iovecs
+/// (`zero_copy`) or only into a buffer; returns the result and how many
+/// frames went through the bounce buffer.
+fn rx_run(
+    zero_copy: bool,
+    mrg: bool,
+    chains: &[Vec<(u64, u32, bool)>],
+    frames: &[Vec<u8>],
+) -> (RxResult, u64) {
+    let (mut f, mut rx) = PathFixture::with_mrg(memory(), zero_copy, 256, mrg);
+    for c in chains {
+        rx.add_chain(c);
+    }
+    for frame in frames {
+        write_peer(&mut f.peer, frame);
+    }
+    f.qp.process_rx().unwrap();
+    let c = f.counters();
+    let used = (0..rx.used_idx()).map(|i| rx.used_elem(i)).collect();
+    let result = RxResult {
+        used,
+        area: read(&f.mem, BUF_BASE, RX_AREA),
+        frames: c.rx_frames,
+        bytes: c.rx_bytes,
+        malformed: c.rx_malformed,
+        dropped: c.rx_dropped_no_buffer,
+    };
+    (result, c.rx_copied)
+}
+
+/// `n` one-descriptor chains of `len` bytes, 0x1000 apart from `first`.
+fn plain_chains(first: u64, n: u64, len: u32) -> Vec<Vec<(u64, u32, bool)>> {
+    (0..n)
+        .map(|i| vec![(first + i * 0x1000, len, true)])
+        .collect()
+}
+
+/// Runs both paths, checks they agree and returns the zero-copy result
+/// and its bounced frame count.
+fn rx_both(mrg: bool, chains: &[Vec<(u64, u32, bool)>], frames: &[Vec<u8>]) -> (RxResult, u64) {
+    let (copy, copied) = rx_run(false, mrg, chains, frames);
+    assert_eq!(
+        copied, copy.frames,
+        "the copy-only backend copies every frame"
+    );
+    let (zc, bounced) = rx_run(true, mrg, chains, frames);
+    assert_eq!(
+        zc, copy,
+        "zero-copy and copy paths must leave the same guest state"
+    );
+    (zc, bounced)
+}
+
+#[test]
+fn zero_copy_rx_mrg_several_buffers_then_short_chains_bounce() {
+    // 20 chains of 4 KiB: enough parsed ahead for a maximal frame until
+    // the 64 KiB frame has taken 16; the last frame finds 2 left and
+    // goes through the bounce buffer.
+    let chains = plain_chains(BUF_BASE, 20, 4096);
+    let frames = [
+        tap_frame(&pattern(60, 1)),
+        tap_frame(&pattern(1502, 2)),
+        tap_frame(&pattern(65000, 3)),
+        tap_frame(&pattern(1502, 4)),
+    ];
+    let (r, bounced) = rx_both(true, &chains, &frames);
+    assert_eq!((r.frames, r.malformed, r.dropped), (4, 0, 0));
+    assert_eq!(bounced, 1);
+    assert_eq!(r.used.len(), 1 + 1 + 16 + 1);
+    let big = &r.area[0x2000..];
+    assert_eq!(u16::from_le_bytes([big[10], big[11]]), 16, "num_buffers");
+    assert_eq!(&big[..10], &frames[2][..10]);
+    assert_eq!(&big[12..4096], &frames[2][12..4096]);
+    assert_eq!(r.used[2], (2, 4096));
+    assert_eq!(r.used[17], (17, (frames[2].len() - 15 * 4096) as u32));
+}
+
+#[test]
+fn zero_copy_rx_header_split_over_descriptors_and_chains() {
+    // The first chain is 5 + 6 + 1 bytes: num_buffers straddles its
+    // second and third descriptors and the frame goes on in the next chains.
+    let mut chains = vec![vec![
+        (BUF_BASE, 5, true),
+        (BUF_BASE + 0x800, 6, true),
+        (BUF_BASE + 0xc00, 1, true),
+    ]];
+    chains.extend(plain_chains(BUF_BASE + 0x1000, 20, 4096));
+    let frames = [tap_frame(&pattern(5000, 7)), tap_frame(&pattern(100, 8))];
+    let (r, bounced) = rx_both(true, &chains, &frames);
+    assert_eq!((r.frames, r.malformed, bounced), (2, 0, 0));
+    assert_eq!(r.used[..3], [(0, 12), (3, 4096), (4, 904)]);
+    assert_eq!(r.area[0x800 + 5], 3, "num_buffers low byte");
+    assert_eq!(r.area[0xc00], 0, "num_buffers high byte");
+}
+
+#[test]
+fn zero_copy_rx_malformed_chains_fall_back_to_the_bounce_path() {
+    // Chain 1 holds a readable descriptor: the first frame goes through
+    // the bounce buffer into chain 0, the second is dropped with chain 1
+    // exactly as the copy path does, the third is zero-copy again.
+    let mut chains = plain_chains(BUF_BASE, 1, 4096);
+    chains.push(vec![
+        (BUF_BASE + 0x1000, 100, true),
+        (BUF_BASE + 0x1100, 100, false),
+    ]);
+    chains.extend(plain_chains(BUF_BASE + 0x2000, 18, 4096));
+    // And a chain out of guest memory further on, never reached.
+    chains.push(vec![(0xffff_ffff_0000, 4096, true)]);
+    let frames = [
+        tap_frame(&pattern(1000, 1)),
+        tap_frame(&pattern(1000, 2)),
+        tap_frame(&pattern(1000, 3)),
+    ];
+    let (r, bounced) = rx_both(true, &chains, &frames);
+    assert_eq!((r.frames, r.malformed), (2, 1));
+    assert_eq!(bounced, 1, "the first frame (the second was dropped)");
+    assert_eq!(r.used[1], (1, 0));
+}
+
+#[test]
+fn zero_copy_rx_without_mrg_uses_one_big_chain() {
+    // A "big packets" chain (17 pages) takes a maximal frame zero-copy;
+    // a small chain after it goes through the bounce path, which drops a
+    // frame that does not fit, as before.
+    let big: Vec<(u64, u32, bool)> = (0..17)
+        .map(|i| (BUF_BASE + i * 0x1000, 4096, true))
+        .collect();
+    let chains = vec![
+        big,
+        vec![(BUF_BASE + 0x2_0000, 2048, true)],
+        vec![(BUF_BASE + 0x2_1000, 2048, true)],
+    ];
+    let frames = [
+        tap_frame(&pattern(65000, 1)),
+        tap_frame(&pattern(3000, 2)),
+        tap_frame(&pattern(1500, 3)),
+    ];
+    let (r, bounced) = rx_both(false, &chains, &frames);
+    assert_eq!((r.frames, r.dropped), (2, 1));
+    assert_eq!(bounced, 1);
+    assert_eq!(r.used[0], (0, frames[0].len() as u32));
+    assert_eq!(u16::from_le_bytes([r.area[10], r.area[11]]), 1);
+}
+
+#[test]
+fn zero_copy_rx_returns_chains_parsed_ahead() {
+    use virtio_queue::QueueT;
+    let (mut f, mut rx) = PathFixture::with_mrg(memory(), true, 256, true);
+    for c in plain_chains(BUF_BASE, 40, 4096) {
+        rx.add_chain(&c);
+    }
+    write_peer(&mut f.peer, &tap_frame(&pattern(100, 1)));
+    f.qp.process_rx().unwrap();
+    assert_eq!(rx.used_idx(), 1);
+    // One chain is used and 17 more are parsed ahead, enough for a
+    // maximal frame.
+    assert_eq!(f.qp.rx.next_avail(), 18);
+    f.qp.return_rx_buffers();
+    assert_eq!(f.qp.rx.next_avail(), 1);
+    // Nothing is lost: the next frame lands in chain 1.
+    write_peer(&mut f.peer, &tap_frame(&pattern(100, 2)));
+    f.qp.process_rx().unwrap();
+    assert_eq!(rx.used_elem(1), (1, 112));
+    assert_eq!(f.counters().rx_copied, 0);
 }

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{pps_of, CaseResult};
+use super::{figure, CaseResult};
 use crate::case::Mode;
 use crate::cli::Opts;
 
@@ -23,6 +23,14 @@ pub fn json_str(s: &str) -> String {
     o
 }
 
+/// `a / b` for the JSON report, `null` without `b`.
+fn ratio_json(a: f64, b: Option<f64>) -> String {
+    match b {
+        Some(b) if b > 0.0 => format!("{:.4}", a / b),
+        _ => "null".into(),
+    }
+}
+
 pub fn json(results: &[CaseResult], opts: &Opts, host: &str) -> String {
     let mut o = String::new();
     let _ = write!(
@@ -36,34 +44,44 @@ pub fn json(results: &[CaseResult], opts: &Opts, host: &str) -> String {
         opts.window
     );
     for (i, r) in results.iter().enumerate() {
-        let raw = pps_of(results, r.dir, r.size, r.pairs, Mode::Raw);
-        let virtio = pps_of(results, r.dir, r.size, r.pairs, Mode::Worker);
+        let of = |mode: Mode| figure(results, (r.dir, r.size, r.pairs, mode), r.pinned, |m| m.pps);
+        let (raw, virtio) = (of(Mode::Raw), of(Mode::Worker));
+        let raw_fpcs = figure(
+            results,
+            (r.dir, r.size, r.pairs, Mode::Raw),
+            r.pinned,
+            |m| m.frames_per_cpu_s,
+        );
         let _ = write!(
             o,
-            "{}\n    {{\"dir\": \"{}\", \"frame\": {}, \"frame_len\": {}, \"pairs\": {}, \"mode\": \"{}\"",
+            "{}\n    {{\"dir\": \"{}\", \"frame\": {}, \"frame_len\": {}, \"pairs\": {}, \"mode\": \"{}\", \"pinned\": {}",
             if i == 0 { "" } else { "," },
             r.dir.name(),
             json_str(r.size.label),
             r.size.frame_len,
             r.pairs,
-            r.mode.name()
+            r.mode.name(),
+            r.pinned
         );
         if let Some(e) = &r.error {
             let _ = write!(o, ", \"error\": {}", json_str(e));
         }
         if let Some(m) = &r.median {
-            let ratio = match raw {
-                Some(x) if x > 0.0 => format!("{:.4}", m.pps / x),
-                _ => "null".into(),
-            };
+            let ratio = ratio_json(m.pps, raw);
+            let fpcs_ratio = ratio_json(m.frames_per_cpu_s, raw_fpcs);
+            let _ = write!(o, ", \"frames_per_cpu_s_vs_raw\": {fpcs_ratio}");
+            if let Some(w) = m.worker_frames_per_cpu_s {
+                let _ = write!(o, ", \"worker_frames_per_cpu_s\": {w:.0}");
+            }
             let reps: Vec<String> = r.reps.iter().map(|p| format!("{p:.0}")).collect();
             let _ = write!(
                 o,
-                ", \"pps\": {:.0}, \"gbit_s\": {:.4}, \"ratio_vs_raw\": {}, \"cpu_pct\": {:.1}, \"secs\": {:.4}, \"frames\": {}, \"bytes\": {}, \"per_queue_frames\": {:?}, \"kernel_frames\": {}, \"kernel_drops\": {}, \"kicks\": {}, \"irqs\": {}, \"driver_waits\": {}, \"stalls\": {}, \"reps_pps\": [{}]",
+                ", \"pps\": {:.0}, \"gbit_s\": {:.4}, \"ratio_vs_raw\": {}, \"cpu_pct\": {:.1}, \"frames_per_cpu_s\": {:.0}, \"secs\": {:.4}, \"frames\": {}, \"bytes\": {}, \"per_queue_frames\": {:?}, \"kernel_frames\": {}, \"kernel_drops\": {}, \"kicks\": {}, \"irqs\": {}, \"driver_waits\": {}, \"stalls\": {}, \"reps_pps\": [{}]",
                 m.pps,
                 m.gbps,
                 ratio,
                 m.cpu_pct,
+                m.frames_per_cpu_s,
                 m.secs,
                 m.frames,
                 m.bytes,
@@ -77,10 +95,7 @@ pub fn json(results: &[CaseResult], opts: &Opts, host: &str) -> String {
                 reps.join(", ")
             );
             if r.mode == Mode::E1000 {
-                let ratio = match virtio {
-                    Some(x) if x > 0.0 => format!("{:.4}", m.pps / x),
-                    _ => "null".into(),
-                };
+                let ratio = ratio_json(m.pps, virtio);
                 // For the e1000, "kicks" counts BAR0 register accesses.
                 let _ = write!(
                     o,

@@ -2,9 +2,11 @@
 //! stdout and, with `--json`, a JSON file.
 
 mod cells;
+mod efficiency;
 mod json;
 mod table;
 
+pub use efficiency::efficiency_table;
 pub use json::json;
 pub use table::table;
 
@@ -18,12 +20,15 @@ pub struct CaseResult {
     pub size: Size,
     pub pairs: usize,
     pub mode: Mode,
+    /// Every thread of pair q ran on CPU q.
+    pub pinned: bool,
     /// Median (by pps) of the repetitions, and every repetition's pps.
     pub median: Option<Measurement>,
     pub reps: Vec<f64>,
     pub error: Option<String>,
 }
 
+/// The unpinned result of a case (the pps tables).
 pub fn find(
     results: &[CaseResult],
     dir: Dir,
@@ -31,9 +36,33 @@ pub fn find(
     pairs: usize,
     mode: Mode,
 ) -> Option<&CaseResult> {
-    results
-        .iter()
-        .find(|r| r.dir == dir && r.size == size && r.pairs == pairs && r.mode == mode)
+    find_pinned(results, dir, size, pairs, mode, false)
+}
+
+pub fn find_pinned(
+    results: &[CaseResult],
+    dir: Dir,
+    size: Size,
+    pairs: usize,
+    mode: Mode,
+    pinned: bool,
+) -> Option<&CaseResult> {
+    results.iter().find(|r| {
+        r.dir == dir && r.size == size && r.pairs == pairs && r.mode == mode && r.pinned == pinned
+    })
+}
+
+/// A measured figure of a case's median, pinned or not.
+pub fn figure(
+    results: &[CaseResult],
+    case: (Dir, Size, usize, Mode),
+    pinned: bool,
+    f: fn(&Measurement) -> f64,
+) -> Option<f64> {
+    let (dir, size, pairs, mode) = case;
+    find_pinned(results, dir, size, pairs, mode, pinned)
+        .and_then(|r| r.median.as_ref())
+        .map(f)
 }
 
 pub fn pps_of(

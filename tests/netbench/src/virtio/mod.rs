@@ -24,3 +24,7 @@ pub const TX_BUF_OFF: u64 = 0x50_0000;
 /// Size of the rx and tx rings (the device's maximum).
 pub const RING: u16 = QUEUE_SIZE;
 pub const CTRL_RING: u16 = 16;
+/// The worker-mode device's id; its workers are "pbench-q0", "pbench-q1".
+pub const DEVICE_ID: &str = "pbench";
+/// What the device's worker thread names start with.
+pub const WORKER_PREFIX: &str = "pbench-q";

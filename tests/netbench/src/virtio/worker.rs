@@ -15,7 +15,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::control::{driver_features, set_vq_pairs};
 use super::driver::{RxDriver, TxDriver};
-use super::{BenchInterrupt, CTRL_RING, CTRL_RING_OFF, PAIR_MEM};
+use super::{BenchInterrupt, CTRL_RING, CTRL_RING_OFF, DEVICE_ID, PAIR_MEM};
 use crate::case::{Dir, RxSetup};
 use crate::frames::GUEST_MAC;
 use crate::injector::Injector;
@@ -73,8 +73,14 @@ pub fn spawn(ctx: &CaseCtx, taps: Vec<Tap>) -> Result<Spawned, String> {
         .into_iter()
         .map(|t| Box::new(t) as Box<dyn FrameBackend>)
         .collect();
-    let mut dev =
-        Net::new("pbench".into(), GUEST_MAC, 1500, backends, vec![]).map_err(err("Net::new"))?;
+    let mut dev = Net::new(
+        DEVICE_ID.into(),
+        GUEST_MAC,
+        1500,
+        backends,
+        ctx.worker_affinity(),
+    )
+    .map_err(err("Net::new"))?;
     dev.ack_features(driver_features(pairs) & dev.features());
     let interrupt = Arc::new(BenchInterrupt::new(2 * pairs + 1).map_err(err("eventfd"))?);
     let DataQueues {
