@@ -63,7 +63,13 @@ impl Scratch {
 pub fn assert_readable(uid: u32, paths: &[&Path]) {
     for p in paths {
         let ok = Command::new("setpriv")
-            .args(["--reuid", &uid.to_string(), "--regid", &uid.to_string(), "--clear-groups"])
+            .args([
+                "--reuid",
+                &uid.to_string(),
+                "--regid",
+                &uid.to_string(),
+                "--clear-groups",
+            ])
             .args(["test", "-r"])
             .arg(p)
             .status()

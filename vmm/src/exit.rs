@@ -34,6 +34,11 @@ pub enum ExitReason {
     VcpuFailed { vcpu: u8, error: String },
     /// `vm.shutdown` or `vmm.shutdown` through the API.
     ApiShutdown,
+    /// Not an end: the API left a snapshot or migration job for the run
+    /// loop ([`crate::migration::JobSlot`]).
+    StateJob,
+    /// The VM moved to the migration target, which runs it now.
+    MigratedOut,
 }
 
 impl ExitReason {
@@ -46,6 +51,7 @@ impl ExitReason {
                 | ExitReason::RebootRequested
                 | ExitReason::Signal(_)
                 | ExitReason::ApiShutdown
+                | ExitReason::MigratedOut
         )
     }
 }
@@ -86,6 +92,8 @@ impl std::fmt::Display for ExitReason {
             ),
             ExitReason::VcpuFailed { vcpu, error } => write!(f, "vCPU {vcpu}: {error}"),
             ExitReason::ApiShutdown => write!(f, "shut down through the API"),
+            ExitReason::StateJob => write!(f, "a snapshot or migration was requested"),
+            ExitReason::MigratedOut => write!(f, "the VM migrated to the target"),
         }
     }
 }

@@ -36,6 +36,7 @@ pub mod lifecycle;
 pub mod loader;
 mod memory;
 pub mod metrics;
+pub mod migration;
 mod msi;
 pub mod pci_setup;
 pub mod plan;

@@ -28,12 +28,15 @@ use crate::exit::{ExitReason, ExitSignal};
 use crate::host::HostPlan;
 use crate::lifecycle::{Lifecycle, LifecycleError};
 use crate::loader::{BootEntry, BootProtocol};
+use crate::migration::JobSlot;
 use crate::pci_setup::PciSetup;
 use crate::plan::VmPlan;
 use crate::reset::{OnGuestReset, PowerOnState};
 use crate::signals::StopSignals;
 use crate::vcpu::{self, VcpuShared, Vcpus};
 use crate::vm::Vm;
+
+mod state_job;
 
 /// How to run, beyond what the plans say.
 #[derive(Debug, Clone, Default)]
@@ -89,6 +92,12 @@ pub struct Vmm {
     image: GuestImage,
     on_guest_reset: OnGuestReset,
     lifecycle: Lifecycle,
+    /// Snapshot and migration requests from the API ([`crate::migration`]).
+    jobs: JobSlot,
+    /// `--incoming`: wait for a restore or a migration instead of booting.
+    incoming: bool,
+    name: String,
+    num_vcpus: usize,
     /// The API listeners: they answer until the very end.
     api: ApiSetup,
 }
@@ -145,6 +154,11 @@ impl TryFrom<VmmConfig> for Vmm {
             socket.set_serial(vm.serial.clone());
             control.watch_console_socket(socket);
         }
+        let jobs = crate::api::StateJobs {
+            slot: JobSlot::default(),
+            refusal: crate::migration::refusal(&plan, opts.extra_pci.len()),
+            incoming: opts.api.incoming,
+        };
         let api = ApiInputs {
             plan: &plan,
             host: &host,
@@ -152,6 +166,7 @@ impl TryFrom<VmmConfig> for Vmm {
             exits: shared.exits.clone(),
             gate,
             exit: exit.clone(),
+            jobs: jobs.clone(),
         };
         let api = ApiSetup::start(&opts.api, api)?;
         Ok(Vmm {
@@ -166,6 +181,10 @@ impl TryFrom<VmmConfig> for Vmm {
             power_on,
             image,
             on_guest_reset: opts.on_guest_reset,
+            jobs: jobs.slot,
+            incoming: opts.api.incoming,
+            name: plan.name.clone(),
+            num_vcpus: usize::from(plan.vcpus),
             api,
         })
     }
@@ -262,10 +281,27 @@ impl Vmm {
         if raw.is_some() {
             self.control.watch_stdin(self.vm.serial.clone());
         }
+        // An incoming VM boots only through a restore or a migration.
+        let mut start = !self.incoming;
+        if self.incoming {
+            info!("waiting for vm.receive-migration or vm.restore");
+        }
         let outcome = loop {
-            let outcome = self
-                .start_vcpus()
-                .and_then(|()| self.control.run().map_err(VmmError::from));
+            let started = if start { self.start_vcpus() } else { Ok(()) };
+            start = true;
+            let outcome = started.and_then(|()| self.control.run().map_err(VmmError::from));
+            if let Ok(ExitReason::StateJob) = outcome {
+                match self.state_job() {
+                    Ok(true) => break Ok(ExitReason::MigratedOut),
+                    Ok(false) => {
+                        // The job left the vCPUs as they must run on.
+                        self.control.rearm();
+                        start = false;
+                        continue;
+                    }
+                    Err(e) => break Err(e),
+                }
+            }
             let fds = self.vcpus.stop();
             match outcome {
                 Ok(reason) if self.restarts_on(&reason) => {
