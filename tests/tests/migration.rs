@@ -1,0 +1,288 @@
+//! Snapshots and live migration with a real guest counting on its console,
+//! driven through Cloud Hypervisor's API the way Virtink drives it:
+//! `vm.snapshot` of a paused VM, a new petrel started with `--incoming`
+//! and `vm.restore`d, the counter going on (same boot_id, no second boot);
+//! `vm.receive-migration` on an `--incoming` target and
+//! `vm.send-migration` on the source, with pre-copy; a target that dies
+//! mid-migration leaves the source's guest running; a state file from
+//! another format version is refused cleanly.
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use petrel_tests::{vmi_yaml, Scratch, Vmm, BOOT_TIMEOUT};
+
+/// Counts once a second with the boot id on every line.
+const COUNTER: &str = "b=$(cat /proc/sys/kernel/random/boot_id); i=0; while true; do i=$((i+1)); echo \"COUNT $i $b\"; sleep 1; done";
+
+/// `curl` over the UNIX socket with a JSON body: (status, body).
+fn http(sock: &Path, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let mut c = Command::new("curl");
+    c.args(["-s", "-m", "600", "--unix-socket"])
+        .arg(sock)
+        .args(["-X", method, "-w", "\n%{http_code}"]);
+    if let Some(b) = body {
+        c.args(["-H", "Content-Type: application/json", "-d", b]);
+    }
+    let out = c
+        .arg(format!("http://localhost{path}"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+fn put(sock: &Path, path: &str, body: Option<&str>) -> (u16, String) {
+    http(sock, "PUT", path, body)
+}
+
+fn state(sock: &Path) -> String {
+    let (status, body) = http(sock, "GET", "/api/v1/vm.info", None);
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["state"].as_str().unwrap_or_default().to_string()
+}
+
+fn wait_socket(p: &Path) {
+    let deadline = Instant::now() + BOOT_TIMEOUT;
+    while UnixStream::connect(p).is_err() {
+        assert!(Instant::now() < deadline, "no socket {}", p.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The (count, boot id) of every COUNT line.
+fn counts(vm: &Vmm) -> Vec<(u64, String)> {
+    vm.console()
+        .iter()
+        .filter_map(|l| {
+            let rest = l.split("COUNT ").nth(1)?;
+            let mut it = rest.split_whitespace();
+            Some((it.next()?.parse().ok()?, it.next()?.to_string()))
+        })
+        .collect()
+}
+
+fn last_count(vm: &Vmm) -> (u64, String) {
+    counts(vm).last().cloned().expect("no COUNT line yet")
+}
+
+/// Waits until `vm` printed a count above `above`.
+fn wait_count_above(vm: &Vmm, above: u64, timeout: Duration) -> (u64, String) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(c) = counts(vm).into_iter().find(|c| c.0 > above) {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no count above {above}\nconsole:\n{}\nstderr:\n{}",
+            vm.console().join("\n"),
+            vm.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A counting guest with the API on `sock`.
+fn boot_source(spec: &Path, sock: &Path) -> Vmm {
+    let s = sock.to_str().unwrap();
+    let vm = Vmm::boot(spec, "", Some(COUNTER), &["--api-socket", s]);
+    vm.wait_for("COUNT 3 ", BOOT_TIMEOUT);
+    vm
+}
+
+/// A petrel set up from the same spec that waits on `sock`.
+fn start_incoming(spec: &Path, sock: &Path) -> Vmm {
+    let s = sock.to_str().unwrap();
+    let vm = Vmm::boot(spec, "", Some(COUNTER), &["--api-socket", s, "--incoming"]);
+    wait_socket(sock);
+    assert_eq!(state(sock), "Created");
+    vm
+}
+
+/// The guest on `target` continues the count of `source_last` (same boot,
+/// never booted again there).
+fn assert_continues(target: &Vmm, source_last: &(u64, String)) {
+    let next = wait_count_above(target, source_last.0, Duration::from_secs(120));
+    assert_eq!(next.1, source_last.1, "another boot id: the guest booted again");
+    let first = counts(target).first().cloned().unwrap();
+    assert!(
+        first.0 >= source_last.0,
+        "the target counted from {} (source was at {})",
+        first.0,
+        source_last.0
+    );
+    assert!(
+        !target.console().iter().any(|l| l.contains("GUEST-INIT-OK")),
+        "the target booted the guest:\n{}",
+        target.console().join("\n")
+    );
+}
+
+#[test]
+fn snapshot_and_restore_continue_the_counting_guest() {
+    let dir = Scratch::new("snap");
+    let spec = dir.write("vmi.yaml", &vmi_yaml("snap", 1, "128Mi"));
+    let a_sock = dir.path().join("a.sock");
+    let mut a = boot_source(&spec, &a_sock);
+    let snap = dir.path().join("snapshot");
+    let url = format!(r#"{{"destination_url":"file://{}"}}"#, snap.display());
+    // Cloud Hypervisor snapshots only a paused VM.
+    assert_eq!(put(&a_sock, "/api/v1/vm.snapshot", Some(&url)).0, 405);
+    assert_eq!(put(&a_sock, "/api/v1/vm.pause", None).0, 204);
+    let last = last_count(&a);
+    let (status, body) = put(&a_sock, "/api/v1/vm.snapshot", Some(&url));
+    assert_eq!(status, 204, "{body}\n{}", a.stderr());
+    assert_eq!(state(&a_sock), "Paused");
+    assert_eq!(put(&a_sock, "/api/v1/vmm.shutdown", None).0, 204);
+    assert_eq!(a.wait_exit(Duration::from_secs(60)).code(), Some(0));
+    assert_eq!(last_count(&a), last, "the paused guest counted on");
+
+    let b_sock = dir.path().join("b.sock");
+    let mut b = start_incoming(&spec, &b_sock);
+    // State of another format version is refused before anything changes.
+    let bad = dir.path().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    let doc = std::fs::read_to_string(snap.join("state.json")).unwrap();
+    std::fs::write(
+        bad.join("state.json"),
+        doc.replacen("\"version\":1", "\"version\":999", 1),
+    )
+    .unwrap();
+    let bad_url = format!(r#"{{"source_url":"file://{}"}}"#, bad.display());
+    let (status, body) = put(&b_sock, "/api/v1/vm.restore", Some(&bad_url));
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("version 999"), "{body}");
+    assert_eq!(state(&b_sock), "Created");
+
+    let url = format!(r#"{{"source_url":"file://{}"}}"#, snap.display());
+    let (status, body) = put(&b_sock, "/api/v1/vm.restore", Some(&url));
+    assert_eq!(status, 204, "{body}\n{}", b.stderr());
+    assert_eq!(state(&b_sock), "Paused");
+    assert_eq!(put(&b_sock, "/api/v1/vm.resume", None).0, 204);
+    assert_continues(&b, &last);
+    assert_eq!(put(&b_sock, "/api/v1/vmm.shutdown", None).0, 204);
+    assert_eq!(b.wait_exit(Duration::from_secs(60)).code(), Some(0));
+}
+
+/// Runs `vm.receive-migration` on `target_sock` in a thread (it answers
+/// when the migration is done).
+fn receive_in_background(
+    target_sock: &Path,
+    receiver: &Path,
+) -> std::thread::JoinHandle<(u16, String)> {
+    let t = target_sock.to_path_buf();
+    let body = format!(r#"{{"receiver_url":"unix:{}"}}"#, receiver.display());
+    let h = std::thread::spawn(move || put(&t, "/api/v1/vm.receive-migration", Some(&body)));
+    wait_socket_file(receiver);
+    h
+}
+
+fn wait_socket_file(p: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !p.exists() {
+        assert!(Instant::now() < deadline, "no {}", p.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn migrate_counting_guest(memory: &str) {
+    let dir = Scratch::new("migrate");
+    let spec = dir.write("vmi.yaml", &vmi_yaml("mig", 1, memory));
+    let a_sock = dir.path().join("a.sock");
+    let b_sock = dir.path().join("b.sock");
+    let mut a = boot_source(&spec, &a_sock);
+    let mut b = start_incoming(&spec, &b_sock);
+    let mig = dir.path().join("migration.sock");
+    let receiving = receive_in_background(&b_sock, &mig);
+    let url = format!(r#"{{"destination_url":"unix:{}"}}"#, mig.display());
+    let (status, body) = put(&a_sock, "/api/v1/vm.send-migration", Some(&url));
+    assert_eq!(status, 204, "{body}\n{}", a.stderr());
+    let (status, body) = receiving.join().unwrap();
+    assert_eq!(status, 204, "{body}\n{}", b.stderr());
+    assert_eq!(a.wait_exit(Duration::from_secs(60)).code(), Some(0));
+    let last = last_count(&a);
+    assert_continues(&b, &last);
+    assert_eq!(state(&b_sock), "Running");
+    let err = a.stderr();
+    let line = err
+        .lines()
+        .find(|l| l.contains("migration complete: downtime"))
+        .unwrap_or_else(|| panic!("no downtime line:\n{err}"));
+    println!("{memory} guest: {line}");
+    assert!(!a_sock.exists(), "the source left its API socket");
+    assert_eq!(put(&b_sock, "/api/v1/vmm.shutdown", None).0, 204);
+    assert_eq!(b.wait_exit(Duration::from_secs(60)).code(), Some(0));
+}
+
+#[test]
+fn live_migration_moves_the_counting_guest_128m() {
+    migrate_counting_guest("128Mi");
+}
+
+#[test]
+fn live_migration_moves_the_counting_guest_1g() {
+    migrate_counting_guest("1Gi");
+}
+
+/// A relay between the source and the target (the node-to-node proxy of
+/// KubeVirt and Virtink) that kills the target petrel after `after` bytes.
+fn relay_that_kills(listen: PathBuf, target: PathBuf, pid: u32, after: usize) -> std::thread::JoinHandle<usize> {
+    let l = UnixListener::bind(&listen).unwrap();
+    std::thread::spawn(move || {
+        let (mut src, _) = l.accept().unwrap();
+        let mut dst = UnixStream::connect(&target).unwrap();
+        let mut back = dst.try_clone().unwrap();
+        let mut src_w = src.try_clone().unwrap();
+        // The target's answers go back to the source.
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut back, &mut src_w);
+        });
+        let mut buf = vec![0u8; 64 << 10];
+        let mut moved = 0;
+        while moved < after {
+            let n = src.read(&mut buf).unwrap_or(0);
+            if n == 0 || dst.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            moved += n;
+        }
+        // SAFETY: kill(2) on the target petrel's pid; no memory involved.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        moved
+    })
+}
+
+#[test]
+fn a_target_dying_mid_migration_leaves_the_source_running() {
+    let dir = Scratch::new("migdie");
+    let spec = dir.write("vmi.yaml", &vmi_yaml("migdie", 1, "128Mi"));
+    let a_sock = dir.path().join("a.sock");
+    let b_sock = dir.path().join("b.sock");
+    let mut a = boot_source(&spec, &a_sock);
+    let mut b = start_incoming(&spec, &b_sock);
+    let mig = dir.path().join("migration.sock");
+    let receiving = receive_in_background(&b_sock, &mig);
+    let relay = dir.path().join("relay.sock");
+    let killer = relay_that_kills(relay.clone(), mig, b.pid(), 2 << 20);
+    let url = format!(r#"{{"destination_url":"unix:{}"}}"#, relay.display());
+    let (status, body) = put(&a_sock, "/api/v1/vm.send-migration", Some(&url));
+    assert_eq!(status, 500, "{body}\n{}", a.stderr());
+    let moved = killer.join().unwrap();
+    assert!(moved >= 2 << 20, "the target died after {moved} bytes only");
+    let _ = receiving.join();
+    assert!(b.wait_exit(Duration::from_secs(30)).code().is_none());
+    // The source's guest runs on and its API still answers.
+    assert_eq!(state(&a_sock), "Running");
+    let last = last_count(&a);
+    let next = wait_count_above(&a, last.0, Duration::from_secs(60));
+    assert_eq!(next.1, last.1);
+    assert!(a.stderr().contains("the guest runs on here"), "{}", a.stderr());
+    assert_eq!(put(&a_sock, "/api/v1/vmm.shutdown", None).0, 204);
+    assert_eq!(a.wait_exit(Duration::from_secs(60)).code(), Some(0));
+}
