@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use petrel_tests::cluster::{Cluster, POD_IP, POD_MTU};
+use petrel_tests::netns::{sh, NetNs};
 use petrel_tests::{vmi_yaml, Scratch, Vmm, BOOT_TIMEOUT};
 
 /// Counts once a second with the boot id on every line.
@@ -109,7 +111,10 @@ fn start_incoming(spec: &Path, sock: &Path) -> Vmm {
 /// never booted again there).
 fn assert_continues(target: &Vmm, source_last: &(u64, String)) {
     let next = wait_count_above(target, source_last.0, Duration::from_secs(120));
-    assert_eq!(next.1, source_last.1, "another boot id: the guest booted again");
+    assert_eq!(
+        next.1, source_last.1,
+        "another boot id: the guest booted again"
+    );
     let first = counts(target).first().cloned().unwrap();
     assert!(
         first.0 >= source_last.0,
@@ -232,7 +237,12 @@ fn live_migration_moves_the_counting_guest_1g() {
 
 /// A relay between the source and the target (the node-to-node proxy of
 /// KubeVirt and Virtink) that kills the target petrel after `after` bytes.
-fn relay_that_kills(listen: PathBuf, target: PathBuf, pid: u32, after: usize) -> std::thread::JoinHandle<usize> {
+fn relay_that_kills(
+    listen: PathBuf,
+    target: PathBuf,
+    pid: u32,
+    after: usize,
+) -> std::thread::JoinHandle<usize> {
     let l = UnixListener::bind(&listen).unwrap();
     std::thread::spawn(move || {
         let (mut src, _) = l.accept().unwrap();
@@ -282,7 +292,153 @@ fn a_target_dying_mid_migration_leaves_the_source_running() {
     let last = last_count(&a);
     let next = wait_count_above(&a, last.0, Duration::from_secs(60));
     assert_eq!(next.1, last.1);
-    assert!(a.stderr().contains("the guest runs on here"), "{}", a.stderr());
+    assert!(
+        a.stderr().contains("the guest runs on here"),
+        "{}",
+        a.stderr()
+    );
     assert_eq!(put(&a_sock, "/api/v1/vmm.shutdown", None).0, 204);
     assert_eq!(a.wait_exit(Duration::from_secs(60)).code(), Some(0));
+}
+
+/// A second pod on the same node: its own netns, a veth to the node on
+/// 10.244.2.0/24 (the node routes between the pods), nothing else.
+struct SecondPod {
+    ns: NetNs,
+}
+
+const POD_B_IP: &str = "10.244.2.5";
+
+impl SecondPod {
+    fn new(cluster: &Cluster) -> Self {
+        let ns = NetNs::new("podb");
+        let vq = format!("vq{}", std::process::id() % 100_000);
+        sh(&format!(
+            "ip -n {node} link add {vq} type veth peer name eth0 netns {pod} && \
+             ip -n {node} link set {vq} mtu {POD_MTU} up && ip -n {node} addr add 10.244.2.1/24 dev {vq} && \
+             ip -n {pod} link set eth0 mtu {POD_MTU} up && ip -n {pod} addr add {POD_B_IP}/24 dev eth0 && \
+             ip -n {pod} route add default via 10.244.2.1",
+            node = cluster.node.name(),
+            pod = ns.name(),
+        ));
+        Self { ns }
+    }
+}
+
+fn masquerade_spec(name: &str) -> String {
+    format!(
+        r#"apiVersion: kubevirt.io/v1
+kind: VirtualMachineInstance
+metadata:
+  name: {name}
+spec:
+  domain:
+    cpu: {{cores: 1}}
+    memory: {{guest: 128Mi}}
+    devices:
+      interfaces:
+        - name: default
+          model: virtio
+          masquerade: {{}}
+          ports:
+            - name: http
+              port: 80
+  networks:
+    - name: default
+      pod: {{}}
+"#
+    )
+}
+
+/// GET http://ip/ from the node until the guest's page answers.
+fn wait_http(cluster: &Cluster, ip: &str, timeout: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let body = cluster.node.exec(&format!(
+            "curl -sS -m 5 http://{ip}/index.html 2>&1 || true"
+        ));
+        if body.contains("HELLO-FROM-GUEST") {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < timeout, "no answer from {ip}:80: {body}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn assert_pod_clean(pod: &NetNs) {
+    let links = pod.exec("ip -o link show");
+    assert!(!links.contains("k6t-"), "bridge left behind:\n{links}");
+    assert!(!links.contains("tap"), "tap left behind:\n{links}");
+    let tables = pod.exec("nft list tables");
+    assert!(
+        !tables.contains("petrel"),
+        "nft table left behind:\n{tables}"
+    );
+}
+
+/// The issue's scenario: a masquerade VM counting on its console and
+/// serving :80 in pod A moves to pod B (started with `--incoming`) through
+/// the API; the same guest serves :80 through pod B's IP, pod A's petrel
+/// exits 0 and leaves nothing behind.
+#[test]
+fn masquerade_vm_migrates_between_pods_and_serves_through_the_new_pod_ip() {
+    let dir = Scratch::new("migpod");
+    let cluster = Cluster::new();
+    let pod_b = SecondPod::new(&cluster);
+    let spec = dir.write("vmi.yaml", &masquerade_spec("migpod"));
+    let guest_cmd = format!(
+        "mkdir -p /tmp/www && echo HELLO-FROM-GUEST > /tmp/www/index.html; httpd -p 80 -h /tmp/www; {COUNTER}"
+    );
+    let a_sock = dir.path().join("a.sock");
+    let b_sock = dir.path().join("b.sock");
+    let a_arg = a_sock.to_str().unwrap();
+    let b_arg = b_sock.to_str().unwrap();
+    let mut a = Vmm::boot_in(
+        Some(cluster.pod.name()),
+        &spec,
+        "",
+        Some(&guest_cmd),
+        &["--api-socket", a_arg],
+    );
+    let lease = a.wait_for("GUEST-NET eth0", BOOT_TIMEOUT);
+    assert!(lease.contains("ip=10.0.2.2/24"), "{lease}");
+    a.wait_for("COUNT 3 ", BOOT_TIMEOUT);
+    wait_http(&cluster, POD_IP, Duration::from_secs(60));
+
+    let mut b = Vmm::boot_in(
+        Some(pod_b.ns.name()),
+        &spec,
+        "",
+        Some(&guest_cmd),
+        &["--api-socket", b_arg, "--incoming"],
+    );
+    wait_socket(&b_sock);
+    let mig = dir.path().join("migration.sock");
+    let receiving = receive_in_background(&b_sock, &mig);
+    let url = format!(r#"{{"destination_url":"unix:{}"}}"#, mig.display());
+    let (status, body) = put(&a_sock, "/api/v1/vm.send-migration", Some(&url));
+    assert_eq!(status, 204, "{body}\n{}", a.stderr());
+    let (status, body) = receiving.join().unwrap();
+    assert_eq!(status, 204, "{body}\n{}", b.stderr());
+    assert_eq!(
+        a.wait_exit(Duration::from_secs(60)).code(),
+        Some(0),
+        "{}",
+        a.stderr()
+    );
+    assert_pod_clean(&cluster.pod);
+    let last = last_count(&a);
+    assert_continues(&b, &last);
+    let reachable_after = wait_http(&cluster, POD_B_IP, Duration::from_secs(120));
+    let err = a.stderr();
+    let line = err
+        .lines()
+        .find(|l| l.contains("migration complete: downtime"))
+        .unwrap_or_else(|| panic!("no downtime line:\n{err}"));
+    println!(
+        "masquerade VM: {line}; :80 answered through pod B {reachable_after:?} after the move"
+    );
+    assert_eq!(put(&b_sock, "/api/v1/vmm.shutdown", None).0, 204);
+    assert_eq!(b.wait_exit(Duration::from_secs(60)).code(), Some(0));
+    assert_pod_clean(&pod_b.ns);
 }

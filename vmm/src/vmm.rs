@@ -98,6 +98,8 @@ pub struct Vmm {
     incoming: bool,
     name: String,
     num_vcpus: usize,
+    /// NIC workers write guest memory behind KVM's dirty log.
+    has_nics: bool,
     /// The API listeners: they answer until the very end.
     api: ApiSetup,
 }
@@ -185,6 +187,7 @@ impl TryFrom<VmmConfig> for Vmm {
             incoming: opts.api.incoming,
             name: plan.name.clone(),
             num_vcpus: usize::from(plan.vcpus),
+            has_nics: !plan.nics.is_empty(),
             api,
         })
     }

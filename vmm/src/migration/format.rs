@@ -7,8 +7,10 @@ use kvm_ioctls::VcpuFd;
 use serde::{Deserialize, Serialize};
 
 use devices::legacy::{CmosState, SerialState};
+use devices::pci::{PciDeviceState, MAX_SLOT};
 
 use super::{KvmVmState, MigrationError, VcpuState};
+use crate::pci_setup::PciSetup;
 use crate::vm::Vm;
 
 /// The format name in every saved state.
@@ -16,13 +18,14 @@ pub const FORMAT: &str = "petrel-vm-state";
 /// Bumped whenever a saved type changes shape or meaning.
 pub const VERSION: u32 = 1;
 
-/// The devices' state. PCI devices are not here: a VM with NICs or
-/// passthrough devices is refused ([`super::refusal`]). The ACPI PM
-/// register and the GED hold no state; the i8042 none that matters.
+/// The devices' state: COM1, the CMOS, and every PCI function by slot
+/// (what cannot be saved is refused first, [`super::refusal`]). The ACPI
+/// PM register and the GED hold no state; the i8042 none that matters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeviceStates {
     pub serial: SerialState,
     pub cmos: CmosState,
+    pub pci: Vec<(u8, PciDeviceState)>,
 }
 
 /// What the target checks before taking any memory.
@@ -44,7 +47,7 @@ pub struct VmSnapshot {
     pub devices: DeviceStates,
 }
 
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+fn lock<T: ?Sized>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -81,6 +84,19 @@ impl Header {
     }
 }
 
+/// The state of every PCI function that has one (slot 0 is the host
+/// bridge, which has none to move).
+fn pci_states(pci: &PciSetup) -> Vec<(u8, PciDeviceState)> {
+    let bus = lock(&pci.bus);
+    (1..=MAX_SLOT)
+        .filter_map(|slot| {
+            let dev = bus.device(slot)?;
+            let state = lock(dev).save_state()?;
+            Some((slot, state))
+        })
+        .collect()
+}
+
 /// Refuses a document whose `format`/`version` (at the top or in its
 /// `header`) are not this petrel's.
 fn check_version(v: &serde_json::Value) -> Result<(), MigrationError> {
@@ -98,7 +114,12 @@ fn check_version(v: &serde_json::Value) -> Result<(), MigrationError> {
 
 impl VmSnapshot {
     /// Captures the VM; its vCPUs must be out of KVM_RUN (threads stopped).
-    pub fn capture(name: &str, vm: &Vm, vcpus: &[VcpuFd]) -> Result<Self, MigrationError> {
+    pub fn capture(
+        name: &str,
+        vm: &Vm,
+        pci: &PciSetup,
+        vcpus: &[VcpuFd],
+    ) -> Result<Self, MigrationError> {
         let msr_index = vm
             .kvm
             .get_msr_index_list()
@@ -117,13 +138,14 @@ impl VmSnapshot {
             devices: DeviceStates {
                 serial: lock(&vm.serial).state(),
                 cmos: lock(&vm.cmos).state(),
+                pci: pci_states(pci),
             },
         })
     }
 
     /// Writes the state into a VM built from the same spec whose vCPUs have
     /// not run (or are stopped). Memory must already be in place.
-    pub fn apply(&self, vm: &Vm, vcpus: &[VcpuFd]) -> Result<(), MigrationError> {
+    pub fn apply(&self, vm: &Vm, pci: &PciSetup, vcpus: &[VcpuFd]) -> Result<(), MigrationError> {
         self.header
             .check_fits(&Header::of(&self.header.name, vm, vcpus.len()))?;
         if self.vcpus.len() != vcpus.len() {
@@ -143,6 +165,15 @@ impl VmSnapshot {
         lock(&vm.cmos)
             .restore(&self.devices.cmos)
             .map_err(MigrationError::Invalid)?;
+        let bus = lock(&pci.bus);
+        for (slot, state) in &self.devices.pci {
+            let dev = bus.device(*slot).ok_or_else(|| {
+                MigrationError::Mismatch(format!("no PCI device in slot {slot} here"))
+            })?;
+            lock(dev)
+                .restore_state(state)
+                .map_err(|e| MigrationError::Mismatch(format!("PCI slot {slot}: {e}")))?;
+        }
         Ok(())
     }
 

@@ -10,14 +10,20 @@ use tracing::info;
 use super::format::Header;
 use super::url::Conn;
 use super::{error_chain, memory, transport, MigrationError, MigrationUrl, VmSnapshot};
+use crate::pci_setup::PciSetup;
 use crate::vm::Vm;
 
 /// Receives a VM into `vm` (built from the same spec, vCPUs not running).
-pub fn receive(url: &MigrationUrl, vm: &Vm, vcpus: &[VcpuFd]) -> Result<(), MigrationError> {
+pub fn receive(
+    url: &MigrationUrl,
+    vm: &Vm,
+    pci: &PciSetup,
+    vcpus: &[VcpuFd],
+) -> Result<(), MigrationError> {
     info!(url = ?url, "waiting for the migration source");
     let mut conn = url.accept()?;
     info!("migration source connected");
-    let r = take(&mut conn, vm, vcpus);
+    let r = take(&mut conn, vm, pci, vcpus);
     match &r {
         Ok(()) => transport::send(&mut conn, transport::ACK, &[])?,
         // A broken connection cannot carry the reason; the rest can.
@@ -29,7 +35,7 @@ pub fn receive(url: &MigrationUrl, vm: &Vm, vcpus: &[VcpuFd]) -> Result<(), Migr
     r
 }
 
-fn take(conn: &mut Conn, vm: &Vm, vcpus: &[VcpuFd]) -> Result<(), MigrationError> {
+fn take(conn: &mut Conn, vm: &Vm, pci: &PciSetup, vcpus: &[VcpuFd]) -> Result<(), MigrationError> {
     let (tag, body) = transport::recv(conn)?;
     if tag != transport::HEADER {
         return Err(MigrationError::Protocol(format!(
@@ -60,7 +66,7 @@ fn take(conn: &mut Conn, vm: &Vm, vcpus: &[VcpuFd]) -> Result<(), MigrationError
         }
     }
     let state = state.ok_or_else(|| MigrationError::Protocol("no state before Complete".into()))?;
-    state.apply(vm, vcpus)?;
+    state.apply(vm, pci, vcpus)?;
     info!(memory_bytes = bytes, "migration received");
     Ok(())
 }

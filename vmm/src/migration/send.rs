@@ -13,6 +13,7 @@ use tracing::info;
 use super::format::Header;
 use super::url::Conn;
 use super::{memory, transport, MigrationError, MigrationUrl, VmSnapshot};
+use crate::pci_setup::PciSetup;
 use crate::vm::Vm;
 
 /// Pre-copy stops once a pass has less than this left to send.
@@ -105,6 +106,7 @@ impl Sender {
         &mut self,
         name: &str,
         vm: &Vm,
+        pci: &PciSetup,
         vcpus: &[VcpuFd],
         stopped: Instant,
     ) -> Result<SendOutcome, MigrationError> {
@@ -115,7 +117,7 @@ impl Sender {
         };
         let last = memory::total(&dirty);
         self.send_ranges(vm, &dirty, !self.logging)?;
-        let state = VmSnapshot::capture(name, vm, vcpus)?.to_json()?;
+        let state = VmSnapshot::capture(name, vm, pci, vcpus)?.to_json()?;
         transport::send(&mut self.conn, transport::STATE, &[&state])?;
         transport::send(&mut self.conn, transport::COMPLETE, &[])?;
         transport::expect_ack(&mut self.conn)?;

@@ -10,6 +10,7 @@ use kvm_ioctls::VcpuFd;
 use tracing::info;
 
 use super::{memory, MigrationError, VmSnapshot};
+use crate::pci_setup::PciSetup;
 use crate::vm::Vm;
 
 const STATE_FILE: &str = "state.json";
@@ -25,10 +26,11 @@ pub fn snapshot_dir(
     dir: &Path,
     name: &str,
     vm: &Vm,
+    pci: &PciSetup,
     vcpus: &[VcpuFd],
 ) -> Result<(), MigrationError> {
     std::fs::create_dir_all(dir).map_err(file_err("cannot create", dir))?;
-    let state = VmSnapshot::capture(name, vm, vcpus)?;
+    let state = VmSnapshot::capture(name, vm, pci, vcpus)?;
     let mem_path = dir.join(MEMORY_FILE);
     let file = File::create(&mem_path).map_err(file_err("cannot create", &mem_path))?;
     let ranges = memory::all_ranges(&vm.mem);
@@ -51,7 +53,12 @@ pub fn snapshot_dir(
 
 /// Restores the VM saved in `dir` into `vm` (built from the same spec,
 /// vCPUs not running): the state is checked before memory is touched.
-pub fn restore_dir(dir: &Path, vm: &Vm, vcpus: &[VcpuFd]) -> Result<(), MigrationError> {
+pub fn restore_dir(
+    dir: &Path,
+    vm: &Vm,
+    pci: &PciSetup,
+    vcpus: &[VcpuFd],
+) -> Result<(), MigrationError> {
     let state_path = dir.join(STATE_FILE);
     let doc = std::fs::read(&state_path).map_err(file_err("cannot read", &state_path))?;
     let state = VmSnapshot::from_json(&doc)?;
@@ -76,7 +83,7 @@ pub fn restore_dir(dir: &Path, vm: &Vm, vcpus: &[VcpuFd]) -> Result<(), Migratio
             gpa += n as u64;
         }
     }
-    state.apply(vm, vcpus)?;
+    state.apply(vm, pci, vcpus)?;
     info!(dir = %dir.display(), "snapshot restored");
     Ok(())
 }

@@ -7,6 +7,10 @@ use std::time::Instant;
 use tracing::info;
 
 use super::Vmm;
+
+/// A paused gate stops workers before their next event, not inside one:
+/// time for one in flight to finish its writes into guest memory.
+const WORKER_QUIESCE: std::time::Duration = std::time::Duration::from_millis(50);
 use crate::api::VmState;
 use crate::error::VmmError;
 use crate::migration::{self, Job, JobKind, MigrationUrl};
@@ -23,14 +27,14 @@ impl Vmm {
             JobKind::Snapshot(dir) => {
                 // Paused: the vCPU threads are parked; stop them for their fds.
                 let fds = self.vcpus.stop();
-                let r = migration::snapshot_dir(&dir, &self.name, &self.vm, &fds);
+                let r = migration::snapshot_dir(&dir, &self.name, &self.vm, &self.pci, &fds);
                 self.vcpu_fds = fds;
                 // They park again at once: the pause flag stays set.
                 self.start_vcpus()?;
                 job.finish(r);
             }
             JobKind::Restore(dir) => {
-                let r = migration::restore_dir(&dir, &self.vm, &self.vcpu_fds);
+                let r = migration::restore_dir(&dir, &self.vm, &self.pci, &self.vcpu_fds);
                 if r.is_ok() {
                     // Cloud Hypervisor's restored VM is paused until vm.resume.
                     // No thread runs yet: this only sets the flag they park on.
@@ -44,7 +48,7 @@ impl Vmm {
                 job.finish(r);
             }
             JobKind::Receive(url) => {
-                let r = migration::receive(&url, &self.vm, &self.vcpu_fds);
+                let r = migration::receive(&url, &self.vm, &self.pci, &self.vcpu_fds);
                 let ok = r.is_ok();
                 job.finish(r);
                 if ok {
@@ -63,23 +67,37 @@ impl Vmm {
     fn send_migration(&mut self, job: Job, url: &MigrationUrl) -> Result<bool, VmmError> {
         let mut sender = match migration::send(url, &self.name, &self.vm, self.num_vcpus) {
             Ok(s) => s,
-            Err(e) => {
-                job.finish(Err(e));
-                return Ok(false);
+            Err(e) => return Ok(ran_on(job, e)),
+        };
+        // KVM's dirty log sees only vCPU stores, not the NIC workers' writes
+        // into guest memory: with NICs, the workers stop for the whole send.
+        let gate = self.pci.pause.clone().filter(|g| !g.is_paused());
+        let workers_stopped = self.has_nics;
+        if let (Some(g), true) = (&gate, workers_stopped) {
+            g.pause();
+            std::thread::sleep(WORKER_QUIESCE);
+        }
+        let resume_workers = |gate: &Option<devices::PauseGate>| {
+            if let Some(g) = gate {
+                if let Err(err) = g.resume() {
+                    tracing::warn!(error = %err, "cannot wake the queue workers");
+                }
             }
         };
         if let Err(e) = sender.precopy(&self.vm) {
             sender.abandon(&self.vm);
-            job.finish(Err(e));
-            return Ok(false);
+            if workers_stopped {
+                resume_workers(&gate);
+            }
+            return Ok(ran_on(job, e));
         }
         let stopped = Instant::now();
-        let gate = self.pci.pause.clone().filter(|g| !g.is_paused());
-        if let Some(g) = &gate {
+        if let (Some(g), false) = (&gate, workers_stopped) {
             g.pause();
+            std::thread::sleep(WORKER_QUIESCE);
         }
         let fds = self.vcpus.stop();
-        match sender.finish(&self.name, &self.vm, &fds, stopped) {
+        match sender.finish(&self.name, &self.vm, &self.pci, &fds, stopped) {
             Ok(out) => {
                 info!(
                     downtime_ms = out.downtime.as_millis() as u64,
@@ -102,15 +120,16 @@ impl Vmm {
                 sender.abandon(&self.vm);
                 self.vcpu_fds = fds;
                 self.start_vcpus()?;
-                if let Some(g) = gate {
-                    if let Err(err) = g.resume() {
-                        tracing::warn!(error = %err, "cannot wake the queue workers");
-                    }
-                }
-                info!("migration failed; the guest runs on here");
-                job.finish(Err(e));
-                Ok(false)
+                resume_workers(&gate);
+                Ok(ran_on(job, e))
             }
         }
     }
+}
+
+/// Answers a failed send: the guest runs on here.
+fn ran_on(job: Job, e: migration::MigrationError) -> bool {
+    info!("migration failed; the guest runs on here");
+    job.finish(Err(e));
+    false
 }
