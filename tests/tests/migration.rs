@@ -292,13 +292,13 @@ fn a_target_dying_mid_migration_leaves_the_source_running() {
     let last = last_count(&a);
     let next = wait_count_above(&a, last.0, Duration::from_secs(60));
     assert_eq!(next.1, last.1);
+    assert_eq!(put(&a_sock, "/api/v1/vmm.shutdown", None).0, 204);
+    assert_eq!(a.wait_exit(Duration::from_secs(60)).code(), Some(0));
     assert!(
         a.stderr().contains("the guest runs on here"),
         "{}",
         a.stderr()
     );
-    assert_eq!(put(&a_sock, "/api/v1/vmm.shutdown", None).0, 204);
-    assert_eq!(a.wait_exit(Duration::from_secs(60)).code(), Some(0));
 }
 
 /// A second pod on the same node: its own netns, a veth to the node on
@@ -427,6 +427,20 @@ fn masquerade_vm_migrates_between_pods_and_serves_through_the_new_pod_ip() {
         a.stderr()
     );
     assert_pod_clean(&cluster.pod);
+    // Before anything talks to the guest, pod B's bridge already knows its
+    // MAC: petrel announced it on the tap (RARP).
+    let mac = lease
+        .split("mac=")
+        .nth(1)
+        .and_then(|m| m.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no MAC in {lease}"))
+        .to_string();
+    let fdb = pod_b.ns.exec("bridge fdb show");
+    assert!(
+        fdb.lines()
+            .any(|l| l.starts_with(&mac) && l.contains("master k6t-")),
+        "{mac} not learned on pod B's bridge:\n{fdb}"
+    );
     let last = last_count(&a);
     assert_continues(&b, &last);
     let reachable_after = wait_http(&cluster, POD_B_IP, Duration::from_secs(120));
@@ -440,5 +454,10 @@ fn masquerade_vm_migrates_between_pods_and_serves_through_the_new_pod_ip() {
     );
     assert_eq!(put(&b_sock, "/api/v1/vmm.shutdown", None).0, 204);
     assert_eq!(b.wait_exit(Duration::from_secs(60)).code(), Some(0));
+    assert!(
+        b.stderr().contains("guest announced (RARP)"),
+        "{}",
+        b.stderr()
+    );
     assert_pod_clean(&pod_b.ns);
 }

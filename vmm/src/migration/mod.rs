@@ -10,6 +10,7 @@
 //! (or, for pre-copy, still running), answers the request and goes on.
 //! See docs/migration.md for what this host's KVM allows.
 
+mod announce;
 mod format;
 mod memory;
 #[cfg(test)]
@@ -26,6 +27,7 @@ mod vm_state;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
+pub use announce::Announcer;
 pub use format::{DeviceStates, VmSnapshot, FORMAT, VERSION};
 pub use receive::receive;
 pub use refuse::refusal;

@@ -44,18 +44,19 @@ impl Vmm {
                     }
                     self.jobs.set_state(VmState::Paused);
                     self.start_vcpus()?;
+                    self.pci.announce.iter().for_each(|a| a.announce());
                 }
                 job.finish(r);
             }
             JobKind::Receive(url) => {
                 let r = migration::receive(&url, &self.vm, &self.pci, &self.vcpu_fds);
-                let ok = r.is_ok();
-                job.finish(r);
-                if ok {
+                if r.is_ok() {
                     self.jobs.set_state(VmState::Running);
                     self.start_vcpus()?;
+                    self.pci.announce.iter().for_each(|a| a.announce());
                     info!("the migrated VM runs here now");
                 }
+                job.finish(r);
             }
             JobKind::Send(url) => return self.send_migration(job, &url),
         }
