@@ -461,3 +461,58 @@ fn masquerade_vm_migrates_between_pods_and_serves_through_the_new_pod_ip() {
     );
     assert_pod_clean(&pod_b.ns);
 }
+
+/// The TCP transport (`tcp:HOST:PORT`), inside a network namespace of the
+/// test's own: both petrels there, the migration over its loopback.
+#[test]
+fn live_migration_over_tcp() {
+    let dir = Scratch::new("migtcp");
+    let ns = NetNs::new("migtcp");
+    ns.exec("ip link set lo up");
+    let spec = dir.write("vmi.yaml", &vmi_yaml("migtcp", 1, "128Mi"));
+    let a_sock = dir.path().join("a.sock");
+    let b_sock = dir.path().join("b.sock");
+    let (a_arg, b_arg) = (a_sock.to_str().unwrap(), b_sock.to_str().unwrap());
+    let mut a = Vmm::boot_in(
+        Some(ns.name()),
+        &spec,
+        "",
+        Some(COUNTER),
+        &["--api-socket", a_arg],
+    );
+    a.wait_for("COUNT 3 ", BOOT_TIMEOUT);
+    let mut b = Vmm::boot_in(
+        Some(ns.name()),
+        &spec,
+        "",
+        Some(COUNTER),
+        &["--api-socket", b_arg, "--incoming"],
+    );
+    wait_socket(&b_sock);
+    let t = b_sock.clone();
+    let receiving = std::thread::spawn(move || {
+        put(
+            &t,
+            "/api/v1/vm.receive-migration",
+            Some(r#"{"receiver_url":"tcp:127.0.0.1:47001"}"#),
+        )
+    });
+    // The target listens once its run loop has taken the job.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ns.exec("ss -ltn").contains("127.0.0.1:47001") {
+        assert!(Instant::now() < deadline, "the target never listened");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, body) = put(
+        &a_sock,
+        "/api/v1/vm.send-migration",
+        Some(r#"{"destination_url":"tcp:127.0.0.1:47001"}"#),
+    );
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(receiving.join().unwrap().0, 204);
+    assert_eq!(a.wait_exit(Duration::from_secs(60)).code(), Some(0));
+    let last = last_count(&a);
+    assert_continues(&b, &last);
+    assert_eq!(put(&b_sock, "/api/v1/vmm.shutdown", None).0, 204);
+    assert_eq!(b.wait_exit(Duration::from_secs(60)).code(), Some(0));
+}
