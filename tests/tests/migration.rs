@@ -516,3 +516,33 @@ fn live_migration_over_tcp() {
     assert_eq!(put(&b_sock, "/api/v1/vmm.shutdown", None).0, 204);
     assert_eq!(b.wait_exit(Duration::from_secs(60)).code(), Some(0));
 }
+
+/// A target built from another spec (here: more memory) refuses the
+/// header; the source answers 500 with the target's reason and its guest
+/// runs on; the target stays `Created` and can be shut down.
+#[test]
+fn a_target_that_does_not_fit_refuses_and_the_source_runs_on() {
+    let dir = Scratch::new("migfit");
+    let spec_a = dir.write("a.yaml", &vmi_yaml("migfit", 1, "128Mi"));
+    let spec_b = dir.write("b.yaml", &vmi_yaml("migfit", 1, "256Mi"));
+    let a_sock = dir.path().join("a.sock");
+    let b_sock = dir.path().join("b.sock");
+    let mut a = boot_source(&spec_a, &a_sock);
+    let mut b = start_incoming(&spec_b, &b_sock);
+    let mig = dir.path().join("migration.sock");
+    let receiving = receive_in_background(&b_sock, &mig);
+    let url = format!(r#"{{"destination_url":"unix:{}"}}"#, mig.display());
+    let (status, body) = put(&a_sock, "/api/v1/vm.send-migration", Some(&url));
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("does not fit"), "{body}");
+    let (status, body) = receiving.join().unwrap();
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(state(&b_sock), "Created");
+    assert_eq!(state(&a_sock), "Running");
+    let last = last_count(&a);
+    wait_count_above(&a, last.0, Duration::from_secs(60));
+    for (vm, sock) in [(&mut a, &a_sock), (&mut b, &b_sock)] {
+        assert_eq!(put(sock, "/api/v1/vmm.shutdown", None).0, 204);
+        assert_eq!(vm.wait_exit(Duration::from_secs(60)).code(), Some(0));
+    }
+}

@@ -34,3 +34,35 @@ pub fn refusal(plan: &VmPlan, extra_pci: usize) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{resolve, Overrides};
+    use crate::spec::parse_str;
+
+    fn plan(interfaces: &str, networks: &str) -> VmPlan {
+        let yaml = format!(
+            "apiVersion: kubevirt.io/v1\nkind: VirtualMachineInstance\nmetadata: {{name: vm1}}\n\
+             spec:\n  domain:\n    devices:\n      interfaces: {interfaces}\n  networks: {networks}\n"
+        );
+        resolve(&parse_str(&yaml).unwrap(), &Overrides::default()).unwrap()
+    }
+
+    const POD: &str = "[{name: a, pod: {}}]";
+    const MULTUS: &str = "[{name: a, multus: {networkName: n}}]";
+
+    #[test]
+    fn what_kubevirt_refuses_is_refused_with_a_reason() {
+        let refused = |i: &str, n: &str| refusal(&plan(i, n), 0).unwrap_or_default();
+        assert!(refused("[{name: a, bridge: {}}]", POD).contains("pod's IP"));
+        assert!(refused("[{name: a, sriov: {}}]", MULTUS).contains("SR-IOV"));
+        assert!(refused("[{name: a, macvtap: {}}]", MULTUS).contains("macvtap"));
+        assert!(refused("[{name: a, masquerade: {}, model: e1000}]", POD).contains("e1000"));
+        assert!(refusal(&plan("[{name: a, masquerade: {}}]", POD), 0).is_none());
+        assert!(refusal(&plan("[{name: a, bridge: {}}]", MULTUS), 0).is_none());
+        assert!(refusal(&plan("[{name: a, masquerade: {}}]", POD), 1)
+            .unwrap_or_default()
+            .contains("passthrough"));
+    }
+}
