@@ -104,6 +104,14 @@ pub fn for_each_chunk(
     Ok(())
 }
 
+/// Compared against with `==` (memcmp), much faster than a byte loop.
+static ZERO_PAGE: [u8; PAGE as usize] = [0; PAGE as usize];
+
+/// Whether `b` is all zero bytes (page by page, with memcmp).
+pub fn is_zero(b: &[u8]) -> bool {
+    b.chunks(PAGE as usize).all(|p| p == &ZERO_PAGE[..p.len()])
+}
+
 /// Splits `chunk` into runs of pages that are not all zero.
 fn for_nonzero_runs(
     chunk: &[u8],
@@ -113,7 +121,7 @@ fn for_nonzero_runs(
     let pages = chunk.len().div_ceil(PAGE as usize);
     for p in 0..=pages {
         let page = chunk.get(p * PAGE as usize..((p + 1) * PAGE as usize).min(chunk.len()));
-        let zero = page.is_none_or(|b| b.iter().all(|&x| x == 0));
+        let zero = page.is_none_or(|b| b == &ZERO_PAGE[..b.len()]);
         match (zero, run) {
             (false, None) => run = Some(p),
             (true, Some(s)) => {

@@ -77,7 +77,7 @@ pub fn restore_dir(
             let n = (start + len - gpa).min(buf.len() as u64) as usize;
             file.read_exact_at(&mut buf[..n], gpa)
                 .map_err(file_err("cannot read", &mem_path))?;
-            if buf[..n].iter().any(|&b| b != 0) {
+            if !memory::is_zero(&buf[..n]) {
                 memory::write(&vm.mem, gpa, &buf[..n])?;
             }
             gpa += n as u64;
