@@ -546,3 +546,24 @@ fn a_target_that_does_not_fit_refuses_and_the_source_runs_on() {
         assert_eq!(vm.wait_exit(Duration::from_secs(60)).code(), Some(0));
     }
 }
+
+/// An `--incoming` target waiting for a source that never comes still
+/// stops on SIGTERM (exit 0, its pod network torn down like any run).
+#[test]
+fn sigterm_stops_a_target_waiting_for_its_source() {
+    let dir = Scratch::new("migterm");
+    let spec = dir.write("vmi.yaml", &vmi_yaml("migterm", 1, "128Mi"));
+    let b_sock = dir.path().join("b.sock");
+    let mut b = start_incoming(&spec, &b_sock);
+    let mig = dir.path().join("migration.sock");
+    let receiving = receive_in_background(&b_sock, &mig);
+    b.signal(libc::SIGTERM);
+    assert_eq!(b.wait_exit(Duration::from_secs(30)).code(), Some(0));
+    let (status, body) = receiving.join().unwrap();
+    assert_ne!(status, 204, "{body}");
+    assert!(!mig.exists(), "the migration socket was left behind");
+    assert!(
+        !b.console().iter().any(|l| l.contains("GUEST-INIT-OK")),
+        "an incoming VM booted"
+    );
+}

@@ -100,6 +100,8 @@ pub struct Vmm {
     num_vcpus: usize,
     /// NIC workers write guest memory behind KVM's dirty log.
     has_nics: bool,
+    /// Set once a guest runs (SIGTERM presses its power button then).
+    booted: Arc<std::sync::atomic::AtomicBool>,
     /// The API listeners: they answer until the very end.
     api: ApiSetup,
 }
@@ -151,6 +153,8 @@ impl TryFrom<VmmConfig> for Vmm {
         let shared = vcpu_shared(&vm, &exit, start, plan.vcpus);
         let grace = Duration::from_secs(plan.termination_grace_seconds);
         let stop = GracefulStop::new(button.clone(), grace).map_err(VmmError::Signals)?;
+        let booted = stop.booted();
+        booted.store(!opts.api.incoming, std::sync::atomic::Ordering::Release);
         let mut control = Control::new(exit.clone(), signals, stop, intx, pod)?;
         if let Some(mut socket) = console_socket {
             socket.set_serial(vm.serial.clone());
@@ -188,6 +192,7 @@ impl TryFrom<VmmConfig> for Vmm {
             name: plan.name.clone(),
             num_vcpus: usize::from(plan.vcpus),
             has_nics: !plan.nics.is_empty(),
+            booted,
             api,
         })
     }

@@ -82,6 +82,8 @@ pub enum MigrationError {
     Url { url: String, reason: &'static str },
     #[error("cannot pause the VM: {0}")]
     Pause(String),
+    #[error("a stop signal arrived while waiting for the migration source")]
+    Stopped,
     #[error("this VM cannot be saved or migrated: {0}")]
     Unsupported(String),
 }

@@ -4,8 +4,10 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::MigrationError;
 
@@ -40,35 +42,84 @@ impl MigrationUrl {
 
     /// Connects (the sending side).
     pub fn connect(&self) -> std::io::Result<Conn> {
-        Ok(match self {
+        let c = match self {
             Self::Unix(p) => Conn::Unix(UnixStream::connect(p)?),
-            Self::Tcp(a) => {
-                let s = TcpStream::connect(a)?;
-                s.set_nodelay(true)?;
-                Conn::Tcp(s)
-            }
-        })
+            Self::Tcp(a) => Conn::Tcp(TcpStream::connect(a)?),
+        };
+        c.configure()?;
+        Ok(c)
     }
 
     /// Listens and accepts one connection (the receiving side); a stale
-    /// socket file is replaced and the new one removed afterwards.
-    pub fn accept(&self) -> std::io::Result<Conn> {
-        Ok(match self {
+    /// socket file is replaced and the new one removed afterwards. Gives
+    /// up when SIGTERM or SIGINT is pending (the control loop, which reads
+    /// them, does not run meanwhile), so a target whose source never comes
+    /// can still be stopped.
+    pub fn accept(&self) -> Result<Conn, MigrationError> {
+        let c = match self {
             Self::Unix(p) => {
                 let _ = std::fs::remove_file(p);
                 let l = std::os::unix::net::UnixListener::bind(p)?;
-                let r = l.accept();
+                let r = accept_until_signal(&l, || l.accept().map(|(s, _)| Conn::Unix(s)));
                 let _ = std::fs::remove_file(p);
-                Conn::Unix(r?.0)
+                r?
             }
             Self::Tcp(a) => {
                 let l = std::net::TcpListener::bind(a)?;
-                let s = l.accept()?.0;
-                s.set_nodelay(true)?;
-                Conn::Tcp(s)
+                accept_until_signal(&l, || l.accept().map(|(s, _)| Conn::Tcp(s)))?
             }
-        })
+        };
+        c.configure()?;
+        Ok(c)
     }
+}
+
+/// How long a migration socket may make no progress before the migration
+/// fails (a hung peer must not hold the source's guest stopped forever).
+const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Polls `listener` until a peer connects or a stop signal is pending.
+fn accept_until_signal(
+    listener: &impl AsRawFd,
+    accept: impl Fn() -> std::io::Result<Conn>,
+) -> Result<Conn, MigrationError> {
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one live, initialised pollfd and its count.
+        let n = unsafe { libc::poll(&mut pfd, 1, 200) };
+        if n > 0 {
+            return Ok(accept()?);
+        }
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e.into());
+            }
+        }
+        if stop_signal_pending() {
+            return Err(MigrationError::Stopped);
+        }
+    }
+}
+
+/// Whether SIGTERM or SIGINT waits in the (blocked) pending set.
+fn stop_signal_pending() -> bool {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::zeroed();
+    // SAFETY: sigpending fills the owned, zero-initialised sigset_t.
+    if unsafe { libc::sigpending(set.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: zero-initialised and filled by sigpending: a valid sigset_t.
+    let set = unsafe { set.assume_init() };
+    let has = |sig| {
+        // SAFETY: only reads the initialised set.
+        unsafe { libc::sigismember(&set, sig) == 1 }
+    };
+    has(libc::SIGTERM) || has(libc::SIGINT)
 }
 
 /// A `file://` URL's directory.
@@ -90,6 +141,22 @@ pub fn file_dir(url: &str) -> Result<PathBuf, MigrationError> {
 pub enum Conn {
     Unix(UnixStream),
     Tcp(TcpStream),
+}
+
+impl Conn {
+    fn configure(&self) -> std::io::Result<()> {
+        match self {
+            Conn::Unix(s) => {
+                s.set_read_timeout(Some(STALL_TIMEOUT))?;
+                s.set_write_timeout(Some(STALL_TIMEOUT))
+            }
+            Conn::Tcp(s) => {
+                s.set_nodelay(true)?;
+                s.set_read_timeout(Some(STALL_TIMEOUT))?;
+                s.set_write_timeout(Some(STALL_TIMEOUT))
+            }
+        }
+    }
 }
 
 impl Read for Conn {

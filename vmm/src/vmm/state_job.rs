@@ -43,6 +43,8 @@ impl Vmm {
                         g.pause();
                     }
                     self.jobs.set_state(VmState::Paused);
+                    self.booted
+                        .store(true, std::sync::atomic::Ordering::Release);
                     self.start_vcpus()?;
                     self.pci.announce.iter().for_each(|a| a.announce());
                 }
@@ -52,6 +54,8 @@ impl Vmm {
                 let r = migration::receive(&url, &self.vm, &self.pci, &self.vcpu_fds);
                 if r.is_ok() {
                     self.jobs.set_state(VmState::Running);
+                    self.booted
+                        .store(true, std::sync::atomic::Ordering::Release);
                     self.start_vcpus()?;
                     self.pci.announce.iter().for_each(|a| a.announce());
                     info!("the migrated VM runs here now");
