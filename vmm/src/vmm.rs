@@ -160,11 +160,7 @@ impl TryFrom<VmmConfig> for Vmm {
             socket.set_serial(vm.serial.clone());
             control.watch_console_socket(socket);
         }
-        let jobs = crate::api::StateJobs {
-            slot: JobSlot::default(),
-            refusal: crate::migration::refusal(&plan, opts.extra_pci.len()),
-            incoming: opts.api.incoming,
-        };
+        let jobs = state_jobs(&plan, &opts);
         let api = ApiInputs {
             plan: &plan,
             host: &host,
@@ -195,6 +191,15 @@ impl TryFrom<VmmConfig> for Vmm {
             booted,
             api,
         })
+    }
+}
+
+/// How the API hands snapshots and migrations to the run loop.
+fn state_jobs(plan: &VmPlan, opts: &RunOptions) -> crate::api::StateJobs {
+    crate::api::StateJobs {
+        slot: JobSlot::default(),
+        refusal: crate::migration::refusal(plan, opts.extra_pci.len()),
+        incoming: opts.api.incoming,
     }
 }
 
