@@ -1,7 +1,9 @@
 //! One vCPU's architectural state as KVM holds it, read and written while
-//! the vCPU is out of KVM_RUN (its thread stopped). Restore order follows
-//! Firecracker: MSRs, registers, special registers, xsave, XCRs, debug
-//! registers, LAPIC, MP state, then pending events last.
+//! the vCPU is out of KVM_RUN (its thread stopped). Restore order:
+//! registers, special registers, xsave, XCRs, debug registers, LAPIC, then
+//! the MSRs (QEMU's reason: the TSC-deadline timer must be written after
+//! the LAPIC, or the guest's next timer interrupt never comes), MP state
+//! and pending events last.
 
 use kvm_bindings::{
     kvm_cpuid_entry2, kvm_debugregs, kvm_lapic_state, kvm_mp_state, kvm_msr_entry, kvm_regs,
@@ -79,12 +81,6 @@ impl VcpuState {
         if cpuid(vcpu)? != self.cpuid {
             return Err(MigrationError::CpuidMismatch(id));
         }
-        let msrs = Msrs::from_entries(&self.msrs).map_err(|_| MigrationError::MsrList)?;
-        let set = vcpu.set_msrs(&msrs).map_err(kvm("KVM_SET_MSRS"))?;
-        if set != self.msrs.len() {
-            let refused = self.msrs.get(set).map_or(0, |m| m.index);
-            return Err(MigrationError::MsrRefused { vcpu: id, refused });
-        }
         vcpu.set_regs(&self.regs).map_err(kvm("KVM_SET_REGS"))?;
         vcpu.set_sregs(&self.sregs).map_err(kvm("KVM_SET_SREGS"))?;
         // SAFETY: the buffer is a whole kvm_xsave as KVM_GET_XSAVE returned
@@ -95,6 +91,14 @@ impl VcpuState {
         vcpu.set_debug_regs(&self.debugregs)
             .map_err(kvm("KVM_SET_DEBUGREGS"))?;
         vcpu.set_lapic(&self.lapic).map_err(kvm("KVM_SET_LAPIC"))?;
+        // After the LAPIC (as QEMU does): KVM_SET_LAPIC clears the TSC
+        // deadline, and IA32_TSC_DEADLINE is only taken in deadline mode.
+        let msrs = Msrs::from_entries(&self.msrs).map_err(|_| MigrationError::MsrList)?;
+        let set = vcpu.set_msrs(&msrs).map_err(kvm("KVM_SET_MSRS"))?;
+        if set != self.msrs.len() {
+            let refused = self.msrs.get(set).map_or(0, |m| m.index);
+            return Err(MigrationError::MsrRefused { vcpu: id, refused });
+        }
         vcpu.set_mp_state(self.mp_state)
             .map_err(kvm("KVM_SET_MP_STATE"))?;
         vcpu.set_vcpu_events(&self.events)

@@ -76,9 +76,13 @@ impl Vmm {
         };
         // KVM's dirty log sees only vCPU stores, not the NIC workers' writes
         // into guest memory: with NICs, the workers stop for the whole send.
-        let gate = self.pci.pause.clone().filter(|g| !g.is_paused());
-        let workers_stopped = self.has_nics;
-        if let (Some(g), true) = (&gate, workers_stopped) {
+        // (Without NICs there are no workers: nothing else writes RAM.)
+        let gate = self
+            .pci
+            .pause
+            .clone()
+            .filter(|g| self.has_nics && !g.is_paused());
+        if let Some(g) = &gate {
             g.pause();
             std::thread::sleep(WORKER_QUIESCE);
         }
@@ -91,16 +95,10 @@ impl Vmm {
         };
         if let Err(e) = sender.precopy(&self.vm) {
             sender.abandon(&self.vm);
-            if workers_stopped {
-                resume_workers(&gate);
-            }
+            resume_workers(&gate);
             return Ok(ran_on(job, e));
         }
         let stopped = Instant::now();
-        if let (Some(g), false) = (&gate, workers_stopped) {
-            g.pause();
-            std::thread::sleep(WORKER_QUIESCE);
-        }
         let fds = self.vcpus.stop();
         match sender.finish(&self.name, &self.vm, &self.pci, &fds, stopped) {
             Ok(out) => {
