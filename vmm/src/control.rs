@@ -95,6 +95,9 @@ pub struct GracefulStop {
     grace: Duration,
     timer: TimerFd,
     pressed: bool,
+    /// Whether a guest runs to press the button for (false while an
+    /// `--incoming` VM waits for its state).
+    booted: Arc<AtomicBool>,
 }
 
 impl GracefulStop {
@@ -104,13 +107,19 @@ impl GracefulStop {
             grace,
             timer: TimerFd::new().map_err(std::io::Error::from)?,
             pressed: false,
+            booted: Arc::new(AtomicBool::new(true)),
         })
+    }
+
+    /// The flag saying a guest runs (see the field).
+    pub fn booted(&self) -> Arc<AtomicBool> {
+        self.booted.clone()
     }
 
     /// Presses the button and arms the timer; false when SIGTERM should
     /// stop the VM at once.
     fn press(&mut self) -> bool {
-        if self.pressed || self.grace.is_zero() {
+        if self.pressed || self.grace.is_zero() || !self.booted.load(Ordering::Acquire) {
             return false;
         }
         if let Err(e) = self.button.press() {

@@ -38,6 +38,11 @@ pub enum ExitReason {
     NetworkHelperExited { nic: String, status: String },
     /// A petrel thread panicked ([`crate::panic_hook`]).
     ThreadPanicked { thread: String },
+    /// Not an end: the API left a snapshot or migration job for the run
+    /// loop ([`crate::migration::JobSlot`]).
+    StateJob,
+    /// The VM moved to the migration target, which runs it now.
+    MigratedOut,
 }
 
 impl ExitReason {
@@ -50,6 +55,7 @@ impl ExitReason {
                 | ExitReason::RebootRequested
                 | ExitReason::Signal(_)
                 | ExitReason::ApiShutdown
+                | ExitReason::MigratedOut
         )
     }
 }
@@ -95,6 +101,8 @@ impl std::fmt::Display for ExitReason {
             ExitReason::VcpuFailed { vcpu, error } => write!(f, "vCPU {vcpu}: {error}"),
             ExitReason::ApiShutdown => write!(f, "shut down through the API"),
             ExitReason::ThreadPanicked { thread } => write!(f, "petrel's thread {thread} panicked"),
+            ExitReason::StateJob => write!(f, "a snapshot or migration was requested"),
+            ExitReason::MigratedOut => write!(f, "the VM migrated to the target"),
         }
     }
 }

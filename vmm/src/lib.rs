@@ -38,6 +38,7 @@ pub mod lifecycle;
 pub mod loader;
 mod memory;
 pub mod metrics;
+pub mod migration;
 mod msi;
 pub mod net_state;
 pub mod panic_hook;

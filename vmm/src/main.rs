@@ -74,14 +74,20 @@ struct HostArgs {
 struct ApiArgs {
     /// Serve the control API (HTTP/1.1) on this UNIX socket: GET
     /// /api/v1/vmm.ping, vm.info, vm.counters and /metrics; PUT vm.pause,
-    /// vm.resume, vm.shutdown, vmm.shutdown (exit 0), vm.reboot and
-    /// vm.power-button (501 for now).
+    /// vm.resume, vm.shutdown, vmm.shutdown (exit 0), vm.reboot,
+    /// vm.power-button, vm.snapshot, vm.restore, vm.send-migration and
+    /// vm.receive-migration.
     #[arg(long, value_name = "PATH")]
     api_socket: Option<PathBuf>,
     /// Also serve GET /metrics (Prometheus/OpenMetrics text, KubeVirt's
     /// metric names) over TCP at this address, e.g. 0.0.0.0:9090.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics_address: Option<std::net::SocketAddr>,
+    /// Set the VM up (devices, pod network) without booting it and wait on
+    /// the API for PUT vm.receive-migration {"receiver_url":"unix:PATH"} or
+    /// vm.restore {"source_url":"file:///DIR"}.
+    #[arg(long, requires = "api_socket")]
+    incoming: bool,
 }
 
 /// `petrel run`'s arguments.
@@ -356,6 +362,7 @@ fn run_spec(
         socket: api.api_socket,
         metrics_address: api.metrics_address,
         namespace: spec.namespace.clone(),
+        incoming: api.incoming,
     };
     Ok((spec, opts))
 }

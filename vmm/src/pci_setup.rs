@@ -31,6 +31,8 @@ pub struct PciSetup {
     pub nic_stats: Vec<crate::metrics::NicSource>,
     /// The VM's device pause gate, given to each emulated NIC.
     pub pause: Option<devices::PauseGate>,
+    /// The virtio-net guests to announce after a restore or migration.
+    pub announce: Vec<crate::migration::Announcer>,
 }
 
 impl PciSetup {
@@ -54,6 +56,7 @@ impl PciSetup {
             vfio: crate::vfio::VfioState::default(),
             nic_stats: Vec::new(),
             pause: None,
+            announce: Vec::new(),
         })
     }
 

@@ -63,6 +63,8 @@ pub struct Vm {
     pub pio: Bus,
     pub mmio: Bus,
     pub serial: Arc<Mutex<Serial>>,
+    /// Kept for snapshots (its RAM and index register move with the VM).
+    pub cmos: Arc<Mutex<Cmos>>,
     pub supported_cpuid: CpuId,
 }
 
@@ -132,7 +134,8 @@ impl Vm {
         let mut pio = Bus::new();
         pio.insert(serial.clone(), SERIAL_COM1_BASE, SERIAL_PORT_LEN)?;
         pio.insert(i8042, I8042_BASE, I8042_LEN)?;
-        pio.insert(Arc::new(Mutex::new(Cmos::new())), CMOS_BASE, CMOS_LEN)?;
+        let cmos = Arc::new(Mutex::new(Cmos::new()));
+        pio.insert(cmos.clone(), CMOS_BASE, CMOS_LEN)?;
 
         Ok(Self {
             fd,
@@ -143,6 +146,7 @@ impl Vm {
             pio,
             mmio: Bus::new(),
             serial,
+            cmos,
             supported_cpuid,
         })
     }

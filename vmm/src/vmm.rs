@@ -29,6 +29,7 @@ use crate::exit::{ExitReason, ExitSignal};
 use crate::host::HostPlan;
 use crate::lifecycle::{Lifecycle, LifecycleError};
 use crate::loader::{BootEntry, BootProtocol};
+use crate::migration::JobSlot;
 use crate::pci_setup::PciSetup;
 use crate::plan::VmPlan;
 use crate::reset::{OnGuestReset, PowerOnState};
@@ -37,6 +38,8 @@ use crate::seccomp::{SeccompMode, ThreadClass};
 use crate::signals::StopSignals;
 use crate::vcpu::{self, VcpuShared, Vcpus};
 use crate::vm::Vm;
+
+mod state_job;
 
 /// How to run, beyond what the plans say.
 #[derive(Debug, Clone, Default)]
@@ -99,6 +102,16 @@ pub struct Vmm {
     image: GuestImage,
     on_guest_reset: OnGuestReset,
     lifecycle: Lifecycle,
+    /// Snapshot and migration requests from the API ([`crate::migration`]).
+    jobs: JobSlot,
+    /// `--incoming`: wait for a restore or a migration instead of booting.
+    incoming: bool,
+    name: String,
+    num_vcpus: usize,
+    /// NIC workers write guest memory behind KVM's dirty log.
+    has_nics: bool,
+    /// Set once a guest runs (SIGTERM presses its power button then).
+    booted: Arc<std::sync::atomic::AtomicBool>,
     /// The API listeners: they answer until the very end.
     api: ApiSetup,
 }
@@ -162,11 +175,14 @@ impl TryFrom<VmmConfig> for Vmm {
         let shared = vcpu_shared(&vm, &exit, start, plan.vcpus);
         let grace = Duration::from_secs(plan.termination_grace_seconds);
         let stop = GracefulStop::new(button.clone(), grace).map_err(VmmError::Signals)?;
+        let booted = stop.booted();
+        booted.store(!opts.api.incoming, std::sync::atomic::Ordering::Release);
         let mut control = Control::new(exit.clone(), signals, stop, intx, pod)?;
         if let Some(mut socket) = console_socket {
             socket.set_serial(vm.serial.clone());
             control.watch_console_socket(socket);
         }
+        let jobs = state_jobs(&plan, &opts);
         let api = ApiInputs {
             plan: &plan,
             host: &host,
@@ -174,6 +190,7 @@ impl TryFrom<VmmConfig> for Vmm {
             exits: shared.exits.clone(),
             gate,
             exit: exit.clone(),
+            jobs: jobs.clone(),
         };
         let api = ApiSetup::start(&opts.api, api)?;
         phases.mark("control_api");
@@ -191,6 +208,12 @@ impl TryFrom<VmmConfig> for Vmm {
             power_on,
             image,
             on_guest_reset: opts.on_guest_reset,
+            jobs: jobs.slot,
+            incoming: opts.api.incoming,
+            name: plan.name.clone(),
+            num_vcpus: usize::from(plan.vcpus),
+            has_nics: !plan.nics.is_empty(),
+            booted,
             api,
         })
     }
@@ -233,6 +256,15 @@ impl StartPhases {
             phases_us = %phases.join(" "),
             "start-up phases"
         );
+    }
+}
+
+/// How the API hands snapshots and migrations to the run loop.
+fn state_jobs(plan: &VmPlan, opts: &RunOptions) -> crate::api::StateJobs {
+    crate::api::StateJobs {
+        slot: JobSlot::default(),
+        refusal: crate::migration::refusal(plan, opts.extra_pci.len()),
+        incoming: opts.api.incoming,
     }
 }
 
@@ -331,10 +363,27 @@ impl Vmm {
         // vCPU threads it starts inherit its filter under their own.
         sandbox::cloexec_inherited();
         sandbox::enter(ThreadClass::Control)?;
+        // An incoming VM boots only through a restore or a migration.
+        let mut start = !self.incoming;
+        if self.incoming {
+            info!("waiting for vm.receive-migration or vm.restore");
+        }
         let outcome = loop {
-            let outcome = self
-                .start_vcpus()
-                .and_then(|()| self.control.run().map_err(VmmError::from));
+            let started = if start { self.start_vcpus() } else { Ok(()) };
+            start = true;
+            let outcome = started.and_then(|()| self.control.run().map_err(VmmError::from));
+            if let Ok(ExitReason::StateJob) = outcome {
+                match self.state_job() {
+                    Ok(true) => break Ok(ExitReason::MigratedOut),
+                    Ok(false) => {
+                        // The job left the vCPUs as they must run on.
+                        self.control.rearm();
+                        start = false;
+                        continue;
+                    }
+                    Err(e) => break Err(e),
+                }
+            }
             let fds = self.vcpus.stop();
             match outcome {
                 Ok(reason) if self.restarts_on(&reason) => {

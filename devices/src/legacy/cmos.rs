@@ -31,8 +31,8 @@ const STATUS_D_VRT: u8 = 0x80;
 const STATUS_A_DEFAULT: u8 = 0x26;
 
 pub struct Cmos {
-    index: u8,
-    ram: [u8; 128],
+    pub(super) index: u8,
+    pub(super) ram: [u8; 128],
     now: fn() -> u64,
 }
 

@@ -15,7 +15,8 @@ pub const SERIAL_COM1_IRQ: u32 = 4;
 pub const SERIAL_PORT_LEN: u64 = 8;
 
 pub struct Serial {
-    inner: vm_superio::Serial<EventFdTrigger, vm_superio::serial::NoEvents, Box<dyn Write + Send>>,
+    pub(super) inner:
+        vm_superio::Serial<EventFdTrigger, vm_superio::serial::NoEvents, Box<dyn Write + Send>>,
     interrupt_errors: LogRateLimiter,
 }
 

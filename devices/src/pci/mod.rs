@@ -22,6 +22,7 @@ mod configuration;
 mod intx;
 mod msi;
 mod msix;
+mod state;
 
 pub use bar::{BarAllocator, PciBarRegion};
 pub use bus::{PciBus, PciConfigIo, PciHostBridge, PCI_CONFIG_IO_BASE, PCI_CONFIG_IO_LEN};
@@ -31,6 +32,7 @@ pub use intx::IntxLine;
 pub(crate) use msi::fake::FakeVectors;
 pub use msi::{MsiMessage, MsiVectors};
 pub use msix::{MsixConfig, MsixTableEntry, MSIX_CAP_LEN, MSIX_ENTRY_SIZE};
+pub use state::PciDeviceState;
 
 /// BAR registers in a type-0 header, as an index bound.
 pub(crate) const NUM_BARS_USIZE: usize = 6;
@@ -111,6 +113,16 @@ pub trait PciDevice: Send {
     /// power-on state, with workers stopped so nothing writes guest memory,
     /// while host resources (taps, backends, BARs) are kept.
     fn machine_reset(&mut self) {}
+    /// The function's snapshot state (queue workers paused); `None` when
+    /// it cannot be saved.
+    fn save_state(&self) -> Option<PciDeviceState> {
+        None
+    }
+    /// Writes a saved state into this function, built from the same spec
+    /// and not started by the guest yet.
+    fn restore_state(&mut self, _state: &PciDeviceState) -> Result<(), String> {
+        Err("this PCI function cannot be restored".into())
+    }
 }
 
 /// Merges a `data` write at byte `offset` into the dword `old`; `None`

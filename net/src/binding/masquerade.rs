@@ -64,6 +64,15 @@ pub fn masquerade_rules(req: &PodBindingRequest) -> MasqueradeRules {
     }
 }
 
+/// The gateway (pod bridge) MAC for a guest MAC: locally administered
+/// unicast and never the guest's own.
+pub fn gateway_mac(guest: [u8; 6]) -> [u8; 6] {
+    let mut mac = guest;
+    mac[0] = (mac[0] | 0x02) & 0xfe;
+    mac[5] ^= 0x01;
+    mac
+}
+
 /// Sets up the masquerade binding for `req`; see the [module docs](self).
 pub fn setup_masquerade(req: &PodBindingRequest) -> Result<BindingSetup, BindingError> {
     let (plumbed, taps) = plumb(req, TapMode::Open)?;
@@ -109,6 +118,10 @@ pub(super) fn plumb(
     let mut guard = BindingGuard::default();
     nl.create_bridge(&req.bridge_name, Some(mtu))?;
     guard.push(UndoStep::DeleteLink(req.bridge_name.clone()));
+    // The gateway's MAC follows from the guest's, not from the kernel's
+    // random choice, so a guest migrated into another pod keeps a valid
+    // ARP entry for its gateway.
+    nl.set_mac(&req.bridge_name, gateway_mac(req.guest_mac))?;
     ensure_address(&mut nl, &req.bridge_name, IpAddr::V4(gw4), len4)?;
     if let Some((_, gw6, len6)) = rules.guest_v6 {
         ensure_address(&mut nl, &req.bridge_name, IpAddr::V6(gw6), len6)?;

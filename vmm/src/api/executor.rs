@@ -15,10 +15,11 @@ use event_manager::{EventOps, Events, MutEventSubscriber};
 use tracing::{info, warn};
 use vmm_sys_util::epoll::EventSet;
 
-use super::request::{ActionError, ApiReceiver, VmState, VmmAction, VmmData};
+use super::request::{ActionError, ApiReceiver, ApiRequest, VmState, VmmAction, VmmData};
 use super::state::{step, Step};
 use crate::exit::{ExitReason, ExitSignal};
 use crate::lifecycle::Lifecycle;
+use crate::migration::{Job, JobKind, JobSlot, MigrationUrl};
 use crate::vcpu_pause::VcpuPauser;
 
 /// Executes actions; the VM's state lives here.
@@ -28,23 +29,91 @@ pub struct ActionExecutor {
     devices: PauseGate,
     exit: Arc<ExitSignal>,
     lifecycle: Lifecycle,
+    jobs: StateJobs,
+}
+
+/// How the executor hands snapshot and migration requests to the run loop.
+#[derive(Clone, Default)]
+pub struct StateJobs {
+    pub slot: JobSlot,
+    /// Why this VM cannot be saved or migrated ([`crate::migration::refusal`]).
+    pub refusal: Option<String>,
+    /// `--incoming`: the VM is Created (not booted) until a restore or a
+    /// received migration.
+    pub incoming: bool,
 }
 
 impl ActionExecutor {
-    /// For a VM whose vCPUs run.
+    /// For a VM whose vCPUs run (or, `--incoming`, wait for a restore).
     pub fn new(
         vcpus: VcpuPauser,
         devices: PauseGate,
         exit: Arc<ExitSignal>,
         lifecycle: Lifecycle,
+        jobs: StateJobs,
     ) -> Self {
         Self {
-            state: VmState::Running,
+            state: if jobs.incoming {
+                VmState::Created
+            } else {
+                VmState::Running
+            },
             vcpus,
             devices,
             exit,
             lifecycle,
+            jobs,
         }
+    }
+
+    /// Runs one request; a snapshot or migration is answered later by the
+    /// run loop.
+    pub fn handle(&mut self, req: ApiRequest) {
+        if let Some(state) = self.jobs.slot.take_state() {
+            self.state = state;
+        }
+        if req.action.url_field().is_none() {
+            let result = self.execute(req.action);
+            // The API thread may have given up waiting.
+            let _ = req.reply.send(result);
+            return;
+        }
+        match self.job_kind(req.action, req.url.as_deref().unwrap_or_default()) {
+            Ok(kind) => {
+                info!(action = req.action.name(), job = ?kind, "state job requested");
+                self.jobs.slot.put(Job {
+                    kind,
+                    reply: req.reply,
+                    action: req.action.name(),
+                });
+                self.exit.request(ExitReason::StateJob);
+            }
+            Err(e) => {
+                let _ = req.reply.send(Err(e));
+            }
+        }
+    }
+
+    /// Checks a state job against the VM's state and what it holds.
+    fn job_kind(&self, action: VmmAction, url: &str) -> Result<JobKind, ActionError> {
+        step(self.state, action)?;
+        let failed = |reason: String| ActionError::Failed {
+            action: action.name(),
+            reason,
+        };
+        if let (Some(why), VmmAction::Snapshot | VmmAction::SendMigration) =
+            (&self.jobs.refusal, action)
+        {
+            return Err(failed(why.clone()));
+        }
+        let dir = || crate::migration::file_dir(url).map_err(|e| failed(e.to_string()));
+        let sock = || MigrationUrl::parse(url).map_err(|e| failed(e.to_string()));
+        Ok(match action {
+            VmmAction::Snapshot => JobKind::Snapshot(dir()?),
+            VmmAction::Restore => JobKind::Restore(dir()?),
+            VmmAction::SendMigration => JobKind::Send(sock()?),
+            _ => JobKind::Receive(sock()?),
+        })
     }
 
     pub fn execute(&mut self, action: VmmAction) -> Result<VmmData, ActionError> {
@@ -58,6 +127,12 @@ impl ActionExecutor {
                 self.state = VmState::Shutdown;
             }
             Step::Lifecycle => self.lifecycle(action)?,
+            Step::StateJob => {
+                return Err(ActionError::Failed {
+                    action: action.name(),
+                    reason: "needs a URL".into(),
+                })
+            }
         }
         Ok(VmmData::Empty)
     }
@@ -139,11 +214,7 @@ impl MutEventSubscriber for ApiSubscriber {
         let _ = self.receiver.wake.read();
         loop {
             match self.receiver.rx.try_recv() {
-                Ok(req) => {
-                    let result = self.executor.execute(req.action);
-                    // The API thread may have given up waiting.
-                    let _ = req.reply.send(result);
-                }
+                Ok(req) => self.executor.handle(req),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     let _ = ops.remove(Events::new(&self.receiver.wake, EventSet::IN));

@@ -26,13 +26,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use executor::{ActionExecutor, ApiSubscriber};
+pub use executor::{ActionExecutor, ApiSubscriber, StateJobs};
 pub use info::vm_config;
 pub use request::{
     request_channel, ActionError, ApiReceiver, ApiRequest, ApiSender, RequestError, VmState,
     VmmAction, VmmData,
 };
-pub use routes::{route, Method, Reply};
+pub use routes::{route, route_with_body, Method, Reply};
 pub use server::ApiServer;
 pub use setup::{ApiInputs, ApiSetup};
 
@@ -59,6 +59,9 @@ pub struct ApiOptions {
     pub socket: Option<PathBuf>,
     pub metrics_address: Option<SocketAddr>,
     pub namespace: Option<String>,
+    /// `--incoming`: build the VM but wait for a restore or an incoming
+    /// migration instead of booting.
+    pub incoming: bool,
 }
 
 impl ApiOptions {

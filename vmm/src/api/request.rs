@@ -30,6 +30,15 @@ pub enum VmmAction {
     ShutdownVm,
     /// `PUT vmm.shutdown`: stop the VM and exit 0.
     ShutdownVmm,
+    /// `PUT vm.snapshot {"destination_url": "file:///dir"}` (paused VM).
+    Snapshot,
+    /// `PUT vm.restore {"source_url": "file:///dir"}` (`--incoming`).
+    Restore,
+    /// `PUT vm.send-migration {"destination_url": "unix:PATH"}`.
+    SendMigration,
+    /// `PUT vm.receive-migration {"receiver_url": "unix:PATH"}`
+    /// (`--incoming`).
+    ReceiveMigration,
 }
 
 impl VmmAction {
@@ -43,6 +52,20 @@ impl VmmAction {
             VmmAction::PowerButton => "vm.power-button",
             VmmAction::ShutdownVm => "vm.shutdown",
             VmmAction::ShutdownVmm => "vmm.shutdown",
+            VmmAction::Snapshot => "vm.snapshot",
+            VmmAction::Restore => "vm.restore",
+            VmmAction::SendMigration => "vm.send-migration",
+            VmmAction::ReceiveMigration => "vm.receive-migration",
+        }
+    }
+
+    /// The JSON field carrying the URL, for the actions that take one.
+    pub fn url_field(self) -> Option<&'static str> {
+        match self {
+            VmmAction::Snapshot | VmmAction::SendMigration => Some("destination_url"),
+            VmmAction::Restore => Some("source_url"),
+            VmmAction::ReceiveMigration => Some("receiver_url"),
+            _ => None,
         }
     }
 }
@@ -90,6 +113,8 @@ pub enum ActionError {
 #[derive(Debug)]
 pub struct ApiRequest {
     pub action: VmmAction,
+    /// The URL of a snapshot or migration action.
+    pub url: Option<String>,
     pub reply: mpsc::Sender<Result<VmmData, ActionError>>,
 }
 
@@ -107,6 +132,8 @@ pub enum RequestError {
 /// How long the API waits for the control loop (a pause waits up to 2 s
 /// for the vCPUs).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Snapshots and migrations answer when they are done.
+const STATE_JOB_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// The API thread's end.
 #[derive(Debug)]
@@ -136,12 +163,26 @@ pub fn request_channel() -> std::io::Result<(ApiSender, ApiReceiver)> {
 impl ApiSender {
     /// Sends `action` and waits for its reply.
     pub fn call(&self, action: VmmAction) -> Result<Result<VmmData, ActionError>, RequestError> {
+        self.call_with(action, None)
+    }
+
+    /// Sends `action` with its URL argument and waits for its reply.
+    pub fn call_with(
+        &self,
+        action: VmmAction,
+        url: Option<String>,
+    ) -> Result<Result<VmmData, ActionError>, RequestError> {
+        let timeout = if url.is_some() {
+            STATE_JOB_TIMEOUT
+        } else {
+            REPLY_TIMEOUT
+        };
         let (reply, answer) = mpsc::channel();
         self.tx
-            .send(ApiRequest { action, reply })
+            .send(ApiRequest { action, url, reply })
             .map_err(|_| RequestError::Gone)?;
         self.wake.write(1).map_err(RequestError::Wake)?;
-        answer.recv_timeout(REPLY_TIMEOUT).map_err(|e| match e {
+        answer.recv_timeout(timeout).map_err(|e| match e {
             mpsc::RecvTimeoutError::Timeout => RequestError::Timeout,
             mpsc::RecvTimeoutError::Disconnected => RequestError::Gone,
         })

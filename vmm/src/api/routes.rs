@@ -83,6 +83,10 @@ fn endpoint(path: &str) -> Option<Endpoint> {
         "vm.power-button" => Endpoint::Action(VmmAction::PowerButton),
         "vm.shutdown" => Endpoint::Action(VmmAction::ShutdownVm),
         "vmm.shutdown" => Endpoint::Action(VmmAction::ShutdownVmm),
+        "vm.snapshot" => Endpoint::Action(VmmAction::Snapshot),
+        "vm.restore" => Endpoint::Action(VmmAction::Restore),
+        "vm.send-migration" => Endpoint::Action(VmmAction::SendMigration),
+        "vm.receive-migration" => Endpoint::Action(VmmAction::ReceiveMigration),
         _ => return None,
     })
 }
@@ -90,6 +94,18 @@ fn endpoint(path: &str) -> Option<Endpoint> {
 /// Answers one request. `metrics_only` listeners (the TCP one) serve just
 /// `/metrics`.
 pub fn route(ctx: &ApiContext, method: Method, url: &str, metrics_only: bool) -> Reply {
+    route_with_body(ctx, method, url, "", metrics_only)
+}
+
+/// [`route`] with the request body (the JSON of the snapshot and
+/// migration actions).
+pub fn route_with_body(
+    ctx: &ApiContext,
+    method: Method,
+    url: &str,
+    body: &str,
+    metrics_only: bool,
+) -> Reply {
     let path = url.split(['?', '#']).next().unwrap_or_default();
     let Some(ep) = endpoint(path) else {
         return Reply::error(404, format_args!("no endpoint {path}"));
@@ -128,13 +144,33 @@ pub fn route(ctx: &ApiContext, method: Method, url: &str, metrics_only: bool) ->
             body: render(&ctx.labels, &ctx.nics, &ctx.exits, ctx.paused.is_paused()),
         },
         Endpoint::Info => call(ctx, VmmAction::Info),
-        Endpoint::Action(a) => call(ctx, a),
+        Endpoint::Action(a) => match a.url_field() {
+            Some(field) => match url_arg(body, field) {
+                Ok(u) => call_with(ctx, a, Some(u)),
+                Err(msg) => Reply::error(400, format_args!("{}: {msg}", a.name())),
+            },
+            None => call(ctx, a),
+        },
     }
+}
+
+/// The string field `field` of the JSON object `body`.
+fn url_arg(body: &str, field: &str) -> Result<String, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    v.get(field)
+        .and_then(|u| u.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| format!("the body needs a string field {field:?}"))
 }
 
 /// Sends an action to the VMM and turns its answer into HTTP.
 fn call(ctx: &ApiContext, action: VmmAction) -> Reply {
-    match ctx.sender.call(action) {
+    call_with(ctx, action, None)
+}
+
+fn call_with(ctx: &ApiContext, action: VmmAction, url: Option<String>) -> Reply {
+    match ctx.sender.call_with(action, url) {
         Ok(Ok(VmmData::Empty)) => Reply::no_content(),
         Ok(Ok(VmmData::State(state))) => Reply::json(
             200,
@@ -221,6 +257,10 @@ mod tests {
         assert_eq!(get("/elsewhere").status, 404);
         assert_eq!(route(&ctx, Method::Other, "/metrics", false).status, 405);
         assert_eq!(get("/api/v1/vm.counters").body, "{}");
+        let snap = |b: &str| route_with_body(&ctx, Method::Put, "/api/v1/vm.snapshot", b, false);
+        assert_eq!(snap("").status, 400);
+        assert_eq!(snap(r#"{"source_url":"file:///x"}"#).status, 400);
+        assert_eq!(snap(r#"{"destination_url":"file:///x"}"#).status, 204);
         let m = get("/metrics");
         assert_eq!((m.status, m.content_type), (200, OPENMETRICS_CONTENT_TYPE));
         assert_eq!(route(&ctx, Method::Get, "/metrics", true).status, 200);

@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 
 use tracing::{debug, info, warn};
 
-use super::routes::{route, Method, Reply};
+use super::routes::{route_with_body, Method, Reply};
 use super::{ApiContext, ApiError};
 use crate::seccomp::ThreadClass;
 
@@ -98,13 +98,16 @@ impl ApiServer {
 }
 
 fn serve(server: &tiny_http::Server, ctx: &ApiContext, metrics_only: bool) {
-    for req in server.incoming_requests() {
+    for mut req in server.incoming_requests() {
+        let mut body = String::new();
+        // A body that is not UTF-8 reads as empty and fails where it is needed.
+        let _ = std::io::Read::read_to_string(req.as_reader(), &mut body);
         let method = match req.method() {
             tiny_http::Method::Get => Method::Get,
             tiny_http::Method::Put => Method::Put,
             _ => Method::Other,
         };
-        let reply = route(ctx, method, req.url(), metrics_only);
+        let reply = route_with_body(ctx, method, req.url(), &body, metrics_only);
         debug!(method = %req.method(), url = req.url(), status = reply.status, "API request");
         if let Err(e) = req.respond(response(reply)) {
             warn!(error = %e, "cannot answer an API request");

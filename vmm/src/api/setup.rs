@@ -9,7 +9,7 @@ use devices::PauseGate;
 
 use super::{
     request_channel, vm_config, ActionExecutor, ApiContext, ApiError, ApiOptions, ApiReceiver,
-    ApiServer, ApiSubscriber,
+    ApiServer, ApiSubscriber, StateJobs,
 };
 use crate::control::Control;
 use crate::exit::ExitSignal;
@@ -25,6 +25,7 @@ struct Pending {
     receiver: ApiReceiver,
     gate: PauseGate,
     exit: Arc<ExitSignal>,
+    jobs: StateJobs,
 }
 
 /// The running listeners. Fields drop in order: an unserved receiver
@@ -43,6 +44,7 @@ pub struct ApiInputs<'a> {
     pub exits: Arc<VcpuExits>,
     pub gate: PauseGate,
     pub exit: Arc<ExitSignal>,
+    pub jobs: StateJobs,
 }
 
 impl ApiSetup {
@@ -70,6 +72,7 @@ impl ApiSetup {
                 receiver,
                 gate: vm.gate,
                 exit: vm.exit,
+                jobs: vm.jobs,
             }),
             servers,
         })
@@ -84,7 +87,7 @@ impl ApiSetup {
     /// over the running `vcpus`.
     pub fn serve(&mut self, control: &mut Control, vcpus: &Vcpus, lifecycle: Lifecycle) {
         if let Some(p) = self.pending.take() {
-            let executor = ActionExecutor::new(vcpus.pauser(), p.gate, p.exit, lifecycle);
+            let executor = ActionExecutor::new(vcpus.pauser(), p.gate, p.exit, lifecycle, p.jobs);
             control.serve_api(ApiSubscriber::new(p.receiver, executor));
         }
     }

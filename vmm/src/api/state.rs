@@ -17,6 +17,9 @@ pub enum Step {
     Shutdown,
     /// A lifecycle action the other half of issue 14 implements.
     Lifecycle,
+    /// A snapshot, restore or migration: handed to the run loop
+    /// ([`crate::migration`]).
+    StateJob,
 }
 
 /// The step `action` takes in `state`, or why it is refused.
@@ -33,6 +36,11 @@ pub fn step(state: VmState, action: VmmAction) -> Result<Step, ActionError> {
         (VmmAction::Reboot | VmmAction::PowerButton, Running | Paused) => Ok(Step::Lifecycle),
         (VmmAction::ShutdownVm, Created | Running | Paused) => Ok(Step::Shutdown),
         (VmmAction::ShutdownVmm, _) => Ok(Step::Shutdown),
+        // Cloud Hypervisor snapshots only a paused VM; restoring and
+        // receiving need one that never booted (`--incoming`).
+        (VmmAction::Snapshot, Paused) => Ok(Step::StateJob),
+        (VmmAction::SendMigration, Running | Paused) => Ok(Step::StateJob),
+        (VmmAction::Restore | VmmAction::ReceiveMigration, Created) => Ok(Step::StateJob),
         _ => refuse,
     }
 }
@@ -50,6 +58,9 @@ mod tests {
         assert_eq!(step(Paused, VmmAction::ShutdownVmm), Ok(Step::Shutdown));
         assert_eq!(step(Shutdown, VmmAction::ShutdownVmm), Ok(Step::Shutdown));
         assert_eq!(step(Running, VmmAction::Reboot), Ok(Step::Lifecycle));
+        assert_eq!(step(Paused, VmmAction::Snapshot), Ok(Step::StateJob));
+        assert_eq!(step(Created, VmmAction::Restore), Ok(Step::StateJob));
+        assert_eq!(step(Running, VmmAction::SendMigration), Ok(Step::StateJob));
         for (state, action) in [
             (Paused, VmmAction::Pause),
             (Running, VmmAction::Resume),
@@ -57,6 +68,9 @@ mod tests {
             (Shutdown, VmmAction::Resume),
             (Shutdown, VmmAction::ShutdownVm),
             (Created, VmmAction::PowerButton),
+            (Running, VmmAction::Snapshot),
+            (Running, VmmAction::ReceiveMigration),
+            (Created, VmmAction::SendMigration),
         ] {
             assert!(
                 matches!(step(state, action), Err(ActionError::InvalidState { .. })),

@@ -23,6 +23,18 @@ pub(super) fn attach(
     cpus: &[usize],
 ) -> Result<(), AttachError> {
     let backends = opened.queues;
+    // Taps take a frame written into them as one from the guest; passt's
+    // socket has its own framing.
+    if dev.nic.binding != crate::plan::Binding::Passt {
+        if let Some(first) = backends.first() {
+            match crate::migration::Announcer::new(dev.name(), dev.mac, first.as_ref()) {
+                Ok(a) => pci.announce.push(a),
+                Err(e) => {
+                    tracing::warn!(nic = dev.name(), error = %e, "cannot keep a tap for announcements")
+                }
+            }
+        }
+    }
     let affinity: Vec<Option<Vec<usize>>> = (0..backends.len())
         .map(|i| (!cpus.is_empty()).then(|| vec![cpus[i % cpus.len()]]))
         .collect();

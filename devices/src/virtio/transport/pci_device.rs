@@ -23,6 +23,9 @@ use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
 use super::common_config::{CommonConfig, QueueSetup, COMMON_CONFIG_LEN};
 use super::interrupt::VirtioPciInterrupt;
+
+#[path = "state.rs"]
+mod state;
 use crate::pci::{
     cap_id, extract_bytes, merge_dword, Bar, BarKind, MsiVectors, MsixConfig, PciConfiguration,
     PciDevice, PciError, PciIds,
@@ -31,6 +34,7 @@ use crate::virtio::{
     status, QueueConfig, VirtioDevice, VirtioInterrupt, VirtioInterruptType, VIRTIO_F_VERSION_1,
     VIRTIO_RING_F_EVENT_IDX,
 };
+pub use state::{QueueState, VirtioPciState};
 
 /// Size of BAR0.
 pub const BAR0_SIZE: u64 = 0x8000;
@@ -476,6 +480,17 @@ impl VirtioPciDevice {
 }
 
 impl PciDevice for VirtioPciDevice {
+    fn save_state(&self) -> Option<crate::pci::PciDeviceState> {
+        Some(crate::pci::PciDeviceState::Virtio(
+            VirtioPciDevice::save_state(self),
+        ))
+    }
+
+    fn restore_state(&mut self, state: &crate::pci::PciDeviceState) -> Result<(), String> {
+        let crate::pci::PciDeviceState::Virtio(s) = state;
+        VirtioPciDevice::restore_state(self, s)
+    }
+
     fn machine_reset(&mut self) {
         // What a guest write of status 0 does: the workers stop and hand
         // their backends back.
