@@ -74,5 +74,12 @@ pub(super) fn rules() -> Rules {
             libc::SYS_prlimit64,
             libc::SYS_sysinfo,
             libc::SYS_uname,
+            // Snapshots and migration (vmm::migration): the snapshot
+            // directory and memory file, and the pending-signal check
+            // while a job blocks the event loop.
+            libc::SYS_mkdir,
+            libc::SYS_mkdirat,
+            libc::SYS_ftruncate,
+            libc::SYS_rt_sigpending,
         ])
 }
