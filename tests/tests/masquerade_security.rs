@@ -105,7 +105,9 @@ fn masquerade_guest_cannot_reach_pod_loopback_or_spoof() {
     vm.wait_for("CONTROL-PING-OK", BOOT_TIMEOUT);
     vm.wait_for("CONTROL-PING6-OK", BOOT_TIMEOUT);
     vm.wait_for("SPOOF6-DONE", BOOT_TIMEOUT);
-    assert!(counter(&cluster.server, "cnt", "ip6 length 64") >= 2);
+    // The first echo may be lost while the guest resolves its gateway
+    // (CONTROL-PING6-OK needs one reply): at least one must arrive.
+    assert!(counter(&cluster.server, "cnt", "ip6 length 64") >= 1);
     assert_eq!(
         counter(&cluster.server, "cnt", "ip6 length 133"),
         0,
