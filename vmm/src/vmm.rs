@@ -131,12 +131,7 @@ impl TryFrom<VmmConfig> for Vmm {
         let mut phases = StartPhases::new(start);
 
         let watch = ConsoleWatch::default();
-        let console::Opened {
-            out,
-            socket: console_socket,
-            writer: console_writer,
-        } = console::open(&opts.console, opts.console_file_cap)
-            .map_err(|(path, source)| VmmError::Console { path, source })?;
+        let (out, console_socket, console_writer) = open_console(&opts)?;
         let exit = Arc::new(ExitSignal::new().map_err(VmmError::ExitEvent)?);
         crate::panic_hook::install(&exit);
         // Made before the VM, so a failed build drops it after the devices.
@@ -164,13 +159,7 @@ impl TryFrom<VmmConfig> for Vmm {
         let mut power_on = PowerOnState::capture_vm(&vm.fd)?;
         let vcpu_fds = create_vcpus(&vm, &plan, &entry, &mut power_on)?;
         phases.mark("vcpus");
-        info!(
-            vcpus = plan.vcpus,
-            memory_mib = plan.memory_bytes >> 20,
-            entry = format_args!("{:#x}", entry.entry.0),
-            mode = ?entry.mode,
-            "VM set up"
-        );
+        log_set_up(&plan, &entry);
         let intx = pci.intx.clone();
         let shared = vcpu_shared(&vm, &exit, start, plan.vcpus);
         let grace = Duration::from_secs(plan.termination_grace_seconds);
@@ -193,8 +182,7 @@ impl TryFrom<VmmConfig> for Vmm {
             jobs: jobs.clone(),
         };
         let api = ApiSetup::start(&opts.api, api)?;
-        phases.mark("control_api");
-        phases.log();
+        phases.finish("control_api");
         Ok(Vmm {
             vcpus: Vcpus::new(shared),
             vcpu_fds,
@@ -245,6 +233,12 @@ impl StartPhases {
         self.last = now;
     }
 
+    /// Marks the last phase and logs them all.
+    fn finish(&mut self, phase: &'static str) {
+        self.mark(phase);
+        self.log();
+    }
+
     fn log(&self) {
         let phases: Vec<String> = self
             .marks
@@ -257,6 +251,33 @@ impl StartPhases {
             "start-up phases"
         );
     }
+}
+
+/// The guest console per `--console`: its output, socket and writer.
+type OpenedConsole = (
+    Box<dyn Write + Send>,
+    Option<crate::console_socket::ConsoleSocket>,
+    ConsoleWriter,
+);
+
+fn open_console(opts: &RunOptions) -> Result<OpenedConsole, VmmError> {
+    let console::Opened {
+        out,
+        socket,
+        writer,
+    } = console::open(&opts.console, opts.console_file_cap)
+        .map_err(|(path, source)| VmmError::Console { path, source })?;
+    Ok((out, socket, writer))
+}
+
+fn log_set_up(plan: &VmPlan, entry: &BootEntry) {
+    info!(
+        vcpus = plan.vcpus,
+        memory_mib = plan.memory_bytes >> 20,
+        entry = format_args!("{:#x}", entry.entry.0),
+        mode = ?entry.mode,
+        "VM set up"
+    );
 }
 
 /// How the API hands snapshots and migrations to the run loop.

@@ -119,6 +119,10 @@ pub fn parse_args() -> Result<Opts, String> {
             _ => return Err(format!("unknown option {a}\n{USAGE}")),
         }
     }
+    check(o)
+}
+
+fn check(o: Opts) -> Result<Opts, String> {
     if !(512..=16384).contains(&o.rx_buf) {
         return Err("--rx-buf must be 512..=16384".into());
     }
