@@ -127,7 +127,7 @@ struct RunArgs {
     /// seccomp filters per thread: `enforce` stops petrel (exit 1) on a
     /// system call outside the thread's allow-list, naming it; `log`
     /// lets it through and the kernel logs it; `off` installs none.
-    #[arg(long, value_enum, default_value_t = SeccompMode::Log)]
+    #[arg(long, value_enum, default_value_t = SeccompMode::Enforce)]
     seccomp: SeccompMode,
     #[command(flatten)]
     host_args: HostArgs,
