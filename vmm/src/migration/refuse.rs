@@ -1,8 +1,7 @@
 //! What cannot be saved or migrated, with the reason the API returns.
 //! KubeVirt itself refuses to migrate a bridge binding on the pod network
 //! (the guest owns the pod's IP), SR-IOV (VF state is the hardware's) and
-//! macvtap; petrel also cannot move e1000, multi-queue virtio-net or
-//! passthrough device state yet.
+//! macvtap; petrel also cannot move e1000 or passthrough device state yet.
 
 use crate::plan::{Binding, NetworkPlan, NicModel, VmPlan};
 
@@ -21,9 +20,6 @@ pub fn refusal(plan: &VmPlan, extra_pci: usize) -> Option<String> {
             }
             _ if nic.model != NicModel::VirtioNet => {
                 "only virtio-net NICs can be saved: e1000 register and ring state is not saved yet"
-            }
-            _ if nic.queue_pairs > 1 => {
-                "a multi-queue virtio-net NIC cannot be saved yet (its control-queue state is not kept)"
             }
             _ => continue,
         };

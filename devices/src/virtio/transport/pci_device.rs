@@ -491,6 +491,10 @@ impl PciDevice for VirtioPciDevice {
         VirtioPciDevice::restore_state(self, s)
     }
 
+    fn announce(&mut self) -> bool {
+        self.device.announce()
+    }
+
     fn machine_reset(&mut self) {
         // What a guest write of status 0 does: the workers stop and hand
         // their backends back.
