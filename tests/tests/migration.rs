@@ -326,6 +326,12 @@ impl SecondPod {
 }
 
 fn masquerade_spec(name: &str) -> String {
+    masquerade_spec_with(name, 1, false, "virtio")
+}
+
+/// A masquerade VM with `cores` vCPUs, KubeVirt's multi-queue (one queue
+/// pair per vCPU) or not, and NIC `model`.
+fn masquerade_spec_with(name: &str, cores: u32, multiqueue: bool, model: &str) -> String {
     format!(
         r#"apiVersion: kubevirt.io/v1
 kind: VirtualMachineInstance
@@ -333,12 +339,13 @@ metadata:
   name: {name}
 spec:
   domain:
-    cpu: {{cores: 1}}
+    cpu: {{cores: {cores}}}
     memory: {{guest: 128Mi}}
     devices:
+      networkInterfaceMultiqueue: {multiqueue}
       interfaces:
         - name: default
-          model: virtio
+          model: {model}
           masquerade: {{}}
           ports:
             - name: http
@@ -382,10 +389,50 @@ fn assert_pod_clean(pod: &NetNs) {
 /// exits 0 and leaves nothing behind.
 #[test]
 fn masquerade_vm_migrates_between_pods_and_serves_through_the_new_pod_ip() {
-    let dir = Scratch::new("migpod");
+    let b_stderr = migrate_masquerade_vm("migpod", &masquerade_spec("migpod"));
+    assert!(b_stderr.contains("pairs=1"), "{b_stderr}");
+}
+
+/// The same with 2 vCPUs and KubeVirt's multi-queue: both queue pairs
+/// (and the guest's VQ_PAIRS_SET) move with the VM.
+#[test]
+fn multiqueue_masquerade_vm_migrates_between_pods() {
+    let spec = masquerade_spec_with("migmq", 2, true, "virtio");
+    let b_stderr = migrate_masquerade_vm("migmq", &spec);
+    // The target's device starts from the source's control-queue state.
+    assert!(b_stderr.contains("pairs=2"), "{b_stderr}");
+}
+
+/// Waits until pod B's bridge has a neighbour entry for the guest's IP
+/// with its MAC: only the guest's own gratuitous ARP makes one before
+/// anything talks to the guest (pod B accepts gratuitous ARPs, and the
+/// VMM's RARP carries no IP).
+fn wait_guest_arp(pod_b: &SecondPod, mac: &str) -> Duration {
+    let start = Instant::now();
+    loop {
+        let neigh = pod_b.ns.exec("ip neigh show 10.0.2.2");
+        if neigh.contains(&format!("lladdr {mac}")) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the guest's gratuitous ARP did not reach pod B: {neigh:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Moves a masquerade VM from pod A to pod B and checks it on the way:
+/// the bridge learned its MAC (RARP), the guest announced itself
+/// (gratuitous ARP), counts on and serves :80 through pod B. Returns
+/// pod B's petrel's stderr.
+fn migrate_masquerade_vm(name: &str, spec_text: &str) -> String {
+    let dir = Scratch::new(name);
     let cluster = Cluster::new();
     let pod_b = SecondPod::new(&cluster);
-    let spec = dir.write("vmi.yaml", &masquerade_spec("migpod"));
+    // Pod B takes gratuitous ARPs into its neighbour table.
+    pod_b.ns.exec("sysctl -qw net.ipv4.conf.all.arp_accept=1");
+    let spec = dir.write("vmi.yaml", spec_text);
     let guest_cmd = format!(
         "mkdir -p /tmp/www && echo HELLO-FROM-GUEST > /tmp/www/index.html; httpd -p 80 -h /tmp/www; {COUNTER}"
     );
@@ -441,6 +488,7 @@ fn masquerade_vm_migrates_between_pods_and_serves_through_the_new_pod_ip() {
             .any(|l| l.starts_with(&mac) && l.contains("master k6t-")),
         "{mac} not learned on pod B's bridge:\n{fdb}"
     );
+    let arp_after = wait_guest_arp(&pod_b, &mac);
     let last = last_count(&a);
     assert_continues(&b, &last);
     let reachable_after = wait_http(&cluster, POD_B_IP, Duration::from_secs(120));
@@ -450,16 +498,19 @@ fn masquerade_vm_migrates_between_pods_and_serves_through_the_new_pod_ip() {
         .find(|l| l.contains("migration complete: downtime"))
         .unwrap_or_else(|| panic!("no downtime line:\n{err}"));
     println!(
-        "masquerade VM: {line}; :80 answered through pod B {reachable_after:?} after the move"
+        "{name}: {line}; guest's gratuitous ARP seen {arp_after:?} after the move; \
+         :80 answered through pod B {reachable_after:?} after it"
     );
     assert_eq!(put(&b_sock, "/api/v1/vmm.shutdown", None).0, 204);
     assert_eq!(b.wait_exit(Duration::from_secs(60)).code(), Some(0));
+    let b_err = b.stderr();
+    assert!(b_err.contains("guest announced (RARP)"), "{b_err}");
     assert!(
-        b.stderr().contains("guest announced (RARP)"),
-        "{}",
-        b.stderr()
+        b_err.contains("the guest announced itself (ANNOUNCE_ACK)"),
+        "{b_err}"
     );
     assert_pod_clean(&pod_b.ns);
+    b_err
 }
 
 /// The TCP transport (`tcp:HOST:PORT`), inside a network namespace of the

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 use virtio_bindings::virtio_net::{
     VIRTIO_NET_CTRL_ANNOUNCE, VIRTIO_NET_CTRL_ANNOUNCE_ACK, VIRTIO_NET_CTRL_GUEST_OFFLOADS,
     VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET, VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_ADDR_SET,
@@ -262,7 +262,9 @@ impl CtrlQueue {
             VIRTIO_NET_CTRL_ANNOUNCE if command == VIRTIO_NET_CTRL_ANNOUNCE_ACK => {
                 // An ack with nothing pending is harmless (the spec only
                 // says the device clears the bit).
-                state.announce = false;
+                if std::mem::take(&mut state.announce) {
+                    info!(nic = %self.ctx.nic, "virtio-net: the guest announced itself (ANNOUNCE_ACK)");
+                }
                 ok
             }
             VIRTIO_NET_CTRL_GUEST_OFFLOADS if command == VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET => {
