@@ -1,5 +1,5 @@
 //! After a restore or a received migration, petrel announces each
-//! virtio-net guest's MAC on its tap with a RARP broadcast (what QEMU and
+//! NIC guest's MAC on its tap with a RARP broadcast (what QEMU and
 //! Cloud Hypervisor send), so bridges and switches on the new side learn
 //! at once where the guest is. The frame is written into a duplicate of the
 //! NIC's first tap queue kept at attach time: a tap write enters the host
