@@ -259,7 +259,7 @@ impl E1000 {
 
     /// Runs one transmit pass from TDH towards TDT; the worker continues
     /// when the pass ran out of budget.
-    pub(super) fn run_tx(&mut self) {
+    fn run_tx(&mut self) {
         let pass = TxPass {
             shared: &self.shared,
             backend: &self.backend,
@@ -267,9 +267,14 @@ impl E1000 {
             state: &self.tx,
         };
         if pass.run() {
-            if let Err(e) = self.tx_kick.write(1) {
-                tracing::warn!(id = %self.id, error = %e, "e1000: cannot wake the worker for tx");
-            }
+            self.kick_tx();
+        }
+    }
+
+    /// Wakes the worker to run transmit passes.
+    pub(super) fn kick_tx(&self) {
+        if let Err(e) = self.tx_kick.write(1) {
+            tracing::warn!(id = %self.id, error = %e, "e1000: cannot wake the worker for tx");
         }
     }
 
@@ -349,7 +354,9 @@ impl Drop for E1000 {
 
 impl PciDevice for E1000 {
     fn save_state(&self) -> Option<crate::pci::PciDeviceState> {
-        Some(crate::pci::PciDeviceState::E1000(E1000::save_state(self)))
+        Some(crate::pci::PciDeviceState::E1000(Box::new(
+            E1000::save_state(self),
+        )))
     }
 
     fn restore_state(&mut self, state: &crate::pci::PciDeviceState) -> Result<(), String> {

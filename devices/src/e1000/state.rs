@@ -67,10 +67,11 @@ impl E1000 {
         self.io_addr = state.io_addr;
         let irq = self.shared.irq.clone();
         self.shared.lock().restore(&state.regs, irq.as_ref())?;
-        // The worker looks at the restored ring at once; a transmit pass
-        // the source left unfinished goes on as after a TDT write.
+        // The worker looks at the restored rx ring at once and goes on with
+        // a transmit pass the source left unfinished (on its own thread,
+        // whose seccomp class may write the tap; this one's need not).
         self.kick_rx();
-        self.run_tx();
+        self.kick_tx();
         Ok(())
     }
 }

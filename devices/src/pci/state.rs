@@ -10,5 +10,5 @@ use crate::virtio::transport::VirtioPciState;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PciDeviceState {
     Virtio(VirtioPciState),
-    E1000(E1000State),
+    E1000(Box<E1000State>),
 }
