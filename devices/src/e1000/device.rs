@@ -260,6 +260,14 @@ impl E1000 {
     /// Runs one transmit pass from TDH towards TDT; the worker continues
     /// when the pass ran out of budget.
     fn run_tx(&mut self) {
+        // While the VM's gate is paused (a migration's pre-copy, vCPUs
+        // still running) nothing may write guest memory behind KVM's dirty
+        // log, descriptor write-backs included: the gated worker does the
+        // pass once the gate opens (or the target does, from TDH/TDT).
+        if self.pause.as_ref().is_some_and(PauseGate::is_paused) {
+            self.kick_tx();
+            return;
+        }
         let pass = TxPass {
             shared: &self.shared,
             backend: &self.backend,

@@ -1715,3 +1715,33 @@ fn state_moves_rings_registers_phy_and_a_half_sent_packet() {
     other = serde_json::from_value(v).unwrap();
     assert!(b.dev.restore_state(&other).is_err());
 }
+
+#[test]
+fn a_paused_gate_defers_transmit_to_the_worker() {
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+    let (dev_end, net) = seqpacket_pair().unwrap();
+    let irq = Arc::new(FakeIntx::default());
+    let mut dev = Harness::inactive_device(dev_end, &mem, &irq);
+    let gate = crate::pause::PauseGate::new().unwrap();
+    dev.set_pause_gate(gate.clone());
+    dev.activate().unwrap();
+    let mut h = Harness { dev, net, mem, irq };
+    h.setup_tx(8);
+    let mut frame = eth(PEER, MAC, 0x0800);
+    frame.extend_from_slice(&pattern(86, 1));
+    h.mem.write_slice(&frame, GuestAddress(TX_BUFS)).unwrap();
+    h.put_tx_desc(
+        0,
+        legacy_desc(TX_BUFS, frame.len() as u16, txd::CMD_EOP | txd::CMD_RS),
+    );
+    gate.pause();
+    h.w(TDT, 1);
+    std::thread::sleep(Duration::from_millis(50));
+    // Neither the frame nor the descriptor write-back happened.
+    assert!(h.net_frames().is_empty());
+    assert_eq!(h.tx_status(0) & txd::STA_DD, 0);
+    assert_eq!(h.r(TDH), 0);
+    gate.resume().unwrap();
+    assert!(wait_for(|| h.tx_status(0) & txd::STA_DD != 0));
+    assert_eq!(h.net_frames(), vec![frame]);
+}
