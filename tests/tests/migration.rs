@@ -411,14 +411,84 @@ fn e1000_masquerade_vm_migrates_between_pods() {
     migrate_masquerade_vm("mige1000", &spec, false);
 }
 
+/// A masquerade VM snapshotted in its pod, its petrel gone, restored by a
+/// new petrel in the same pod: after `vm.resume` the guest announces itself
+/// (GUEST_ANNOUNCE raised while it was paused) and serves :80 again.
+#[test]
+fn masquerade_vm_snapshot_restore_announces_the_guest() {
+    let dir = Scratch::new("snapnet");
+    let cluster = Cluster::new();
+    let spec = dir.write("vmi.yaml", &masquerade_spec("snapnet"));
+    let guest_cmd = format!(
+        "mkdir -p /tmp/www && echo HELLO-FROM-GUEST > /tmp/www/index.html; httpd -p 80 -h /tmp/www; {COUNTER}"
+    );
+    let a_sock = dir.path().join("a.sock");
+    let b_sock = dir.path().join("b.sock");
+    let mut a = Vmm::boot_in(
+        Some(cluster.pod.name()),
+        &spec,
+        "",
+        Some(&guest_cmd),
+        &["--api-socket", a_sock.to_str().unwrap()],
+    );
+    let lease = a.wait_for("GUEST-NET eth0", BOOT_TIMEOUT);
+    let mac = lease
+        .split("mac=")
+        .nth(1)
+        .and_then(|m| m.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no MAC in {lease}"))
+        .to_string();
+    a.wait_for("COUNT 3 ", BOOT_TIMEOUT);
+    wait_http(&cluster, POD_IP, Duration::from_secs(60));
+    assert_eq!(put(&a_sock, "/api/v1/vm.pause", None).0, 204);
+    let snap = dir.path().join("snapshot");
+    let url = format!(r#"{{"destination_url":"file://{}"}}"#, snap.display());
+    let (status, body) = put(&a_sock, "/api/v1/vm.snapshot", Some(&url));
+    assert_eq!(status, 204, "{body}\n{}", a.stderr());
+    let last = last_count(&a);
+    assert_eq!(put(&a_sock, "/api/v1/vmm.shutdown", None).0, 204);
+    assert_eq!(a.wait_exit(Duration::from_secs(60)).code(), Some(0));
+    assert_pod_clean(&cluster.pod);
+
+    cluster
+        .pod
+        .exec("sysctl -qw net.ipv4.conf.all.arp_accept=1");
+    let mut b = Vmm::boot_in(
+        Some(cluster.pod.name()),
+        &spec,
+        "",
+        Some(&guest_cmd),
+        &["--api-socket", b_sock.to_str().unwrap(), "--incoming"],
+    );
+    wait_socket(&b_sock);
+    let url = format!(r#"{{"source_url":"file://{}"}}"#, snap.display());
+    let (status, body) = put(&b_sock, "/api/v1/vm.restore", Some(&url));
+    assert_eq!(status, 204, "{body}\n{}", b.stderr());
+    assert_eq!(put(&b_sock, "/api/v1/vm.resume", None).0, 204);
+    let arp_after = wait_guest_arp(&cluster.pod, &mac);
+    assert_continues(&b, &last);
+    let reachable_after = wait_http(&cluster, POD_IP, Duration::from_secs(120));
+    println!(
+        "snapshot/restore: gratuitous ARP {arp_after:?} after vm.resume, :80 after {reachable_after:?}"
+    );
+    assert_eq!(put(&b_sock, "/api/v1/vmm.shutdown", None).0, 204);
+    assert_eq!(b.wait_exit(Duration::from_secs(60)).code(), Some(0));
+    let b_err = b.stderr();
+    assert!(
+        b_err.contains("the guest announced itself (ANNOUNCE_ACK)"),
+        "{b_err}"
+    );
+    assert_pod_clean(&cluster.pod);
+}
+
 /// Waits until pod B's bridge has a neighbour entry for the guest's IP
 /// with its MAC: only the guest's own gratuitous ARP makes one before
 /// anything talks to the guest (pod B accepts gratuitous ARPs, and the
 /// VMM's RARP carries no IP).
-fn wait_guest_arp(pod_b: &SecondPod, mac: &str) -> Duration {
+fn wait_guest_arp(pod: &NetNs, mac: &str) -> Duration {
     let start = Instant::now();
     loop {
-        let neigh = pod_b.ns.exec("ip neigh show 10.0.2.2");
+        let neigh = pod.exec("ip neigh show 10.0.2.2");
         if neigh.contains(&format!("lladdr {mac}")) {
             return start.elapsed();
         }
@@ -497,7 +567,7 @@ fn migrate_masquerade_vm(name: &str, spec_text: &str, guest_announces: bool) -> 
         "{mac} not learned on pod B's bridge:\n{fdb}"
     );
     let arp_after = if guest_announces {
-        format!("{:?}", wait_guest_arp(&pod_b, &mac))
+        format!("{:?}", wait_guest_arp(&pod_b.ns, &mac))
     } else {
         "(not expected)".to_string()
     };
