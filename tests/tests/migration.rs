@@ -419,9 +419,7 @@ fn masquerade_vm_snapshot_restore_announces_the_guest() {
     let dir = Scratch::new("snapnet");
     let cluster = Cluster::new();
     let spec = dir.write("vmi.yaml", &masquerade_spec("snapnet"));
-    let guest_cmd = format!(
-        "mkdir -p /tmp/www && echo HELLO-FROM-GUEST > /tmp/www/index.html; httpd -p 80 -h /tmp/www; {COUNTER}"
-    );
+    let guest_cmd = web_guest_cmd();
     let a_sock = dir.path().join("a.sock");
     let b_sock = dir.path().join("b.sock");
     let mut a = Vmm::boot_in(
@@ -432,12 +430,7 @@ fn masquerade_vm_snapshot_restore_announces_the_guest() {
         &["--api-socket", a_sock.to_str().unwrap()],
     );
     let lease = a.wait_for("GUEST-NET eth0", BOOT_TIMEOUT);
-    let mac = lease
-        .split("mac=")
-        .nth(1)
-        .and_then(|m| m.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no MAC in {lease}"))
-        .to_string();
+    let mac = lease_mac(&lease);
     a.wait_for("COUNT 3 ", BOOT_TIMEOUT);
     wait_http(&cluster, POD_IP, Duration::from_secs(60));
     assert_eq!(put(&a_sock, "/api/v1/vm.pause", None).0, 204);
@@ -500,6 +493,32 @@ fn wait_guest_arp(pod: &NetNs, mac: &str) -> Duration {
     }
 }
 
+/// The guest serves a page on :80 and counts on its console.
+fn web_guest_cmd() -> String {
+    format!(
+        "mkdir -p /tmp/www && echo HELLO-FROM-GUEST > /tmp/www/index.html; httpd -p 80 -h /tmp/www; {COUNTER}"
+    )
+}
+
+/// The guest's MAC from its `GUEST-NET` line.
+fn lease_mac(lease: &str) -> String {
+    lease
+        .split("mac=")
+        .nth(1)
+        .and_then(|m| m.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no MAC in {lease}"))
+        .to_string()
+}
+
+fn assert_bridge_learned(pod: &NetNs, mac: &str) {
+    let fdb = pod.exec("bridge fdb show");
+    assert!(
+        fdb.lines()
+            .any(|l| l.starts_with(mac) && l.contains("master k6t-")),
+        "{mac} not learned on the pod's bridge:\n{fdb}"
+    );
+}
+
 /// Moves a masquerade VM from pod A to pod B and checks it on the way:
 /// the bridge learned its MAC (RARP), the guest announced itself
 /// (gratuitous ARP) when its NIC can (`guest_announces`), counts on and
@@ -511,9 +530,7 @@ fn migrate_masquerade_vm(name: &str, spec_text: &str, guest_announces: bool) -> 
     // Pod B takes gratuitous ARPs into its neighbour table.
     pod_b.ns.exec("sysctl -qw net.ipv4.conf.all.arp_accept=1");
     let spec = dir.write("vmi.yaml", spec_text);
-    let guest_cmd = format!(
-        "mkdir -p /tmp/www && echo HELLO-FROM-GUEST > /tmp/www/index.html; httpd -p 80 -h /tmp/www; {COUNTER}"
-    );
+    let guest_cmd = web_guest_cmd();
     let a_sock = dir.path().join("a.sock");
     let b_sock = dir.path().join("b.sock");
     let a_arg = a_sock.to_str().unwrap();
@@ -554,18 +571,8 @@ fn migrate_masquerade_vm(name: &str, spec_text: &str, guest_announces: bool) -> 
     assert_pod_clean(&cluster.pod);
     // Before anything talks to the guest, pod B's bridge already knows its
     // MAC: petrel announced it on the tap (RARP).
-    let mac = lease
-        .split("mac=")
-        .nth(1)
-        .and_then(|m| m.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no MAC in {lease}"))
-        .to_string();
-    let fdb = pod_b.ns.exec("bridge fdb show");
-    assert!(
-        fdb.lines()
-            .any(|l| l.starts_with(&mac) && l.contains("master k6t-")),
-        "{mac} not learned on pod B's bridge:\n{fdb}"
-    );
+    let mac = lease_mac(&lease);
+    assert_bridge_learned(&pod_b.ns, &mac);
     let arp_after = if guest_announces {
         format!("{:?}", wait_guest_arp(&pod_b.ns, &mac))
     } else {
