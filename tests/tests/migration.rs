@@ -326,6 +326,12 @@ impl SecondPod {
 }
 
 fn masquerade_spec(name: &str) -> String {
+    masquerade_spec_with(name, 1, false, "virtio")
+}
+
+/// A masquerade VM with `cores` vCPUs, KubeVirt's multi-queue (one queue
+/// pair per vCPU) or not, and NIC `model`.
+fn masquerade_spec_with(name: &str, cores: u32, multiqueue: bool, model: &str) -> String {
     format!(
         r#"apiVersion: kubevirt.io/v1
 kind: VirtualMachineInstance
@@ -333,12 +339,13 @@ metadata:
   name: {name}
 spec:
   domain:
-    cpu: {{cores: 1}}
+    cpu: {{cores: {cores}}}
     memory: {{guest: 128Mi}}
     devices:
+      networkInterfaceMultiqueue: {multiqueue}
       interfaces:
         - name: default
-          model: virtio
+          model: {model}
           masquerade: {{}}
           ports:
             - name: http
@@ -382,13 +389,148 @@ fn assert_pod_clean(pod: &NetNs) {
 /// exits 0 and leaves nothing behind.
 #[test]
 fn masquerade_vm_migrates_between_pods_and_serves_through_the_new_pod_ip() {
-    let dir = Scratch::new("migpod");
+    let b_stderr = migrate_masquerade_vm("migpod", &masquerade_spec("migpod"), true);
+    assert!(b_stderr.contains("pairs=1"), "{b_stderr}");
+}
+
+/// The same with 2 vCPUs and KubeVirt's multi-queue: both queue pairs
+/// (and the guest's VQ_PAIRS_SET) move with the VM.
+#[test]
+fn multiqueue_masquerade_vm_migrates_between_pods() {
+    let spec = masquerade_spec_with("migmq", 2, true, "virtio");
+    let b_stderr = migrate_masquerade_vm("migmq", &spec, true);
+    // The target's device starts from the source's control-queue state.
+    assert!(b_stderr.contains("pairs=2"), "{b_stderr}");
+}
+
+/// The same with an e1000 NIC: its registers and rings move; the e1000
+/// driver has no announce feature, so only petrel's RARP announces it.
+#[test]
+fn e1000_masquerade_vm_migrates_between_pods() {
+    let spec = masquerade_spec_with("mige1000", 1, false, "e1000");
+    migrate_masquerade_vm("mige1000", &spec, false);
+}
+
+/// A masquerade VM snapshotted in its pod, its petrel gone, restored by a
+/// new petrel in the same pod: after `vm.resume` the guest announces itself
+/// (GUEST_ANNOUNCE raised while it was paused) and serves :80 again.
+#[test]
+fn masquerade_vm_snapshot_restore_announces_the_guest() {
+    let dir = Scratch::new("snapnet");
+    let cluster = Cluster::new();
+    let spec = dir.write("vmi.yaml", &masquerade_spec("snapnet"));
+    let guest_cmd = web_guest_cmd();
+    let a_sock = dir.path().join("a.sock");
+    let b_sock = dir.path().join("b.sock");
+    let mut a = Vmm::boot_in(
+        Some(cluster.pod.name()),
+        &spec,
+        "",
+        Some(&guest_cmd),
+        &["--api-socket", a_sock.to_str().unwrap()],
+    );
+    let lease = a.wait_for("GUEST-NET eth0", BOOT_TIMEOUT);
+    let mac = lease_mac(&lease);
+    a.wait_for("COUNT 3 ", BOOT_TIMEOUT);
+    wait_http(&cluster, POD_IP, Duration::from_secs(60));
+    assert_eq!(put(&a_sock, "/api/v1/vm.pause", None).0, 204);
+    let snap = dir.path().join("snapshot");
+    let url = format!(r#"{{"destination_url":"file://{}"}}"#, snap.display());
+    let (status, body) = put(&a_sock, "/api/v1/vm.snapshot", Some(&url));
+    assert_eq!(status, 204, "{body}\n{}", a.stderr());
+    let last = last_count(&a);
+    assert_eq!(put(&a_sock, "/api/v1/vmm.shutdown", None).0, 204);
+    assert_eq!(a.wait_exit(Duration::from_secs(60)).code(), Some(0));
+    assert_pod_clean(&cluster.pod);
+
+    cluster
+        .pod
+        .exec("sysctl -qw net.ipv4.conf.all.arp_accept=1");
+    let mut b = Vmm::boot_in(
+        Some(cluster.pod.name()),
+        &spec,
+        "",
+        Some(&guest_cmd),
+        &["--api-socket", b_sock.to_str().unwrap(), "--incoming"],
+    );
+    wait_socket(&b_sock);
+    let url = format!(r#"{{"source_url":"file://{}"}}"#, snap.display());
+    let (status, body) = put(&b_sock, "/api/v1/vm.restore", Some(&url));
+    assert_eq!(status, 204, "{body}\n{}", b.stderr());
+    assert_eq!(put(&b_sock, "/api/v1/vm.resume", None).0, 204);
+    let arp_after = wait_guest_arp(&cluster.pod, &mac);
+    assert_continues(&b, &last);
+    let reachable_after = wait_http(&cluster, POD_IP, Duration::from_secs(120));
+    println!(
+        "snapshot/restore: gratuitous ARP {arp_after:?} after vm.resume, :80 after {reachable_after:?}"
+    );
+    assert_eq!(put(&b_sock, "/api/v1/vmm.shutdown", None).0, 204);
+    assert_eq!(b.wait_exit(Duration::from_secs(60)).code(), Some(0));
+    let b_err = b.stderr();
+    assert!(
+        b_err.contains("the guest announced itself (ANNOUNCE_ACK)"),
+        "{b_err}"
+    );
+    assert_pod_clean(&cluster.pod);
+}
+
+/// Waits until pod B's bridge has a neighbour entry for the guest's IP
+/// with its MAC: only the guest's own gratuitous ARP makes one before
+/// anything talks to the guest (pod B accepts gratuitous ARPs, and the
+/// VMM's RARP carries no IP).
+fn wait_guest_arp(pod: &NetNs, mac: &str) -> Duration {
+    let start = Instant::now();
+    loop {
+        let neigh = pod.exec("ip neigh show 10.0.2.2");
+        if neigh.contains(&format!("lladdr {mac}")) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the guest's gratuitous ARP did not reach pod B: {neigh:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The guest serves a page on :80 and counts on its console.
+fn web_guest_cmd() -> String {
+    format!(
+        "mkdir -p /tmp/www && echo HELLO-FROM-GUEST > /tmp/www/index.html; httpd -p 80 -h /tmp/www; {COUNTER}"
+    )
+}
+
+/// The guest's MAC from its `GUEST-NET` line.
+fn lease_mac(lease: &str) -> String {
+    lease
+        .split("mac=")
+        .nth(1)
+        .and_then(|m| m.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no MAC in {lease}"))
+        .to_string()
+}
+
+fn assert_bridge_learned(pod: &NetNs, mac: &str) {
+    let fdb = pod.exec("bridge fdb show");
+    assert!(
+        fdb.lines()
+            .any(|l| l.starts_with(mac) && l.contains("master k6t-")),
+        "{mac} not learned on the pod's bridge:\n{fdb}"
+    );
+}
+
+/// Moves a masquerade VM from pod A to pod B and checks it on the way:
+/// the bridge learned its MAC (RARP), the guest announced itself
+/// (gratuitous ARP) when its NIC can (`guest_announces`), counts on and
+/// serves :80 through pod B. Returns pod B's petrel's stderr.
+fn migrate_masquerade_vm(name: &str, spec_text: &str, guest_announces: bool) -> String {
+    let dir = Scratch::new(name);
     let cluster = Cluster::new();
     let pod_b = SecondPod::new(&cluster);
-    let spec = dir.write("vmi.yaml", &masquerade_spec("migpod"));
-    let guest_cmd = format!(
-        "mkdir -p /tmp/www && echo HELLO-FROM-GUEST > /tmp/www/index.html; httpd -p 80 -h /tmp/www; {COUNTER}"
-    );
+    // Pod B takes gratuitous ARPs into its neighbour table.
+    pod_b.ns.exec("sysctl -qw net.ipv4.conf.all.arp_accept=1");
+    let spec = dir.write("vmi.yaml", spec_text);
+    let guest_cmd = web_guest_cmd();
     let a_sock = dir.path().join("a.sock");
     let b_sock = dir.path().join("b.sock");
     let a_arg = a_sock.to_str().unwrap();
@@ -429,18 +571,13 @@ fn masquerade_vm_migrates_between_pods_and_serves_through_the_new_pod_ip() {
     assert_pod_clean(&cluster.pod);
     // Before anything talks to the guest, pod B's bridge already knows its
     // MAC: petrel announced it on the tap (RARP).
-    let mac = lease
-        .split("mac=")
-        .nth(1)
-        .and_then(|m| m.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no MAC in {lease}"))
-        .to_string();
-    let fdb = pod_b.ns.exec("bridge fdb show");
-    assert!(
-        fdb.lines()
-            .any(|l| l.starts_with(&mac) && l.contains("master k6t-")),
-        "{mac} not learned on pod B's bridge:\n{fdb}"
-    );
+    let mac = lease_mac(&lease);
+    assert_bridge_learned(&pod_b.ns, &mac);
+    let arp_after = if guest_announces {
+        format!("{:?}", wait_guest_arp(&pod_b.ns, &mac))
+    } else {
+        "(not expected)".to_string()
+    };
     let last = last_count(&a);
     assert_continues(&b, &last);
     let reachable_after = wait_http(&cluster, POD_B_IP, Duration::from_secs(120));
@@ -450,16 +587,20 @@ fn masquerade_vm_migrates_between_pods_and_serves_through_the_new_pod_ip() {
         .find(|l| l.contains("migration complete: downtime"))
         .unwrap_or_else(|| panic!("no downtime line:\n{err}"));
     println!(
-        "masquerade VM: {line}; :80 answered through pod B {reachable_after:?} after the move"
+        "{name}: {line}; guest's gratuitous ARP seen {arp_after} after the move; \
+         :80 answered through pod B {reachable_after:?} after it"
     );
     assert_eq!(put(&b_sock, "/api/v1/vmm.shutdown", None).0, 204);
     assert_eq!(b.wait_exit(Duration::from_secs(60)).code(), Some(0));
-    assert!(
-        b.stderr().contains("guest announced (RARP)"),
-        "{}",
-        b.stderr()
+    let b_err = b.stderr();
+    assert!(b_err.contains("guest announced (RARP)"), "{b_err}");
+    assert_eq!(
+        b_err.contains("the guest announced itself (ANNOUNCE_ACK)"),
+        guest_announces,
+        "{b_err}"
     );
     assert_pod_clean(&pod_b.ns);
+    b_err
 }
 
 /// The TCP transport (`tcp:HOST:PORT`), inside a network namespace of the

@@ -31,7 +31,7 @@ pub struct PciSetup {
     pub nic_stats: Vec<crate::metrics::NicSource>,
     /// The VM's device pause gate, given to each emulated NIC.
     pub pause: Option<devices::PauseGate>,
-    /// The virtio-net guests to announce after a restore or migration.
+    /// The NICs (virtio-net, e1000) to announce after a restore or migration.
     pub announce: Vec<crate::migration::Announcer>,
 }
 

@@ -45,18 +45,18 @@ enum RxState {
 /// [`E1000::stop`] or drop stops and joins. The worker keeps running
 /// through CTRL.RST: a disabled receiver drains and drops frames.
 pub struct E1000 {
-    id: String,
-    config: PciConfiguration,
+    pub(super) id: String,
+    pub(super) config: PciConfiguration,
     bar0_addr: u64,
     bar1_addr: u64,
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     backend: Arc<Mutex<Box<dyn FrameBackend>>>,
     mem: GuestMemoryMmap,
     /// Shared with the worker, which continues passes that ran out of
     /// budget.
-    tx: Arc<Mutex<TxState>>,
+    pub(super) tx: Arc<Mutex<TxState>>,
     /// IOADDR of the I/O window.
-    io_addr: u32,
+    pub(super) io_addr: u32,
     rx_kick: EventFd,
     /// Wakes the worker to continue transmitting.
     tx_kick: EventFd,
@@ -251,7 +251,7 @@ impl E1000 {
         }
     }
 
-    fn kick_rx(&self) {
+    pub(super) fn kick_rx(&self) {
         if let Err(e) = self.rx_kick.write(1) {
             tracing::warn!(id = %self.id, error = %e, "e1000: cannot wake the rx worker");
         }
@@ -260,6 +260,14 @@ impl E1000 {
     /// Runs one transmit pass from TDH towards TDT; the worker continues
     /// when the pass ran out of budget.
     fn run_tx(&mut self) {
+        // While the VM's gate is paused (a migration's pre-copy, vCPUs
+        // still running) nothing may write guest memory behind KVM's dirty
+        // log, descriptor write-backs included: the gated worker does the
+        // pass once the gate opens (or the target does, from TDH/TDT).
+        if self.pause.as_ref().is_some_and(PauseGate::is_paused) {
+            self.kick_tx();
+            return;
+        }
         let pass = TxPass {
             shared: &self.shared,
             backend: &self.backend,
@@ -267,9 +275,14 @@ impl E1000 {
             state: &self.tx,
         };
         if pass.run() {
-            if let Err(e) = self.tx_kick.write(1) {
-                tracing::warn!(id = %self.id, error = %e, "e1000: cannot wake the worker for tx");
-            }
+            self.kick_tx();
+        }
+    }
+
+    /// Wakes the worker to run transmit passes.
+    pub(super) fn kick_tx(&self) {
+        if let Err(e) = self.tx_kick.write(1) {
+            tracing::warn!(id = %self.id, error = %e, "e1000: cannot wake the worker for tx");
         }
     }
 
@@ -348,6 +361,19 @@ impl Drop for E1000 {
 }
 
 impl PciDevice for E1000 {
+    fn save_state(&self) -> Option<crate::pci::PciDeviceState> {
+        Some(crate::pci::PciDeviceState::E1000(Box::new(
+            E1000::save_state(self),
+        )))
+    }
+
+    fn restore_state(&mut self, state: &crate::pci::PciDeviceState) -> Result<(), String> {
+        match state {
+            crate::pci::PciDeviceState::E1000(s) => E1000::restore_state(self, s),
+            _ => Err(format!("{}: the saved state is not an e1000's", self.id)),
+        }
+    }
+
     fn machine_reset(&mut self) {
         // As CTRL.RST: registers to defaults, the receiver off (the rx
         // worker drops frames until the new driver enables it).

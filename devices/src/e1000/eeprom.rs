@@ -30,8 +30,8 @@ const TEMPLATE: [u16; EEPROM_WORDS] = [
 ];
 
 /// State of the microwire serial interface.
-#[derive(Debug, Clone, Copy, Default)]
-struct Microwire {
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct Microwire {
     /// Bits shifted in on DI (command and address).
     val_in: u32,
     bits_in: u32,
@@ -122,5 +122,33 @@ impl Eeprom {
             self.wire.bit_out = (addr << 4).wrapping_sub(1);
             self.wire.reading = (self.wire.val_in >> 6) & 0b111 == READ_OPCODE;
         }
+    }
+}
+
+/// An EEPROM's snapshot: its words and where a bit-banged read stands.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct EepromState {
+    words: Vec<u16>,
+    wire: Microwire,
+}
+
+impl Eeprom {
+    pub(super) fn save(&self) -> EepromState {
+        EepromState {
+            words: self.words.to_vec(),
+            wire: self.wire,
+        }
+    }
+
+    pub(super) fn restore(&mut self, s: &EepromState) -> Result<(), String> {
+        if s.words.len() != EEPROM_WORDS {
+            return Err(format!(
+                "{} EEPROM words saved, {EEPROM_WORDS} expected",
+                s.words.len()
+            ));
+        }
+        self.words.copy_from_slice(&s.words);
+        self.wire = s.wire;
+        Ok(())
     }
 }

@@ -37,6 +37,7 @@ mod phy;
 mod reg_file;
 pub mod regs;
 mod rx;
+mod state;
 mod tx;
 mod tx_pass;
 mod worker;
@@ -44,6 +45,7 @@ mod worker;
 pub use crate::pci::IntxLine;
 pub use device::{E1000CounterSource, E1000};
 pub use rx::RX_MIN_FRAME_LEN;
+pub use state::E1000State;
 pub use tx::{MAX_TSO_SEGMENTS, MIN_TSO_MSS, TX_BUF_LEN, TX_PASS_FRAMES};
 
 use std::io;

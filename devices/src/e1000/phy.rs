@@ -121,3 +121,19 @@ impl Phy {
         }
     }
 }
+
+impl Phy {
+    /// The registers, for a snapshot.
+    pub(super) fn save(&self) -> Vec<u16> {
+        self.regs.to_vec()
+    }
+
+    /// Puts saved registers back; refuses a wrong count.
+    pub(super) fn restore(&mut self, regs: &[u16]) -> Result<(), String> {
+        if regs.len() != self.regs.len() {
+            return Err(format!("{} PHY registers saved, 32 expected", regs.len()));
+        }
+        self.regs.copy_from_slice(regs);
+        Ok(())
+    }
+}

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::eeprom::Eeprom;
+use super::eeprom::{Eeprom, EepromState};
 use super::phy::Phy;
 use super::regs::{self, ctrl, eerd, icr, rah, status, tctl};
 use super::{E1000Counters, E1000_DEVICE_ID};
@@ -370,5 +370,59 @@ impl Shared {
 
     pub fn lock(&self) -> MutexGuard<'_, Regs> {
         self.regs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The register file of a snapshot. The ring registers (RDBAL..RDT,
+/// TDBAL..TDT) are in `regs`; counters and the link state are the
+/// target's own (the link follows the target's spec).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct RegsSaved {
+    /// (byte offset, value) of every non-zero register.
+    regs: Vec<(u32, u32)>,
+    phy: Vec<u16>,
+    eeprom: EepromState,
+    lsc_sent: bool,
+}
+
+impl Regs {
+    pub(super) fn save(&self) -> RegsSaved {
+        RegsSaved {
+            regs: self
+                .mac
+                .iter()
+                .enumerate()
+                .filter(|(_, &v)| v != 0)
+                .map(|(i, &v)| ((i * 4) as u32, v))
+                .collect(),
+            phy: self.phy.save(),
+            eeprom: self.eeprom.save(),
+            lsc_sent: self.lsc_sent,
+        }
+    }
+
+    /// Puts a saved register file back and drives the INTx line from it.
+    pub(super) fn restore(&mut self, s: &RegsSaved, irq: &dyn IntxLine) -> Result<(), String> {
+        if let Some((off, _)) = s
+            .regs
+            .iter()
+            .find(|(o, _)| u64::from(*o) >= regs::MMIO_SIZE || o % 4 != 0)
+        {
+            return Err(format!("saved register offset {off:#x} is out of range"));
+        }
+        self.phy.restore(&s.phy)?;
+        self.eeprom.restore(&s.eeprom)?;
+        self.mac.fill(0);
+        for &(off, v) in &s.regs {
+            self.set(u64::from(off), v);
+        }
+        let up = self.link_up;
+        self.set_link_up(up);
+        self.lsc_sent = s.lsc_sent;
+        // The rx worker must not finish a frame for the ring it had before.
+        self.rx_ring_gen = self.rx_ring_gen.wrapping_add(1);
+        self.level = false;
+        self.update_irq(irq, true);
+        Ok(())
     }
 }

@@ -1653,3 +1653,95 @@ fn tso_goes_whole_to_a_backend_that_accepts_gso() {
     assert_eq!(h.dev.counters().tx_frames, 7);
     assert_eq!(h.dev.counters().tx_bytes, 7 * 54 + 10000);
 }
+
+#[test]
+fn state_moves_rings_registers_phy_and_a_half_sent_packet() {
+    let mut a = Harness::new();
+    a.setup_rx(8, rctl::BAM);
+    a.setup_tx(8);
+    a.w(IMS, icr::TXDW | icr::RXT0);
+    let mut f = eth(MAC, PEER, 0x0800);
+    f.extend_from_slice(&pattern(100, 1));
+    a.send(&f);
+    assert!(a.wait_rdh(1));
+    a.mdic(1, 4, Some(0x0de1)); // auto-negotiation advertisement
+                                // The first half of a packet: its descriptor has no EOP.
+    let mut out = eth(PEER, MAC, 0x0800);
+    out.extend_from_slice(&pattern(200, 2));
+    a.mem.write_slice(&out, GuestAddress(TX_BUFS)).unwrap();
+    a.put_tx_desc(0, legacy_desc(TX_BUFS, 100, txd::CMD_IFCS));
+    a.w(TDT, 1);
+    assert!(a.net_frames().is_empty());
+    assert_eq!(a.r(TDH), 1);
+    let saved = a.dev.save_state();
+    let json = serde_json::to_vec(&saved).unwrap();
+    a.dev.stop();
+
+    // The target: same memory (it moved with the VM), a new backend.
+    let (dev_end, net) = seqpacket_pair().unwrap();
+    let irq = Arc::new(FakeIntx::default());
+    let mut dev = Harness::inactive_device(dev_end, &a.mem, &irq);
+    dev.activate().unwrap();
+    let mut b = Harness {
+        dev,
+        net,
+        mem: a.mem.clone(),
+        irq,
+    };
+    b.dev
+        .restore_state(&serde_json::from_slice(&json).unwrap())
+        .unwrap();
+    assert_eq!(b.dev.save_state(), saved);
+    assert_eq!((b.r(RDH), b.r(RDT), b.r(TDH), b.r(TDT)), (1, 7, 1, 1));
+    assert_eq!(b.r(IMS), icr::TXDW | icr::RXT0);
+    assert_eq!(b.mdic(1, 4, None) & 0xffff, 0x0de1);
+    assert!(b.irq.level(), "the pending RXT0 cause asserts the line");
+    // Receive goes on at descriptor 1.
+    b.send(&f);
+    assert!(b.wait_rdh(2));
+    assert_eq!(b.rx_buf(1, f.len()), f);
+    // Transmit finishes the packet the source started.
+    b.put_tx_desc(
+        1,
+        legacy_desc(TX_BUFS + 100, 114, txd::CMD_EOP | txd::CMD_IFCS),
+    );
+    b.w(TDT, 2);
+    assert_eq!(b.net_frames(), vec![out]);
+
+    // Another device's state is refused.
+    let mut other = saved.clone();
+    let mut v = serde_json::to_value(&other).unwrap();
+    v["id"] = "e1000-other".into();
+    other = serde_json::from_value(v).unwrap();
+    assert!(b.dev.restore_state(&other).is_err());
+}
+
+#[test]
+fn a_paused_gate_defers_transmit_to_the_worker() {
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
+    let (dev_end, net) = seqpacket_pair().unwrap();
+    let irq = Arc::new(FakeIntx::default());
+    let mut dev = Harness::inactive_device(dev_end, &mem, &irq);
+    let gate = crate::pause::PauseGate::new().unwrap();
+    dev.set_pause_gate(gate.clone());
+    dev.activate().unwrap();
+    let mut h = Harness { dev, net, mem, irq };
+    h.setup_tx(8);
+    let mut frame = eth(PEER, MAC, 0x0800);
+    frame.extend_from_slice(&pattern(86, 1));
+    h.mem.write_slice(&frame, GuestAddress(TX_BUFS)).unwrap();
+    h.put_tx_desc(
+        0,
+        legacy_desc(TX_BUFS, frame.len() as u16, txd::CMD_EOP | txd::CMD_RS),
+    );
+    gate.pause();
+    h.w(TDT, 1);
+    std::thread::sleep(Duration::from_millis(50));
+    // Neither the frame nor the descriptor write-back happened.
+    assert!(h.net_frames().is_empty());
+    assert_eq!(h.tx_status(0) & txd::STA_DD, 0);
+    assert_eq!(h.r(TDH), 0);
+    gate.resume().unwrap();
+    assert!(wait_for(|| h.tx_status(0) & txd::STA_DD != 0));
+    assert_eq!(h.net_frames(), vec![frame]);
+}

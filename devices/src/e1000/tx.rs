@@ -51,8 +51,8 @@ const TCP_PSH: u8 = 0x08;
 const TCP_CWR: u8 = 0x80;
 
 /// The offload context of the last context descriptor.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Context {
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct Context {
     ipcss: usize,
     ipcso: usize,
     ipcse: usize,
@@ -120,8 +120,8 @@ pub struct TxOut<'a> {
 
 /// A gathered TSO packet whose segments are not all sent: the pass ran
 /// out of frames; the next pass sends the rest before reading descriptors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct PendingTso {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct PendingTso {
     /// Packet length in `buf`.
     len: usize,
     popts: u8,
@@ -691,5 +691,57 @@ fn put_be16(b: &mut [u8], at: usize, v: u16) {
 fn put_be32(b: &mut [u8], at: usize, v: u32) {
     if let Some(s) = b.get_mut(at..at + 4) {
         s.copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+/// Transmit state of a snapshot: the offload context and a packet
+/// gathered from descriptors already consumed (TDH moved past them), or a
+/// TSO packet with segments left to send.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct TxSaved {
+    ctx: Context,
+    /// The gathered bytes (`buf[..len]`, or the pending TSO packet).
+    packet: Vec<u8>,
+    len: usize,
+    started: bool,
+    broken: bool,
+    popts: u8,
+    tso: bool,
+    tso_pending: Option<PendingTso>,
+}
+
+impl TxState {
+    pub(super) fn save(&self) -> TxSaved {
+        let used = self.tso_pending.map_or(self.len, |p| p.len.max(self.len));
+        TxSaved {
+            ctx: self.ctx,
+            packet: self.buf.get(..used).unwrap_or_default().to_vec(),
+            len: self.len,
+            started: self.started,
+            broken: self.broken,
+            popts: self.popts,
+            tso: self.tso,
+            tso_pending: self.tso_pending,
+        }
+    }
+
+    pub(super) fn restore(&mut self, s: &TxSaved) -> Result<(), String> {
+        let pending = s.tso_pending.map_or(0, |p| p.len);
+        if s.packet.len() > TX_BUF_LEN || s.len > s.packet.len() || pending > s.packet.len() {
+            return Err(format!(
+                "saved transmit packet of {} bytes (len {}, pending {pending}) does not fit",
+                s.packet.len(),
+                s.len
+            ));
+        }
+        self.buf[..s.packet.len()].copy_from_slice(&s.packet);
+        self.ctx = s.ctx;
+        self.len = s.len;
+        self.started = s.started;
+        self.broken = s.broken;
+        self.popts = s.popts;
+        self.tso = s.tso;
+        self.tso_pending = s.tso_pending;
+        Ok(())
     }
 }

@@ -123,6 +123,11 @@ pub trait PciDevice: Send {
     fn restore_state(&mut self, _state: &PciDeviceState) -> Result<(), String> {
         Err("this PCI function cannot be restored".into())
     }
+    /// After a restore or received migration: ask the guest to announce
+    /// itself on the network (virtio-net GUEST_ANNOUNCE). Whether it did.
+    fn announce(&mut self) -> bool {
+        false
+    }
 }
 
 /// Merges a `data` write at byte `offset` into the dword `old`; `None`

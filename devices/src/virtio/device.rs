@@ -91,4 +91,29 @@ pub trait VirtioDevice: Send {
     fn needs_reset(&self) -> bool {
         false
     }
+    /// The device's own snapshot state (beyond the transport's), taken
+    /// with its workers paused; `None` when it has none.
+    fn save_device_state(&self) -> Option<VirtioDeviceState> {
+        None
+    }
+    /// Puts saved device state back before the restore activates the
+    /// device (which then starts from it instead of the power-on state).
+    fn restore_device_state(&mut self, state: &VirtioDeviceState) -> Result<(), String> {
+        Err(format!(
+            "this virtio device has no state to restore: {state:?}"
+        ))
+    }
+    /// The VM moved (restore or migration): ask the driver to announce
+    /// itself to the network, where the device can. Returns whether it did.
+    fn announce(&mut self) -> bool {
+        false
+    }
+}
+
+/// Device-specific snapshot state, per device type.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum VirtioDeviceState {
+    /// virtio-net: the control-queue state (queue pairs, rx mode, MAC,
+    /// pending announcement).
+    Net(super::net::CtrlState),
 }

@@ -9,7 +9,10 @@ pub mod net;
 pub mod test_driver;
 pub mod transport;
 
-pub use device::{ActivateError, QueueConfig, VirtioDevice, VirtioInterrupt, VirtioInterruptType};
+pub use device::{
+    ActivateError, QueueConfig, VirtioDevice, VirtioDeviceState, VirtioInterrupt,
+    VirtioInterruptType,
+};
 
 /// Virtio device type ids (virtio 1.x, 5 "Device Types").
 pub const TYPE_NET: u32 = 1;

@@ -27,6 +27,16 @@ pub(super) fn attach(
         .ok_or_else(|| AttachError::NoQueues {
             nic: dev.name().to_string(),
         })?;
+    // The e1000 driver has no announce feature: after a move, petrel's
+    // RARP on the tap is the only announcement (passt has no tap).
+    if dev.nic.binding != crate::plan::Binding::Passt {
+        match crate::migration::Announcer::new(dev.name(), dev.mac, backend.as_ref()) {
+            Ok(a) => pci.announce.push(a),
+            Err(e) => {
+                tracing::warn!(nic = dev.name(), error = %e, "cannot keep a tap for announcements")
+            }
+        }
+    }
     let gsi = pci.take_intx_gsi(dev.name())?;
     let intx = KvmIntx::new(&vm.irq, gsi).map_err(|source| AttachError::Intx {
         nic: dev.name().to_string(),

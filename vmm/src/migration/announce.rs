@@ -1,13 +1,34 @@
 //! After a restore or a received migration, petrel announces each
-//! virtio-net guest's MAC on its tap with a RARP broadcast (what QEMU and
+//! NIC guest's MAC on its tap with a RARP broadcast (what QEMU and
 //! Cloud Hypervisor send), so bridges and switches on the new side learn
 //! at once where the guest is. The frame is written into a duplicate of the
 //! NIC's first tap queue kept at attach time: a tap write enters the host
 //! like a frame the guest sent.
+//!
+//! Then each virtio-net device whose driver took VIRTIO_NET_F_GUEST_ANNOUNCE
+//! is asked to announce (VIRTIO_NET_S_ANNOUNCE and a configuration
+//! interrupt): the guest's driver sends gratuitous ARPs and unsolicited
+//! neighbour advertisements for the addresses it holds, which the RARP
+//! cannot carry.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
+use devices::pci::MAX_SLOT;
 use tracing::{info, warn};
+
+use crate::pci_setup::PciSetup;
+
+/// Announces every guest after a move: the RARPs on the taps, then the
+/// guest-driven announcement of each device that can ask for one.
+pub fn announce_guests(pci: &PciSetup) {
+    pci.announce.iter().for_each(Announcer::announce);
+    let bus = pci.bus.lock().unwrap_or_else(|e| e.into_inner());
+    let asked = (1..=MAX_SLOT)
+        .filter_map(|slot| bus.device(slot))
+        .filter(|dev| dev.lock().unwrap_or_else(|e| e.into_inner()).announce())
+        .count();
+    info!(devices = asked, "guest announcements requested");
+}
 
 /// A NIC whose guest is announced after a move.
 pub struct Announcer {

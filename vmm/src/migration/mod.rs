@@ -27,7 +27,7 @@ mod vm_state;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-pub use announce::Announcer;
+pub use announce::{announce_guests, Announcer};
 pub use format::{DeviceStates, VmSnapshot, FORMAT, VERSION};
 pub use receive::receive;
 pub use refuse::refusal;

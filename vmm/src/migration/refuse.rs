@@ -1,10 +1,9 @@
 //! What cannot be saved or migrated, with the reason the API returns.
 //! KubeVirt itself refuses to migrate a bridge binding on the pod network
 //! (the guest owns the pod's IP), SR-IOV (VF state is the hardware's) and
-//! macvtap; petrel also cannot move e1000, multi-queue virtio-net or
-//! passthrough device state yet.
+//! macvtap; petrel also cannot move passthrough device state.
 
-use crate::plan::{Binding, NetworkPlan, NicModel, VmPlan};
+use crate::plan::{Binding, NetworkPlan, VmPlan};
 
 /// Why this VM cannot be saved or migrated, if it cannot.
 pub fn refusal(plan: &VmPlan, extra_pci: usize) -> Option<String> {
@@ -18,12 +17,6 @@ pub fn refusal(plan: &VmPlan, extra_pci: usize) -> Option<String> {
             }
             (Binding::Macvtap, _) => {
                 "a macvtap binding cannot migrate: the guest's MAC lives on the source node's parent link (KubeVirt refuses it too)"
-            }
-            _ if nic.model != NicModel::VirtioNet => {
-                "only virtio-net NICs can be saved: e1000 register and ring state is not saved yet"
-            }
-            _ if nic.queue_pairs > 1 => {
-                "a multi-queue virtio-net NIC cannot be saved yet (its control-queue state is not kept)"
             }
             _ => continue,
         };
@@ -58,7 +51,7 @@ mod tests {
         assert!(refused("[{name: a, bridge: {}}]", POD).contains("pod's IP"));
         assert!(refused("[{name: a, sriov: {}}]", MULTUS).contains("SR-IOV"));
         assert!(refused("[{name: a, macvtap: {}}]", MULTUS).contains("macvtap"));
-        assert!(refused("[{name: a, masquerade: {}, model: e1000}]", POD).contains("e1000"));
+        assert!(refusal(&plan("[{name: a, masquerade: {}, model: e1000}]", POD), 0).is_none());
         assert!(refusal(&plan("[{name: a, masquerade: {}}]", POD), 0).is_none());
         assert!(refusal(&plan("[{name: a, bridge: {}}]", MULTUS), 0).is_none());
         assert!(refusal(&plan("[{name: a, masquerade: {}}]", POD), 1)

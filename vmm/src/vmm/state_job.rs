@@ -46,7 +46,7 @@ impl Vmm {
                     self.booted
                         .store(true, std::sync::atomic::Ordering::Release);
                     self.start_vcpus()?;
-                    self.pci.announce.iter().for_each(|a| a.announce());
+                    migration::announce_guests(&self.pci);
                 }
                 job.finish(r);
             }
@@ -57,7 +57,7 @@ impl Vmm {
                     self.booted
                         .store(true, std::sync::atomic::Ordering::Release);
                     self.start_vcpus()?;
-                    self.pci.announce.iter().for_each(|a| a.announce());
+                    migration::announce_guests(&self.pci);
                     info!("the migrated VM runs here now");
                 }
                 job.finish(r);

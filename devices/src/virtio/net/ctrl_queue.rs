@@ -6,14 +6,15 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tracing::{debug, warn};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info, warn};
 use virtio_bindings::virtio_net::{
-    VIRTIO_NET_CTRL_GUEST_OFFLOADS, VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET, VIRTIO_NET_CTRL_MAC,
-    VIRTIO_NET_CTRL_MAC_ADDR_SET, VIRTIO_NET_CTRL_MAC_TABLE_SET, VIRTIO_NET_CTRL_MQ,
-    VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_ALLMULTI,
-    VIRTIO_NET_CTRL_RX_ALLUNI, VIRTIO_NET_CTRL_RX_NOBCAST, VIRTIO_NET_CTRL_RX_NOMULTI,
-    VIRTIO_NET_CTRL_RX_NOUNI, VIRTIO_NET_CTRL_RX_PROMISC, VIRTIO_NET_ERR, VIRTIO_NET_F_MQ,
-    VIRTIO_NET_OK,
+    VIRTIO_NET_CTRL_ANNOUNCE, VIRTIO_NET_CTRL_ANNOUNCE_ACK, VIRTIO_NET_CTRL_GUEST_OFFLOADS,
+    VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET, VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_ADDR_SET,
+    VIRTIO_NET_CTRL_MAC_TABLE_SET, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET,
+    VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_ALLMULTI, VIRTIO_NET_CTRL_RX_ALLUNI,
+    VIRTIO_NET_CTRL_RX_NOBCAST, VIRTIO_NET_CTRL_RX_NOMULTI, VIRTIO_NET_CTRL_RX_NOUNI,
+    VIRTIO_NET_CTRL_RX_PROMISC, VIRTIO_NET_ERR, VIRTIO_NET_F_MQ, VIRTIO_NET_OK,
 };
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -43,8 +44,10 @@ pub struct CtrlOutcome {
     pub budget_exhausted: bool,
 }
 
-/// What the driver asked for through the control queue.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What the driver asked for through the control queue, and the one
+/// thing the device asks of the driver (an announcement). It is the
+/// device-specific part of a virtio-net snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CtrlState {
     /// Queue pairs the driver enabled with VQ_PAIRS_SET (1 at start).
     pub active_pairs: u16,
@@ -60,6 +63,11 @@ pub struct CtrlState {
     pub mac_table_unicast: u32,
     /// Last GUEST_OFFLOADS_SET bitmap (recorded only).
     pub guest_offloads: Option<u64>,
+    /// VIRTIO_NET_S_ANNOUNCE is set in the config status: the device asked
+    /// the driver to announce itself (after a move); the driver's
+    /// VIRTIO_NET_CTRL_ANNOUNCE_ACK clears it (virtio 1.2, 5.1.6.5.4).
+    #[serde(default)]
+    pub announce: bool,
 }
 
 pub struct CtrlQueue {
@@ -248,6 +256,14 @@ impl CtrlQueue {
                 for waker in &self.rx_wakers {
                     // A failed wake only delays rx until the next kick.
                     let _ = waker.write(1);
+                }
+                ok
+            }
+            VIRTIO_NET_CTRL_ANNOUNCE if command == VIRTIO_NET_CTRL_ANNOUNCE_ACK => {
+                // An ack with nothing pending is harmless (the spec only
+                // says the device clears the bit).
+                if std::mem::take(&mut state.announce) {
+                    info!(nic = %self.ctx.nic, "virtio-net: the guest announced itself (ANNOUNCE_ACK)");
                 }
                 ok
             }

@@ -9,10 +9,11 @@ use net_backend::{FrameBackend, Offloads};
 use tracing::{info, warn};
 use virtio_bindings::virtio_net::{
     VIRTIO_NET_F_CSUM, VIRTIO_NET_F_CTRL_MAC_ADDR, VIRTIO_NET_F_CTRL_RX, VIRTIO_NET_F_CTRL_VQ,
-    VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_ECN, VIRTIO_NET_F_GUEST_TSO4,
-    VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_HOST_ECN, VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6,
-    VIRTIO_NET_F_MAC, VIRTIO_NET_F_MQ, VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_F_MTU,
-    VIRTIO_NET_F_STATUS, VIRTIO_NET_S_LINK_UP,
+    VIRTIO_NET_F_GUEST_ANNOUNCE, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_ECN,
+    VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_HOST_ECN,
+    VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_MAC, VIRTIO_NET_F_MQ,
+    VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_F_MTU, VIRTIO_NET_F_STATUS, VIRTIO_NET_S_ANNOUNCE,
+    VIRTIO_NET_S_LINK_UP,
 };
 use virtio_queue::QueueT;
 use vm_memory::GuestMemoryMmap;
@@ -25,8 +26,9 @@ use super::{
 use crate::affinity::MAX_CPUS;
 use crate::pause::PauseGate;
 use crate::virtio::{
-    ActivateError, QueueConfig, VirtioDevice, VirtioInterrupt, TYPE_NET, VIRTIO_F_VERSION_1,
-    VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC,
+    ActivateError, QueueConfig, VirtioDevice, VirtioDeviceState, VirtioInterrupt,
+    VirtioInterruptType, TYPE_NET, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
+    VIRTIO_RING_F_INDIRECT_DESC,
 };
 use crate::worker::{SpawnError, Worker};
 
@@ -59,6 +61,9 @@ pub struct Net {
     affinity: Vec<Option<Vec<usize>>>,
     metrics: Arc<NetMetrics>,
     ctrl_state: Arc<Mutex<CtrlState>>,
+    /// Control-queue state of a snapshot, taken by the next activation
+    /// instead of the power-on state.
+    restored: Option<CtrlState>,
     state: DeviceState,
     /// The VM's pause gate, handed to every queue-pair worker.
     pause: Option<PauseGate>,
@@ -138,7 +143,8 @@ impl Net {
             | bit(VIRTIO_NET_F_MRG_RXBUF)
             | bit(VIRTIO_NET_F_CTRL_VQ)
             | bit(VIRTIO_NET_F_CTRL_RX)
-            | bit(VIRTIO_NET_F_CTRL_MAC_ADDR);
+            | bit(VIRTIO_NET_F_CTRL_MAC_ADDR)
+            | bit(VIRTIO_NET_F_GUEST_ANNOUNCE);
         if pairs > 1 {
             avail_features |= bit(VIRTIO_NET_F_MQ);
         }
@@ -164,6 +170,7 @@ impl Net {
                 active_pairs: 1,
                 ..CtrlState::default()
             })),
+            restored: None,
             state: DeviceState::Inactive,
             pause: None,
         })
@@ -223,11 +230,14 @@ impl Net {
     fn config_space(&self) -> [u8; CONFIG_SPACE_LEN] {
         let mut c = [0u8; CONFIG_SPACE_LEN];
         c[..6].copy_from_slice(&self.mac);
-        let status = if self.link_up {
+        let mut status = if self.link_up {
             VIRTIO_NET_S_LINK_UP as u16
         } else {
             0
         };
+        if self.ctrl_state().announce {
+            status |= VIRTIO_NET_S_ANNOUNCE as u16;
+        }
         c[6..8].copy_from_slice(&status.to_le_bytes());
         c[8..10].copy_from_slice(&(self.pairs as u16).to_le_bytes());
         c[10..12].copy_from_slice(&self.mtu.to_le_bytes());
@@ -462,11 +472,13 @@ impl VirtioDevice for Net {
             return Err(ActivateError::NoBackend);
         }
         self.set_offloads(used_pairs)?;
+        let start = self.restored.take().unwrap_or(CtrlState {
+            active_pairs: 1,
+            ..CtrlState::default()
+        });
+        let active_pairs = start.active_pairs;
         if let Ok(mut s) = self.ctrl_state.lock() {
-            *s = CtrlState {
-                active_pairs: 1,
-                ..CtrlState::default()
-            };
+            *s = start;
         }
         let ctx = Arc::new(NetContext::new(
             Arc::clone(&self.id),
@@ -477,6 +489,7 @@ impl VirtioDevice for Net {
             self.pairs as u16,
             Arc::clone(&self.ctrl_state),
         ));
+        ctx.active_pairs.store(active_pairs, Ordering::Release);
         let ctrl = Self::ctrl_queue(&ctx, &mut queues)?;
         self.state = DeviceState::Active {
             ctx: Arc::clone(&ctx),
@@ -507,6 +520,44 @@ impl VirtioDevice for Net {
             DeviceState::Active { ctx, .. } => ctx.needs_reset(),
             DeviceState::Inactive => false,
         }
+    }
+
+    fn save_device_state(&self) -> Option<VirtioDeviceState> {
+        Some(VirtioDeviceState::Net(self.ctrl_state()))
+    }
+
+    fn restore_device_state(&mut self, state: &VirtioDeviceState) -> Result<(), String> {
+        let VirtioDeviceState::Net(ctrl) = state;
+        if ctrl.active_pairs == 0 || usize::from(ctrl.active_pairs) > self.pairs {
+            return Err(format!(
+                "{}: saved with {} active queue pairs, this device has {}",
+                self.id, ctrl.active_pairs, self.pairs
+            ));
+        }
+        self.restored = Some(ctrl.clone());
+        Ok(())
+    }
+
+    /// Sets VIRTIO_NET_S_ANNOUNCE and raises the configuration interrupt:
+    /// the guest's driver then sends its gratuitous ARPs and unsolicited
+    /// neighbour advertisements itself (from every address it holds, which
+    /// the VMM's RARP cannot) and acks on the control queue.
+    fn announce(&mut self) -> bool {
+        let DeviceState::Active { ctx, .. } = &self.state else {
+            return false;
+        };
+        if !ctx.acked(VIRTIO_NET_F_GUEST_ANNOUNCE) || !ctx.acked(VIRTIO_NET_F_CTRL_VQ) {
+            return false;
+        }
+        if let Ok(mut s) = self.ctrl_state.lock() {
+            s.announce = true;
+        }
+        if let Err(e) = ctx.interrupt.trigger(VirtioInterruptType::Config) {
+            warn!(nic = %self.id, error = %e, "virtio-net: cannot raise the announce interrupt");
+            return false;
+        }
+        info!(nic = %self.id, "virtio-net: asked the guest to announce itself");
+        true
     }
 }
 

@@ -15,8 +15,8 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use super::*;
 use crate::virtio::test_driver::DriverRing;
 use crate::virtio::{
-    ActivateError, QueueConfig, VirtioDevice, VirtioInterrupt, VirtioInterruptType,
-    VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
+    ActivateError, QueueConfig, VirtioDevice, VirtioDeviceState, VirtioInterrupt,
+    VirtioInterruptType, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
 };
 
 const MEM_SIZE: usize = 0x80_0000;
@@ -1572,4 +1572,116 @@ fn zero_copy_rx_returns_chains_parsed_ahead() {
     f.qp.process_rx().unwrap();
     assert_eq!(rx.used_elem(1), (1, 112));
     assert_eq!(f.counters().rx_copied, 0);
+}
+
+#[test]
+fn ctrl_announce_ack_clears_the_status_bit() {
+    let mut c = ctrl_fixture(1, false);
+    c.state.lock().unwrap().announce = true;
+    let class = VIRTIO_NET_CTRL_ANNOUNCE;
+    assert_eq!(c.command(class, 1, &[]), VIRTIO_NET_ERR as u8);
+    assert!(c.state.lock().unwrap().announce, "only the ack clears it");
+    assert_eq!(
+        c.command(class, VIRTIO_NET_CTRL_ANNOUNCE_ACK, &[]),
+        VIRTIO_NET_OK as u8
+    );
+    assert!(!c.state.lock().unwrap().announce);
+    // A second ack with nothing pending is accepted.
+    assert_eq!(
+        c.command(class, VIRTIO_NET_CTRL_ANNOUNCE_ACK, &[]),
+        VIRTIO_NET_OK as u8
+    );
+}
+
+/// Sends one control command through the running worker on control ring
+/// `ring` (the `n`th command on it) and returns the ack byte.
+fn ctrl_via_worker(guest: &mut Guest, ring: usize, n: u16, cmd: &[u8]) -> u8 {
+    let base = BUF_BASE + 0x30_0000 + 0x1000 * u64::from(n);
+    guest.mem.write_slice(cmd, GuestAddress(base)).unwrap();
+    guest.rings[ring].add_chain(&[(base, cmd.len() as u32, false), (base + 0x100, 1, true)]);
+    guest.kicks[ring].write(1).unwrap();
+    wait_for("ctrl used", || guest.rings[ring].used_idx() == n + 1);
+    read(&guest.mem, base + 0x100, 1)[0]
+}
+
+fn status(n: &Net) -> u16 {
+    let mut s = [0u8; 2];
+    n.read_config(6, &mut s);
+    u16::from_le_bytes(s)
+}
+
+#[test]
+fn announce_sets_the_status_bit_until_the_driver_acks() {
+    let (dev, _peer) = seqpacket_pair().unwrap();
+    let mut n = Net::new("tnet2".into(), MAC, 1500, vec![Box::new(dev)], vec![]).unwrap();
+    assert!(n.features() & (1 << VIRTIO_NET_F_GUEST_ANNOUNCE) != 0);
+    assert!(!n.announce(), "an inactive device cannot ask");
+    let irq = Arc::new(CountingInterrupt::default());
+
+    // A driver without GUEST_ANNOUNCE is not asked.
+    n.ack_features(DRIVER_FEATURES);
+    let (_guest, configs) = guest_queues(3);
+    n.activate(_guest.mem.clone(), irq.clone(), configs)
+        .unwrap();
+    assert!(!n.announce());
+    assert_eq!(irq.config.load(Ordering::SeqCst), 0);
+    assert_eq!(status(&n), VIRTIO_NET_S_LINK_UP as u16);
+    assert!(n.reset());
+
+    n.ack_features(DRIVER_FEATURES | (1 << VIRTIO_NET_F_GUEST_ANNOUNCE));
+    let (mut guest, configs) = guest_queues(3);
+    n.activate(guest.mem.clone(), irq.clone(), configs).unwrap();
+    assert!(n.announce());
+    assert_eq!(irq.config.load(Ordering::SeqCst), 1);
+    let both = (VIRTIO_NET_S_LINK_UP | VIRTIO_NET_S_ANNOUNCE) as u16;
+    assert_eq!(status(&n), both);
+    let ack = [
+        VIRTIO_NET_CTRL_ANNOUNCE as u8,
+        VIRTIO_NET_CTRL_ANNOUNCE_ACK as u8,
+    ];
+    assert_eq!(ctrl_via_worker(&mut guest, 2, 0, &ack), VIRTIO_NET_OK as u8);
+    assert_eq!(status(&n), VIRTIO_NET_S_LINK_UP as u16);
+    assert!(n.reset());
+}
+
+#[test]
+fn multi_queue_state_survives_save_and_restore() {
+    let features = DRIVER_FEATURES | (1 << VIRTIO_NET_F_MQ);
+    let irq = Arc::new(CountingInterrupt::default());
+    let (devs, _peers) = backends(2);
+    let mut a = Net::new("tnet3".into(), MAC, 1500, devs, vec![]).unwrap();
+    a.ack_features(features);
+    let (mut guest, configs) = guest_queues(5);
+    a.activate(guest.mem.clone(), irq.clone(), configs).unwrap();
+    let mut set = vec![
+        VIRTIO_NET_CTRL_MQ as u8,
+        VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET as u8,
+    ];
+    set.extend_from_slice(&2u16.to_le_bytes());
+    assert_eq!(ctrl_via_worker(&mut guest, 4, 0, &set), VIRTIO_NET_OK as u8);
+    let saved = a.save_device_state().unwrap();
+    let VirtioDeviceState::Net(ctrl) = &saved;
+    assert_eq!(ctrl.active_pairs, 2);
+    assert!(a.reset());
+
+    // The target: pair 1 receives at once, with no VQ_PAIRS_SET of its own.
+    let (devs, mut peers) = backends(2);
+    let mut b = Net::new("tnet3".into(), MAC, 1500, devs, vec![]).unwrap();
+    b.restore_device_state(&saved).unwrap();
+    b.ack_features(features);
+    let (mut guest, configs) = guest_queues(5);
+    b.activate(guest.mem.clone(), irq.clone(), configs).unwrap();
+    assert_eq!(b.ctrl_state().active_pairs, 2);
+    let rx_buf = BUF_BASE + 0x20_0000;
+    guest.rings[2].add_chain(&[(rx_buf, 4096, true)]);
+    guest.kicks[2].write(1).unwrap();
+    let frame = tap_frame(&pattern(100, 3));
+    write_peer(&mut peers[1], &frame);
+    wait_for("rx on pair 1", || guest.rings[2].used_idx() == 1);
+    assert!(b.reset());
+
+    // A state with more pairs than the device has is refused.
+    let (devs, _p) = backends(1);
+    let mut one = Net::new("tnet3".into(), MAC, 1500, devs, vec![]).unwrap();
+    assert!(one.restore_device_state(&saved).is_err());
 }

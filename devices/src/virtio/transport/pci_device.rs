@@ -487,8 +487,17 @@ impl PciDevice for VirtioPciDevice {
     }
 
     fn restore_state(&mut self, state: &crate::pci::PciDeviceState) -> Result<(), String> {
-        let crate::pci::PciDeviceState::Virtio(s) = state;
-        VirtioPciDevice::restore_state(self, s)
+        match state {
+            crate::pci::PciDeviceState::Virtio(s) => VirtioPciDevice::restore_state(self, s),
+            _ => Err(format!(
+                "{}: the saved state is not a virtio-pci function's",
+                self.id
+            )),
+        }
+    }
+
+    fn announce(&mut self) -> bool {
+        self.device.announce()
     }
 
     fn machine_reset(&mut self) {

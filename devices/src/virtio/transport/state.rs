@@ -16,7 +16,8 @@ use virtio_queue::QueueT;
 use super::VirtioPciDevice;
 use crate::pci::{MSIX_ENTRY_SIZE, NUM_BARS};
 use crate::virtio::{
-    status, QueueConfig, VirtioInterrupt, VirtioInterruptType, VIRTIO_RING_F_EVENT_IDX,
+    status, QueueConfig, VirtioDeviceState, VirtioInterrupt, VirtioInterruptType,
+    VIRTIO_RING_F_EVENT_IDX,
 };
 
 /// Dwords of configuration space.
@@ -47,6 +48,9 @@ pub struct VirtioPciState {
     pub config_vector: u16,
     pub queues: Vec<QueueState>,
     pub activated: bool,
+    /// The device model's own state (virtio-net: its control-queue state).
+    #[serde(default)]
+    pub device: Option<VirtioDeviceState>,
 }
 
 fn lock<T: ?Sized>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -96,6 +100,7 @@ impl VirtioPciDevice {
                 })
                 .collect(),
             activated: self.activated,
+            device: self.device.save_device_state(),
         }
     }
 
@@ -147,6 +152,9 @@ impl VirtioPciDevice {
         self.common.status = state.status;
         if state.activated && state.status & status::DRIVER_OK != 0 {
             self.device.ack_features(state.driver_features);
+            if let Some(d) = &state.device {
+                self.device.restore_device_state(d)?;
+            }
             self.activate_at_used_index()?;
         }
         Ok(())
