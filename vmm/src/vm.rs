@@ -69,9 +69,11 @@ pub struct Vm {
 }
 
 impl Vm {
-    /// Creates the VM with `mem_bytes` of RAM and the legacy devices. The
-    /// i8042 reset line writes `reset_evt`; console bytes go to `console`.
+    /// Creates the VM over `mem` (`mem_bytes` of RAM, from
+    /// [`memory::create_guest_memory`]) and the legacy devices. The i8042
+    /// reset line writes `reset_evt`; console bytes go to `console`.
     pub fn new(
+        mem: GuestMemoryMmap,
         mem_bytes: u64,
         num_vcpus: u8,
         console: Box<dyn std::io::Write + Send>,
@@ -118,7 +120,6 @@ impl Vm {
         let max_routes = kvm.check_extension_int(kvm_ioctls::Cap::IrqRouting).max(64) as usize;
         let irq = Arc::new(GsiRouting::new(fd.clone(), max_routes)?);
 
-        let mem = memory::create_guest_memory(mem_bytes)?;
         memory::register_with_kvm(&fd, &mem)?;
 
         let serial_evt = EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VmError::EventFd)?;

@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 
 use kvm_ioctls::VcpuFd;
 use tracing::info;
+use vm_memory::GuestMemoryMmap;
 
 use crate::api::{ApiInputs, ApiOptions, ApiSetup};
-use crate::boot::GuestImage;
+use crate::boot::{GuestImage, Preload};
 use crate::console::{self, ConsoleOutput, ConsoleTarget, ConsoleWatch, RawStdin};
 use crate::console_writer::ConsoleWriter;
 use crate::control::{Control, GracefulStop};
@@ -141,7 +142,9 @@ impl TryFrom<VmmConfig> for Vmm {
         crate::panic_hook::install(&exit);
         // Made before the VM, so a failed build drops it after the devices.
         let mut pod = crate::attach::NicServices::default();
+        let (mem, preload) = preload(&plan, &kernel, opts.boot_protocol)?;
         let mut vm = Vm::new(
+            mem,
             plan.memory_bytes,
             plan.vcpus,
             Box::new(ConsoleOutput::new(out, watch.clone())),
@@ -159,11 +162,13 @@ impl TryFrom<VmmConfig> for Vmm {
         }
         let button = crate::acpi::add_devices(&mut vm, &exit)?;
         let image = guest_image(&plan, kernel, opts.boot_protocol, &pci);
-        let entry = image.load(&vm)?;
-        phases.mark("kernel_load");
         let mut power_on = PowerOnState::capture_vm(&vm.fd)?;
-        let vcpu_fds = create_vcpus(&vm, &plan, &entry, &mut power_on)?;
+        let vcpu_fds = create_vcpus(&vm, &plan, &mut power_on)?;
         phases.mark("vcpus");
+        // What is left of the kernel load once the VM is built.
+        let entry = preload.finish(&image, &vm)?;
+        set_boot_entry(&vm, &vcpu_fds, &entry)?;
+        phases.mark("kernel_load");
         info!(
             vcpus = plan.vcpus,
             memory_mib = plan.memory_bytes >> 20,
@@ -316,6 +321,35 @@ fn boot_files(plan: &VmPlan) -> Result<PathBuf, VmmError> {
     Ok(kernel)
 }
 
+/// Guest RAM, with the kernel and initramfs already being read into it
+/// while the caller creates the VM around it.
+fn preload(
+    plan: &VmPlan,
+    kernel: &std::path::Path,
+    protocol: BootProtocol,
+) -> Result<(GuestMemoryMmap, Preload), VmmError> {
+    let mem = crate::memory::create_guest_memory(plan.memory_bytes)
+        .map_err(crate::vm::VmError::Memory)?;
+    let preload = Preload::start(
+        mem.clone(),
+        plan.memory_bytes,
+        kernel.to_path_buf(),
+        plan.boot.initrd.clone(),
+        protocol,
+    )?;
+    Ok((mem, preload))
+}
+
+/// vCPU 0's entry registers, once the kernel is in place.
+fn set_boot_entry(vm: &Vm, vcpus: &[VcpuFd], entry: &BootEntry) -> Result<(), VmmError> {
+    match vcpus.first() {
+        Some(boot) => {
+            vcpu::set_entry(boot, &vm.mem, entry).map_err(|source| VmmError::Vcpu { id: 0, source })
+        }
+        None => Ok(()),
+    }
+}
+
 /// Host CPU of vCPU i, when vCPUs are pinned.
 fn vcpu_cpus(plan: &VmPlan, pin: bool) -> Vec<usize> {
     let allowed = if pin {
@@ -331,7 +365,6 @@ fn vcpu_cpus(plan: &VmPlan, pin: bool) -> Vec<usize> {
 fn create_vcpus(
     vm: &Vm,
     plan: &VmPlan,
-    entry: &BootEntry,
     power_on: &mut PowerOnState,
 ) -> Result<Vec<VcpuFd>, VmmError> {
     let mut fds = Vec::with_capacity(usize::from(plan.vcpus));
@@ -342,8 +375,7 @@ fn create_vcpus(
             .create_vcpu(u64::from(id))
             .map_err(|e| err(vcpu::VcpuError::CreateVcpu(e)))?;
         power_on.capture_vcpu(&fd)?;
-        let boot = (id == 0).then_some(entry);
-        vcpu::configure(&fd, &vm.mem, id, plan.vcpus, &vm.supported_cpuid, boot).map_err(err)?;
+        vcpu::configure(&fd, &vm.mem, id, plan.vcpus, &vm.supported_cpuid, None).map_err(err)?;
         fds.push(fd);
     }
     Ok(fds)
