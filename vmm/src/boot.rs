@@ -68,7 +68,14 @@ impl Preload {
         std::thread::Builder::new()
             .name("loader".into())
             .spawn(move || {
-                loader::load_files(&mem, mem_bytes, &kernel, initrd.as_deref(), protocol)
+                let start = std::time::Instant::now();
+                let loaded =
+                    loader::load_files(&mem, mem_bytes, &kernel, initrd.as_deref(), protocol);
+                tracing::info!(
+                    load_us = start.elapsed().as_micros() as u64,
+                    "kernel and initramfs read"
+                );
+                loaded
             })
             .map(Self)
             .map_err(LoaderError::Spawn)

@@ -46,8 +46,34 @@ pub enum VmError {
     Bus(#[from] devices::BusError),
     #[error("interrupt routing")]
     Irq(#[from] IrqError),
+    #[error("cannot start the PIT set-up thread")]
+    Thread(#[source] std::io::Error),
+    #[error("the PIT set-up thread panicked")]
+    PitPanicked,
     #[error("{requested} vCPUs requested; this KVM allows at most {max}")]
     TooManyVcpus { requested: u8, max: usize },
+}
+
+/// The in-kernel PIT: the guest's boot clock event here (it cannot
+/// calibrate the TSC, and without ACPI there is no HPET or PM timer).
+fn create_pit(fd: &VmFd) -> Result<(), VmError> {
+    let pit = kvm_pit_config {
+        flags: KVM_PIT_SPEAKER_DUMMY,
+        ..Default::default()
+    };
+    fd.create_pit2(pit).map_err(kvm_op("KVM_CREATE_PIT2"))
+}
+
+/// The GSI routing table and guest RAM's memory slots.
+fn routing_and_memory(
+    kvm: &Kvm,
+    fd: &Arc<VmFd>,
+    mem: &GuestMemoryMmap,
+) -> Result<Arc<GsiRouting>, VmError> {
+    let max_routes = kvm.check_extension_int(kvm_ioctls::Cap::IrqRouting).max(64) as usize;
+    let irq = Arc::new(GsiRouting::new(fd.clone(), max_routes)?);
+    memory::register_with_kvm(fd, mem)?;
+    Ok(irq)
 }
 
 fn kvm_op(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
@@ -109,18 +135,20 @@ impl Vm {
         fd.set_tss_address(KVM_TSS_ADDRESS)
             .map_err(kvm_op("KVM_SET_TSS_ADDR"))?;
         fd.create_irq_chip().map_err(kvm_op("KVM_CREATE_IRQCHIP"))?;
-        // The PIT is the guest's boot clock event here: it cannot calibrate
-        // the TSC, and without ACPI there is no HPET or PM timer.
-        let pit = kvm_pit_config {
-            flags: KVM_PIT_SPEAKER_DUMMY,
-            ..Default::default()
-        };
-        fd.create_pit2(pit).map_err(kvm_op("KVM_CREATE_PIT2"))?;
         let fd = Arc::new(fd);
-        let max_routes = kvm.check_extension_int(kvm_ioctls::Cap::IrqRouting).max(64) as usize;
-        let irq = Arc::new(GsiRouting::new(fd.clone(), max_routes)?);
-
-        memory::register_with_kvm(&fd, &mem)?;
+        // KVM_CREATE_PIT2 waits for a new kernel thread (kvm-pit), the
+        // slowest step here (~4 ms on a busy host): it runs on a `pit`
+        // thread, joined before this returns (so before any seccomp filter),
+        // while the routing table and the memory slot are set.
+        let irq = std::thread::scope(|s| {
+            let pit = std::thread::Builder::new()
+                .name("pit".into())
+                .spawn_scoped(s, || create_pit(&fd))
+                .map_err(VmError::Thread)?;
+            let irq = routing_and_memory(&kvm, &fd, &mem);
+            pit.join().map_err(|_| VmError::PitPanicked)??;
+            irq
+        })?;
 
         let serial_evt = EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VmError::EventFd)?;
         fd.register_irqfd(&serial_evt, SERIAL_COM1_IRQ)

@@ -125,6 +125,7 @@ impl TryFrom<VmmConfig> for Vmm {
         let start = opts.start.unwrap_or_else(Instant::now);
         // Before guest RAM exists: no core dump may ever hold it.
         sandbox::harden_process(opts.seccomp)?;
+        let filters = crate::seccomp::Precompile::start(opts.seccomp);
         // Before any thread exists, so every thread inherits the blocked mask.
         let signals = StopSignals::block_and_open().map_err(VmmError::Signals)?;
         vcpu::install_kick_handler().map_err(|source| VmmError::Vcpu { id: 0, source })?;
@@ -200,6 +201,7 @@ impl TryFrom<VmmConfig> for Vmm {
         let api = ApiSetup::start(&opts.api, api)?;
         phases.mark("control_api");
         phases.log();
+        filters.wait();
         Ok(Vmm {
             vcpus: Vcpus::new(shared),
             vcpu_fds,
