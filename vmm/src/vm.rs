@@ -46,34 +46,24 @@ pub enum VmError {
     Bus(#[from] devices::BusError),
     #[error("interrupt routing")]
     Irq(#[from] IrqError),
-    #[error("cannot start the PIT set-up thread")]
+    #[error("cannot start the irqchip set-up thread")]
     Thread(#[source] std::io::Error),
-    #[error("the PIT set-up thread panicked")]
-    PitPanicked,
+    #[error("the irqchip set-up thread panicked")]
+    IrqchipPanicked,
     #[error("{requested} vCPUs requested; this KVM allows at most {max}")]
     TooManyVcpus { requested: u8, max: usize },
 }
 
-/// The in-kernel PIT: the guest's boot clock event here (it cannot
-/// calibrate the TSC, and without ACPI there is no HPET or PM timer).
-fn create_pit(fd: &VmFd) -> Result<(), VmError> {
+/// The in-kernel PIC and IOAPIC, then the PIT: the guest's boot clock
+/// event here (it cannot calibrate the TSC, and without ACPI there is no
+/// HPET or PM timer).
+fn create_irqchip_and_pit(fd: &VmFd) -> Result<(), VmError> {
+    fd.create_irq_chip().map_err(kvm_op("KVM_CREATE_IRQCHIP"))?;
     let pit = kvm_pit_config {
         flags: KVM_PIT_SPEAKER_DUMMY,
         ..Default::default()
     };
     fd.create_pit2(pit).map_err(kvm_op("KVM_CREATE_PIT2"))
-}
-
-/// The GSI routing table and guest RAM's memory slots.
-fn routing_and_memory(
-    kvm: &Kvm,
-    fd: &Arc<VmFd>,
-    mem: &GuestMemoryMmap,
-) -> Result<Arc<GsiRouting>, VmError> {
-    let max_routes = kvm.check_extension_int(kvm_ioctls::Cap::IrqRouting).max(64) as usize;
-    let irq = Arc::new(GsiRouting::new(fd.clone(), max_routes)?);
-    memory::register_with_kvm(fd, mem)?;
-    Ok(irq)
 }
 
 fn kvm_op(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
@@ -134,21 +124,23 @@ impl Vm {
         let fd = kvm.create_vm().map_err(VmError::CreateVm)?;
         fd.set_tss_address(KVM_TSS_ADDRESS)
             .map_err(kvm_op("KVM_SET_TSS_ADDR"))?;
-        fd.create_irq_chip().map_err(kvm_op("KVM_CREATE_IRQCHIP"))?;
         let fd = Arc::new(fd);
-        // KVM_CREATE_PIT2 waits for a new kernel thread (kvm-pit), the
-        // slowest step here (~4 ms on a busy host): it runs on a `pit`
-        // thread, joined before this returns (so before any seccomp filter),
-        // while the routing table and the memory slot are set.
-        let irq = std::thread::scope(|s| {
-            let pit = std::thread::Builder::new()
-                .name("pit".into())
-                .spawn_scoped(s, || create_pit(&fd))
+        // KVM_CREATE_IRQCHIP and KVM_CREATE_PIT2 are the slowest steps here
+        // (1–5 ms each on a busy host: SRCU grace periods, and the PIT's
+        // kernel thread): they run on an `irqchip` thread, joined before
+        // this returns (so before any seccomp filter), while the memory
+        // slot is set.
+        std::thread::scope(|s| {
+            let chips = std::thread::Builder::new()
+                .name("irqchip".into())
+                .spawn_scoped(s, || create_irqchip_and_pit(&fd))
                 .map_err(VmError::Thread)?;
-            let irq = routing_and_memory(&kvm, &fd, &mem);
-            pit.join().map_err(|_| VmError::PitPanicked)??;
-            irq
+            let slots = memory::register_with_kvm(&fd, &mem);
+            chips.join().map_err(|_| VmError::IrqchipPanicked)??;
+            slots.map_err(VmError::Memory)
         })?;
+        let max_routes = kvm.check_extension_int(kvm_ioctls::Cap::IrqRouting).max(64) as usize;
+        let irq = Arc::new(GsiRouting::new(fd.clone(), max_routes)?);
 
         let serial_evt = EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VmError::EventFd)?;
         fd.register_irqfd(&serial_evt, SERIAL_COM1_IRQ)
