@@ -322,6 +322,32 @@ mod tests {
     }
 
     #[test]
+    fn a_precompiled_program_is_the_one_compiled_for_its_mode() {
+        Precompile::start(SeccompMode::Enforce).wait();
+        for class in PRECOMPILED {
+            for mode in [SeccompMode::Enforce, SeccompMode::Log] {
+                let cached = cached_program(class, mode).unwrap().unwrap();
+                assert_eq!(
+                    cached,
+                    program(class, mode).unwrap().unwrap(),
+                    "{class} {mode:?}"
+                );
+            }
+            assert!(cached_program(class, SeccompMode::Off).unwrap().is_none());
+        }
+        let log = program(ThreadClass::Vcpu, SeccompMode::Log)
+            .unwrap()
+            .unwrap();
+        let enforce = program(ThreadClass::Vcpu, SeccompMode::Enforce)
+            .unwrap()
+            .unwrap();
+        assert_ne!(
+            log, enforce,
+            "the modes' programs must differ for this test to mean anything"
+        );
+    }
+
+    #[test]
     fn a_class_allows_what_the_classes_it_spawns_need() {
         for class in ALL {
             let full = class.rules();
