@@ -61,6 +61,10 @@ pub enum LoaderError {
         #[source]
         source: vm_memory::GuestMemoryError,
     },
+    #[error("cannot start the kernel loader thread")]
+    Spawn(#[source] std::io::Error),
+    #[error("the kernel loader thread panicked")]
+    Panicked,
     #[error("cannot set up boot structures")]
     Boot(#[from] arch::BootError),
 }
@@ -79,6 +83,18 @@ fn read_err(path: &Path) -> impl FnOnce(std::io::Error) -> LoaderError + '_ {
     }
 }
 
+/// The kernel and initramfs as they landed in guest memory: what the boot
+/// structures need to know about them.
+#[derive(Debug, Clone)]
+pub struct LoadedImage {
+    /// The PVH entry, when the ELF has the note and the protocol allows it.
+    pvh_entry: Option<GuestAddress>,
+    /// The 64-bit entry for the Linux boot protocol.
+    linux64_entry: GuestAddress,
+    setup_header: Option<linux_loader::loader::bootparam::setup_header>,
+    initrd: Option<InitrdInfo>,
+}
+
 /// Loads everything and writes the boot structures (PVH start info or
 /// boot_params); returns the entry for vCPU 0.
 pub fn load(
@@ -89,6 +105,34 @@ pub fn load(
     cmdline: &str,
     protocol: BootProtocol,
 ) -> Result<BootEntry, LoaderError> {
+    let image = load_files(mem, mem_bytes, kernel, initrd, protocol)?;
+    write_boot_info(mem, mem_bytes, &image, cmdline)
+}
+
+/// Reads the kernel's loadable segments and the initramfs straight from
+/// their files into guest RAM. Touches nothing below 1 MiB, so it may run
+/// while the boot structures there are written ([`crate::boot::Preload`]).
+pub fn load_files(
+    mem: &GuestMemoryMmap,
+    mem_bytes: u64,
+    kernel: &Path,
+    initrd: Option<&Path>,
+    protocol: BootProtocol,
+) -> Result<LoadedImage, LoaderError> {
+    let initrd = match initrd {
+        Some(p) => Some(load_initrd(mem, mem_bytes, p)?),
+        None => None,
+    };
+    let mut image = load_kernel(mem, kernel, protocol)?;
+    image.initrd = initrd;
+    Ok(image)
+}
+
+fn load_kernel(
+    mem: &GuestMemoryMmap,
+    kernel: &Path,
+    protocol: BootProtocol,
+) -> Result<LoadedImage, LoaderError> {
     let kpath = kernel.display().to_string();
     let mut kfile = File::open(kernel).map_err(read_err(kernel))?;
     let mut magic = [0u8; 4];
@@ -100,12 +144,6 @@ pub fn load(
         .map_err(read_err(kernel))?;
     let himem = Some(GuestAddress(arch::layout::HIMEM_START));
 
-    let cmdline_addr = arch::write_cmdline(mem, cmdline)?;
-    let initrd_info = match initrd {
-        Some(p) => Some(load_initrd(mem, mem_bytes, p)?),
-        None => None,
-    };
-
     if &magic == b"\x7fELF" {
         let res = Elf::load(mem, None, &mut kfile, himem).map_err(|source| LoaderError::Elf {
             path: kpath.clone(),
@@ -115,22 +153,16 @@ pub fn load(
             PvhBootCapability::PvhEntryPresent(addr) => Some(addr),
             _ => None,
         };
-        let use_pvh = match (protocol, pvh) {
+        let pvh_entry = match (protocol, pvh) {
             (BootProtocol::Linux64, _) => None,
             (BootProtocol::Pvh, None) => return Err(LoaderError::NoPvhEntry { path: kpath }),
             (_, p) => p,
         };
-        if let Some(entry) = use_pvh {
-            let start_info = arch::configure_pvh(mem, cmdline_addr, initrd_info, mem_bytes)?;
-            return Ok(BootEntry {
-                entry,
-                mode: EntryMode::Pvh { start_info },
-            });
-        }
-        let boot_params = linux64_params(mem, cmdline_addr, cmdline, initrd_info, mem_bytes, &res)?;
-        return Ok(BootEntry {
-            entry: res.kernel_load,
-            mode: EntryMode::Linux64 { boot_params },
+        return Ok(LoadedImage {
+            pvh_entry,
+            linux64_entry: res.kernel_load,
+            setup_header: res.setup_header,
+            initrd: None,
         });
     }
     if &hdr == b"HdrS" {
@@ -142,34 +174,45 @@ pub fn load(
                 path: kpath.clone(),
                 source,
             })?;
-        let boot_params = linux64_params(mem, cmdline_addr, cmdline, initrd_info, mem_bytes, &res)?;
         // The 64-bit entry of a bzImage's protected-mode part is 0x200 in.
-        return Ok(BootEntry {
-            entry: GuestAddress(res.kernel_load.0 + 0x200),
-            mode: EntryMode::Linux64 { boot_params },
+        return Ok(LoadedImage {
+            pvh_entry: None,
+            linux64_entry: GuestAddress(res.kernel_load.0 + 0x200),
+            setup_header: res.setup_header,
+            initrd: None,
         });
     }
     Err(LoaderError::UnknownFormat { path: kpath })
 }
 
-/// The zero page for the 64-bit boot protocol, from the loaded kernel's
-/// setup header when it has one.
-fn linux64_params(
+/// Writes the command line and the PVH start info or the zero page for a
+/// loaded image; returns the entry for vCPU 0.
+pub fn write_boot_info(
     mem: &GuestMemoryMmap,
-    cmdline_addr: GuestAddress,
-    cmdline: &str,
-    initrd: Option<InitrdInfo>,
     mem_bytes: u64,
-    res: &linux_loader::loader::KernelLoaderResult,
-) -> Result<GuestAddress, LoaderError> {
-    Ok(arch::configure_boot_params(
+    image: &LoadedImage,
+    cmdline: &str,
+) -> Result<BootEntry, LoaderError> {
+    let cmdline_addr = arch::write_cmdline(mem, cmdline)?;
+    if let Some(entry) = image.pvh_entry {
+        let start_info = arch::configure_pvh(mem, cmdline_addr, image.initrd, mem_bytes)?;
+        return Ok(BootEntry {
+            entry,
+            mode: EntryMode::Pvh { start_info },
+        });
+    }
+    let boot_params = arch::configure_boot_params(
         mem,
         cmdline_addr,
         cmdline.len(),
-        initrd,
+        image.initrd,
         mem_bytes,
-        res.setup_header,
-    )?)
+        image.setup_header,
+    )?;
+    Ok(BootEntry {
+        entry: image.linux64_entry,
+        mode: EntryMode::Linux64 { boot_params },
+    })
 }
 
 fn load_initrd(

@@ -131,14 +131,20 @@ pub fn configure_boot_state(
 
     vcpu.set_fpu(&arch::fpu_default())
         .map_err(VcpuError::Regs)?;
-    if let Some(boot) = boot {
-        let mut sregs = vcpu.get_sregs().map_err(VcpuError::Regs)?;
-        arch::boot_sregs(mem, &mut sregs, &boot.mode)?;
-        vcpu.set_sregs(&sregs).map_err(VcpuError::Regs)?;
-        vcpu.set_regs(&arch::boot_regs(boot.entry, &boot.mode))
-            .map_err(VcpuError::Regs)?;
+    match boot {
+        Some(boot) => set_entry(vcpu, mem, boot),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// The boot vCPU's entry registers (and the page tables and GDT they
+/// point at): set last, once the kernel is loaded.
+pub fn set_entry(vcpu: &VcpuFd, mem: &GuestMemoryMmap, boot: &BootEntry) -> Result<(), VcpuError> {
+    let mut sregs = vcpu.get_sregs().map_err(VcpuError::Regs)?;
+    arch::boot_sregs(mem, &mut sregs, &boot.mode)?;
+    vcpu.set_sregs(&sregs).map_err(VcpuError::Regs)?;
+    vcpu.set_regs(&arch::boot_regs(boot.entry, &boot.mode))
+        .map_err(VcpuError::Regs)
 }
 
 /// The signal that kicks a vCPU thread out of KVM_RUN (EINTR).

@@ -46,8 +46,24 @@ pub enum VmError {
     Bus(#[from] devices::BusError),
     #[error("interrupt routing")]
     Irq(#[from] IrqError),
+    #[error("cannot start the irqchip set-up thread")]
+    Thread(#[source] std::io::Error),
+    #[error("the irqchip set-up thread panicked")]
+    IrqchipPanicked,
     #[error("{requested} vCPUs requested; this KVM allows at most {max}")]
     TooManyVcpus { requested: u8, max: usize },
+}
+
+/// The in-kernel PIC and IOAPIC, then the PIT: the guest's boot clock
+/// event here (it cannot calibrate the TSC, and without ACPI there is no
+/// HPET or PM timer).
+fn create_irqchip_and_pit(fd: &VmFd) -> Result<(), VmError> {
+    fd.create_irq_chip().map_err(kvm_op("KVM_CREATE_IRQCHIP"))?;
+    let pit = kvm_pit_config {
+        flags: KVM_PIT_SPEAKER_DUMMY,
+        ..Default::default()
+    };
+    fd.create_pit2(pit).map_err(kvm_op("KVM_CREATE_PIT2"))
 }
 
 fn kvm_op(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
@@ -69,9 +85,11 @@ pub struct Vm {
 }
 
 impl Vm {
-    /// Creates the VM with `mem_bytes` of RAM and the legacy devices. The
-    /// i8042 reset line writes `reset_evt`; console bytes go to `console`.
+    /// Creates the VM over `mem` (`mem_bytes` of RAM, from
+    /// [`memory::create_guest_memory`]) and the legacy devices. The i8042
+    /// reset line writes `reset_evt`; console bytes go to `console`.
     pub fn new(
+        mem: GuestMemoryMmap,
         mem_bytes: u64,
         num_vcpus: u8,
         console: Box<dyn std::io::Write + Send>,
@@ -106,20 +124,23 @@ impl Vm {
         let fd = kvm.create_vm().map_err(VmError::CreateVm)?;
         fd.set_tss_address(KVM_TSS_ADDRESS)
             .map_err(kvm_op("KVM_SET_TSS_ADDR"))?;
-        fd.create_irq_chip().map_err(kvm_op("KVM_CREATE_IRQCHIP"))?;
-        // The PIT is the guest's boot clock event here: it cannot calibrate
-        // the TSC, and without ACPI there is no HPET or PM timer.
-        let pit = kvm_pit_config {
-            flags: KVM_PIT_SPEAKER_DUMMY,
-            ..Default::default()
-        };
-        fd.create_pit2(pit).map_err(kvm_op("KVM_CREATE_PIT2"))?;
         let fd = Arc::new(fd);
+        // KVM_CREATE_IRQCHIP and KVM_CREATE_PIT2 are the slowest steps here
+        // (1–5 ms each on a busy host: SRCU grace periods, and the PIT's
+        // kernel thread): they run on an `irqchip` thread, joined before
+        // this returns (so before any seccomp filter), while the memory
+        // slot is set.
+        std::thread::scope(|s| {
+            let chips = std::thread::Builder::new()
+                .name("irqchip".into())
+                .spawn_scoped(s, || create_irqchip_and_pit(&fd))
+                .map_err(VmError::Thread)?;
+            let slots = memory::register_with_kvm(&fd, &mem);
+            chips.join().map_err(|_| VmError::IrqchipPanicked)??;
+            slots.map_err(VmError::Memory)
+        })?;
         let max_routes = kvm.check_extension_int(kvm_ioctls::Cap::IrqRouting).max(64) as usize;
         let irq = Arc::new(GsiRouting::new(fd.clone(), max_routes)?);
-
-        let mem = memory::create_guest_memory(mem_bytes)?;
-        memory::register_with_kvm(&fd, &mem)?;
 
         let serial_evt = EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(VmError::EventFd)?;
         fd.register_irqfd(&serial_evt, SERIAL_COM1_IRQ)

@@ -18,10 +18,12 @@ use std::time::{Duration, Instant};
 
 use kvm_ioctls::VcpuFd;
 use tracing::info;
+use vm_memory::GuestMemoryMmap;
 
 use crate::api::{ApiInputs, ApiOptions, ApiSetup};
-use crate::boot::GuestImage;
+use crate::boot::{GuestImage, Preload};
 use crate::console::{self, ConsoleOutput, ConsoleTarget, ConsoleWatch, RawStdin};
+use crate::console_socket::ConsoleSocket;
 use crate::console_writer::ConsoleWriter;
 use crate::control::{Control, GracefulStop};
 use crate::error::VmmError;
@@ -127,6 +129,7 @@ impl TryFrom<VmmConfig> for Vmm {
         // Before any thread exists, so every thread inherits the blocked mask.
         let signals = StopSignals::block_and_open().map_err(VmmError::Signals)?;
         vcpu::install_kick_handler().map_err(|source| VmmError::Vcpu { id: 0, source })?;
+        let filters = crate::seccomp::Precompile::start(opts.seccomp);
         let kernel = boot_files(&plan)?;
         let mut phases = StartPhases::new(start);
 
@@ -136,7 +139,9 @@ impl TryFrom<VmmConfig> for Vmm {
         crate::panic_hook::install(&exit);
         // Made before the VM, so a failed build drops it after the devices.
         let mut pod = crate::attach::NicServices::default();
+        let (mem, preload) = preload(&plan, &kernel, opts.boot_protocol)?;
         let mut vm = Vm::new(
+            mem,
             plan.memory_bytes,
             plan.vcpus,
             Box::new(ConsoleOutput::new(out, watch.clone())),
@@ -144,9 +149,7 @@ impl TryFrom<VmmConfig> for Vmm {
         )?;
         phases.mark("vm_memory");
         let vcpu_cpus = vcpu_cpus(&plan, opts.pin_vcpus);
-        let mut pci = PciSetup::new(&mut vm.pio).map_err(VmmError::Pci)?;
-        let gate = devices::PauseGate::new().map_err(VmmError::PauseGate)?;
-        pci.pause = Some(gate.clone());
+        let (mut pci, gate) = pci_setup(&mut vm)?;
         crate::attach::attach_nics(&mut vm, &mut pci, &mut pod, &plan, &host, &vcpu_cpus)?;
         phases.mark("nics");
         for dev in &opts.extra_pci {
@@ -154,22 +157,13 @@ impl TryFrom<VmmConfig> for Vmm {
         }
         let button = crate::acpi::add_devices(&mut vm, &exit)?;
         let image = guest_image(&plan, kernel, opts.boot_protocol, &pci);
-        let entry = image.load(&vm)?;
-        phases.mark("kernel_load");
-        let mut power_on = PowerOnState::capture_vm(&vm.fd)?;
-        let vcpu_fds = create_vcpus(&vm, &plan, &entry, &mut power_on)?;
-        phases.mark("vcpus");
-        log_set_up(&plan, &entry);
+        let (vcpu_fds, power_on) = vcpus_and_kernel(&vm, &plan, preload, &image, &mut phases)?;
         let intx = pci.intx.clone();
         let shared = vcpu_shared(&vm, &exit, start, plan.vcpus);
-        let grace = Duration::from_secs(plan.termination_grace_seconds);
-        let stop = GracefulStop::new(button.clone(), grace).map_err(VmmError::Signals)?;
-        let booted = stop.booted();
-        booted.store(!opts.api.incoming, std::sync::atomic::Ordering::Release);
+        let (stop, booted) = graceful_stop(&plan, &button, opts.api.incoming)?;
         let mut control = Control::new(exit.clone(), signals, stop, intx, pod)?;
-        if let Some(mut socket) = console_socket {
-            socket.set_serial(vm.serial.clone());
-            control.watch_console_socket(socket);
+        if let Some(socket) = console_socket {
+            watch_console_socket(&mut control, socket, &vm);
         }
         let jobs = state_jobs(&plan, &opts);
         let api = ApiInputs {
@@ -183,6 +177,7 @@ impl TryFrom<VmmConfig> for Vmm {
         };
         let api = ApiSetup::start(&opts.api, api)?;
         phases.finish("control_api");
+        filters.wait();
         Ok(Vmm {
             vcpus: Vcpus::new(shared),
             vcpu_fds,
@@ -270,16 +265,6 @@ fn open_console(opts: &RunOptions) -> Result<OpenedConsole, VmmError> {
     Ok((out, socket, writer))
 }
 
-fn log_set_up(plan: &VmPlan, entry: &BootEntry) {
-    info!(
-        vcpus = plan.vcpus,
-        memory_mib = plan.memory_bytes >> 20,
-        entry = format_args!("{:#x}", entry.entry.0),
-        mode = ?entry.mode,
-        "VM set up"
-    );
-}
-
 /// How the API hands snapshots and migrations to the run loop.
 fn state_jobs(plan: &VmPlan, opts: &RunOptions) -> crate::api::StateJobs {
     crate::api::StateJobs {
@@ -337,6 +322,89 @@ fn boot_files(plan: &VmPlan) -> Result<PathBuf, VmmError> {
     Ok(kernel)
 }
 
+/// The PCI host bridge, with the gate that pauses device workers.
+fn pci_setup(vm: &mut Vm) -> Result<(PciSetup, devices::PauseGate), VmmError> {
+    let mut pci = PciSetup::new(&mut vm.pio).map_err(VmmError::Pci)?;
+    let gate = devices::PauseGate::new().map_err(VmmError::PauseGate)?;
+    pci.pause = Some(gate.clone());
+    Ok((pci, gate))
+}
+
+/// `--console socket`: the control loop serves it, wired to COM1.
+fn watch_console_socket(control: &mut Control, mut socket: ConsoleSocket, vm: &Vm) {
+    socket.set_serial(vm.serial.clone());
+    control.watch_console_socket(socket);
+}
+
+/// SIGTERM's power-button press and grace period, and the flag saying a
+/// guest runs (not yet for an incoming VM).
+fn graceful_stop(
+    plan: &VmPlan,
+    button: &Arc<devices::acpi::PowerButton>,
+    incoming: bool,
+) -> Result<(GracefulStop, Arc<std::sync::atomic::AtomicBool>), VmmError> {
+    let grace = Duration::from_secs(plan.termination_grace_seconds);
+    let stop = GracefulStop::new(button.clone(), grace).map_err(VmmError::Signals)?;
+    let booted = stop.booted();
+    booted.store(!incoming, std::sync::atomic::Ordering::Release);
+    Ok((stop, booted))
+}
+
+/// The vCPUs (and their power-on state), then, once the loader thread is
+/// done, the boot structures and vCPU 0's entry.
+fn vcpus_and_kernel(
+    vm: &Vm,
+    plan: &VmPlan,
+    preload: Preload,
+    image: &GuestImage,
+    phases: &mut StartPhases,
+) -> Result<(Vec<VcpuFd>, PowerOnState), VmmError> {
+    let mut power_on = PowerOnState::capture_vm(&vm.fd)?;
+    let vcpu_fds = create_vcpus(vm, plan, &mut power_on)?;
+    phases.mark("vcpus");
+    // What is left of the kernel load once the VM is built.
+    let entry = preload.finish(image, vm)?;
+    set_boot_entry(vm, &vcpu_fds, &entry)?;
+    phases.mark("kernel_load");
+    info!(
+        vcpus = plan.vcpus,
+        memory_mib = plan.memory_bytes >> 20,
+        entry = format_args!("{:#x}", entry.entry.0),
+        mode = ?entry.mode,
+        "VM set up"
+    );
+    Ok((vcpu_fds, power_on))
+}
+
+/// Guest RAM, with the kernel and initramfs already being read into it
+/// while the caller creates the VM around it.
+fn preload(
+    plan: &VmPlan,
+    kernel: &std::path::Path,
+    protocol: BootProtocol,
+) -> Result<(GuestMemoryMmap, Preload), VmmError> {
+    let mem = crate::memory::create_guest_memory(plan.memory_bytes)
+        .map_err(crate::vm::VmError::Memory)?;
+    let preload = Preload::start(
+        mem.clone(),
+        plan.memory_bytes,
+        kernel.to_path_buf(),
+        plan.boot.initrd.clone(),
+        protocol,
+    )?;
+    Ok((mem, preload))
+}
+
+/// vCPU 0's entry registers, once the kernel is in place.
+fn set_boot_entry(vm: &Vm, vcpus: &[VcpuFd], entry: &BootEntry) -> Result<(), VmmError> {
+    match vcpus.first() {
+        Some(boot) => {
+            vcpu::set_entry(boot, &vm.mem, entry).map_err(|source| VmmError::Vcpu { id: 0, source })
+        }
+        None => Ok(()),
+    }
+}
+
 /// Host CPU of vCPU i, when vCPUs are pinned.
 fn vcpu_cpus(plan: &VmPlan, pin: bool) -> Vec<usize> {
     let allowed = if pin {
@@ -352,7 +420,6 @@ fn vcpu_cpus(plan: &VmPlan, pin: bool) -> Vec<usize> {
 fn create_vcpus(
     vm: &Vm,
     plan: &VmPlan,
-    entry: &BootEntry,
     power_on: &mut PowerOnState,
 ) -> Result<Vec<VcpuFd>, VmmError> {
     let mut fds = Vec::with_capacity(usize::from(plan.vcpus));
@@ -363,8 +430,7 @@ fn create_vcpus(
             .create_vcpu(u64::from(id))
             .map_err(|e| err(vcpu::VcpuError::CreateVcpu(e)))?;
         power_on.capture_vcpu(&fd)?;
-        let boot = (id == 0).then_some(entry);
-        vcpu::configure(&fd, &vm.mem, id, plan.vcpus, &vm.supported_cpuid, boot).map_err(err)?;
+        vcpu::configure(&fd, &vm.mem, id, plan.vcpus, &vm.supported_cpuid, None).map_err(err)?;
         fds.push(fd);
     }
     Ok(fds)

@@ -43,6 +43,7 @@ mod worker;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::OnceLock;
 
 use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, SeccompRule, TargetArch};
 
@@ -222,10 +223,73 @@ pub fn program(class: ThreadClass, mode: SeccompMode) -> Result<Option<BpfProgra
     Ok(Some(prog))
 }
 
+/// The classes on the way to the first KVM_RUN: their programs are
+/// compiled ahead ([`Precompile`]) instead of by the thread that enters.
+const PRECOMPILED: [ThreadClass; 2] = [ThreadClass::Control, ThreadClass::Vcpu];
+
+/// A compiled program of a [`PRECOMPILED`] class (by index there) and its
+/// mode. A `OnceLock`, so a thread that enters while its program is still
+/// being compiled waits for it instead of compiling it again.
+type Slot = OnceLock<Option<(SeccompMode, BpfProgram)>>;
+static COMPILED: [Slot; 2] = [OnceLock::new(), OnceLock::new()];
+
+/// `class`'s program for `mode`: the precompiled one when there is one
+/// (`None` in the slot: compiling failed, and compiling again gives the
+/// error).
+fn cached_program(
+    class: ThreadClass,
+    mode: SeccompMode,
+) -> Result<Option<BpfProgram>, SeccompError> {
+    let slot = PRECOMPILED
+        .iter()
+        .position(|c| *c == class)
+        .and_then(|i| COMPILED.get(i));
+    let Some(slot) = slot else {
+        return program(class, mode);
+    };
+    let compiled = slot.get_or_init(|| program(class, mode).ok()?.map(|p| (mode, p)));
+    match compiled {
+        Some((m, prog)) if *m == mode => Ok(Some(prog.clone())),
+        _ => program(class, mode),
+    }
+}
+
+/// The [`PRECOMPILED`] programs being compiled on a `seccomp-compile`
+/// thread while the VM is set up (it takes a few ms that would otherwise
+/// sit between the set-up and the first KVM_RUN). The thread only
+/// computes; [`Precompile::wait`] joins it before any filter goes on.
+pub struct Precompile(Option<std::thread::JoinHandle<()>>);
+
+impl Precompile {
+    /// Starts compiling for `mode` (nothing to do when it is `Off`; if the
+    /// thread cannot start, each thread compiles its own program).
+    pub fn start(mode: SeccompMode) -> Self {
+        if mode == SeccompMode::Off {
+            return Self(None);
+        }
+        let compile = move || {
+            for class in PRECOMPILED {
+                let _ = cached_program(class, mode);
+            }
+        };
+        let handle = std::thread::Builder::new()
+            .name("seccomp-compile".into())
+            .spawn(compile)
+            .ok();
+        Self(handle)
+    }
+
+    pub fn wait(self) {
+        if let Some(h) = self.0 {
+            let _ = h.join();
+        }
+    }
+}
+
 /// Installs `class`'s filter on the calling thread (with
 /// `PR_SET_NO_NEW_PRIVS`).
 pub fn install(class: ThreadClass, mode: SeccompMode) -> Result<(), SeccompError> {
-    let Some(prog) = program(class, mode)? else {
+    let Some(prog) = cached_program(class, mode)? else {
         return Ok(());
     };
     sigsys::set_thread_class(class);
@@ -255,6 +319,32 @@ mod tests {
             }
             assert!(program(class, SeccompMode::Off).unwrap().is_none());
         }
+    }
+
+    #[test]
+    fn a_precompiled_program_is_the_one_compiled_for_its_mode() {
+        Precompile::start(SeccompMode::Enforce).wait();
+        for class in PRECOMPILED {
+            for mode in [SeccompMode::Enforce, SeccompMode::Log] {
+                let cached = cached_program(class, mode).unwrap().unwrap();
+                assert_eq!(
+                    cached,
+                    program(class, mode).unwrap().unwrap(),
+                    "{class} {mode:?}"
+                );
+            }
+            assert!(cached_program(class, SeccompMode::Off).unwrap().is_none());
+        }
+        let log = program(ThreadClass::Vcpu, SeccompMode::Log)
+            .unwrap()
+            .unwrap();
+        let enforce = program(ThreadClass::Vcpu, SeccompMode::Enforce)
+            .unwrap()
+            .unwrap();
+        assert_ne!(
+            log, enforce,
+            "the modes' programs must differ for this test to mean anything"
+        );
     }
 
     #[test]
