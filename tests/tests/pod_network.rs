@@ -252,11 +252,13 @@ fn masquerade_ipv6_router_advertisement_and_nat66() {
         dir.path().display()
     ));
     let spec_path = dir.write("vmi.yaml", &spec("masq6", "masquerade", ""));
+    // The guest's first neighbour resolution of the gateway may fail while
+    // its address is still tentative (one CI run): retry as a client would.
     let guest_cmd = format!(
         "ip -6 addr add fd10:0:2::2/120 dev eth0; \
          for i in 1 2 3 4 5 6 7 8 9 10; do ip -6 route | grep -q '^default' && break; sleep 1; done; \
          ip -6 route | grep '^default' | sed 's/^/ROUTE6 /'; \
-         wget -q -O - http://[{SERVER_IP6}]:8066/hello; \
+         for i in 1 2 3; do wget -q -O - http://[{SERVER_IP6}]:8066/hello && break; sleep 2; done; \
          sleep 20 | nc {SERVER_IP6} 7000; echo GUEST6-DONE"
     );
     let mut vm = Vmm::boot_in(
