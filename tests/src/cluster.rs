@@ -132,3 +132,33 @@ impl Drop for Cluster {
         let _ = std::fs::remove_dir_all(&self.resolv_dir);
     }
 }
+
+/// A KubeVirt VMI for the guest kit with one virtio NIC `default` on the
+/// pod network, bound by `binding` (`masquerade`, `bridge`, …); `ports` is
+/// the interface's `ports:` block as YAML lines (indented 10), or empty.
+pub fn pod_vmi_yaml(name: &str, binding: &str, ports: &str) -> String {
+    format!(
+        r#"apiVersion: kubevirt.io/v1
+kind: VirtualMachineInstance
+metadata:
+  name: {name}
+spec:
+  domain:
+    cpu: {{cores: 1}}
+    memory: {{guest: 128Mi}}
+    devices:
+      interfaces:
+        - name: default
+          model: virtio
+          {binding}: {{}}
+{ports}
+  networks:
+    - name: default
+      pod: {{}}
+"#
+    )
+}
+
+/// The `ports:` block of [`pod_vmi_yaml`] listing TCP `port` as `http`.
+pub const HTTP_8080_PORTS: &str =
+    "          ports:\n            - name: http\n              port: 8080";

@@ -9,32 +9,10 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use petrel_tests::cluster::Cluster;
+use petrel_tests::cluster::{pod_vmi_yaml, Cluster};
 use petrel_tests::{
     base64, guest_cmdline, guest_dir, petrel_bin, run_args, Scratch, Vmm, BOOT_TIMEOUT,
 };
-
-fn spec(name: &str) -> String {
-    format!(
-        r#"apiVersion: kubevirt.io/v1
-kind: VirtualMachineInstance
-metadata:
-  name: {name}
-spec:
-  domain:
-    cpu: {{cores: 1}}
-    memory: {{guest: 128Mi}}
-    devices:
-      interfaces:
-        - name: default
-          model: virtio
-          masquerade: {{}}
-  networks:
-    - name: default
-      pod: {{}}
-"#
-    )
-}
 
 /// petrel in the pod's netns with `env` set (for the debug-build test
 /// triggers), booting the guest kit with `guest_cmd`.
@@ -120,7 +98,7 @@ fn tasks(pid: u32) -> Vec<Task> {
 fn every_thread_is_sandboxed_while_a_masquerade_vm_runs() {
     let dir = Scratch::new("hard-threads");
     let cluster = Cluster::new();
-    let spec = dir.write("vmi.yaml", &spec("hard"));
+    let spec = dir.write("vmi.yaml", &pod_vmi_yaml("hard", "masquerade", ""));
     let api = dir.path().join("api.sock");
     let api_arg = api.display().to_string();
     let mut vm = boot(
@@ -208,7 +186,7 @@ fn every_thread_is_sandboxed_while_a_masquerade_vm_runs() {
 fn a_denied_system_call_is_named_and_exits_1() {
     let dir = Scratch::new("hard-denied");
     let cluster = Cluster::new();
-    let spec = dir.write("vmi.yaml", &spec("denied"));
+    let spec = dir.write("vmi.yaml", &pod_vmi_yaml("denied", "masquerade", ""));
     let mut vm = boot(
         &cluster,
         &spec,
@@ -245,7 +223,7 @@ fn a_denied_system_call_is_named_and_exits_1() {
 fn a_panicking_thread_stops_the_vm_and_the_pod_is_cleaned() {
     let dir = Scratch::new("hard-panic");
     let cluster = Cluster::new();
-    let spec = dir.write("vmi.yaml", &spec("panic"));
+    let spec = dir.write("vmi.yaml", &pod_vmi_yaml("panic", "masquerade", ""));
     for (thread, wait) in [
         ("vcpu0", Duration::from_secs(60)),
         ("default-q0", BOOT_TIMEOUT),
@@ -296,7 +274,7 @@ fn delays(seed: u64, n: usize, max_ms: u64) -> Vec<u64> {
 fn sigkills_at_random_moments_leave_nothing_the_next_run_does_not_clean() {
     let dir = Scratch::new("hard-kill");
     let cluster = Cluster::new();
-    let spec = dir.write("vmi.yaml", &spec("killed"));
+    let spec = dir.write("vmi.yaml", &pod_vmi_yaml("killed", "masquerade", ""));
     let seed = std::env::var("PETREL_KILL_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

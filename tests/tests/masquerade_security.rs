@@ -5,33 +5,11 @@
 
 use std::time::Duration;
 
-use petrel_tests::cluster::{Cluster, POD_IP, SERVER_IP, SERVER_IP6};
+use petrel_tests::cluster::{pod_vmi_yaml, Cluster, POD_IP, SERVER_IP, SERVER_IP6};
 use petrel_tests::netns::NetNs;
 use petrel_tests::{Scratch, Vmm, BOOT_TIMEOUT};
 
 const VM: &str = "msec";
-
-fn spec() -> String {
-    format!(
-        r#"apiVersion: kubevirt.io/v1
-kind: VirtualMachineInstance
-metadata:
-  name: {VM}
-spec:
-  domain:
-    cpu: {{cores: 1}}
-    memory: {{guest: 128Mi}}
-    devices:
-      interfaces:
-        - name: default
-          model: virtio
-          masquerade: {{}}
-  networks:
-    - name: default
-      pod: {{}}
-"#
-    )
-}
 
 /// The packet count of the first rule of `table` (in `ns`) whose listing
 /// line contains `needle`.
@@ -74,7 +52,7 @@ fn masquerade_guest_cannot_reach_pod_loopback_or_spoof() {
          nft add rule inet cnt in icmpv6 type echo-request ip6 length 64 counter && \
          nft add rule inet cnt in icmpv6 type echo-request ip6 length 133 counter",
     );
-    let spec_path = dir.write("vmi.yaml", &spec());
+    let spec_path = dir.write("vmi.yaml", &pod_vmi_yaml(VM, "masquerade", ""));
     let guest_cmd = format!(
         "mkdir -p /tmp/www && echo HELLO-FROM-GUEST > /tmp/www/index.html; httpd -p 8081 -h /tmp/www; \
          ping -c 2 -W 5 {SERVER_IP} && echo CONTROL-PING-OK; \

@@ -5,32 +5,10 @@
 use std::time::Duration;
 
 use petrel_tests::cluster::{
-    Cluster, POD_DNS, POD_IP, POD_IP6_HEX, POD_MTU, SERVER_IP, SERVER_IP6,
+    pod_vmi_yaml, Cluster, HTTP_8080_PORTS, POD_DNS, POD_IP, POD_IP6_HEX, POD_MTU, SERVER_IP,
+    SERVER_IP6,
 };
 use petrel_tests::{Scratch, Vmm, BOOT_TIMEOUT};
-
-fn spec(name: &str, binding: &str, ports: &str) -> String {
-    format!(
-        r#"apiVersion: kubevirt.io/v1
-kind: VirtualMachineInstance
-metadata:
-  name: {name}
-spec:
-  domain:
-    cpu: {{cores: 1}}
-    memory: {{guest: 128Mi}}
-    devices:
-      interfaces:
-        - name: default
-          model: virtio
-          {binding}: {{}}
-{ports}
-  networks:
-    - name: default
-      pod: {{}}
-"#
-    )
-}
 
 fn serve_server(cluster: &mut Cluster, dir: &Scratch) {
     std::fs::write(dir.path().join("hello"), "HELLO-FROM-SERVER\n").unwrap();
@@ -67,8 +45,10 @@ fn masquerade_nat_port_allow_list_and_cleanup() {
     let dir = Scratch::new("masq");
     let mut cluster = Cluster::new();
     serve_server(&mut cluster, &dir);
-    let ports = "          ports:\n            - name: http\n              port: 8080";
-    let spec_path = dir.write("vmi.yaml", &spec("masq", "masquerade", ports));
+    let spec_path = dir.write(
+        "vmi.yaml",
+        &pod_vmi_yaml("masq", "masquerade", HTTP_8080_PORTS),
+    );
     let guest_cmd = format!(
         "mkdir -p /tmp/www && echo HELLO-FROM-GUEST > /tmp/www/index.html; \
          httpd -p 8080 -h /tmp/www; httpd -p 8081 -h /tmp/www; \
@@ -159,7 +139,7 @@ fn bridge_guest_gets_pod_ip_mtu_dns_and_pod_is_restored() {
     let dir = Scratch::new("bridge");
     let mut cluster = Cluster::new();
     serve_server(&mut cluster, &dir);
-    let spec_path = dir.write("vmi.yaml", &spec("brvm", "bridge", ""));
+    let spec_path = dir.write("vmi.yaml", &pod_vmi_yaml("brvm", "bridge", ""));
     let guest_cmd = format!(
         "cat /etc/resolv.conf; wget -q -O - http://{SERVER_IP}/hello; \
          sleep 20 | nc {SERVER_IP} 7000; echo GUEST-DONE"
@@ -251,7 +231,7 @@ fn masquerade_ipv6_router_advertisement_and_nat66() {
         "exec busybox httpd -f -p 8066 -h {}",
         dir.path().display()
     ));
-    let spec_path = dir.write("vmi.yaml", &spec("masq6", "masquerade", ""));
+    let spec_path = dir.write("vmi.yaml", &pod_vmi_yaml("masq6", "masquerade", ""));
     // The guest's first neighbour resolution of the gateway may fail while
     // its address is still tentative (one CI run): retry as a client would.
     let guest_cmd = format!(

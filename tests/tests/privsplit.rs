@@ -7,37 +7,14 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use petrel_tests::cluster::{Cluster, POD_IP, SERVER_IP, SERVER_IP6};
+use petrel_tests::cluster::{
+    pod_vmi_yaml, Cluster, HTTP_8080_PORTS, POD_IP, SERVER_IP, SERVER_IP6,
+};
 use petrel_tests::unpriv::{self, QEMU_UID};
 use petrel_tests::{base64, guest_cmdline, guest_dir, petrel_bin, run_args, Scratch, Vmm};
 use petrel_tests::{netns::NetNs, BOOT_TIMEOUT};
 
 const VM: &str = "split";
-
-fn spec() -> String {
-    format!(
-        r#"apiVersion: kubevirt.io/v1
-kind: VirtualMachineInstance
-metadata:
-  name: {VM}
-spec:
-  domain:
-    cpu: {{cores: 1}}
-    memory: {{guest: 128Mi}}
-    devices:
-      interfaces:
-        - name: default
-          model: virtio
-          masquerade: {{}}
-          ports:
-            - name: http
-              port: 8080
-  networks:
-    - name: default
-      pod: {{}}
-"#
-    )
-}
 
 /// `petrel ARGS…` as root inside `ns`.
 fn petrel_in(ns: &NetNs, args: &[&str]) -> Output {
@@ -101,7 +78,7 @@ fn net_setup_then_unprivileged_run_then_teardown() {
     cluster
         .server
         .spawn("sleep 3600 | busybox nc -l -p 7000 > /dev/null");
-    let spec_path = dir.write("vmi.yaml", &spec());
+    let spec_path = dir.write("vmi.yaml", &pod_vmi_yaml(VM, "masquerade", HTTP_8080_PORTS));
     let kit = guest_dir();
     unpriv::assert_readable(QEMU_UID, &[&spec_path, &petrel_bin(), &kit.join("vmlinux")]);
 
@@ -225,7 +202,7 @@ fn unprivileged_run_without_net_setup_says_what_to_run() {
     let runs = Scratch::new("split-none-runs");
     let node_dir = Scratch::new("split-none-kvm");
     let cluster = Cluster::new();
-    let spec_path = dir.write("vmi.yaml", &spec());
+    let spec_path = dir.write("vmi.yaml", &pod_vmi_yaml(VM, "masquerade", HTTP_8080_PORTS));
     let kit = guest_dir();
     let mut c: Command = unpriv::command(
         Some(cluster.pod.name()),
@@ -252,7 +229,7 @@ fn unprivileged_run_without_net_setup_says_what_to_run() {
     // touching the pod.
     let bad = dir.write(
         "bad.yaml",
-        &spec().replace("masquerade: {}", "masqurade: {}"),
+        &pod_vmi_yaml(VM, "masquerade", HTTP_8080_PORTS).replace("masquerade: {}", "masqurade: {}"),
     );
     let out = net_setup(&cluster, &bad, runs.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -276,7 +253,7 @@ fn ipv6_pod_split_without_net_raw_serves_dhcpv6_and_warns() {
         "exec busybox httpd -f -p 8066 -h {}",
         dir.path().display()
     ));
-    let spec_path = dir.write("vmi.yaml", &spec());
+    let spec_path = dir.write("vmi.yaml", &pod_vmi_yaml(VM, "masquerade", HTTP_8080_PORTS));
     assert_ok("net-setup", &net_setup(&cluster, &spec_path, runs.path()));
     let state = std::fs::read_to_string(runs.path().join(VM).join("net.json")).unwrap();
     assert!(state.contains("fd10:0:2::/120"), "{state}");
