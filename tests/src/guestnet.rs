@@ -12,6 +12,14 @@ pub const HOST_IP: &str = "10.0.99.1";
 pub const GUEST_IP: &str = "10.0.99.2";
 pub const GUEST_MAC: &str = "02:aa:bb:cc:dd:01";
 
+/// Guest shell: waits (up to 15 s) until no IPv6 address on eth0 is still
+/// tentative, so a test's first packets do not leave during duplicate
+/// address detection (the emulated guest's DAD can take seconds under
+/// load; a ping then has no usable source). Short: it goes on the kernel
+/// command line. Ends with `;`.
+pub const WAIT_DAD: &str =
+    "for i in $(seq 15);do ip -6 a s dev eth0|grep -q tentative||break;sleep 1;done;";
+
 /// A KubeVirt VMI whose interface `default` is wired to tap `ptap0`.
 pub fn nic_spec(name: &str, cores: u32, multiqueue: bool, model: &str) -> String {
     format!(

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use petrel_tests::cluster::{pod_vmi_yaml, Cluster, POD_IP, SERVER_IP, SERVER_IP6};
+use petrel_tests::guestnet::WAIT_DAD;
 use petrel_tests::netns::NetNs;
 use petrel_tests::{Scratch, Vmm, BOOT_TIMEOUT};
 
@@ -56,10 +57,10 @@ fn masquerade_guest_cannot_reach_pod_loopback_or_spoof() {
     let guest_cmd = format!(
         "mkdir -p /tmp/www && echo HELLO-FROM-GUEST > /tmp/www/index.html; httpd -p 8081 -h /tmp/www; \
          ping -c 2 -W 5 {SERVER_IP} && echo CONTROL-PING-OK; \
-         ip -6 addr add fd10:0:2::2/120 dev eth0; \
+         ip -6 addr add fd10:0:2::2/120 dev eth0; {WAIT_DAD} \
          for i in 1 2 3 4 5 6 7 8 9 10; do ip -6 route | grep -q '^default' && break; sleep 1; done; \
          ping6 -c 2 -W 5 {SERVER_IP6} && echo CONTROL-PING6-OK; \
-         ip -6 addr add fd10:0:2::99/120 dev eth0; sleep 3; \
+         ip -6 addr add fd10:0:2::99/120 dev eth0; {WAIT_DAD} \
          ping6 -c 3 -W 2 -s 125 -I fd10:0:2::99 {SERVER_IP6}; echo SPOOF6-DONE; \
          sysctl -w net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.eth0.route_localnet=1; \
          ip route del local 127.0.0.0/8 dev lo table local; \

@@ -12,6 +12,7 @@ use std::time::Duration;
 use petrel_tests::cluster::{
     Cluster, POD_IP, POD_IP6, POD_IP6_HEX, POD_MTU, SERVER_IP, SERVER_IP6,
 };
+use petrel_tests::guestnet::WAIT_DAD;
 use petrel_tests::netns::{sh, NetNs};
 use petrel_tests::unpriv::{self, QEMU_UID};
 use petrel_tests::{guest_cmdline, guest_dir, petrel_bin, run_args, Scratch, Vmm, BOOT_TIMEOUT};
@@ -214,7 +215,7 @@ fn passt_ipv6_when_the_pod_has_it() {
     let ports = "          ports:\n            - port: 80";
     let spec_path = dir.write("vmi.yaml", &spec("pt6", "passt: {}", ports, "pod: {}"));
     let guest_cmd = format!(
-        "ip -6 addr add {POD_IP6}/64 dev eth0; \
+        "ip -6 addr add {POD_IP6}/64 dev eth0; {WAIT_DAD} \
          for i in $(seq 1 30); do ip -6 route | grep -q '^default' && break; sleep 1; done; \
          ip -6 route | grep '^default' | sed 's/^/ROUTE6 /'; \
          wget -q -O - http://[{SERVER_IP6}]:8066/hello; \

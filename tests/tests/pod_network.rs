@@ -8,6 +8,7 @@ use petrel_tests::cluster::{
     pod_vmi_yaml, Cluster, HTTP_8080_PORTS, POD_DNS, POD_IP, POD_IP6_HEX, POD_MTU, SERVER_IP,
     SERVER_IP6,
 };
+use petrel_tests::guestnet::WAIT_DAD;
 use petrel_tests::{Scratch, Vmm, BOOT_TIMEOUT};
 
 fn serve_server(cluster: &mut Cluster, dir: &Scratch) {
@@ -235,7 +236,7 @@ fn masquerade_ipv6_router_advertisement_and_nat66() {
     // The guest's first neighbour resolution of the gateway may fail while
     // its address is still tentative (one CI run): retry as a client would.
     let guest_cmd = format!(
-        "ip -6 addr add fd10:0:2::2/120 dev eth0; \
+        "ip -6 addr add fd10:0:2::2/120 dev eth0; {WAIT_DAD} \
          for i in 1 2 3 4 5 6 7 8 9 10; do ip -6 route | grep -q '^default' && break; sleep 1; done; \
          ip -6 route | grep '^default' | sed 's/^/ROUTE6 /'; \
          for i in 1 2 3; do wget -q -O - http://[{SERVER_IP6}]:8066/hello && break; sleep 2; done; \

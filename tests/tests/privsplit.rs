@@ -10,6 +10,7 @@ use std::time::Duration;
 use petrel_tests::cluster::{
     pod_vmi_yaml, Cluster, HTTP_8080_PORTS, POD_IP, SERVER_IP, SERVER_IP6,
 };
+use petrel_tests::guestnet::WAIT_DAD;
 use petrel_tests::unpriv::{self, QEMU_UID};
 use petrel_tests::{base64, guest_cmdline, guest_dir, petrel_bin, run_args, Scratch, Vmm};
 use petrel_tests::{netns::NetNs, BOOT_TIMEOUT};
@@ -258,7 +259,7 @@ fn ipv6_pod_split_without_net_raw_serves_dhcpv6_and_warns() {
     let state = std::fs::read_to_string(runs.path().join(VM).join("net.json")).unwrap();
     assert!(state.contains("fd10:0:2::/120"), "{state}");
     let guest_cmd = format!(
-        "ip -6 addr add fd10:0:2::2/120 dev eth0; sleep 3; \
+        "ip -6 addr add fd10:0:2::2/120 dev eth0; {WAIT_DAD} \
          ip -6 route add default via fd10:0:2::1 dev eth0; \
          wget -q -O - http://[{SERVER_IP6}]:8066/hello; echo GUEST6-DONE; sleep 600"
     );
