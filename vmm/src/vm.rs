@@ -84,6 +84,35 @@ pub struct Vm {
     pub supported_cpuid: CpuId,
 }
 
+/// Opens /dev/kvm and checks the API version, the capabilities petrel
+/// relies on and that it can run `num_vcpus` vCPUs.
+fn open_kvm(num_vcpus: u8) -> Result<Kvm, VmError> {
+    let kvm = Kvm::new().map_err(VmError::OpenKvm)?;
+    let api = kvm.get_api_version();
+    if api != 12 {
+        return Err(VmError::ApiVersion(api));
+    }
+    for (cap, name) in [
+        (kvm_ioctls::Cap::Irqchip, "IRQCHIP"),
+        (kvm_ioctls::Cap::Pit2, "PIT2"),
+        (kvm_ioctls::Cap::Irqfd, "IRQFD"),
+        (kvm_ioctls::Cap::Ioeventfd, "IOEVENTFD"),
+        (kvm_ioctls::Cap::ImmediateExit, "IMMEDIATE_EXIT"),
+    ] {
+        if !kvm.check_extension(cap) {
+            return Err(VmError::MissingCap(name));
+        }
+    }
+    let max = kvm.get_max_vcpus();
+    if usize::from(num_vcpus) > max {
+        return Err(VmError::TooManyVcpus {
+            requested: num_vcpus,
+            max,
+        });
+    }
+    Ok(kvm)
+}
+
 impl Vm {
     /// Creates the VM over `mem` (`mem_bytes` of RAM, from
     /// [`memory::create_guest_memory`]) and the legacy devices. The i8042
@@ -95,29 +124,7 @@ impl Vm {
         console: Box<dyn std::io::Write + Send>,
         reset_evt: &EventFd,
     ) -> Result<Self, VmError> {
-        let kvm = Kvm::new().map_err(VmError::OpenKvm)?;
-        let api = kvm.get_api_version();
-        if api != 12 {
-            return Err(VmError::ApiVersion(api));
-        }
-        for (cap, name) in [
-            (kvm_ioctls::Cap::Irqchip, "IRQCHIP"),
-            (kvm_ioctls::Cap::Pit2, "PIT2"),
-            (kvm_ioctls::Cap::Irqfd, "IRQFD"),
-            (kvm_ioctls::Cap::Ioeventfd, "IOEVENTFD"),
-            (kvm_ioctls::Cap::ImmediateExit, "IMMEDIATE_EXIT"),
-        ] {
-            if !kvm.check_extension(cap) {
-                return Err(VmError::MissingCap(name));
-            }
-        }
-        let max = kvm.get_max_vcpus();
-        if usize::from(num_vcpus) > max {
-            return Err(VmError::TooManyVcpus {
-                requested: num_vcpus,
-                max,
-            });
-        }
+        let kvm = open_kvm(num_vcpus)?;
         let supported_cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(kvm_op("KVM_GET_SUPPORTED_CPUID"))?;

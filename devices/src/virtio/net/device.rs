@@ -87,6 +87,38 @@ struct Queues {
     ctrl: Option<QueueConfig>,
 }
 
+/// The features a device with `pairs` queue pairs over `backends` offers.
+fn offered_features(pairs: usize, backends: &[Box<dyn FrameBackend>]) -> u64 {
+    let mut avail_features = VIRTIO_F_VERSION_1
+        | VIRTIO_RING_F_EVENT_IDX
+        | VIRTIO_RING_F_INDIRECT_DESC
+        | bit(VIRTIO_NET_F_MAC)
+        | bit(VIRTIO_NET_F_STATUS)
+        | bit(VIRTIO_NET_F_MTU)
+        | bit(VIRTIO_NET_F_CSUM)
+        | bit(VIRTIO_NET_F_GUEST_CSUM)
+        | bit(VIRTIO_NET_F_HOST_TSO4)
+        | bit(VIRTIO_NET_F_HOST_TSO6)
+        | bit(VIRTIO_NET_F_HOST_ECN)
+        | bit(VIRTIO_NET_F_GUEST_TSO4)
+        | bit(VIRTIO_NET_F_GUEST_TSO6)
+        | bit(VIRTIO_NET_F_GUEST_ECN)
+        | bit(VIRTIO_NET_F_MRG_RXBUF)
+        | bit(VIRTIO_NET_F_CTRL_VQ)
+        | bit(VIRTIO_NET_F_CTRL_RX)
+        | bit(VIRTIO_NET_F_CTRL_MAC_ADDR)
+        | bit(VIRTIO_NET_F_GUEST_ANNOUNCE);
+    if pairs > 1 {
+        avail_features |= bit(VIRTIO_NET_F_MQ);
+    }
+    if backends.iter().any(|b| !b.supports_offloads()) {
+        // A backend of bare frames (passt): the guest must checksum
+        // and segment itself, and gets only complete frames.
+        avail_features &= !OFFLOAD_FEATURES;
+    }
+    avail_features
+}
+
 impl Net {
     /// A device with one queue pair per backend. `affinity` is empty or
     /// has one entry per pair (host CPUs for that pair's worker).
@@ -126,33 +158,7 @@ impl Net {
             return Err(NetError::BadCpu(cpu));
         }
 
-        let mut avail_features = VIRTIO_F_VERSION_1
-            | VIRTIO_RING_F_EVENT_IDX
-            | VIRTIO_RING_F_INDIRECT_DESC
-            | bit(VIRTIO_NET_F_MAC)
-            | bit(VIRTIO_NET_F_STATUS)
-            | bit(VIRTIO_NET_F_MTU)
-            | bit(VIRTIO_NET_F_CSUM)
-            | bit(VIRTIO_NET_F_GUEST_CSUM)
-            | bit(VIRTIO_NET_F_HOST_TSO4)
-            | bit(VIRTIO_NET_F_HOST_TSO6)
-            | bit(VIRTIO_NET_F_HOST_ECN)
-            | bit(VIRTIO_NET_F_GUEST_TSO4)
-            | bit(VIRTIO_NET_F_GUEST_TSO6)
-            | bit(VIRTIO_NET_F_GUEST_ECN)
-            | bit(VIRTIO_NET_F_MRG_RXBUF)
-            | bit(VIRTIO_NET_F_CTRL_VQ)
-            | bit(VIRTIO_NET_F_CTRL_RX)
-            | bit(VIRTIO_NET_F_CTRL_MAC_ADDR)
-            | bit(VIRTIO_NET_F_GUEST_ANNOUNCE);
-        if pairs > 1 {
-            avail_features |= bit(VIRTIO_NET_F_MQ);
-        }
-        if backends.iter().any(|b| !b.supports_offloads()) {
-            // A backend of bare frames (passt): the guest must checksum
-            // and segment itself, and gets only complete frames.
-            avail_features &= !OFFLOAD_FEATURES;
-        }
+        let avail_features = offered_features(pairs, &backends);
 
         Ok(Net {
             id: Arc::from(id),
