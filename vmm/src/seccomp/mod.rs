@@ -293,7 +293,35 @@ pub fn install(class: ThreadClass, mode: SeccompMode) -> Result<(), SeccompError
         return Ok(());
     };
     sigsys::set_thread_class(class);
-    seccompiler::apply_filter(&prog).map_err(|source| SeccompError::Install { class, source })
+    seccompiler::apply_filter(&prog).map_err(|source| SeccompError::Install { class, source })?;
+    if class == ThreadClass::Vcpu {
+        let deny =
+            opens_fail_program().map_err(|source| SeccompError::Compile { class, source })?;
+        seccompiler::apply_filter(&deny)
+            .map_err(|source| SeccompError::Install { class, source })?;
+    }
+    Ok(())
+}
+
+/// A second filter for the vCPU threads: `open`/`openat` fail with EACCES
+/// instead of stopping the VM. A vCPU opens no file of its own, but a
+/// library path it runs rarely does (seen twice in CI, at a guest's
+/// shutdown, and not yet traced to its caller); failing the call keeps
+/// the thread without file access and the VM running. The class's own
+/// list allows the two calls so that this filter's EACCES (which the
+/// kernel ranks above ALLOW, below TRAP) decides them.
+fn opens_fail_program() -> Result<BpfProgram, seccompiler::BackendError> {
+    let rules = [libc::SYS_open, libc::SYS_openat]
+        .into_iter()
+        .map(|nr| (nr, Vec::new()))
+        .collect();
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EACCES as u32),
+        TargetArch::x86_64,
+    )?;
+    filter.try_into()
 }
 
 #[cfg(test)]

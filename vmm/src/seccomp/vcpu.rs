@@ -12,6 +12,10 @@ pub(super) fn rules() -> Rules {
         .merge(base::spawn_threads())
         .merge(base::event_loop())
         .allow(&[
+            // Decided by the second vCPU filter, which fails them with
+            // EACCES (see `opens_fail_program`).
+            libc::SYS_open,
+            libc::SYS_openat,
             // Seen on a masquerade boot: KVM_RUN; KVM_IRQFD and
             // KVM_SET_GSI_ROUTING (MSI-X vectors the guest programs);
             // TUNSETOFFLOAD (activation). VFIO_DEVICE_SET_IRQS for a
