@@ -17,6 +17,38 @@ use petrel_tests::{netns::NetNs, BOOT_TIMEOUT};
 
 const VM: &str = "split";
 
+/// `petrel run SPEC` as uid 107 with only NET_BIND_SERVICE in the pod's
+/// netns (a private /dev/kvm node in `node_dir`), attaching to what
+/// `net-setup` recorded in `runs`; the guest runs `guest_cmd`.
+fn boot_as_qemu(
+    cluster: &Cluster,
+    node_dir: &Path,
+    runs: &Path,
+    spec: &Path,
+    guest_cmd: &str,
+) -> Vmm {
+    let mut c = unpriv::command(
+        Some(cluster.pod.name()),
+        QEMU_UID,
+        &["net_bind_service"],
+        node_dir,
+        &petrel_bin(),
+    );
+    run_args(&mut c, spec, &guest_dir());
+    c.arg("--cmdline")
+        .arg(format!(
+            "{} guest.cmd={}",
+            guest_cmdline(),
+            base64(guest_cmd.as_bytes())
+        ))
+        .arg("--run-dir")
+        .arg(runs)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    Vmm::spawn(c)
+}
+
 /// `petrel ARGS…` as root inside `ns`.
 fn petrel_in(ns: &NetNs, args: &[&str]) -> Output {
     ns.command(&petrel_bin())
@@ -121,26 +153,13 @@ fn net_setup_then_unprivileged_run_then_teardown() {
          (sleep 30 | nc {SERVER_IP} 7000 &); \
          echo GUEST-READY; sleep 600"
     );
-    let mut c = unpriv::command(
-        Some(cluster.pod.name()),
-        QEMU_UID,
-        &["net_bind_service"],
+    let mut vm = boot_as_qemu(
+        &cluster,
         node_dir.path(),
-        &petrel_bin(),
+        runs.path(),
+        &spec_path,
+        &guest_cmd,
     );
-    run_args(&mut c, &spec_path, &kit);
-    c.arg("--cmdline")
-        .arg(format!(
-            "{} guest.cmd={}",
-            guest_cmdline(),
-            base64(guest_cmd.as_bytes())
-        ))
-        .arg("--run-dir")
-        .arg(runs.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut vm = Vmm::spawn(c);
     let lease = vm.wait_for("GUEST-NET eth0", BOOT_TIMEOUT);
     assert!(lease.contains("ip=10.0.2.2/24"), "{lease}");
     vm.wait_for("HELLO-FROM-SERVER", BOOT_TIMEOUT);
@@ -263,27 +282,13 @@ fn ipv6_pod_split_without_net_raw_serves_dhcpv6_and_warns() {
          ip -6 route add default via fd10:0:2::1 dev eth0; \
          wget -q -O - http://[{SERVER_IP6}]:8066/hello; echo GUEST6-DONE; sleep 600"
     );
-    let kit = guest_dir();
-    let mut c = unpriv::command(
-        Some(cluster.pod.name()),
-        QEMU_UID,
-        &["net_bind_service"],
+    let mut vm = boot_as_qemu(
+        &cluster,
         node_dir.path(),
-        &petrel_bin(),
+        runs.path(),
+        &spec_path,
+        &guest_cmd,
     );
-    run_args(&mut c, &spec_path, &kit);
-    c.arg("--cmdline")
-        .arg(format!(
-            "{} guest.cmd={}",
-            guest_cmdline(),
-            base64(guest_cmd.as_bytes())
-        ))
-        .arg("--run-dir")
-        .arg(runs.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut vm = Vmm::spawn(c);
     vm.wait_for("GUEST-NET eth0", BOOT_TIMEOUT);
     vm.wait_for("HELLO-FROM-SERVER6", BOOT_TIMEOUT);
     let udp6 = cluster.pod.exec("cat /proc/net/udp6");
