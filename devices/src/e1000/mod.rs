@@ -31,8 +31,10 @@
 //! packet or stop the ring pass and are counted in [`E1000Counters`]; no
 //! pass handles more than one ring's worth of descriptors.
 
+mod deadline_timer;
 mod device;
 mod eeprom;
+mod moderation;
 mod phy;
 mod reg_file;
 pub mod regs;
@@ -72,6 +74,8 @@ pub enum E1000Error {
     Pci(#[from] PciError),
     #[error("cannot create an eventfd")]
     EventFd(#[source] io::Error),
+    #[error("cannot create the interrupt moderation timer")]
+    Timer(#[source] io::Error),
     #[error("cannot turn the backend's offloads off")]
     Offloads(#[source] io::Error),
     #[error("cannot start the rx worker thread")]
