@@ -164,16 +164,34 @@ impl Moderation {
         self.deferred
     }
 
-    /// The next time something is due: the end of the interval a deferred
-    /// assertion waits for, or a delay's deadline.
-    pub fn next_deadline(&self, itr: u32) -> Option<u64> {
+    /// Whether a delayed cause waits.
+    pub fn has_delays(&self) -> bool {
+        self.rx.is_some() || self.tx.is_some()
+    }
+
+    /// When the timer must fire next: at the end of the interval a
+    /// deferred assertion waits for, and at a delay's deadline if its cause
+    /// would assert the line (it is in `watch`: IMS while the line is low).
+    /// A delay due inside the ITR interval is looked at when the interval
+    /// ends, as its cause could not assert the line earlier; and a cause
+    /// nothing watches needs no timer at all: ICR reads and IMS writes
+    /// take the expired delays first. This keeps the timer to about one
+    /// wake-up per interval however often frames restart the delays.
+    pub fn next_deadline(&self, itr: u32, watch: u32) -> Option<u64> {
         let itr_end = self
             .last_assert
-            .filter(|_| self.deferred)
             .map(|t| t.saturating_add(itr_interval_ns(itr)));
-        [itr_end, self.rx.map(Delay::due), self.tx.map(Delay::due)]
-            .into_iter()
-            .flatten()
-            .min()
+        let delay = |d: Option<Delay>, cause: u32| {
+            d.filter(|_| watch & cause != 0)
+                .map(|d| d.due().max(itr_end.unwrap_or(0)))
+        };
+        [
+            itr_end.filter(|_| self.deferred),
+            delay(self.rx, icr::RXT0),
+            delay(self.tx, icr::TXDW),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }

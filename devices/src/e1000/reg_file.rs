@@ -137,9 +137,26 @@ impl Regs {
     }
 
     /// Drives the INTx line from ICR & IMS. `poke` re-asserts an already
-    /// asserted line (new causes or a mask change while pending). An
-    /// assertion inside the ITR interval waits for its end (the timer).
+    /// asserted line (new causes or a mask change while pending). Delayed
+    /// causes that are due go into ICR first; an assertion inside the ITR
+    /// interval waits for its end; the timer is armed for what is left.
     pub fn update_irq(&mut self, irq: &dyn IntxLine, poke: bool) {
+        let expired = self.take_expired();
+        self.drive_line(irq, poke || expired);
+        self.rearm();
+    }
+
+    /// Sets the delayed causes that are due; whether there were any.
+    fn take_expired(&mut self) -> bool {
+        if !self.moderation.has_delays() {
+            return false;
+        }
+        let cause = self.moderation.take_expired(now_ns());
+        self.set_cause(cause);
+        cause != 0
+    }
+
+    fn drive_line(&mut self, irq: &dyn IntxLine, poke: bool) {
         let level = self.get(regs::ICR) & self.get(regs::IMS) != 0;
         if !level {
             if self.level {
@@ -157,7 +174,6 @@ impl Regs {
             let now = now_ns();
             if !self.moderation.may_assert(now, itr) {
                 self.moderation.defer();
-                self.rearm();
                 return;
             }
             self.moderation.asserted(now);
@@ -170,7 +186,8 @@ impl Regs {
 
     /// Arms the timer for whatever moderation has due next.
     fn rearm(&mut self) {
-        if let Some(deadline) = self.moderation.next_deadline(self.get(regs::ITR)) {
+        let watch = if self.level { 0 } else { self.get(regs::IMS) };
+        if let Some(deadline) = self.moderation.next_deadline(self.get(regs::ITR), watch) {
             self.timer.arm(deadline);
         }
     }
@@ -180,14 +197,11 @@ impl Regs {
     pub fn rx_delivered(&mut self, irq: &dyn IntxLine) {
         let rdtr = self.get(regs::RDTR);
         let now = if rdtr & rdtr::DELAY == 0 { 0 } else { now_ns() };
-        if self.moderation.rx_frames(now, rdtr, self.get(regs::RADV)) {
+        let raise = self.moderation.rx_frames(now, rdtr, self.get(regs::RADV));
+        if raise {
             self.set_cause(icr::RXT0);
-            self.update_irq(irq, true);
-        } else {
-            self.rearm();
-            // RXDMT0 may have come.
-            self.update_irq(irq, false);
         }
+        self.update_irq(irq, raise);
     }
 
     /// A transmit pass wrote descriptors back, all with IDE (`delayed`)
@@ -213,14 +227,8 @@ impl Regs {
     /// timer for what is left.
     pub fn on_timer(&mut self, irq: &dyn IntxLine) {
         self.timer.fired();
-        let cause = self.moderation.take_expired(now_ns());
-        if cause != 0 {
-            self.set_cause(cause);
-        }
-        if cause != 0 || self.moderation.is_deferred() {
-            self.update_irq(irq, true);
-        }
-        self.rearm();
+        let deferred = self.moderation.is_deferred();
+        self.update_irq(irq, deferred);
     }
 
     /// The timer's fd, for the worker's event loop.
@@ -300,6 +308,8 @@ impl Regs {
     pub(crate) fn read(&mut self, offset: u64, irq: &dyn IntxLine) -> u32 {
         match offset {
             regs::ICR => {
+                // Delays that ran out count, timer or not.
+                self.take_expired();
                 let v = self.get(regs::ICR);
                 self.set(regs::ICR, 0);
                 self.update_irq(irq, false);

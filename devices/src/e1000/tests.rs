@@ -1780,11 +1780,11 @@ mod moderation {
         m.asserted(10 * MS);
         assert!(!m.may_assert(10 * MS + 49_919, itr));
         m.defer();
-        assert_eq!(m.next_deadline(itr), Some(10 * MS + 49_920));
+        assert_eq!(m.next_deadline(itr, icr::ALL), Some(10 * MS + 49_920));
         assert!(m.may_assert(10 * MS + 49_920, itr));
         // Nothing pending, nothing due.
         m.cancel_deferred();
-        assert_eq!(m.next_deadline(itr), None);
+        assert_eq!(m.next_deadline(itr, icr::ALL), None);
         // ITR = 0 never holds an assertion back.
         assert!(m.may_assert(10 * MS + 1, 0));
     }
@@ -1794,7 +1794,7 @@ mod moderation {
         let mut m = Moderation::default();
         // RDTR = 0 (Linux's default): RXT0 at once.
         assert!(m.rx_frames(0, 0, 8));
-        assert_eq!(m.next_deadline(0), None);
+        assert_eq!(m.next_deadline(0, icr::ALL), None);
         // RDTR = 100 (102.4 µs), RADV = 1000 (1.024 ms): a frame every
         // 50 µs keeps restarting the relative timer; RADV ends it.
         let mut t = 0;
@@ -1811,7 +1811,7 @@ mod moderation {
         assert!((1_024_000..1_024_000 + 50_000).contains(&at), "{at}");
         // A lone frame: RXT0 one RDTR after it.
         assert!(!m.rx_frames(5 * MS, 100, 1000));
-        assert_eq!(m.next_deadline(0), Some(5 * MS + 102_400));
+        assert_eq!(m.next_deadline(0, icr::ALL), Some(5 * MS + 102_400));
         assert_eq!(m.take_expired(5 * MS + 102_399), 0);
         assert_eq!(m.take_expired(5 * MS + 102_400), icr::RXT0);
     }
@@ -1839,7 +1839,7 @@ mod moderation {
         // IDE with TIDV = 8, TADV = 32 (Linux's defaults).
         assert!(!m.tx_written_back(MS, true, 8, 32));
         assert_eq!(m.pending_causes(), icr::TXDW);
-        assert_eq!(m.next_deadline(0), Some(MS + 8 * 1024));
+        assert_eq!(m.next_deadline(0, icr::ALL), Some(MS + 8 * 1024));
         // A write-back without IDE raises the pending TXDW with it.
         assert!(m.tx_written_back(MS + 1, false, 8, 32));
         assert_eq!(m.pending_causes(), 0);
@@ -1852,6 +1852,26 @@ mod moderation {
             t += 4096;
         }
         assert!((3 * MS + 32 * 1024..3 * MS + 32 * 1024 + 4096).contains(&t));
+    }
+
+    #[test]
+    fn the_timer_wakes_once_per_interval_and_not_for_masked_causes() {
+        let mut m = Moderation::default();
+        let itr = 195; // 49.92 µs
+        m.asserted(0);
+        // TXDW 8.192 µs after a write-back, inside the interval: looked
+        // at when the interval ends, however often the delay restarts.
+        for t in (1_000..40_000).step_by(1_000) {
+            assert!(!m.tx_written_back(t, true, 8, 32));
+            assert_eq!(m.next_deadline(itr, icr::ALL), Some(49_920));
+        }
+        // Masked (or the line already up): no timer at all...
+        assert_eq!(m.next_deadline(itr, icr::RXT0), None);
+        // ...but the cause is there when looked for.
+        assert_eq!(m.take_expired(49_920), icr::TXDW);
+        // Past the interval, the delay's own deadline.
+        assert!(!m.rx_frames(100_000, 10, 0));
+        assert_eq!(m.next_deadline(itr, icr::ALL), Some(100_000 + 10_240));
     }
 
     fn moderated(itr: u32) -> Harness {
