@@ -14,6 +14,7 @@ use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::metrics::BatchCounters;
 use super::queue_pair::{ChainError, Direction};
+use super::rx_buffers::RxBuffers;
 use super::{
     QueuePair, QueuePairError, RxOutcome, MAX_BUFFER_LEN, NUM_BUFFERS_OFFSET, RX_BUDGET,
     VNET_HDR_LEN,
@@ -171,7 +172,8 @@ impl QueuePair {
 
     /// Parses chains ahead until they hold a maximal frame (one chain
     /// without MRG_RXBUF), and says whether the zero-copy path can take
-    /// the next frame.
+    /// the next frame. Once below a maximal frame, it parses on to two of
+    /// them, so that one pass over the avail ring serves many frames.
     fn refill(&mut self) -> Result<Refill, virtio_queue::Error> {
         let Some(bufs) = self.rx_buffers.as_mut() else {
             let avail = self.rx.avail_idx(&self.mem, Ordering::Acquire)?;
@@ -181,17 +183,45 @@ impl QueuePair {
                 Refill::Bounce
             });
         };
-        let max_chains = if self.mrg_rxbuf { usize::MAX } else { 1 };
-        while bufs.capacity() < MAX_BUFFER_LEN && bufs.chains() < max_chains {
-            let Some(chain) = self.rx.iter(&self.mem)?.next() else {
-                break;
-            };
-            if !bufs.push_chain(&self.mem, chain, self.rx.size()) {
-                self.rx.go_to_previous_position();
+        let (max_chains, want) = if self.mrg_rxbuf {
+            (usize::MAX, 2 * MAX_BUFFER_LEN)
+        } else {
+            (1, MAX_BUFFER_LEN)
+        };
+        let ready = |b: &RxBuffers| {
+            if self.mrg_rxbuf {
+                b.capacity() >= MAX_BUFFER_LEN
+            } else {
+                b.chains() == 1
+            }
+        };
+        if ready(bufs) {
+            return Ok(Refill::Ready);
+        }
+        let size = self.rx.size();
+        let mut refused = false;
+        {
+            let mut chains = self.rx.iter(&self.mem)?;
+            while bufs.capacity() < want && bufs.chains() < max_chains {
+                let Some(chain) = chains.next() else {
+                    break;
+                };
+                if !bufs.push_chain(&self.mem, chain, size) {
+                    refused = true;
+                    break;
+                }
+            }
+        }
+        if refused {
+            // The chain goes back; the parsed ones before it still serve
+            // when they hold a frame, and it is judged by the bounce path
+            // once it is first in line.
+            self.rx.go_to_previous_position();
+            if !ready(bufs) {
                 return Ok(Refill::Bounce);
             }
         }
-        Ok(if bufs.capacity() >= MAX_BUFFER_LEN {
+        Ok(if ready(bufs) {
             Refill::Ready
         } else if bufs.chains() == 0 {
             Refill::Empty
@@ -201,7 +231,9 @@ impl QueuePair {
     }
 
     /// Reads one frame from the backend straight into the parsed chains
-    /// and returns the ones it filled to the used ring, `num_buffers` set.
+    /// (a small read's overflow through the bounce buffer, see
+    /// `rx_buffers.rs`) and returns the ones it filled to the used ring,
+    /// `num_buffers` set.
     fn receive_zero_copy(
         &mut self,
         batch: &mut BatchCounters,
@@ -210,16 +242,17 @@ impl QueuePair {
         let Some(bufs) = self.rx_buffers.as_mut() else {
             return Ok(ZeroCopy::Stop);
         };
-        let (count, offered) = bufs.iovecs_for(MAX_BUFFER_LEN);
-        let len = match bufs
-            .iovecs()
-            .read_from(&self.mem, self.backend.as_mut(), count)
-        {
-            Ok(0) => {
+        let read = match bufs.read(
+            &self.mem,
+            self.backend.as_mut(),
+            &mut self.rx_buf,
+            MAX_BUFFER_LEN,
+        ) {
+            Ok(read) if read.len == 0 => {
                 out.backend_closed = true;
                 return Ok(ZeroCopy::Stop);
             }
-            Ok(n) => n,
+            Ok(read) => read,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ZeroCopy::Stop),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(ZeroCopy::Retry),
             Err(e) => {
@@ -228,16 +261,35 @@ impl QueuePair {
                 return Ok(ZeroCopy::Stop);
             }
         };
-        if !(VNET_HDR_LEN..=offered).contains(&len) {
+        let len = read.len;
+        if !(VNET_HDR_LEN..=read.offered).contains(&len) {
             // The buffers stay parsed; whatever landed there is garbage
             // the guest never sees.
             batch.rx_malformed += 1;
             self.warn_rate_limited("short or truncated frame from the backend dropped", &len);
             return Ok(ZeroCopy::Frame { chains: 0 });
         }
-        let num_buffers_at = bufs.take(len, &mut self.rx_chains);
+        let mut failure = None;
+        if len > read.direct {
+            let overflow = &self.rx_buf[..len - read.direct];
+            match bufs.place_overflow(&self.mem, read.direct, overflow) {
+                Some(n) if n == overflow.len() => {}
+                // Only without MRG_RXBUF: the frame is longer than the
+                // chain, dropped as the bounce path drops it.
+                Some(_) => failure = Some(None),
+                None => failure = Some(Some(ChainError::Memory)),
+            }
+        }
+        let num_buffers_at =
+            bufs.take(if failure.is_none() { len } else { 0 }, &mut self.rx_chains);
         let chains = self.rx_chains.len() as u16;
-        let failure = self.set_num_buffers(&num_buffers_at, chains);
+        match failure {
+            None => failure = self.set_num_buffers(&num_buffers_at, chains).map(Some),
+            // The bounce path leaves the bytes that fit with num_buffers
+            // 1; so does this one (the guest sees neither: used len 0).
+            Some(None) => _ = self.set_num_buffers(&num_buffers_at, 1),
+            Some(Some(_)) => {}
+        }
         for &(head, used_len) in &self.rx_chains {
             let used_len = if failure.is_none() { used_len } else { 0 };
             self.rx.add_used(&self.mem, head, used_len)?;
@@ -247,9 +299,13 @@ impl QueuePair {
                 batch.rx_frames += 1;
                 batch.rx_bytes += len as u64;
             }
-            Some(e) => {
+            Some(Some(e)) => {
                 batch.rx_malformed += 1;
                 self.warn_rate_limited("malformed rx chain, frame dropped", &e);
+            }
+            Some(None) => {
+                batch.rx_dropped_no_buffer += 1;
+                self.warn_rate_limited("rx buffer too small, frame dropped", &len);
             }
         }
         Ok(ZeroCopy::Frame {
@@ -362,6 +418,16 @@ impl QueuePair {
         num_buffers_at: &[Option<GuestAddress>; 2],
         chains: u16,
     ) -> Option<ChainError> {
+        // Usually both bytes are in one descriptor: one write.
+        if let [Some(lo), Some(hi)] = *num_buffers_at {
+            if lo.checked_add(1) == Some(hi) {
+                return self
+                    .mem
+                    .write_obj(chains.to_le(), lo)
+                    .err()
+                    .map(|_| ChainError::Memory);
+            }
+        }
         let mut failure = None;
         for (addr, byte) in num_buffers_at.iter().zip(chains.to_le_bytes()) {
             // The bytes were just written there, so this cannot fail
