@@ -15,6 +15,7 @@ use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 use super::metrics::BatchCounters;
 use super::queue_pair::{ChainError, Direction};
 use super::rx_buffers::RxBuffers;
+use super::rx_used::UsedBatch;
 use super::{
     QueuePair, QueuePairError, RxOutcome, MAX_BUFFER_LEN, NUM_BUFFERS_OFFSET, RX_BUDGET,
     VNET_HDR_LEN,
@@ -72,9 +73,21 @@ impl QueuePair {
         let mut out = RxOutcome::default();
         if self.rx_broken {
             out.paused = true;
-        } else {
-            out.notify = self.run_batch(Direction::Rx, |qp, batch| qp.rx_batch(batch, &mut out))?;
+            return Ok(out);
         }
+        let mut event_notify = false;
+        let notify = self.run_batch(Direction::Rx, |qp, batch| {
+            let mut used = UsedBatch::begin(&qp.rx);
+            let added = qp.rx_batch(batch, &mut out, &mut used);
+            let published = used.publish(&mut qp.rx, &qp.mem);
+            let added = added.and_then(|n| published.map(|()| n))?;
+            if let Some(n) = used.event_idx_notify(&qp.rx, &qp.mem)? {
+                event_notify = n;
+                batch.notifications += u64::from(n);
+            }
+            Ok(added)
+        })?;
+        out.notify = notify || event_notify;
         Ok(out)
     }
 
@@ -82,6 +95,7 @@ impl QueuePair {
         &mut self,
         batch: &mut BatchCounters,
         out: &mut RxOutcome,
+        ring: &mut UsedBatch,
     ) -> Result<u32, virtio_queue::Error> {
         let mut used = 0u32;
         let mut budget = RX_BUDGET;
@@ -98,7 +112,7 @@ impl QueuePair {
                 None => {
                     match self.refill()? {
                         Refill::Ready => {
-                            match self.receive_zero_copy(batch, out)? {
+                            match self.receive_zero_copy(batch, out, ring)? {
                                 ZeroCopy::Frame { chains } => {
                                     budget -= 1;
                                     used += chains;
@@ -140,7 +154,7 @@ impl QueuePair {
                 self.warn_rate_limited("short frame from the backend dropped", &len);
                 continue;
             }
-            match self.deliver(len, batch)? {
+            match self.deliver(len, batch, ring)? {
                 Delivery::Delivered { chains } => {
                     used += chains;
                     batch.rx_frames += 1;
@@ -238,6 +252,7 @@ impl QueuePair {
         &mut self,
         batch: &mut BatchCounters,
         out: &mut RxOutcome,
+        ring: &mut UsedBatch,
     ) -> Result<ZeroCopy, virtio_queue::Error> {
         let Some(bufs) = self.rx_buffers.as_mut() else {
             return Ok(ZeroCopy::Stop);
@@ -292,7 +307,7 @@ impl QueuePair {
         }
         for &(head, used_len) in &self.rx_chains {
             let used_len = if failure.is_none() { used_len } else { 0 };
-            self.rx.add_used(&self.mem, head, used_len)?;
+            ring.add(&mut self.rx, &self.mem, head, used_len)?;
         }
         match failure {
             None => {
@@ -319,6 +334,7 @@ impl QueuePair {
         &mut self,
         len: usize,
         batch: &mut BatchCounters,
+        ring: &mut UsedBatch,
     ) -> Result<Delivery, virtio_queue::Error> {
         // virtio 1.x: num_buffers is 1 unless buffers are merged.
         self.rx_buf[NUM_BUFFERS_OFFSET..NUM_BUFFERS_OFFSET + 2]
@@ -346,7 +362,7 @@ impl QueuePair {
         let delivered = delivered && failure.is_none();
         for &(head, used_len) in &self.rx_chains {
             let used_len = if delivered { used_len } else { 0 };
-            self.rx.add_used(&self.mem, head, used_len)?;
+            ring.add(&mut self.rx, &self.mem, head, used_len)?;
         }
         if delivered {
             return Ok(Delivery::Delivered { chains });
