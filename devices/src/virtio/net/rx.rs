@@ -10,7 +10,9 @@ use std::io;
 use std::sync::atomic::Ordering;
 
 use virtio_queue::{DescriptorChain, QueueOwnedT, QueueT};
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{
+    Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, VolatileMemory,
+};
 
 use super::metrics::BatchCounters;
 use super::queue_pair::{ChainError, Direction};
@@ -434,14 +436,18 @@ impl QueuePair {
         num_buffers_at: &[Option<GuestAddress>; 2],
         chains: u16,
     ) -> Option<ChainError> {
-        // Usually both bytes are in one descriptor: one write.
+        // Usually both bytes are in one descriptor: one volatile store (a
+        // `write_obj` goes through vm-memory's generic byte copy).
         if let [Some(lo), Some(hi)] = *num_buffers_at {
             if lo.checked_add(1) == Some(hi) {
-                return self
-                    .mem
-                    .write_obj(chains.to_le(), lo)
-                    .err()
-                    .map(|_| ChainError::Memory);
+                let slice = self.mem.get_slice(lo, 2).ok();
+                return match slice.as_ref().and_then(|s| s.get_ref::<u16>(0).ok()) {
+                    Some(num_buffers) => {
+                        num_buffers.store(chains.to_le());
+                        None
+                    }
+                    None => Some(ChainError::Memory),
+                };
             }
         }
         let mut failure = None;

@@ -11,7 +11,9 @@ use std::num::Wrapping;
 use std::sync::atomic::{fence, Ordering};
 
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{
+    Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, VolatileMemory,
+};
 
 /// Entries written before the used index is published mid-batch.
 const PUBLISH_EVERY: u16 = 64;
@@ -57,10 +59,14 @@ impl UsedBatch {
         let addr = GuestAddress(queue.used_ring())
             .checked_add(offset)
             .ok_or(virtio_queue::Error::AddressOverflow)?;
-        // virtq_used_elem: le32 id, le32 len.
+        // virtq_used_elem: le32 id, le32 len; one volatile store (a
+        // `write_obj` goes through vm-memory's generic byte copy).
         let elem = u64::from(head) | (u64::from(len) << 32);
-        mem.write_obj(elem.to_le(), addr)
-            .map_err(virtio_queue::Error::GuestMemory)?;
+        mem.get_slice(addr, 8)
+            .map_err(virtio_queue::Error::GuestMemory)?
+            .get_ref::<u64>(0)
+            .map_err(virtio_queue::Error::VolatileMemoryError)?
+            .store(elem.to_le());
         self.next += 1;
         if (self.next - self.published).0 >= PUBLISH_EVERY {
             self.publish(queue, mem)?;
