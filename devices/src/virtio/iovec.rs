@@ -99,7 +99,7 @@ impl GuestIovecs {
         true
     }
 
-    /// Reads one frame from `backend` into the recorded ranges from
+    /// Reads one frame from `backend` into `count` recorded ranges from
     /// `from` on with a single `read_iovecs`. Every range must have been
     /// recorded with [`Self::push_writable`] from `mem`, whose borrow keeps
     /// the regions mapped for the call.
@@ -108,9 +108,11 @@ impl GuestIovecs {
         mem: &GuestMemoryMmap,
         backend: &mut dyn FrameBackend,
         from: usize,
+        count: usize,
     ) -> io::Result<usize> {
         let _mapped = mem;
-        let iovecs = self.iovecs.get(from..).unwrap_or_default();
+        let live = self.iovecs.get(from..).unwrap_or_default();
+        let iovecs = &live[..count.min(live.len())];
         // SAFETY: every iovec was made by `push_writable` from a
         // `get_slice` of `mem`, i.e. lies inside one of its regions, which
         // stay mapped (and writable: guest RAM is mapped read-write) while

@@ -20,9 +20,10 @@
 //! big frame's overflow, rare in such a stream) are then copied into the
 //! following ranges. More iovecs make the kernel allocate and free an
 //! array per readv and import them all, which cost more than a 1.5 KB
-//! copy. After a frame overflowed, the reads hand over every parsed range
-//! (a stream of 64 KiB frames is then copied by the kernel only), until
-//! [`NARROW_AFTER`] frames in a row would have fit the short list.
+//! copy. After a frame overflowed, the reads hand over all the ranges a
+//! maximal frame needs (a stream of 64 KiB frames is then copied by the
+//! kernel only), until [`NARROW_AFTER`] frames in a row would have fit the
+//! short list.
 
 use std::collections::VecDeque;
 use std::io;
@@ -72,7 +73,8 @@ pub(super) struct RxBuffers {
     start: usize,
     /// Bytes of all parsed chains.
     capacity: usize,
-    /// Reads hand over every parsed range (after a frame overflowed).
+    /// Reads hand over all the ranges a maximal frame needs (after a frame
+    /// overflowed).
     wide: bool,
     /// Frames in a row that fit the short list while `wide`.
     fitted: u32,
@@ -184,11 +186,13 @@ impl RxBuffers {
         let short_bytes: usize = live[..short].iter().map(|&(_, l)| l).sum();
         let all = self.capacity >= max && (self.wide || live.len() <= SHORT_READ_IOVECS);
         let read = if all {
-            let len = self.iovecs.read_from(mem, backend, self.start)?;
+            // Only the ranges a maximal frame needs: up to two are parsed.
+            let (count, bytes) = prefix_holding(live, max);
+            let len = self.iovecs.read_from(mem, backend, self.start, count)?;
             Read {
                 len,
-                direct: self.capacity,
-                offered: self.capacity,
+                direct: bytes,
+                offered: bytes,
             }
         } else {
             let tail_len = max.saturating_sub(short_bytes).clamp(1, tail.len());
@@ -280,4 +284,17 @@ impl RxBuffers {
         self.capacity -= bytes.min(self.capacity);
         num_buffers_at
     }
+}
+
+/// How many ranges from the front hold at least `need` bytes (all of them
+/// if they hold less), and their bytes.
+fn prefix_holding(ranges: &[(GuestAddress, usize)], need: usize) -> (usize, usize) {
+    let mut bytes = 0;
+    for (i, &(_, len)) in ranges.iter().enumerate() {
+        bytes += len;
+        if bytes >= need {
+            return (i + 1, bytes);
+        }
+    }
+    (ranges.len(), bytes)
 }
