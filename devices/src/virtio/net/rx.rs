@@ -99,8 +99,7 @@ impl QueuePair {
         out: &mut RxOutcome,
         ring: &mut UsedBatch,
     ) -> Result<u32, virtio_queue::Error> {
-        let mut used = 0u32;
-        let mut budget = RX_BUDGET;
+        let (mut used, mut budget) = (0u32, RX_BUDGET);
         // While frames flow the device polls the backend, so the driver
         // need not kick; notifications come back on when buffers run out.
         self.rx.disable_notification(&self.mem)?;
