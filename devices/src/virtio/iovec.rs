@@ -14,6 +14,10 @@ use std::io;
 use net_backend::FrameBackend;
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
+/// Most iovecs the kernel imports into its on-stack array (UIO_FASTIOV);
+/// a `readv` with more allocates and frees one per call.
+pub const SHORT_READ_IOVECS: usize = 8;
+
 /// A bounded list of guest memory ranges; never reallocated.
 pub struct GuestIovecs {
     iovecs: Vec<libc::iovec>,
@@ -95,23 +99,54 @@ impl GuestIovecs {
         true
     }
 
-    /// Reads one frame from `backend` into the first `count` recorded
-    /// ranges with a single `read_iovecs`. Every range must have been
+    /// Reads one frame from `backend` into `count` recorded ranges from
+    /// `from` on with a single `read_iovecs`. Every range must have been
     /// recorded with [`Self::push_writable`] from `mem`, whose borrow keeps
     /// the regions mapped for the call.
     pub fn read_from(
         &self,
         mem: &GuestMemoryMmap,
         backend: &mut dyn FrameBackend,
+        from: usize,
         count: usize,
     ) -> io::Result<usize> {
         let _mapped = mem;
-        let iovecs = &self.iovecs[..count.min(self.iovecs.len())];
+        let live = self.iovecs.get(from..).unwrap_or_default();
+        let iovecs = &live[..count.min(live.len())];
         // SAFETY: every iovec was made by `push_writable` from a
         // `get_slice` of `mem`, i.e. lies inside one of its regions, which
         // stay mapped (and writable: guest RAM is mapped read-write) while
         // `mem` is borrowed; the backend only hands them to the kernel.
         unsafe { backend.read_iovecs(iovecs) }
+    }
+
+    /// Like [`Self::read_from`] over at most [`SHORT_READ_IOVECS`] − 1
+    /// ranges from `from`, with `tail` as the last iovec for whatever does
+    /// not fit: at most [`SHORT_READ_IOVECS`] iovecs, which the kernel
+    /// imports without allocating (UIO_FASTIOV).
+    pub fn read_with_tail(
+        &self,
+        mem: &GuestMemoryMmap,
+        backend: &mut dyn FrameBackend,
+        from: usize,
+        tail: &mut [u8],
+    ) -> io::Result<usize> {
+        let _mapped = mem;
+        let guest = self.iovecs.get(from..).unwrap_or_default();
+        let n = guest.len().min(SHORT_READ_IOVECS - 1);
+        let mut iovecs = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; SHORT_READ_IOVECS];
+        iovecs[..n].copy_from_slice(&guest[..n]);
+        iovecs[n] = libc::iovec {
+            iov_base: tail.as_mut_ptr().cast(),
+            iov_len: tail.len(),
+        };
+        // SAFETY: the first `n` iovecs are guest ranges as in `read_from`
+        // (mapped while `mem` is borrowed); the last is `tail`, borrowed
+        // mutably for the call.
+        unsafe { backend.read_iovecs(&iovecs[..=n]) }
     }
 
     /// Writes the recorded ranges with a single `write_iovecs` (backends

@@ -20,6 +20,7 @@ mod metrics;
 mod queue_pair;
 mod rx;
 mod rx_buffers;
+mod rx_used;
 mod tx;
 
 /// Frame limits (shared with e1000): the per-pair RX and TX buffers are

@@ -10,10 +10,14 @@ use std::io;
 use std::sync::atomic::Ordering;
 
 use virtio_queue::{DescriptorChain, QueueOwnedT, QueueT};
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{
+    Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, VolatileMemory,
+};
 
 use super::metrics::BatchCounters;
 use super::queue_pair::{ChainError, Direction};
+use super::rx_buffers::RxBuffers;
+use super::rx_used::UsedBatch;
 use super::{
     QueuePair, QueuePairError, RxOutcome, MAX_BUFFER_LEN, NUM_BUFFERS_OFFSET, RX_BUDGET,
     VNET_HDR_LEN,
@@ -71,9 +75,21 @@ impl QueuePair {
         let mut out = RxOutcome::default();
         if self.rx_broken {
             out.paused = true;
-        } else {
-            out.notify = self.run_batch(Direction::Rx, |qp, batch| qp.rx_batch(batch, &mut out))?;
+            return Ok(out);
         }
+        let mut event_notify = false;
+        let notify = self.run_batch(Direction::Rx, |qp, batch| {
+            let mut used = UsedBatch::begin(&qp.rx);
+            let added = qp.rx_batch(batch, &mut out, &mut used);
+            let published = used.publish(&mut qp.rx, &qp.mem);
+            let added = added.and_then(|n| published.map(|()| n))?;
+            if let Some(n) = used.event_idx_notify(&qp.rx, &qp.mem)? {
+                event_notify = n;
+                batch.notifications += u64::from(n);
+            }
+            Ok(added)
+        })?;
+        out.notify = notify || event_notify;
         Ok(out)
     }
 
@@ -81,9 +97,9 @@ impl QueuePair {
         &mut self,
         batch: &mut BatchCounters,
         out: &mut RxOutcome,
+        ring: &mut UsedBatch,
     ) -> Result<u32, virtio_queue::Error> {
-        let mut used = 0u32;
-        let mut budget = RX_BUDGET;
+        let (mut used, mut budget) = (0u32, RX_BUDGET);
         // While frames flow the device polls the backend, so the driver
         // need not kick; notifications come back on when buffers run out.
         self.rx.disable_notification(&self.mem)?;
@@ -97,7 +113,7 @@ impl QueuePair {
                 None => {
                     match self.refill()? {
                         Refill::Ready => {
-                            match self.receive_zero_copy(batch, out)? {
+                            match self.receive_zero_copy(batch, out, ring)? {
                                 ZeroCopy::Frame { chains } => {
                                     budget -= 1;
                                     used += chains;
@@ -139,7 +155,7 @@ impl QueuePair {
                 self.warn_rate_limited("short frame from the backend dropped", &len);
                 continue;
             }
-            match self.deliver(len, batch)? {
+            match self.deliver(len, batch, ring)? {
                 Delivery::Delivered { chains } => {
                     used += chains;
                     batch.rx_frames += 1;
@@ -171,7 +187,8 @@ impl QueuePair {
 
     /// Parses chains ahead until they hold a maximal frame (one chain
     /// without MRG_RXBUF), and says whether the zero-copy path can take
-    /// the next frame.
+    /// the next frame. Once below a maximal frame, it parses on to two of
+    /// them, so that one pass over the avail ring serves many frames.
     fn refill(&mut self) -> Result<Refill, virtio_queue::Error> {
         let Some(bufs) = self.rx_buffers.as_mut() else {
             let avail = self.rx.avail_idx(&self.mem, Ordering::Acquire)?;
@@ -181,17 +198,45 @@ impl QueuePair {
                 Refill::Bounce
             });
         };
-        let max_chains = if self.mrg_rxbuf { usize::MAX } else { 1 };
-        while bufs.capacity() < MAX_BUFFER_LEN && bufs.chains() < max_chains {
-            let Some(chain) = self.rx.iter(&self.mem)?.next() else {
-                break;
-            };
-            if !bufs.push_chain(&self.mem, chain, self.rx.size()) {
-                self.rx.go_to_previous_position();
+        let (max_chains, want) = if self.mrg_rxbuf {
+            (usize::MAX, 2 * MAX_BUFFER_LEN)
+        } else {
+            (1, MAX_BUFFER_LEN)
+        };
+        let ready = |b: &RxBuffers| {
+            if self.mrg_rxbuf {
+                b.capacity() >= MAX_BUFFER_LEN
+            } else {
+                b.chains() == 1
+            }
+        };
+        if ready(bufs) {
+            return Ok(Refill::Ready);
+        }
+        let size = self.rx.size();
+        let mut refused = false;
+        {
+            let mut chains = self.rx.iter(&self.mem)?;
+            while bufs.capacity() < want && bufs.chains() < max_chains {
+                let Some(chain) = chains.next() else {
+                    break;
+                };
+                if !bufs.push_chain(&self.mem, chain, size) {
+                    refused = true;
+                    break;
+                }
+            }
+        }
+        if refused {
+            // The chain goes back; the parsed ones before it still serve
+            // when they hold a frame, and it is judged by the bounce path
+            // once it is first in line.
+            self.rx.go_to_previous_position();
+            if !ready(bufs) {
                 return Ok(Refill::Bounce);
             }
         }
-        Ok(if bufs.capacity() >= MAX_BUFFER_LEN {
+        Ok(if ready(bufs) {
             Refill::Ready
         } else if bufs.chains() == 0 {
             Refill::Empty
@@ -201,25 +246,29 @@ impl QueuePair {
     }
 
     /// Reads one frame from the backend straight into the parsed chains
-    /// and returns the ones it filled to the used ring, `num_buffers` set.
+    /// (a small read's overflow through the bounce buffer, see
+    /// `rx_buffers.rs`) and returns the ones it filled to the used ring,
+    /// `num_buffers` set.
     fn receive_zero_copy(
         &mut self,
         batch: &mut BatchCounters,
         out: &mut RxOutcome,
+        ring: &mut UsedBatch,
     ) -> Result<ZeroCopy, virtio_queue::Error> {
         let Some(bufs) = self.rx_buffers.as_mut() else {
             return Ok(ZeroCopy::Stop);
         };
-        let (count, offered) = bufs.iovecs_for(MAX_BUFFER_LEN);
-        let len = match bufs
-            .iovecs()
-            .read_from(&self.mem, self.backend.as_mut(), count)
-        {
-            Ok(0) => {
+        let read = match bufs.read(
+            &self.mem,
+            self.backend.as_mut(),
+            &mut self.rx_buf,
+            MAX_BUFFER_LEN,
+        ) {
+            Ok(read) if read.len == 0 => {
                 out.backend_closed = true;
                 return Ok(ZeroCopy::Stop);
             }
-            Ok(n) => n,
+            Ok(read) => read,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ZeroCopy::Stop),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(ZeroCopy::Retry),
             Err(e) => {
@@ -228,28 +277,51 @@ impl QueuePair {
                 return Ok(ZeroCopy::Stop);
             }
         };
-        if !(VNET_HDR_LEN..=offered).contains(&len) {
+        let len = read.len;
+        if !(VNET_HDR_LEN..=read.offered).contains(&len) {
             // The buffers stay parsed; whatever landed there is garbage
             // the guest never sees.
             batch.rx_malformed += 1;
             self.warn_rate_limited("short or truncated frame from the backend dropped", &len);
             return Ok(ZeroCopy::Frame { chains: 0 });
         }
-        let num_buffers_at = bufs.take(len, &mut self.rx_chains);
+        let mut failure = None;
+        if len > read.direct {
+            let overflow = &self.rx_buf[..len - read.direct];
+            match bufs.place_overflow(&self.mem, read.direct, overflow) {
+                Some(n) if n == overflow.len() => {}
+                // Only without MRG_RXBUF: the frame is longer than the
+                // chain, dropped as the bounce path drops it.
+                Some(_) => failure = Some(None),
+                None => failure = Some(Some(ChainError::Memory)),
+            }
+        }
+        let num_buffers_at =
+            bufs.take(if failure.is_none() { len } else { 0 }, &mut self.rx_chains);
         let chains = self.rx_chains.len() as u16;
-        let failure = self.set_num_buffers(&num_buffers_at, chains);
+        match failure {
+            None => failure = self.set_num_buffers(&num_buffers_at, chains).map(Some),
+            // The bounce path leaves the bytes that fit with num_buffers
+            // 1; so does this one (the guest sees neither: used len 0).
+            Some(None) => _ = self.set_num_buffers(&num_buffers_at, 1),
+            Some(Some(_)) => {}
+        }
         for &(head, used_len) in &self.rx_chains {
             let used_len = if failure.is_none() { used_len } else { 0 };
-            self.rx.add_used(&self.mem, head, used_len)?;
+            ring.add(&mut self.rx, &self.mem, head, used_len)?;
         }
         match failure {
             None => {
                 batch.rx_frames += 1;
                 batch.rx_bytes += len as u64;
             }
-            Some(e) => {
+            Some(Some(e)) => {
                 batch.rx_malformed += 1;
                 self.warn_rate_limited("malformed rx chain, frame dropped", &e);
+            }
+            Some(None) => {
+                batch.rx_dropped_no_buffer += 1;
+                self.warn_rate_limited("rx buffer too small, frame dropped", &len);
             }
         }
         Ok(ZeroCopy::Frame {
@@ -263,6 +335,7 @@ impl QueuePair {
         &mut self,
         len: usize,
         batch: &mut BatchCounters,
+        ring: &mut UsedBatch,
     ) -> Result<Delivery, virtio_queue::Error> {
         // virtio 1.x: num_buffers is 1 unless buffers are merged.
         self.rx_buf[NUM_BUFFERS_OFFSET..NUM_BUFFERS_OFFSET + 2]
@@ -290,7 +363,7 @@ impl QueuePair {
         let delivered = delivered && failure.is_none();
         for &(head, used_len) in &self.rx_chains {
             let used_len = if delivered { used_len } else { 0 };
-            self.rx.add_used(&self.mem, head, used_len)?;
+            ring.add(&mut self.rx, &self.mem, head, used_len)?;
         }
         if delivered {
             return Ok(Delivery::Delivered { chains });
@@ -362,6 +435,20 @@ impl QueuePair {
         num_buffers_at: &[Option<GuestAddress>; 2],
         chains: u16,
     ) -> Option<ChainError> {
+        // Usually both bytes are in one descriptor: one volatile store (a
+        // `write_obj` goes through vm-memory's generic byte copy).
+        if let [Some(lo), Some(hi)] = *num_buffers_at {
+            if lo.checked_add(1) == Some(hi) {
+                let slice = self.mem.get_slice(lo, 2).ok();
+                return match slice.as_ref().and_then(|s| s.get_ref::<u16>(0).ok()) {
+                    Some(num_buffers) => {
+                        num_buffers.store(chains.to_le());
+                        None
+                    }
+                    None => Some(ChainError::Memory),
+                };
+            }
+        }
         let mut failure = None;
         for (addr, byte) in num_buffers_at.iter().zip(chains.to_le_bytes()) {
             // The bytes were just written there, so this cannot fail

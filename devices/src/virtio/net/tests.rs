@@ -172,6 +172,46 @@ fn tx_batch_notifies_once_and_respects_event_idx() {
 }
 
 #[test]
+fn rx_batch_publishes_once_and_respects_event_idx() {
+    let mem = memory();
+    let mut rx = DriverRing::new(&mem, RX_RING, 16);
+    let tx = DriverRing::new(&mem, TX_RING, 16);
+    let (dev, mut peer) = seqpacket_pair().unwrap();
+    let metrics = Arc::new(NetMetrics::new(1));
+    let mut qp = QueuePair::new(
+        0,
+        mem.clone(),
+        rx.queue(true),
+        tx.queue(false),
+        Box::new(dev),
+        false,
+        Arc::clone(&metrics),
+    );
+    // The driver wants an interrupt after the 5th used buffer (index 4).
+    rx.set_used_event(4);
+    for i in 0..8 {
+        rx.add_chain(&[(BUF_BASE + i * 0x1000, 4096, true)]);
+    }
+    for i in 0..3 {
+        write_peer(&mut peer, &tap_frame(&pattern(100, i)));
+    }
+    assert!(!qp.process_rx().unwrap().notify);
+    assert_eq!(rx.used_idx(), 3);
+    for i in 0..3 {
+        write_peer(&mut peer, &tap_frame(&pattern(100, i)));
+    }
+    // Frames 4..6 cross used_event 4: one notification for the batch.
+    assert!(qp.process_rx().unwrap().notify);
+    assert_eq!(rx.used_idx(), 6);
+    assert_eq!(rx.used_elem(5), (5, 112));
+    assert_eq!(metrics.snapshot()[0].notifications, 1);
+    // Past used_event and not crossing it again: no notification.
+    write_peer(&mut peer, &tap_frame(&pattern(100, 9)));
+    assert!(!qp.process_rx().unwrap().notify);
+    assert_eq!(rx.used_idx(), 7);
+}
+
+#[test]
 fn tx_backend_full_keeps_the_chain_until_writable() {
     let mut f = fixture(false, 256);
     let len = 60_000u32;
@@ -1130,6 +1170,8 @@ struct PathCounter {
     zero_copy: bool,
     copied: Arc<AtomicU64>,
     iovec_writes: Arc<AtomicU64>,
+    /// Iovecs handed to every `read_iovecs`.
+    reads: Arc<Mutex<Vec<usize>>>,
 }
 
 impl std::os::fd::AsRawFd for PathCounter {
@@ -1165,6 +1207,7 @@ impl FrameBackend for PathCounter {
         if !self.zero_copy {
             return Err(io::ErrorKind::Unsupported.into());
         }
+        self.reads.lock().unwrap().push(iovecs.len());
         // SAFETY: our caller's contract (mapped, writable memory for the
         // call) is passed on unchanged.
         unsafe { self.inner.read_iovecs(iovecs) }
@@ -1182,6 +1225,7 @@ struct PathFixture {
     qp: QueuePair,
     copied: Arc<AtomicU64>,
     iovec_writes: Arc<AtomicU64>,
+    reads: Arc<Mutex<Vec<usize>>>,
 }
 
 impl PathFixture {
@@ -1201,11 +1245,13 @@ impl PathFixture {
         let (dev, peer) = seqpacket_pair().unwrap();
         let copied = Arc::new(AtomicU64::new(0));
         let iovec_writes = Arc::new(AtomicU64::new(0));
+        let reads = Arc::new(Mutex::new(Vec::new()));
         let backend = PathCounter {
             inner: dev,
             zero_copy,
             copied: Arc::clone(&copied),
             iovec_writes: Arc::clone(&iovec_writes),
+            reads: Arc::clone(&reads),
         };
         let metrics = Arc::new(NetMetrics::new(1));
         let qp = QueuePair::new(
@@ -1225,6 +1271,7 @@ impl PathFixture {
             qp,
             copied,
             iovec_writes,
+            reads,
         };
         (f, rx)
     }
@@ -1529,9 +1576,10 @@ fn zero_copy_rx_malformed_chains_fall_back_to_the_bounce_path() {
 
 #[test]
 fn zero_copy_rx_without_mrg_uses_one_big_chain() {
-    // A "big packets" chain (17 pages) takes a maximal frame zero-copy;
-    // a small chain after it goes through the bounce path, which drops a
-    // frame that does not fit, as before.
+    // A "big packets" chain (17 pages) takes a maximal frame zero-copy
+    // (its first 7 pages read straight, the rest through the tail); small
+    // chains after it are zero-copy too, and a frame that does not fit
+    // is dropped exactly as the bounce path drops it.
     let big: Vec<(u64, u32, bool)> = (0..17)
         .map(|i| (BUF_BASE + i * 0x1000, 4096, true))
         .collect();
@@ -1547,9 +1595,48 @@ fn zero_copy_rx_without_mrg_uses_one_big_chain() {
     ];
     let (r, bounced) = rx_both(false, &chains, &frames);
     assert_eq!((r.frames, r.dropped), (2, 1));
-    assert_eq!(bounced, 1);
+    assert_eq!(bounced, 0);
     assert_eq!(r.used[0], (0, frames[0].len() as u32));
     assert_eq!(u16::from_le_bytes([r.area[10], r.area[11]]), 1);
+}
+
+#[test]
+fn zero_copy_rx_small_frames_read_with_few_iovecs_big_ones_with_all() {
+    // 4 KiB chains: a small frame is read into 7 guest ranges plus the
+    // bounce tail; the first 64 KiB frame overflows into the tail and is
+    // copied on, after which reads hand over all the ranges a maximal
+    // frame needs, until
+    // 16 frames in a row would have fit the short list.
+    let (mut f, mut rx) = PathFixture::with_mrg(memory(), true, 256, true);
+    for c in plain_chains(BUF_BASE, 200, 4096) {
+        rx.add_chain(&c);
+    }
+    let mut frames = vec![tap_frame(&pattern(1500, 1)), tap_frame(&pattern(65000, 2))];
+    frames.push(tap_frame(&pattern(65000, 3)));
+    frames.extend((0..17).map(|i| tap_frame(&pattern(1500, i))));
+    let mut placed = 0u64;
+    for frame in &frames {
+        write_peer(&mut f.peer, frame);
+        f.qp.process_rx().unwrap();
+        // Every frame lands whole, from the chain after the last one.
+        let at = BUF_BASE + placed * 0x1000;
+        let got = read(&f.mem, at, frame.len().min(4096));
+        assert_eq!(&got[12..], &frame[12..got.len()]);
+        placed += frame.len().div_ceil(4096) as u64;
+    }
+    let big = read(&f.mem, BUF_BASE + 0x1000, 65012);
+    let tail = 15 * 4096;
+    assert_eq!(&big[tail..], &frames[1][tail..], "overflow copied on");
+    // Each process_rx reads its frame, then once more to find the
+    // backend empty: the frame's read is every other one.
+    let all = f.reads.lock().unwrap().clone();
+    let reads: Vec<usize> = all.iter().step_by(2).copied().collect();
+    assert_eq!(reads.len(), frames.len(), "{all:?}");
+    assert_eq!(&reads[..2], &[8, 8]);
+    // Wide: the 17 ranges a maximal frame needs, of the 33 parsed.
+    assert!(reads[2..19].iter().all(|&n| n == 17), "wide: {reads:?}");
+    assert_eq!(reads[19], 8, "short again after 16 small frames");
+    assert_eq!((f.counters().rx_frames, f.counters().rx_copied), (20, 0));
 }
 
 #[test]
@@ -1562,9 +1649,10 @@ fn zero_copy_rx_returns_chains_parsed_ahead() {
     write_peer(&mut f.peer, &tap_frame(&pattern(100, 1)));
     f.qp.process_rx().unwrap();
     assert_eq!(rx.used_idx(), 1);
-    // One chain is used and 17 more are parsed ahead, enough for a
-    // maximal frame.
-    assert_eq!(f.qp.rx.next_avail(), 18);
+    // One chain is used and 32 more are parsed ahead: refills parse up
+    // to two maximal frames (33 chains of 4 KiB), so that one pass over
+    // the avail ring serves many frames.
+    assert_eq!(f.qp.rx.next_avail(), 33);
     f.qp.return_rx_buffers();
     assert_eq!(f.qp.rx.next_avail(), 1);
     // Nothing is lost: the next frame lands in chain 1.
