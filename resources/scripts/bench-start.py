@@ -11,8 +11,8 @@ each round, after --warmup untimed rounds.
 
   --bin NAME=PATH    a petrel binary (repeatable; e.g. before=/tmp/petrel-base)
   --masquerade       give the VM a masquerade virtio NIC, in a scratch
-                     network namespace (petrel-bs-PID: dummy eth0
-                     10.99.0.2/24, default route), its bridge, tap and nft
+                     network namespace (petrel-bs-PID: eth0 10.99.0.2/24,
+                     a veth with its peer eth0p, default route), its bridge, tap and nft
                      table removed between runs
   --rounds N         timed rounds (10)
 
@@ -176,17 +176,17 @@ class Netns:
         self.name = f"petrel-bs-{os.getpid()}"
         sh(["ip", "netns", "del", self.name], check=False)
         sh(["ip", "netns", "add", self.name])
-        for cmd in ("ip link set lo up", "ip link add eth0 type dummy", "ip addr add 10.99.0.2/24 dev eth0",
-                    "ip link set eth0 up", "ip route add default via 10.99.0.1"):
+        for cmd in ("ip link set lo up", "ip link add eth0 type veth peer name eth0p",
+                    "ip addr add 10.99.0.2/24 dev eth0", "ip link set eth0p up", "ip link set eth0 up", "ip route add default via 10.99.0.1"):
             sh(["ip", "netns", "exec", self.name] + cmd.split())
 
     def clean(self):
-        """Remove what a killed petrel left: every link but lo and eth0, every nft table."""
+        """Remove what a killed petrel left: every link but lo and the veth pair, every nft table."""
         out = subprocess.run(["ip", "netns", "exec", self.name, "ip", "-o", "link", "show"],
                              capture_output=True, text=True).stdout
         for line in out.splitlines():
             name = line.split(":")[1].strip().split("@")[0]
-            if name not in ("lo", "eth0"):
+            if name not in ("lo", "eth0", "eth0p"):
                 sh(["ip", "netns", "exec", self.name, "ip", "link", "del", name], check=False)
         sh(["ip", "netns", "exec", self.name, "nft", "flush", "ruleset"], check=False)
 
