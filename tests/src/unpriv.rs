@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::Scratch;
+use crate::{base64, guest_cmdline, guest_dir, petrel_bin, run_args, Scratch};
 
 /// KubeVirt's `qemu` user and group in virt-launcher.
 pub const QEMU_UID: u32 = 107;
@@ -82,4 +82,31 @@ pub fn assert_readable(uid: u32, paths: &[&Path]) {
             .unwrap_or(false);
         assert!(ok, "{} is not readable by uid {uid}", p.display());
     }
+}
+
+/// `petrel run SPEC` with the guest kit as `uid` with exactly `caps` inside
+/// `netns` (private device nodes in `node_dir`); the guest runs `guest_cmd`.
+/// stdin is closed and stdout/stderr are piped, as `crate::Vmm::spawn` wants;
+/// the caller adds its own flags (`--run-dir` …) before spawning.
+pub fn petrel_run(
+    netns: &str,
+    uid: u32,
+    caps: &[&str],
+    node_dir: &Path,
+    spec: &Path,
+    guest_cmd: &str,
+) -> Command {
+    let kit = guest_dir();
+    let mut c = command(Some(netns), uid, caps, node_dir, &petrel_bin());
+    run_args(&mut c, spec, &kit);
+    c.arg("--cmdline")
+        .arg(format!(
+            "{} guest.cmd={}",
+            guest_cmdline(),
+            base64(guest_cmd.as_bytes())
+        ))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    c
 }

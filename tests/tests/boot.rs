@@ -73,6 +73,27 @@ fn linux64_boot_protocol_reaches_init() {
     assert_eq!(st.code(), Some(0), "stderr:\n{}", vm.stderr());
 }
 
+/// `--console FILE`: the console writer thread owns the file and closes it
+/// at exit under its seccomp filter (debug builds check every closed
+/// descriptor with fcntl(F_GETFD) first).
+#[test]
+fn console_file_holds_the_boot_and_the_run_ends_cleanly() {
+    let dir = Scratch::new("confile");
+    let spec = dir.write("vmi.yaml", &vmi_yaml("confile", 1, "128Mi"));
+    let file = dir.path().join("console.log");
+    let mut vm = Vmm::boot(
+        &spec,
+        "guest.net=0",
+        None,
+        &["--console", &file.display().to_string()],
+    );
+    let st = vm.wait_exit(BOOT_TIMEOUT);
+    assert_eq!(st.code(), Some(0), "stderr:\n{}", vm.stderr());
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("GUEST-INIT-OK"), "{text}");
+    assert!(text.contains("GUEST-POWEROFF"), "{text}");
+}
+
 #[test]
 fn guest_panic_is_a_failure_with_a_clear_message() {
     let dir = Scratch::new("panic");

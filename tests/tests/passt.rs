@@ -15,7 +15,7 @@ use petrel_tests::cluster::{
 use petrel_tests::guestnet::WAIT_DAD;
 use petrel_tests::netns::{sh, NetNs};
 use petrel_tests::unpriv::{self, QEMU_UID};
-use petrel_tests::{guest_cmdline, guest_dir, petrel_bin, run_args, Scratch, Vmm, BOOT_TIMEOUT};
+use petrel_tests::{guest_dir, petrel_bin, Scratch, Vmm, BOOT_TIMEOUT};
 
 fn spec(name: &str, binding: &str, ports: &str, network: &str) -> String {
     format!(
@@ -61,19 +61,14 @@ fn boot_unprivileged(pod: &NetNs, dir: &Scratch, spec: &Path, guest_cmd: &str) -
             &kit.join("initramfs.cpio"),
         ],
     );
-    let mut c = unpriv::command(Some(pod.name()), QEMU_UID, &[], dir.path(), &petrel_bin());
-    run_args(&mut c, spec, &kit);
-    let cmdline = format!(
-        "{} guest.cmd={}",
-        guest_cmdline(),
-        petrel_tests::base64(guest_cmd.as_bytes())
-    );
-    c.arg("--cmdline")
-        .arg(cmdline)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    Vmm::spawn(c)
+    Vmm::spawn(unpriv::petrel_run(
+        pod.name(),
+        QEMU_UID,
+        &[],
+        dir.path(),
+        spec,
+        guest_cmd,
+    ))
 }
 
 /// The passt processes whose parent is `pid`, waiting up to a minute for

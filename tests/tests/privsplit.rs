@@ -12,7 +12,7 @@ use petrel_tests::cluster::{
 };
 use petrel_tests::guestnet::WAIT_DAD;
 use petrel_tests::unpriv::{self, QEMU_UID};
-use petrel_tests::{base64, guest_cmdline, guest_dir, petrel_bin, run_args, Scratch, Vmm};
+use petrel_tests::{guest_dir, petrel_bin, run_args, Scratch, Vmm};
 use petrel_tests::{netns::NetNs, BOOT_TIMEOUT};
 
 const VM: &str = "split";
@@ -27,25 +27,15 @@ fn boot_as_qemu(
     spec: &Path,
     guest_cmd: &str,
 ) -> Vmm {
-    let mut c = unpriv::command(
-        Some(cluster.pod.name()),
+    let mut c = unpriv::petrel_run(
+        cluster.pod.name(),
         QEMU_UID,
         &["net_bind_service"],
         node_dir,
-        &petrel_bin(),
+        spec,
+        guest_cmd,
     );
-    run_args(&mut c, spec, &guest_dir());
-    c.arg("--cmdline")
-        .arg(format!(
-            "{} guest.cmd={}",
-            guest_cmdline(),
-            base64(guest_cmd.as_bytes())
-        ))
-        .arg("--run-dir")
-        .arg(runs)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    c.arg("--run-dir").arg(runs);
     Vmm::spawn(c)
 }
 

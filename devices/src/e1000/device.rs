@@ -124,7 +124,7 @@ impl E1000 {
             .set_offloads(Offloads::NONE)
             .map_err(E1000Error::Offloads)?;
         let backend: Arc<Mutex<Box<dyn FrameBackend>>> = Arc::new(Mutex::new(backend));
-        let shared = Arc::new(Shared::new(mac, irq));
+        let shared = Arc::new(Shared::new(mac, irq).map_err(E1000Error::Timer)?);
         let rx_kick = EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(E1000Error::EventFd)?;
         let tx_kick = EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(E1000Error::EventFd)?;
         let tx = Arc::new(Mutex::new(TxState::new()));

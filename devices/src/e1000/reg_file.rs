@@ -5,9 +5,11 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::deadline_timer::{now_ns, DeadlineTimer};
 use super::eeprom::{Eeprom, EepromState};
+use super::moderation::Moderation;
 use super::phy::Phy;
-use super::regs::{self, ctrl, eerd, icr, rah, status, tctl};
+use super::regs::{self, ctrl, eerd, icr, rah, rdtr, status, tctl};
 use super::{E1000Counters, E1000_DEVICE_ID};
 use crate::pci::IntxLine;
 use crate::rate_limit::should_log;
@@ -39,6 +41,10 @@ pub(crate) struct Regs {
     link_up: bool,
     /// Last level given to the INTx line.
     level: bool,
+    /// ITR and the delay timers (see `moderation.rs`).
+    moderation: Moderation,
+    /// Fires when `moderation` has something due; the worker watches it.
+    timer: DeadlineTimer,
     /// Bumped whenever the driver reprograms the receive ring (RDBAL,
     /// RDBAH, RDLEN, RDH, CTRL.RST), so that the rx worker, which writes a
     /// frame without the lock, does not publish an RDH for another ring.
@@ -53,7 +59,7 @@ impl Regs {
         self.phy.set_link_up(up);
     }
 
-    pub(super) fn new(mac_addr: [u8; 6]) -> Self {
+    pub(super) fn new(mac_addr: [u8; 6], timer: DeadlineTimer) -> Self {
         let mut regs = Self {
             mac: vec![0; NUM_WORDS],
             phy: Phy::default(),
@@ -62,6 +68,8 @@ impl Regs {
             lsc_sent: false,
             link_up: true,
             level: false,
+            moderation: Moderation::default(),
+            timer,
             rx_ring_gen: 0,
             counters: E1000Counters::default(),
         };
@@ -86,6 +94,9 @@ impl Regs {
         self.phy.set_link_up(self.link_up);
         self.eeprom.reset_interface();
         self.lsc_sent = false;
+        // Pending delays and a deferred assertion go with the causes; the
+        // timer may still fire once, for nothing.
+        self.moderation = Moderation::default();
         self.rx_ring_gen = self.rx_ring_gen.wrapping_add(1);
     }
 
@@ -126,15 +137,103 @@ impl Regs {
     }
 
     /// Drives the INTx line from ICR & IMS. `poke` re-asserts an already
-    /// asserted line (new causes or a mask change while pending).
+    /// asserted line (new causes or a mask change while pending). Delayed
+    /// causes that are due go into ICR first; an assertion inside the ITR
+    /// interval waits for its end; the timer is armed for what is left.
     pub fn update_irq(&mut self, irq: &dyn IntxLine, poke: bool) {
-        let level = self.get(regs::ICR) & self.get(regs::IMS) != 0;
-        if level && (poke || !self.level) {
-            irq.set_level(true);
-        } else if !level && self.level {
-            irq.set_level(false);
+        let expired = self.take_expired();
+        self.drive_line(irq, poke || expired);
+        self.rearm();
+    }
+
+    /// Sets the delayed causes that are due; whether there were any.
+    fn take_expired(&mut self) -> bool {
+        if !self.moderation.has_delays() {
+            return false;
         }
-        self.level = level;
+        let cause = self.moderation.take_expired(now_ns());
+        self.set_cause(cause);
+        cause != 0
+    }
+
+    fn drive_line(&mut self, irq: &dyn IntxLine, poke: bool) {
+        let level = self.get(regs::ICR) & self.get(regs::IMS) != 0;
+        if !level {
+            if self.level {
+                irq.set_level(false);
+            }
+            self.level = false;
+            self.moderation.cancel_deferred();
+            return;
+        }
+        if self.level && !poke {
+            return;
+        }
+        let itr = self.get(regs::ITR);
+        if super::moderation::itr_interval_ns(itr) != 0 {
+            let now = now_ns();
+            if !self.moderation.may_assert(now, itr) {
+                self.moderation.defer();
+                return;
+            }
+            self.moderation.asserted(now);
+        } else {
+            self.moderation.cancel_deferred();
+        }
+        irq.set_level(true);
+        self.level = true;
+    }
+
+    /// Arms the timer for whatever moderation has due next.
+    fn rearm(&mut self) {
+        let watch = if self.level { 0 } else { self.get(regs::IMS) };
+        if let Some(deadline) = self.moderation.next_deadline(self.get(regs::ITR), watch) {
+            self.timer.arm(deadline);
+        }
+    }
+
+    /// The rx worker delivered frames: RXT0 now (RDTR = 0) or when the
+    /// receive delay ends; the line follows (RXDMT0 may be set too).
+    pub fn rx_delivered(&mut self, irq: &dyn IntxLine) {
+        let rdtr = self.get(regs::RDTR);
+        let now = if rdtr & rdtr::DELAY == 0 { 0 } else { now_ns() };
+        let raise = self.moderation.rx_frames(now, rdtr, self.get(regs::RADV));
+        if raise {
+            self.set_cause(icr::RXT0);
+        }
+        self.update_irq(irq, raise);
+    }
+
+    /// A transmit pass wrote descriptors back, all with IDE (`delayed`)
+    /// or not: whether TXDW is to be set now (else the transmit delay
+    /// timer sets it). The caller updates the line.
+    pub fn tx_written_back(&mut self, delayed: bool) -> bool {
+        let tidv = self.get(regs::TIDV);
+        let now = if delayed && tidv & rdtr::DELAY != 0 {
+            now_ns()
+        } else {
+            0
+        };
+        let tadv = self.get(regs::TADV);
+        let now_raise = self.moderation.tx_written_back(now, delayed, tidv, tadv);
+        if !now_raise {
+            self.rearm();
+        }
+        now_raise
+    }
+
+    /// The timer fired (on the worker): raises the delayed causes that are
+    /// due and a deferred assertion whose interval ended, and arms the
+    /// timer for what is left.
+    pub fn on_timer(&mut self, irq: &dyn IntxLine) {
+        self.timer.fired();
+        let deferred = self.moderation.is_deferred();
+        self.update_irq(irq, deferred);
+    }
+
+    /// The timer's fd, for the worker's event loop.
+    pub fn timer_fd(&self) -> std::os::fd::RawFd {
+        self.timer.raw_fd()
     }
 
     fn unknown(&mut self, offset: u64, write: Option<u32>) {
@@ -209,6 +308,8 @@ impl Regs {
     pub(crate) fn read(&mut self, offset: u64, irq: &dyn IntxLine) -> u32 {
         match offset {
             regs::ICR => {
+                // Delays that ran out count, timer or not.
+                self.take_expired();
                 let v = self.get(regs::ICR);
                 self.set(regs::ICR, 0);
                 self.update_irq(irq, false);
@@ -296,6 +397,24 @@ impl Regs {
         }
     }
 
+    /// Writes of ITR and RDTR, which may raise what waits.
+    fn write_moderation_reg(&mut self, offset: u64, value: u32, irq: &dyn IntxLine) {
+        if offset == regs::ITR {
+            self.set(regs::ITR, value);
+            // A waiting assertion goes by the new interval.
+            if self.moderation.is_deferred() {
+                self.update_irq(irq, true);
+            }
+            return;
+        }
+        // RDTR.FPD (self-clearing): the pending RXT0 now.
+        if value & rdtr::FPD != 0 && self.moderation.flush_rx() {
+            self.set_cause(icr::RXT0);
+            self.update_irq(irq, true);
+        }
+        self.set(regs::RDTR, value & !rdtr::FPD);
+    }
+
     /// A guest write of the dword at `offset` (4-byte aligned).
     pub(crate) fn write(&mut self, offset: u64, value: u32, irq: &dyn IntxLine) -> Action {
         if matches!(offset, regs::RDBAL | regs::RDBAH | regs::RDLEN | regs::RDH) {
@@ -327,6 +446,7 @@ impl Regs {
                     Action::None
                 };
             }
+            regs::ITR | regs::RDTR => self.write_moderation_reg(offset, value, irq),
             regs::RDBAL | regs::TDBAL => self.set(offset, value & !0xf),
             regs::RDLEN | regs::TDLEN => self.set(offset, value & 0x000f_ff80),
             regs::RDH | regs::TDH => self.set(offset, value & 0xffff),
@@ -361,11 +481,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn new(mac: [u8; 6], irq: Arc<dyn IntxLine>) -> Self {
-        Self {
-            regs: Mutex::new(Regs::new(mac)),
+    pub fn new(mac: [u8; 6], irq: Arc<dyn IntxLine>) -> std::io::Result<Self> {
+        Ok(Self {
+            regs: Mutex::new(Regs::new(mac, DeadlineTimer::new()?)),
             irq,
-        }
+        })
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Regs> {
@@ -386,14 +506,21 @@ pub(super) struct RegsSaved {
 }
 
 impl Regs {
+    /// The register file; causes moderation still delays are saved as
+    /// set in ICR (the target raises them at once, see [`Self::restore`]).
     pub(super) fn save(&self) -> RegsSaved {
+        let pending = self.moderation.pending_causes();
         RegsSaved {
             regs: self
                 .mac
                 .iter()
                 .enumerate()
-                .filter(|(_, &v)| v != 0)
-                .map(|(i, &v)| ((i * 4) as u32, v))
+                .map(|(i, &v)| {
+                    let off = (i * 4) as u64;
+                    (off, if off == regs::ICR { v | pending } else { v })
+                })
+                .filter(|&(_, v)| v != 0)
+                .map(|(off, v)| (off as u32, v))
                 .collect(),
             phy: self.phy.save(),
             eeprom: self.eeprom.save(),
@@ -421,6 +548,9 @@ impl Regs {
         self.lsc_sent = s.lsc_sent;
         // The rx worker must not finish a frame for the ring it had before.
         self.rx_ring_gen = self.rx_ring_gen.wrapping_add(1);
+        // No ITR interval runs yet: causes in ICR (those the source still
+        // delayed among them) assert the line now.
+        self.moderation = Moderation::default();
         self.level = false;
         self.update_irq(irq, true);
         Ok(())

@@ -184,6 +184,14 @@ pub mod rctl {
     pub const SECRC: u32 = 1 << 26;
 }
 
+/// RDTR bits (TIDV, RADV and TADV have the same delay field).
+pub mod rdtr {
+    /// The delay, in 1.024 µs units.
+    pub const DELAY: u32 = 0xffff;
+    /// Flush partial descriptor block: raise a pending RXT0 now.
+    pub const FPD: u32 = 1 << 31;
+}
+
 /// TCTL bits.
 pub mod tctl {
     pub const EN: u32 = 1 << 1;
@@ -207,6 +215,9 @@ pub mod txd {
     pub const CMD_RS: u8 = 0x08;
     pub const CMD_DEXT: u8 = 0x20;
     pub const CMD_VLE: u8 = 0x40;
+    /// Interrupt delay enable: TXDW for this write-back waits for TIDV/TADV
+    /// (bit 7 of CMD, DCMD and TUCMD alike).
+    pub const CMD_IDE: u8 = 0x80;
     /// Context TUCMD: TCP (else UDP).
     pub const TUCMD_TCP: u8 = 0x01;
     /// Context TUCMD: IPv4 (else IPv6).

@@ -313,8 +313,9 @@ fn write_range(mem: &GuestMemoryMmap, pieces: &[&[u8]], offset: usize, n: usize,
 }
 
 /// Step 3, under the lock: advances RDH (unless the ring was reprogrammed
-/// since [`prepare`]), updates the statistics and sets RXT0 (and RXDMT0);
-/// the caller updates the interrupt line.
+/// since [`prepare`]), updates the statistics and sets RXDMT0 when the ring
+/// runs low; the caller then calls [`Regs::rx_delivered`] once for the
+/// batch (RXT0, which RDTR/RADV may delay, and the interrupt line).
 pub fn publish(regs: &mut Regs, frame: &[u8], plan: &RxPlan, written: &RxWritten) -> RxResult {
     regs.counters.rx_ring_errors += written.ring_errors;
     let same_ring = regs.rx_ring_gen == plan.ring_gen;
@@ -343,7 +344,6 @@ pub fn publish(regs: &mut Regs, frame: &[u8], plan: &RxPlan, written: &RxWritten
     regs.counters.rx_frames += 1;
     regs.counters.rx_bytes += frame.len() as u64;
 
-    let mut cause = icr::RXT0;
     // Free descriptors at or below the RDMTS fraction (1/2, 1/4, 1/8),
     // against the driver's current tail.
     let (len, head, tail) = (plan.len, written.head, regs.get(regs::RDT));
@@ -351,10 +351,9 @@ pub fn publish(regs: &mut Regs, frame: &[u8], plan: &RxPlan, written: &RxWritten
     if tail < len {
         let free = (tail + len - head) % len;
         if rdmts < 3 && free <= len >> (rdmts + 1) {
-            cause |= icr::RXDMT0;
+            regs.set_cause(icr::RXDMT0);
         }
     }
-    regs.set_cause(cause);
     RxResult::Delivered
 }
 

@@ -39,6 +39,11 @@ impl FakeIntx {
     fn level(&self) -> bool {
         self.levels.lock().unwrap().last().copied().unwrap_or(false)
     }
+
+    /// How many times the line was asserted (raised or poked).
+    fn asserts(&self) -> usize {
+        self.levels.lock().unwrap().iter().filter(|&&l| l).count()
+    }
 }
 
 impl IntxLine for FakeIntx {
@@ -928,7 +933,7 @@ fn rx_fcs_on_the_wire() {
 fn rx_ring_reprogrammed_during_the_copy() {
     let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
     let irq = FakeIntx::default();
-    let mut regs = Regs::new(MAC);
+    let mut regs = Regs::new(MAC, super::deadline_timer::DeadlineTimer::new().unwrap());
     for i in 0..8u64 {
         let buf = RX_BUFS + RX_BUF_STRIDE * i;
         mem.write_obj(buf, GuestAddress(RX_RING + 16 * i)).unwrap();
@@ -953,6 +958,7 @@ fn rx_ring_reprogrammed_during_the_copy() {
         RxResult::Delivered
     );
     assert_eq!(regs.get(RDH), 1);
+    regs.rx_delivered(&irq);
     assert_ne!(regs.get(ICR) & icr::RXT0, 0);
     assert_eq!(regs.get(GPRC), 1);
     assert_eq!(regs.get(GORCL), 118);
@@ -1744,4 +1750,349 @@ fn a_paused_gate_defers_transmit_to_the_worker() {
     gate.resume().unwrap();
     assert!(wait_for(|| h.tx_status(0) & txd::STA_DD != 0));
     assert_eq!(h.net_frames(), vec![frame]);
+}
+
+// ---- interrupt moderation ----
+
+mod moderation {
+    use super::super::moderation::{itr_interval_ns, Moderation, MIN_ITR};
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn itr_interval_units_and_bounds() {
+        assert_eq!(itr_interval_ns(0), 0, "ITR = 0: no throttling");
+        // Linux's 20 000 interrupts/s: 1e9 / (20000 * 256) = 195.
+        assert_eq!(itr_interval_ns(195), 195 * 256);
+        // Hostile: ITR = 1 is raised to MIN_ITR (about 10 µs)...
+        assert_eq!(itr_interval_ns(1), MIN_ITR * 256);
+        // ...and the reserved bits 31:16 do not count.
+        assert_eq!(itr_interval_ns(u32::MAX), 0xffff * 256);
+        assert_eq!(itr_interval_ns(0x1_0000), 0);
+    }
+
+    #[test]
+    fn one_assertion_per_interval_and_deferred_ones_at_its_end() {
+        let mut m = Moderation::default();
+        let itr = 195; // 49.92 µs
+        assert!(m.may_assert(10 * MS, itr), "nothing asserted yet");
+        m.asserted(10 * MS);
+        assert!(!m.may_assert(10 * MS + 49_919, itr));
+        m.defer();
+        assert_eq!(m.next_deadline(itr, icr::ALL), Some(10 * MS + 49_920));
+        assert!(m.may_assert(10 * MS + 49_920, itr));
+        // Nothing pending, nothing due.
+        m.cancel_deferred();
+        assert_eq!(m.next_deadline(itr, icr::ALL), None);
+        // ITR = 0 never holds an assertion back.
+        assert!(m.may_assert(10 * MS + 1, 0));
+    }
+
+    #[test]
+    fn rdtr_restarts_and_radv_bounds_the_receive_delay() {
+        let mut m = Moderation::default();
+        // RDTR = 0 (Linux's default): RXT0 at once.
+        assert!(m.rx_frames(0, 0, 8));
+        assert_eq!(m.next_deadline(0, icr::ALL), None);
+        // RDTR = 100 (102.4 µs), RADV = 1000 (1.024 ms): a frame every
+        // 50 µs keeps restarting the relative timer; RADV ends it.
+        let mut t = 0;
+        let mut raised_at = None;
+        while t < 3 * MS {
+            if m.take_expired(t) & icr::RXT0 != 0 {
+                raised_at = Some(t);
+                break;
+            }
+            assert!(!m.rx_frames(t, 100, 1000));
+            t += 50_000;
+        }
+        let at = raised_at.expect("RADV raised RXT0");
+        assert!((1_024_000..1_024_000 + 50_000).contains(&at), "{at}");
+        // A lone frame: RXT0 one RDTR after it.
+        assert!(!m.rx_frames(5 * MS, 100, 1000));
+        assert_eq!(m.next_deadline(0, icr::ALL), Some(5 * MS + 102_400));
+        assert_eq!(m.take_expired(5 * MS + 102_399), 0);
+        assert_eq!(m.take_expired(5 * MS + 102_400), icr::RXT0);
+    }
+
+    #[test]
+    fn a_hostile_stream_cannot_postpone_rxt0_forever() {
+        // RDTR at its maximum, RADV = 0 ("no absolute delay"): a frame
+        // every millisecond would keep the relative timer from ever
+        // expiring; the 0xffff-unit bound (67.1 ms) raises RXT0.
+        let mut m = Moderation::default();
+        let mut t = 0;
+        while m.take_expired(t) == 0 {
+            assert!(t < 100 * MS, "RXT0 never came");
+            assert!(!m.rx_frames(t, u32::MAX, 0));
+            t += MS;
+        }
+        assert!((0xffff * 1024..0xffff * 1024 + MS).contains(&t), "{t}");
+    }
+
+    #[test]
+    fn tidv_delays_only_descriptors_with_ide() {
+        let mut m = Moderation::default();
+        // No IDE: TXDW at once, whatever TIDV says.
+        assert!(m.tx_written_back(0, false, 8, 32));
+        // IDE with TIDV = 8, TADV = 32 (Linux's defaults).
+        assert!(!m.tx_written_back(MS, true, 8, 32));
+        assert_eq!(m.pending_causes(), icr::TXDW);
+        assert_eq!(m.next_deadline(0, icr::ALL), Some(MS + 8 * 1024));
+        // A write-back without IDE raises the pending TXDW with it.
+        assert!(m.tx_written_back(MS + 1, false, 8, 32));
+        assert_eq!(m.pending_causes(), 0);
+        // IDE with TIDV = 0: no delay.
+        assert!(m.tx_written_back(2 * MS, true, 0, 32));
+        // TADV bounds a stream of IDE write-backs.
+        let mut t = 3 * MS;
+        while m.take_expired(t) & icr::TXDW == 0 {
+            assert!(!m.tx_written_back(t, true, 8, 32));
+            t += 4096;
+        }
+        assert!((3 * MS + 32 * 1024..3 * MS + 32 * 1024 + 4096).contains(&t));
+    }
+
+    #[test]
+    fn the_timer_wakes_once_per_interval_and_not_for_masked_causes() {
+        let mut m = Moderation::default();
+        let itr = 195; // 49.92 µs
+        m.asserted(0);
+        // TXDW 8.192 µs after a write-back, inside the interval: looked
+        // at when the interval ends, however often the delay restarts.
+        for t in (1_000..40_000).step_by(1_000) {
+            assert!(!m.tx_written_back(t, true, 8, 32));
+            assert_eq!(m.next_deadline(itr, icr::ALL), Some(49_920));
+        }
+        // Masked (or the line already up): no timer at all...
+        assert_eq!(m.next_deadline(itr, icr::RXT0), None);
+        // ...but the cause is there when looked for.
+        assert_eq!(m.take_expired(49_920), icr::TXDW);
+        // Past the interval, the delay's own deadline.
+        assert!(!m.rx_frames(100_000, 10, 0));
+        assert_eq!(m.next_deadline(itr, icr::ALL), Some(100_000 + 10_240));
+    }
+
+    fn moderated(itr: u32) -> Harness {
+        let mut h = Harness::new();
+        h.w(IMS, icr::RXT0 | icr::TXDW | icr::LSC);
+        h.r(ICR);
+        h.w(ITR, itr);
+        h
+    }
+
+    #[test]
+    fn itr_zero_asserts_every_cause_at_once() {
+        let mut h = moderated(0);
+        let before = h.irq.asserts();
+        for _ in 0..10 {
+            h.w(ICS, icr::RXT0);
+            assert!(h.irq.level());
+            assert_eq!(h.r(ICR), icr::RXT0);
+            assert!(!h.irq.level());
+        }
+        assert_eq!(h.irq.asserts() - before, 10);
+    }
+
+    #[test]
+    fn causes_in_the_interval_coalesce_and_assert_at_its_end() {
+        // 0xffff × 256 ns = 16.8 ms.
+        let mut h = moderated(0xffff);
+        let interval = Duration::from_nanos(0xffff * 256);
+        let before = h.irq.asserts();
+        let start = Instant::now();
+        h.w(ICS, icr::TXDW);
+        assert!(h.irq.level(), "the first assertion is not held back");
+        assert_eq!(h.r(ICR), icr::TXDW);
+        h.w(ICS, icr::RXT0);
+        h.w(ICS, icr::LSC);
+        if start.elapsed() < interval {
+            assert!(!h.irq.level(), "asserted inside the interval");
+        }
+        assert!(wait_for(|| h.irq.level()));
+        assert!(start.elapsed() >= interval);
+        assert_eq!(h.r(ICR), icr::RXT0 | icr::LSC, "both causes, in ICR");
+        assert_eq!(h.irq.asserts() - before, 2);
+        // Read or masked before the end: nothing is asserted.
+        std::thread::sleep(interval);
+        h.w(ICS, icr::RXT0);
+        assert!(h.irq.level(), "the interval is over");
+        h.r(ICR);
+        h.w(ICS, icr::RXT0);
+        h.w(IMC, icr::RXT0);
+        std::thread::sleep(interval * 2);
+        assert!(!h.irq.level());
+        // Unmasked after the end: at once.
+        h.w(IMS, icr::RXT0);
+        assert!(h.irq.level());
+        assert_eq!(h.irq.asserts() - before, 4);
+    }
+
+    /// Spins (no sleep: frames come faster than `wait_for` polls) until
+    /// RDH is `want`.
+    fn spin_rdh(h: &mut Harness, want: u32) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if h.r(RDH) == want {
+                return true;
+            }
+            std::thread::yield_now();
+        }
+        false
+    }
+
+    #[test]
+    fn itr_throttles_interrupts_over_a_burst_of_frames() {
+        // ITR = 0x4000: 4.19 ms between assertions.
+        let mut h = moderated(0x4000);
+        h.setup_rx(16, rctl::BAM);
+        let mut f = eth(MAC, PEER, 0x0800);
+        f.extend_from_slice(&pattern(100, 4));
+        let before = h.irq.asserts();
+        let start = Instant::now();
+        let frames = 300u32;
+        // The driver's ISR reads ICR whenever the line is up.
+        for i in 1..=frames {
+            h.send(&f);
+            assert!(spin_rdh(&mut h, i % 16));
+            h.w(RDT, (i + 15) % 16);
+            if h.irq.level() {
+                assert_ne!(h.r(ICR) & icr::RXT0, 0);
+            }
+        }
+        // One more frame, its cause left for the end of the interval.
+        h.send(&f);
+        assert!(wait_for(|| h.irq.level()));
+        let elapsed = start.elapsed();
+        let asserts = (h.irq.asserts() - before) as u128;
+        let bound = elapsed.as_nanos() / (0x4000 * 256) + 1;
+        eprintln!("{} frames, {asserts} interrupts in {elapsed:?}", frames + 1);
+        assert!(asserts <= bound, "{asserts} > {bound} in {elapsed:?}");
+        assert!(asserts < u128::from(frames), "no frame coalesced");
+    }
+
+    #[test]
+    fn rdtr_delays_rxt0_and_fpd_flushes_it() {
+        let mut h = moderated(0);
+        h.setup_rx(8, rctl::BAM);
+        let mut f = eth(MAC, PEER, 0x0800);
+        f.extend_from_slice(&pattern(60, 5));
+        // RDTR = 5000 units: 5.12 ms after the frame.
+        h.w(RDTR, 5000);
+        let start = Instant::now();
+        h.send(&f);
+        assert!(h.wait_rdh(1));
+        if start.elapsed() < Duration::from_micros(5120) {
+            assert!(!h.irq.level());
+        }
+        assert!(wait_for(|| h.irq.level()));
+        assert!(start.elapsed() >= Duration::from_micros(5120));
+        assert_eq!(h.r(ICR), icr::RXT0);
+        // RDTR at its maximum (67 ms); FPD raises the pending RXT0 now.
+        h.w(RDTR, 0xffff);
+        h.send(&f);
+        assert!(h.wait_rdh(2));
+        h.w(RDTR, rdtr::FPD | 0xffff);
+        assert!(h.irq.level());
+        assert_eq!(h.r(ICR), icr::RXT0);
+        assert_eq!(h.r(RDTR), 0xffff, "FPD reads back clear");
+        // Nothing is left pending.
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(!h.irq.level());
+    }
+
+    #[test]
+    fn tidv_delays_txdw_for_ide_descriptors() {
+        let mut h = moderated(0);
+        h.setup_tx(8);
+        let mut out = eth(PEER, MAC, 0x0800);
+        out.extend_from_slice(&pattern(60, 6));
+        h.mem.write_slice(&out, GuestAddress(TX_BUFS)).unwrap();
+        let len = out.len() as u16;
+        let cmd = txd::CMD_EOP | txd::CMD_IFCS | txd::CMD_RS;
+        h.w(TIDV, 5000);
+        h.w(TADV, 0);
+        // Without IDE: TXDW during the TDT write.
+        h.put_tx_desc(0, legacy_desc(TX_BUFS, len, cmd));
+        h.w(TDT, 1);
+        assert!(h.irq.level());
+        assert_eq!(h.r(ICR) & icr::TXDW, icr::TXDW);
+        // With IDE: 5.12 ms later.
+        let start = Instant::now();
+        h.put_tx_desc(1, legacy_desc(TX_BUFS, len, cmd | txd::CMD_IDE));
+        h.w(TDT, 2);
+        assert_eq!(h.tx_status(1) & txd::STA_DD, txd::STA_DD);
+        if start.elapsed() < Duration::from_micros(5120) {
+            assert!(!h.irq.level());
+        }
+        assert!(wait_for(|| h.irq.level()));
+        assert!(start.elapsed() >= Duration::from_micros(5120));
+        assert_eq!(h.r(ICR) & icr::TXDW, icr::TXDW);
+        assert_eq!(h.net_frames().len(), 2);
+    }
+
+    #[test]
+    fn hostile_values_still_deliver() {
+        // Every moderation register at all ones: the reserved bits do not
+        // count (ITR 16.8 ms, delays 67.1 ms); RADV/TADV 0 are bounded.
+        let mut h = moderated(u32::MAX);
+        h.setup_rx(8, rctl::BAM);
+        h.setup_tx(8);
+        h.w(RDTR, !rdtr::FPD);
+        h.w(RADV, 0);
+        h.w(TIDV, u32::MAX);
+        h.w(TADV, 0);
+        let mut f = eth(MAC, PEER, 0x0800);
+        f.extend_from_slice(&pattern(60, 7));
+        h.send(&f);
+        assert!(h.wait_rdh(1));
+        assert!(wait_for(|| h.irq.level()), "RXT0 within the bound");
+        assert_eq!(h.r(ICR) & icr::RXT0, icr::RXT0);
+        h.mem.write_slice(&f, GuestAddress(TX_BUFS)).unwrap();
+        let cmd = txd::CMD_EOP | txd::CMD_RS | txd::CMD_IDE;
+        h.put_tx_desc(0, legacy_desc(TX_BUFS, f.len() as u16, cmd));
+        h.w(TDT, 1);
+        assert!(wait_for(|| h.irq.level()), "TXDW within the bound");
+        assert_eq!(h.r(ICR) & icr::TXDW, icr::TXDW);
+        // ITR = 1 is throttled at 10 µs, not 256 ns: still delivered.
+        h.w(ITR, 1);
+        for _ in 0..100 {
+            h.w(ICS, icr::LSC);
+            assert!(wait_for(|| h.irq.level()));
+            assert_eq!(h.r(ICR), icr::LSC);
+        }
+    }
+
+    #[test]
+    fn a_snapshot_keeps_a_delayed_cause() {
+        let mut a = moderated(0);
+        a.setup_rx(8, rctl::BAM);
+        a.w(RDTR, 0xffff);
+        let mut f = eth(MAC, PEER, 0x0800);
+        f.extend_from_slice(&pattern(60, 8));
+        a.send(&f);
+        assert!(a.wait_rdh(1));
+        let start = Instant::now();
+        let saved = a.dev.save_state();
+        let json = serde_json::to_vec(&saved).unwrap();
+        a.dev.stop();
+        if start.elapsed() < Duration::from_millis(60) {
+            assert!(!a.irq.level(), "RXT0 was still delayed at the save");
+        }
+        let (dev_end, net) = seqpacket_pair().unwrap();
+        let irq = Arc::new(FakeIntx::default());
+        let dev = Harness::inactive_device(dev_end, &a.mem, &irq);
+        let mut b = Harness {
+            dev,
+            net,
+            mem: a.mem.clone(),
+            irq,
+        };
+        b.dev
+            .restore_state(&serde_json::from_slice(&json).unwrap())
+            .unwrap();
+        assert!(b.irq.level(), "the target raises the delayed RXT0");
+        assert_eq!(b.r(ICR), icr::RXT0);
+    }
 }

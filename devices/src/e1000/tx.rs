@@ -83,6 +83,8 @@ pub struct TxOutcome {
     pub head: u32,
     /// A descriptor with RS got its DD bit written back (TXDW).
     pub wrote_back: bool,
+    /// One of them had IDE clear: TXDW is not delayed (TIDV/TADV).
+    pub wrote_back_now: bool,
     /// The pass ran out of budget with work left (descriptors before
     /// the tail or segments of a TSO packet): run another pass.
     pub more: bool,
@@ -204,6 +206,7 @@ impl TxState {
         let mut outcome = TxOutcome {
             head: ring.head,
             wrote_back: false,
+            wrote_back_now: false,
             more: false,
         };
         self.frames_left = TX_PASS_FRAMES;
@@ -250,6 +253,7 @@ impl TxState {
                 let sta = (desc[12] & 0xf0) | txd::STA_DD;
                 if mem.write_slice(&[sta], GuestAddress(addr + 12)).is_ok() {
                     outcome.wrote_back = true;
+                    outcome.wrote_back_now |= desc[11] & txd::CMD_IDE == 0;
                 } else {
                     out.stats.ring_errors += 1;
                 }

@@ -63,7 +63,7 @@ impl TxPass<'_> {
         regs.set(regs::TDH, outcome.head);
         apply_stats(&mut regs, &stats);
         let mut cause = 0;
-        if outcome.wrote_back {
+        if outcome.wrote_back && regs.tx_written_back(!outcome.wrote_back_now) {
             cause |= icr::TXDW;
         }
         if outcome.head == ring.tail && !outcome.more {

@@ -4,6 +4,8 @@
 //! eventfd. It also continues transmit passes that ran out of budget on
 //! the vCPU thread (the tx kick eventfd), one pass per wake-up, kicking
 //! itself again while work is left so receive and stop requests interleave.
+//! And it watches the interrupt moderation timer (ITR and the delay
+//! timers, see `moderation.rs`), which raises what waited.
 //!
 //! The backend fd is watched only while the ring may have room: when a
 //! frame does not fit, the worker keeps it and stops watching the backend
@@ -39,6 +41,8 @@ pub(crate) struct RxHandler {
     backend_fd: RawFd,
     mem: GuestMemoryMmap,
     kick: EventFd,
+    /// The interrupt moderation timer (owned by the register file).
+    timer_fd: RawFd,
     /// The transmit state and the eventfd that asks for another pass.
     tx: Option<(Arc<Mutex<TxState>>, EventFd)>,
     buf: Vec<u8>,
@@ -62,8 +66,10 @@ impl RxHandler {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_raw_fd();
+        let timer_fd = shared.lock().timer_fd();
         Self {
             id,
+            timer_fd,
             shared,
             backend,
             backend_fd,
@@ -175,7 +181,7 @@ impl RxHandler {
         }
         if delivered {
             let irq = self.shared.irq.clone();
-            self.shared.lock().update_irq(irq.as_ref(), true);
+            self.shared.lock().rx_delivered(irq.as_ref());
         }
     }
 
@@ -200,7 +206,7 @@ impl MutEventSubscriber for RxHandler {
         // A new event loop (the worker may be restarted): nothing is
         // registered in it yet.
         self.watching_backend = false;
-        let mut fds = vec![self.kick.as_raw_fd()];
+        let mut fds = vec![self.kick.as_raw_fd(), self.timer_fd];
         if let Some((_, kick)) = &self.tx {
             fds.push(kick.as_raw_fd());
         }
@@ -219,6 +225,9 @@ impl MutEventSubscriber for RxHandler {
             let _ = self.kick.read();
             self.paused = false;
             self.run_rx();
+        } else if fd == self.timer_fd {
+            let irq = self.shared.irq.clone();
+            self.shared.lock().on_timer(irq.as_ref());
         } else if self.tx.as_ref().is_some_and(|(_, k)| k.as_raw_fd() == fd) {
             self.run_tx();
         } else if fd == self.backend_fd {

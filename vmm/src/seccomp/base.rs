@@ -3,11 +3,13 @@
 //! thread exit. Classes build on [`common`]; [`spawn_threads`] is for the
 //! classes that start threads.
 
+use seccompiler::{SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
+
 use super::Rules;
 
 /// The calls of every thread.
 pub(super) fn common() -> Rules {
-    Rules::default().allow(&[
+    let rules = Rules::default().allow(&[
         // The allocator and thread stacks.
         libc::SYS_brk,
         libc::SYS_mmap,
@@ -39,7 +41,26 @@ pub(super) fn common() -> Rules {
         libc::SYS_close,
         libc::SYS_exit,
         libc::SYS_exit_group,
-    ])
+    ]);
+    // Debug builds of std check each descriptor an `OwnedFd` closes with
+    // fcntl(F_GETFD) first (its I/O-safety assertion): a thread that drops
+    // a file (the console writer at exit) needs that one query, nothing else.
+    match fd_flags_query() {
+        Some(rule) => rules.allow_if(libc::SYS_fcntl, vec![rule]),
+        None => rules.allow(&[libc::SYS_fcntl]),
+    }
+}
+
+/// fcntl(_, F_GETFD): reads the close-on-exec flag, changes nothing.
+fn fd_flags_query() -> Option<SeccompRule> {
+    let cmd = SeccompCondition::new(
+        1,
+        SeccompCmpArgLen::Dword,
+        SeccompCmpOp::Eq,
+        libc::F_GETFD as u64,
+    )
+    .ok()?;
+    SeccompRule::new(vec![cmd]).ok()
 }
 
 /// What starting (and naming, pinning) a thread takes, on the starting

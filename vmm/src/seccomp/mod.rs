@@ -416,6 +416,15 @@ mod tests {
     }
 
     #[test]
+    fn every_class_may_query_a_descriptor_it_closes() {
+        // The console class has no other fcntl: only F_GETFD's one rule.
+        let console = ThreadClass::Console.rules();
+        assert_eq!(console.0[&libc::SYS_fcntl].len(), 1);
+        // Classes with their event loop's fcntl keep any arguments.
+        assert!(ThreadClass::Vcpu.rules().0[&libc::SYS_fcntl].is_empty());
+    }
+
+    #[test]
     fn merging_keeps_the_wider_rule() {
         use seccompiler::{SeccompCmpArgLen, SeccompCmpOp, SeccompCondition};
         let cond = SeccompRule::new(vec![SeccompCondition::new(

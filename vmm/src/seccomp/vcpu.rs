@@ -1,8 +1,10 @@
 //! The vCPU threads: KVM_RUN and what the devices do inside a port or MMIO
 //! exit — irqfd/eventfd writes, the serial console (into the console
 //! writer's buffer), the e1000's transmit (`writev` to its tap inside the
-//! TDT write), a NIC's activation (its workers start here: their calls are
-//! merged in through `ThreadClass::spawns`) and reset (joining them).
+//! TDT write; arming its interrupt moderation timer, `timerfd_settime`,
+//! which comes with the e1000 worker's list), a NIC's activation (its
+//! workers start here: their calls are merged in through
+//! `ThreadClass::spawns`) and reset (joining them).
 
 use super::base;
 use super::Rules;

@@ -41,6 +41,44 @@ pub const E1K_TX_BATCH: u32 = 32;
 /// Linux's IMS_ENABLE_MASK: RXT0 | TXDW | RXDMT0 | RXSEQ | LSC.
 pub const E1K_IMS: u32 =
     e1k::icr::RXT0 | e1k::icr::TXDW | e1k::icr::RXDMT0 | e1k::icr::RXSEQ | e1k::icr::LSC;
+/// Interrupt moderation as Linux's e1000 programs it (e1000_configure_rx
+/// and _tx, InterruptThrottleRate=3 starting at 20 000 interrupts/s):
+/// ITR = 1e9 / (rate × 256), RDTR = 0, RADV = 8, TIDV = 8, TADV = 32 and IDE
+/// on transmit descriptors. `NETBENCH_E1000_ITR` sets the rate; 0 turns
+/// moderation off (ITR, RDTR and TIDV 0, no IDE: every cause at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct E1kModeration {
+    /// Interrupts per second (0: off).
+    pub rate: u32,
+}
+
+impl E1kModeration {
+    pub const LINUX_RATE: u32 = 20_000;
+
+    pub fn from_env() -> Result<Self, String> {
+        let rate = match std::env::var("NETBENCH_E1000_ITR") {
+            Ok(v) => v
+                .parse()
+                .map_err(|e| format!("NETBENCH_E1000_ITR={v}: {e}"))?,
+            Err(_) => Self::LINUX_RATE,
+        };
+        Ok(Self { rate })
+    }
+
+    pub fn on(self) -> bool {
+        self.rate != 0
+    }
+
+    /// The ITR register value (256 ns units).
+    pub fn itr(self) -> u32 {
+        if self.rate == 0 {
+            0
+        } else {
+            1_000_000_000 / (self.rate * 256)
+        }
+    }
+}
+
 pub const E1K_BAR0: u64 = 0xc000_0000;
 pub const E1K_BAR1: u64 = 0xc000;
 
@@ -73,9 +111,20 @@ pub fn spawn(ctx: &CaseCtx, taps: Vec<Tap>) -> Result<Spawned, String> {
     .map_err(err("E1000::new"))?;
     dev.activate().map_err(err("E1000::activate"))?;
     let mut regs = E1kRegs { dev, mmio: 0 };
+    let moderation = E1kModeration::from_env()?;
+    eprintln!(
+        "e1000: interrupt moderation {} (ITR {})",
+        if moderation.on() {
+            format!("at {} interrupts/s", moderation.rate)
+        } else {
+            "off".into()
+        },
+        moderation.itr()
+    );
     let rxd = E1kRx::new(&ctx.mem, 0);
-    let txd = E1kTx::new(&ctx.mem, 0, ctx.size, ctx.tx_sport(0));
-    e1k_setup(&mut regs, 0);
+    let mut txd = E1kTx::new(&ctx.mem, 0, ctx.size, ctx.tx_sport(0));
+    txd.ide = moderation.on();
+    e1k_setup(&mut regs, 0, moderation);
     let (s, c) = ctx.thread_args(0);
     let l = Arc::clone(&line);
     let h = match ctx.dir {

@@ -8,7 +8,7 @@ use devices::e1000::{regs as e1k, E1000Counters, E1000};
 use devices::pci::{IntxLine, PciDevice};
 use vmm_sys_util::eventfd::EventFd;
 
-use super::{E1K_IMS, E1K_RING, E1K_RX_RING_OFF, E1K_TX_RING_OFF};
+use super::{E1kModeration, E1K_IMS, E1K_RING, E1K_RX_RING_OFF, E1K_TX_RING_OFF};
 
 /// A fake INTA# line: counts assertions and writes an eventfd the driver
 /// thread sleeps on (what an irqfd would do for a real guest).
@@ -70,8 +70,11 @@ impl E1kRegs {
 }
 
 /// Brings the device up as Linux's e1000 driver would (rings, TCTL,
-/// RCTL with BAM and 2 KiB buffers, IMS).
-pub fn e1k_setup(regs: &mut E1kRegs, base: u64) {
+/// interrupt moderation, RCTL with BAM and 2 KiB buffers, IMS).
+pub fn e1k_setup(regs: &mut E1kRegs, base: u64, moderation: E1kModeration) {
+    let on = u32::from(moderation.on());
+    regs.w(e1k::TIDV, 8 * on);
+    regs.w(e1k::TADV, 32 * on);
     regs.w(e1k::TDBAL, (base + E1K_TX_RING_OFF) as u32);
     regs.w(e1k::TDBAH, ((base + E1K_TX_RING_OFF) >> 32) as u32);
     regs.w(e1k::TDLEN, E1K_RING * 16);
@@ -83,6 +86,9 @@ pub fn e1k_setup(regs: &mut E1kRegs, base: u64) {
     regs.w(e1k::RDLEN, E1K_RING * 16);
     regs.w(e1k::RDH, 0);
     regs.w(e1k::RDT, E1K_RING - 1);
+    regs.w(e1k::RDTR, 0);
+    regs.w(e1k::RADV, 8 * on);
+    regs.w(e1k::ITR, moderation.itr());
     regs.w(e1k::RCTL, e1k::rctl::EN | e1k::rctl::BAM);
     regs.irq_enable();
 }

@@ -49,6 +49,8 @@ pub struct E1kTx {
     pub next_buf: usize,
     pub size: Size,
     pub frames: u64,
+    /// Set IDE on every descriptor (Linux does when TIDV is not 0).
+    pub ide: bool,
 }
 
 impl E1kTx {
@@ -73,6 +75,7 @@ impl E1kTx {
             next_buf: 0,
             size,
             frames: 0,
+            ide: false,
         }
     }
 
@@ -98,7 +101,8 @@ impl E1kTx {
         let per = self.descs_per_packet();
         let room = (E1K_RING - 1 - self.used) / per;
         let n = room.min(E1K_TX_BATCH);
-        let cmd = |c: u8| u32::from(c) << 24;
+        let ide = if self.ide { txd::CMD_IDE } else { 0 };
+        let cmd = |c: u8| u32::from(c | ide) << 24;
         for _ in 0..n {
             let buf = self.bufs[self.next_buf];
             self.next_buf = (self.next_buf + 1) % self.bufs.len();
