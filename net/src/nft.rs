@@ -65,7 +65,7 @@
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 
 use serde_json::{json, Value};
@@ -489,8 +489,48 @@ pub fn apply(json: &Value) -> Result<(), NftError> {
     run_nft(&["-j", "-f", "-"], Some(json.to_string().as_bytes())).map(|_| ())
 }
 
+/// [`apply`] without waiting: `nft -j -f -` is started and given the
+/// document, and the caller does other work while it loads it.
+/// [`PendingNft::wait`] says whether it did. Dropped without a wait, the
+/// [`PendingNft`] still waits for `nft` to exit, so that whatever the caller
+/// does next (say, deleting the table on a failed set-up) cannot run ahead
+/// of the load.
+pub fn spawn_apply(json: &Value) -> Result<PendingNft, NftError> {
+    spawn_nft(&["-j", "-f", "-"], Some(json.to_string().as_bytes()))
+        .map(|child| PendingNft(Some(child)))
+}
+
+/// An `nft` run from [`spawn_apply`], not yet waited for.
+#[derive(Debug)]
+pub struct PendingNft(Option<Child>);
+
+impl PendingNft {
+    /// Waits for `nft`; its error if it failed.
+    pub fn wait(mut self) -> Result<(), NftError> {
+        match self.0.take() {
+            Some(child) => finish_nft(child).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for PendingNft {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.take() {
+            if let Err(e) = finish_nft(child) {
+                tracing::debug!(error = %e, "an nft run nobody waited for failed");
+            }
+        }
+    }
+}
+
 /// Runs `nft args...`, optionally with `stdin`, and returns its stdout.
 pub(crate) fn run_nft(args: &[&str], stdin: Option<&[u8]>) -> Result<String, NftError> {
+    finish_nft(spawn_nft(args, stdin)?)
+}
+
+/// Starts `nft args...` and writes `stdin` to it (then closes it).
+fn spawn_nft(args: &[&str], stdin: Option<&[u8]>) -> Result<Child, NftError> {
     let mut child = Command::new(nft_path())
         .args(args)
         .stdin(if stdin.is_some() {
@@ -504,10 +544,15 @@ pub(crate) fn run_nft(args: &[&str], stdin: Option<&[u8]>) -> Result<String, Nft
         .map_err(NftError::Spawn)?;
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         // nft reads all of stdin before it writes anything, so writing
-        // first and then collecting the output cannot deadlock. The pipe
+        // first and collecting the output later cannot deadlock. The pipe
         // closes when `pipe` drops.
         pipe.write_all(input).map_err(NftError::Io)?;
     }
+    Ok(child)
+}
+
+/// Waits for an `nft` from [`spawn_nft`]; its stdout, or why it failed.
+fn finish_nft(child: Child) -> Result<String, NftError> {
     let output = child.wait_with_output().map_err(NftError::Io)?;
     if !output.status.success() {
         return Err(NftError::Failed {

@@ -20,7 +20,16 @@ noise hits both alike. Metrics, per VMM and vCPU count:
       /proc/PID/smaps) minus the resident part of the guest RAM mapping (the
       largest private read-write anonymous mapping).
 
-Output: a table of medians with petrel/QEMU ratios, the raw numbers, and with
+  (d) the KVM floor (tests/src/bin/kvm-floor.rs, --floor; skipped with a
+      warning when not built): the fewest ioctls any VMM makes before a
+      guest's first instruction (KVM_CREATE_VM, irqchip, PIT, one memory
+      slot, one vCPU, CPUID, registers, KVM_RUN), no file loaded. It runs
+      in the same rotation as (a), under the same strace, and once more per
+      round untraced for its own `since_start_us` (taken, like petrel's,
+      just before KVM_RUN). Its column says what part of a start-up time is
+      this host's KVM alone.
+
+Output: a table of medians with petrel/QEMU ratios and the floor, the raw numbers, and with
 --json FILE all of it as JSON. Logs of every run (console with timestamps,
 stderr, strace output) go to --log-dir. Exit status: 0 if every run worked,
 1 if a VMM failed (no GUEST-INIT-OK within --timeout s, non-zero exit, no
@@ -59,9 +68,11 @@ STRACE_EXECVE_RE = re.compile(r'^execve\("([^"]*)"')
 STRACE_KVM_RUN_RE = re.compile(r"^ioctl\(\d+,\s*(KVM_RUN\b|_IOC\(_IOC_NONE,\s*0xae,\s*0x80\b|0xae80\b)")
 STRACE_CREATE_VM_RE = re.compile(r"^ioctl\(\d+,\s*(KVM_CREATE_VM\b|_IOC\(_IOC_NONE,\s*0xae,\s*0x1\b|0xae01\b)")
 SINCE_START_RE = re.compile(r"first KVM_RUN.*?since_start_us=(\d+)")
+FLOOR_RE = re.compile(r"kvm floor: first KVM_RUN since_start_us=(\d+) first_exit_us=(\d+) rss_kib=(\d+)")
 SMAPS_HDR_RE = re.compile(r"^([0-9a-f]+)-([0-9a-f]+)\s+(\S+)\s+\S+\s+\S+\s+(\d+)\s*(.*)$")
 
 VMMS = ("petrel", "qemu")
+FLOOR = "floor"
 
 # Every process group started here; killed in finally blocks and on exit.
 _LIVE: dict[int, subprocess.Popen] = {}
@@ -243,6 +254,9 @@ class Setup:
         return path
 
     def argv(self, vmm: str, vcpus: int) -> list[str]:
+        if vmm == FLOOR:
+            # Held after its first KVM_RUN until the strace run kills it.
+            return [self.args.floor, "--mem-mib", str(self.args.mem), "--hold-ms", "60000"]
         if vmm == "petrel":
             return [self.petrel, "run", str(self.spec(vcpus)), "--kernel", str(self.kernel),
                     "--initrd", str(self.initrd), "--cmdline", self.cmdline, "--console", "stdout"]
@@ -321,6 +335,18 @@ def strace_first_run(st: Setup, vmm: str, vcpus: int, tag: str) -> dict:
         "create_vm_ms": (create_t - exec_t) * 1e3 if create_t is not None else None,
         "pid": exec_pid,
     }
+
+
+def floor_run(st: Setup, vmm: str, vcpus: int, tag: str) -> dict:
+    """(d) untraced: the floor's own line (it exits after its first KVM_RUN)."""
+    r = subprocess.run([st.args.floor, "--mem-mib", str(st.args.mem)], capture_output=True, text=True,
+                       timeout=st.args.strace_timeout)
+    (Path(st.args.log_dir) / f"{tag}.stdout").write_text(r.stdout + r.stderr)
+    m = FLOOR_RE.search(r.stdout)
+    if r.returncode != 0 or not m:
+        raise BenchFailure(f"kvm-floor exited with {r.returncode}: {(r.stdout + r.stderr).strip()[-300:]}")
+    return {"loadavg1": os.getloadavg()[0], "since_start_us": int(m.group(1)),
+            "first_exit_us": int(m.group(2)), "rss_kib": int(m.group(3))}
 
 
 # --------------------------------------------------------------------------
@@ -462,7 +488,8 @@ METRICS = [
     ("overhead_mib", "RSS - guest RAM at INIT-OK", "MiB", 1.0),
     ("rss_mib", "  VMM RSS at INIT-OK", "MiB", 1.0),
     ("guest_rss_mib", "  guest RAM resident", "MiB", 1.0),
-    ("since_start_ms", "petrel's own since_start_us", "ms", 1.0),
+    ("since_start_ms", "own since_start_us (petrel: boots)", "ms", 1.0),
+    ("floor_rss_mib", "floor's VmRSS at its first exit", "MiB", 1.0),
 ]
 
 
@@ -499,6 +526,9 @@ def flatten(raw: dict) -> dict:
             if vmm == "petrel":
                 us = b["since_start_us"]
                 m["since_start_ms"].append(us / 1e3 if us is not None else None)
+        for f in runs.get("own", []):
+            m["since_start_ms"].append(f["since_start_us"] / 1e3)
+            m["floor_rss_mib"].append(f["rss_kib"] / 1024)
         out[vmm] = m
     return out
 
@@ -512,19 +542,25 @@ def print_report(results: dict, args) -> dict:
         print()
         print(f"== {vcpus} vCPU, {args.mem} MiB: medians of {n_start} start runs (strace) "
               f"and {n_boot} boots per VMM; ratio = petrel / QEMU")
-        print(f"{'metric':<38} {'unit':>4} {'petrel':>9} {'QEMU':>9} {'ratio':>7}")
+        has_floor = FLOOR in flat
+        print(f"{'metric':<38} {'unit':>4} {'petrel':>9} {'QEMU':>9} {'ratio':>7}"
+              + (f" {'KVM floor':>10}" if has_floor else ""))
         rows = {}
         for key, label, unit, _ in METRICS:
             a, b = med(flat["petrel"][key]), med(flat["qemu"][key])
-            if a is None and b is None:
+            c = med(flat[FLOOR][key]) if has_floor else None
+            if a is None and b is None and c is None:
                 continue
             ratio = a / b if a is not None and b not in (None, 0) else None
             rows[key] = {"petrel": a, "qemu": b, "ratio": ratio, "unit": unit}
+            if has_floor:
+                rows[key]["floor"] = c
             print(f"{label:<38} {unit:>4} {fmt(a, unit):>9} {fmt(b, unit):>9} "
-                  f"{(f'{ratio:.2f}' if ratio is not None else '-'):>7}")
+                  f"{(f'{ratio:.2f}' if ratio is not None else '-'):>7}"
+                  + (f" {fmt(c, unit):>10}" if has_floor else ""))
         print(f"raw ({vcpus} vCPU):")
         for key, label, unit, _ in METRICS:
-            for vmm in VMMS:
+            for vmm in flat:
                 xs = flat[vmm][key]
                 if xs and any(x is not None for x in xs):
                     print(f"  {key:<18} {vmm:<6} [{unit}] " + ", ".join(fmt(x, unit) for x in xs))
@@ -551,6 +587,10 @@ def parse_args(argv=None):
     ap.add_argument("--petrel", default=str(ROOT / "target/release/petrel"), help="petrel binary")
     ap.add_argument("--build", action="store_true", help="cargo build --release -p vmm first")
     ap.add_argument("--qemu", default="qemu-system-x86_64", help="QEMU binary")
+    ap.add_argument("--floor", default=str(ROOT / "target/release/kvm-floor"),
+                    help="the KVM floor program (cargo build --release -p petrel-tests --bin kvm-floor)")
+    ap.add_argument("--no-floor", dest="floor", action="store_const", const=None,
+                    help="leave the KVM floor column out")
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds to GUEST-INIT-OK before failing (180)")
     ap.add_argument("--exit-timeout", type=float, default=60.0,
                     help="seconds from GUEST-INIT-OK to the VMM's exit before failing (60)")
@@ -586,13 +626,18 @@ def main(argv=None) -> int:
         return 2
     wait_for_guest(Path(args.guest_dir), args.wait_guest)
     if args.build:
-        log("cargo build --release -p vmm")
-        subprocess.run(["cargo", "build", "--release", "-p", "vmm"], cwd=ROOT, check=True)
+        log("cargo build --release -p vmm -p petrel-tests --bin petrel --bin kvm-floor")
+        subprocess.run(["cargo", "build", "--release", "-p", "vmm", "-p", "petrel-tests", "--bin", "petrel",
+                        "--bin", "kvm-floor"], cwd=ROOT, check=True)
     if not os.access(args.petrel, os.X_OK):
         print(f"bench-boot: no petrel binary at {args.petrel}: cargo build --release -p vmm "
               "(or pass --build)", file=sys.stderr)
         return 2
     args.petrel = str(Path(args.petrel).resolve())
+    if args.floor and not os.access(args.floor, os.X_OK):
+        log(f"WARNING: no KVM floor program at {args.floor} (cargo build --release -p petrel-tests "
+            "--bin kvm-floor); its column is left out")
+        args.floor = None
     args.qemu = need_tool(args.qemu, "qemu-system-x86")
     args.strace = need_tool("strace", "strace")
     if args.strace_seccomp and subprocess.run([args.strace, "--seccomp-bpf", "-f", "-e", "trace=execve", "-o",
@@ -638,7 +683,10 @@ def main(argv=None) -> int:
         warm_page_cache([st.kernel, st.initrd, Path(args.petrel), Path(args.qemu)])
         try:
             for vcpus in args.vcpu_list:
-                raw = {vmm: {"start": [], "boot": []} for vmm in VMMS}
+                start_vmms = VMMS + ((FLOOR,) if args.floor else ())
+                raw = {vmm: {"start": [], "boot": []} for vmm in start_vmms}
+                if args.floor:
+                    raw[FLOOR]["own"] = []
                 results[vcpus] = raw
 
                 def attempt(fn, vmm, kind, i):
@@ -654,16 +702,23 @@ def main(argv=None) -> int:
                         return None
 
                 for i in range(args.warmup if args.only != "boot" else 0):
-                    for vmm in VMMS:
+                    for vmm in start_vmms:
                         log(f"{vcpus} vCPU warm-up {vmm}")
                         attempt(strace_first_run, vmm, "warmup", i)
                 for i in range(args.runs if args.only != "boot" else 0):
-                    for vmm in (VMMS if i % 2 == 0 else VMMS[::-1]):
+                    k = i % len(start_vmms)
+                    for vmm in start_vmms[k:] + start_vmms[:k]:
                         r = attempt(strace_first_run, vmm, "start", i)
                         if r:
                             raw[vmm]["start"].append(r)
                             log(f"{vcpus} vCPU start {i + 1}/{args.runs} {vmm}: first KVM_RUN "
                                 f"{r['first_kvm_run_ms']:.1f} ms after execve")
+                    if args.floor:
+                        r = attempt(floor_run, FLOOR, "own", i)
+                        if r:
+                            raw[FLOOR]["own"].append(r)
+                            log(f"{vcpus} vCPU floor {i + 1}/{args.runs} untraced: since_start_us="
+                                f"{r['since_start_us']}")
                 for i in range(args.runs if args.only != "start" else 0):
                     for vmm in (VMMS if i % 2 == 0 else VMMS[::-1]):
                         log(f"{vcpus} vCPU boot {i + 1}/{args.runs} {vmm} ...")

@@ -131,6 +131,8 @@ impl TryFrom<VmmConfig> for Vmm {
         vcpu::install_kick_handler().map_err(|source| VmmError::Vcpu { id: 0, source })?;
         let filters = crate::seccomp::Precompile::start(opts.seccomp);
         let kernel = boot_files(&plan)?;
+        // Overlaps the KVM set-up; a failed build joins it and undoes it.
+        let pod_setup = crate::attach::PodSetup::start(&plan, &host)?;
         let mut phases = StartPhases::new(start);
 
         let watch = ConsoleWatch::default();
@@ -150,7 +152,9 @@ impl TryFrom<VmmConfig> for Vmm {
         phases.mark("vm_memory");
         let vcpu_cpus = vcpu_cpus(&plan, opts.pin_vcpus);
         let (mut pci, gate) = pci_setup(&mut vm)?;
-        crate::attach::attach_nics(&mut vm, &mut pci, &mut pod, &plan, &host, &vcpu_cpus)?;
+        crate::attach::attach_nics(
+            &mut vm, &mut pci, &mut pod, pod_setup, &plan, &host, &vcpu_cpus,
+        )?;
         phases.mark("nics");
         for dev in &opts.extra_pci {
             dev.attach(&mut vm, &mut pci)?;

@@ -16,7 +16,9 @@
 //! 4. applies the [`nft::MasqueradeRules`] in table [`nft_table_name`]
 //!    (`petrel_<vm>`), replacing a stale one. The rules' "tap" is the
 //!    bridge: that is the interface the IP layer sees the guest's traffic
-//!    on;
+//!    on. The `nft` run is started before steps 1–3 and waited for after
+//!    them (the rules match interface names, which need not exist yet), so
+//!    the table is loaded before the tap is handed to the device;
 //! 5. serves DHCP on the bridge: the guest gets the second host
 //!    (`10.0.2.2`), the gateway as router and server, the pod MTU, DNS and
 //!    host name. The IPv6 guest address is not served here:
@@ -113,6 +115,13 @@ pub(super) fn plumb(
     );
 
     let mut guard = BindingGuard::default();
+    // Step 4 starts first and runs while the links are made: the rules
+    // name the bridge and the pod interface (`iifname`), they do not need
+    // them to exist, and the `nft` run is most of this function's time.
+    // Declared after `guard`, `loading` drops first: a set-up that fails
+    // below waits for nft before the guard deletes the table.
+    guard.push(UndoStep::DeleteNftTable(rules.clone()));
+    let loading = nft::spawn_apply(&rules.to_json())?;
     nl.create_bridge(&req.bridge_name, Some(mtu))?;
     guard.push(UndoStep::DeleteLink(req.bridge_name.clone()));
     // The gateway's MAC follows from the guest's, not from the kernel's
@@ -131,8 +140,7 @@ pub(super) fn plumb(
         ensure_sysctl("net.ipv6.conf.all.forwarding", "1")?;
     }
 
-    guard.push(UndoStep::DeleteNftTable(rules.clone()));
-    apply_rules(&rules)?;
+    finish_rules(&rules, loading)?;
     let plumbed = Plumbed {
         guard,
         mtu: mtu16(mtu),
@@ -193,12 +201,13 @@ fn dhcp_config(req: &PodBindingRequest, mtu: u16) -> Result<DhcpConfig, BindingE
     })
 }
 
-/// Loads the table with one `nft` run (each costs 12–19 ms of start-up
-/// here): `to_json` replaces a stale table atomically. Only when that
-/// fails — a stale table whose ruleset no longer loads alongside the new
-/// one — is it deleted in a run of its own and the rules loaded again.
-fn apply_rules(rules: &MasqueradeRules) -> Result<(), nft::NftError> {
-    if let Err(first) = nft::apply(&rules.to_json()) {
+/// Waits for the `nft` run that loads the table (each run costs 12–19 ms
+/// of start-up here): `to_json` replaces a stale table atomically. Only
+/// when that fails — a stale table whose ruleset no longer loads alongside
+/// the new one — is it deleted in a run of its own and the rules loaded
+/// again.
+fn finish_rules(rules: &MasqueradeRules, loading: nft::PendingNft) -> Result<(), nft::NftError> {
+    if let Err(first) = loading.wait() {
         tracing::debug!(
             error = %first, table = %rules.table,
             "replacing the nft table in one run failed; deleting it first"

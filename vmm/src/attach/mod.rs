@@ -5,6 +5,7 @@
 
 mod e1000;
 mod passthrough;
+mod pod_setup;
 mod virtio_net;
 
 use tracing::info;
@@ -18,6 +19,7 @@ use crate::vm::Vm;
 use net::PodNetService;
 
 pub use passthrough::attach_passthrough;
+pub use pod_setup::PodSetup;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
@@ -69,6 +71,10 @@ pub enum AttachError {
         #[source]
         source: crate::vfio::VfioAttachError,
     },
+    #[error("cannot start the pod network set-up thread")]
+    PodThread(#[source] std::io::Error),
+    #[error("the pod network set-up thread panicked")]
+    PodThreadPanicked,
     #[error("interface {nic}: cannot place it on the bus")]
     Bus {
         nic: String,
@@ -86,17 +92,20 @@ pub struct NicServices {
 }
 
 /// Adds every NIC of the plan; `cpus[i]` is the host CPU of vCPU i when
-/// vCPUs are pinned (queue pair i's worker follows it). Pod bindings set up
-/// and passt processes started on the way are pushed to `services`, which
-/// the caller keeps for as long as the guest runs.
+/// vCPUs are pinned (queue pair i's worker follows it). Pod-bound NICs
+/// take their backend from `pod_setup`, once its thread is done; the
+/// others' backends are opened here. Pod bindings and passt processes are pushed
+/// to `services`, which the caller keeps for as long as the guest runs.
 pub fn attach_nics(
     vm: &mut Vm,
     pci: &mut PciSetup,
     services: &mut NicServices,
+    pod_setup: PodSetup,
     plan: &VmPlan,
     host: &HostPlan,
     cpus: &[usize],
 ) -> Result<(), AttachError> {
+    let mut pods = pod_setup.finish()?;
     for nic in &plan.nics {
         let h = host.nic(&nic.name).ok_or_else(|| AttachError::NoHostPlan {
             nic: nic.name.clone(),
@@ -110,11 +119,13 @@ pub fn attach_nics(
             passthrough::attach_vf(vm, pci, nic, address, sysfs_path)?;
             continue;
         }
-        let mut opened =
-            backend::open(&plan.name, nic, h).map_err(|source| AttachError::Backend {
+        let mut opened = match pods.take(&nic.name) {
+            Some(opened) => opened,
+            None => backend::open(&plan.name, nic, h).map_err(|source| AttachError::Backend {
                 nic: nic.name.clone(),
                 source: Box::new(source),
-            })?;
+            })?,
+        };
         services.pod.extend(opened.pod.take());
         services.passt.extend(opened.passt.take());
         let dev = Attaching {
