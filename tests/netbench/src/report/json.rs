@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use super::{figure, CaseResult};
 use crate::case::Mode;
 use crate::cli::Opts;
+use crate::stats::Measurement;
 
 pub fn json_str(s: &str) -> String {
     let mut o = String::from("\"");
@@ -29,6 +30,27 @@ fn ratio_json(a: f64, b: Option<f64>) -> String {
         Some(b) if b > 0.0 => format!("{:.4}", a / b),
         _ => "null".into(),
     }
+}
+
+/// The device-side fields of one case (virtio-net modes and the raw
+/// reference; see `report::device`).
+fn device_json(results: &[CaseResult], r: &CaseResult, m: &Measurement) -> String {
+    if !matches!(r.mode, Mode::Raw | Mode::Direct | Mode::Worker) {
+        return String::new();
+    }
+    let raw_device = figure(
+        results,
+        (r.dir, r.size, r.pairs, Mode::Raw),
+        r.pinned,
+        |m| m.device_frames_per_cpu_s,
+    );
+    format!(
+        ", \"device_frames_per_cpu_s\": {:.0}, \"device_frames_per_cpu_s_vs_raw\": {}, \"driver_cpu_pct\": {:.1}, \"device_cpu_pct\": {:.1}",
+        m.device_frames_per_cpu_s,
+        ratio_json(m.device_frames_per_cpu_s, raw_device),
+        m.driver_cpu_pct,
+        m.device_cpu_pct
+    )
 }
 
 pub fn json(results: &[CaseResult], opts: &Opts, host: &str) -> String {
@@ -70,6 +92,7 @@ pub fn json(results: &[CaseResult], opts: &Opts, host: &str) -> String {
             let ratio = ratio_json(m.pps, raw);
             let fpcs_ratio = ratio_json(m.frames_per_cpu_s, raw_fpcs);
             let _ = write!(o, ", \"frames_per_cpu_s_vs_raw\": {fpcs_ratio}");
+            o.push_str(&device_json(results, r, m));
             if let Some(w) = m.worker_frames_per_cpu_s {
                 let _ = write!(o, ", \"worker_frames_per_cpu_s\": {w:.0}");
             }
