@@ -21,6 +21,7 @@ mod queue_pair;
 mod rx;
 mod rx_buffers;
 mod tx;
+mod used_batch;
 
 /// Frame limits (shared with e1000): the per-pair RX and TX buffers are
 /// [`MAX_BUFFER_LEN`] bytes.

@@ -10,7 +10,7 @@ use virtio_queue::{DescriptorChain, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestMemoryMmap};
 
 use super::metrics::BatchCounters;
-use super::queue_pair::{ChainError, Direction};
+use super::queue_pair::{warn_rate_limited, ChainError, Direction};
 use super::{QueuePair, QueuePairError, TxOutcome, MAX_BUFFER_LEN, TX_BUDGET, VNET_HDR_LEN};
 use crate::virtio::iovec::GuestIovecs;
 
@@ -30,6 +30,9 @@ impl QueuePair {
         Ok(out)
     }
 
+    /// Passes over the avail ring until it is empty with notifications
+    /// enabled, the budget is spent or the backend is full; each pass's
+    /// chains go to the used ring together ([`UsedBatch`]).
     fn tx_batch(
         &mut self,
         batch: &mut BatchCounters,
@@ -39,55 +42,74 @@ impl QueuePair {
         let mut budget = TX_BUDGET;
         loop {
             self.tx.disable_notification(&self.mem)?;
-            loop {
-                if budget == 0 {
-                    out.budget_exhausted = true;
-                    return Ok(used);
+            let stopped = self.tx_pass(batch, out, &mut budget);
+            used += self.tx_used.publish(&mut self.tx, &self.mem)?;
+            if stopped? || !self.tx.enable_notification(&self.mem)? {
+                return Ok(used);
+            }
+        }
+    }
+
+    /// Sends the chains available now (one read of the avail index, one
+    /// iterator for all of them) and records them in `tx_used`; true when
+    /// the batch must stop (budget spent, backend full).
+    fn tx_pass(
+        &mut self,
+        batch: &mut BatchCounters,
+        out: &mut TxOutcome,
+        budget: &mut usize,
+    ) -> Result<bool, virtio_queue::Error> {
+        let size = self.tx.size();
+        // Disjoint borrows: the iterator holds the queue, the sends the
+        // memory, iovecs, buffer and backend.
+        let Self {
+            mem,
+            tx,
+            tx_iovecs,
+            tx_buf,
+            backend,
+            tx_used,
+            warnings,
+            index,
+            ..
+        } = self;
+        let mut chains = tx.iter(&*mem)?;
+        loop {
+            if *budget == 0 {
+                out.budget_exhausted = true;
+                return Ok(true);
+            }
+            let Some(chain) = chains.next() else {
+                return Ok(false);
+            };
+            *budget -= 1;
+            let head = chain.head_index();
+            let sent = if head >= size {
+                Err(ChainError::BadHead)
+            } else {
+                send_tx_chain(mem, chain, tx_iovecs.as_mut(), tx_buf, backend.as_mut())
+            };
+            match sent {
+                Ok((len, Ok(()))) => {
+                    batch.tx_frames += 1;
+                    batch.tx_bytes += len as u64;
                 }
-                let Some(chain) = self.tx.iter(&self.mem)?.next() else {
-                    break;
-                };
-                budget -= 1;
-                let head = chain.head_index();
-                let sent = if head >= self.tx.size() {
-                    Err(ChainError::BadHead)
-                } else {
-                    send_tx_chain(
-                        &self.mem,
-                        chain,
-                        self.tx_iovecs.as_mut(),
-                        &mut self.tx_buf,
-                        self.backend.as_mut(),
-                    )
-                };
-                match sent {
-                    Ok((len, written)) => match written {
-                        Ok(()) => {
-                            batch.tx_frames += 1;
-                            batch.tx_bytes += len as u64;
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            self.tx.go_to_previous_position();
-                            out.backend_full = true;
-                            return Ok(used);
-                        }
-                        Err(e) => {
-                            batch.backend_errors += 1;
-                            self.warn_rate_limited("tap write failed", &e);
-                        }
-                    },
-                    Err(e) => {
-                        batch.tx_malformed += 1;
-                        self.warn_rate_limited("malformed tx chain dropped", &e);
-                    }
+                Ok((_, Err(e))) if e.kind() == io::ErrorKind::WouldBlock => {
+                    chains.go_to_previous_position();
+                    out.backend_full = true;
+                    return Ok(true);
                 }
-                if head < self.tx.size() {
-                    self.tx.add_used(&self.mem, head, 0)?;
-                    used += 1;
+                Ok((_, Err(e))) => {
+                    batch.backend_errors += 1;
+                    warn_rate_limited(warnings, *index, "tap write failed", &e);
+                }
+                Err(e) => {
+                    batch.tx_malformed += 1;
+                    warn_rate_limited(warnings, *index, "malformed tx chain dropped", &e);
                 }
             }
-            if !self.tx.enable_notification(&self.mem)? {
-                return Ok(used);
+            if head < size {
+                tx_used.push(head, 0);
             }
         }
     }
