@@ -20,6 +20,7 @@ mod metrics;
 mod queue_pair;
 mod rx;
 mod rx_buffers;
+mod slice_chain;
 mod tx;
 mod used_batch;
 

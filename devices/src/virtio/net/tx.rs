@@ -6,11 +6,13 @@
 use std::io::{self, IoSlice};
 
 use net_backend::FrameBackend;
+use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{DescriptorChain, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestMemoryMmap};
 
 use super::metrics::BatchCounters;
 use super::queue_pair::{warn_rate_limited, ChainError, Direction};
+use super::slice_chain::DescTable;
 use super::{QueuePair, QueuePairError, TxOutcome, MAX_BUFFER_LEN, TX_BUDGET, VNET_HDR_LEN};
 use crate::virtio::iovec::GuestIovecs;
 
@@ -59,21 +61,24 @@ impl QueuePair {
         out: &mut TxOutcome,
         budget: &mut usize,
     ) -> Result<bool, virtio_queue::Error> {
-        let size = self.tx.size();
         // Disjoint borrows: the iterator holds the queue, the sends the
         // memory, iovecs, buffer and backend.
         let Self {
-            mem,
-            tx,
-            tx_iovecs,
-            tx_buf,
-            backend,
-            tx_used,
-            warnings,
+            ref mem,
+            ref mut tx,
+            ref mut tx_iovecs,
+            ref mut tx_buf,
+            ref mut backend,
+            ref mut tx_used,
+            ref mut warnings,
             index,
             ..
-        } = self;
-        let mut chains = tx.iter(&*mem)?;
+        } = *self;
+        let size = tx.size();
+        // One region lookup for the whole pass (None: the table is not
+        // inside one region, and `DescriptorChain` reads it).
+        let table = DescTable::resolve(mem, tx.desc_table(), size);
+        let mut chains = tx.iter(mem)?;
         loop {
             if *budget == 0 {
                 out.budget_exhausted = true;
@@ -87,7 +92,8 @@ impl QueuePair {
             let sent = if head >= size {
                 Err(ChainError::BadHead)
             } else {
-                send_tx_chain(mem, chain, tx_iovecs.as_mut(), tx_buf, backend.as_mut())
+                let iovecs = tx_iovecs.as_mut();
+                send_tx_chain(mem, chain, table.as_ref(), iovecs, tx_buf, backend.as_mut())
             };
             match sent {
                 Ok((len, Ok(()))) => {
@@ -101,11 +107,11 @@ impl QueuePair {
                 }
                 Ok((_, Err(e))) => {
                     batch.backend_errors += 1;
-                    warn_rate_limited(warnings, *index, "tap write failed", &e);
+                    warn_rate_limited(warnings, index, "tap write failed", &e);
                 }
                 Err(e) => {
                     batch.tx_malformed += 1;
-                    warn_rate_limited(warnings, *index, "malformed tx chain dropped", &e);
+                    warn_rate_limited(warnings, index, "malformed tx chain dropped", &e);
                 }
             }
             if head < size {
@@ -116,18 +122,20 @@ impl QueuePair {
 }
 
 /// Validates a TX chain and writes it to `backend`: straight from guest
-/// memory when possible (`iovecs` is `Some`), else through `buf`. Returns
-/// the frame length and the backend's verdict, or why the chain is
-/// malformed.
-fn send_tx_chain(
-    mem: &GuestMemoryMmap,
-    chain: DescriptorChain<&GuestMemoryMmap>,
+/// memory when possible (`iovecs` is `Some`; the chain read through
+/// `table` when the queue's descriptor table was resolved), else through
+/// `buf`. Returns the frame length and the backend's verdict, or why the
+/// chain is malformed.
+fn send_tx_chain<'m>(
+    mem: &'m GuestMemoryMmap,
+    chain: DescriptorChain<&'m GuestMemoryMmap>,
+    table: Option<&DescTable<'m>>,
     iovecs: Option<&mut TxIovecs>,
     buf: &mut [u8],
     backend: &mut dyn FrameBackend,
 ) -> Result<(usize, io::Result<()>), ChainError> {
     if let Some(iovecs) = iovecs {
-        match iovecs.send(mem, chain.clone(), backend)? {
+        match iovecs.send(mem, chain.clone(), table, backend)? {
             Some((_, Err(e))) if e.kind() == io::ErrorKind::Unsupported => {}
             Some(sent) => return Ok(sent),
             None => {}
@@ -159,13 +167,25 @@ impl TxIovecs {
     /// straight from `mem`: the frame length and the backend's verdict,
     /// `None` when the copy path must take the chain (nothing was
     /// written), or why the chain is malformed.
-    fn send(
+    fn send<'m>(
         &mut self,
-        mem: &GuestMemoryMmap,
-        chain: DescriptorChain<&GuestMemoryMmap>,
+        mem: &'m GuestMemoryMmap,
+        chain: DescriptorChain<&'m GuestMemoryMmap>,
+        table: Option<&DescTable<'m>>,
         backend: &mut dyn FrameBackend,
     ) -> Result<Option<(usize, io::Result<()>)>, ChainError> {
-        let collected = self.collect(mem, chain);
+        let collected = match table {
+            Some(table) => {
+                let mut fast = table.chain(mem, chain.head_index());
+                let collected = self.collect(mem, &mut fast);
+                if fast.needs_fallback() {
+                    self.collect(mem, chain)
+                } else {
+                    collected
+                }
+            }
+            None => self.collect(mem, chain),
+        };
         let sent = match collected {
             Ok(Some(len)) => Ok(Some((len, self.iovecs.write_to(mem, backend).map(drop)))),
             other => other.map(|_| None),
@@ -184,7 +204,7 @@ impl TxIovecs {
     fn collect(
         &mut self,
         mem: &GuestMemoryMmap,
-        chain: DescriptorChain<&GuestMemoryMmap>,
+        chain: impl Iterator<Item = Descriptor>,
     ) -> Result<Option<usize>, ChainError> {
         self.iovecs.clear();
         let mut len = 0usize;
