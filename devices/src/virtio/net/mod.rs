@@ -12,6 +12,7 @@
 //! offloads are the tap's business; the device only fixes `num_buffers`
 //! on receive.
 
+mod avail_ring;
 mod context;
 mod ctrl_queue;
 mod device;

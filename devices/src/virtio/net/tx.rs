@@ -4,15 +4,17 @@
 //! otherwise they are copied through the pair's TX buffer.
 
 use std::io::{self, IoSlice};
+use std::num::Wrapping;
 
 use net_backend::FrameBackend;
 use virtio_queue::desc::split::Descriptor;
-use virtio_queue::{DescriptorChain, QueueOwnedT, QueueT};
+use virtio_queue::QueueT;
 use vm_memory::{Bytes, GuestMemoryMmap};
 
+use super::avail_ring::AvailRing;
 use super::metrics::BatchCounters;
 use super::queue_pair::{warn_rate_limited, ChainError, Direction};
-use super::slice_chain::DescTable;
+use super::slice_chain::{DescTable, SliceChain};
 use super::{QueuePair, QueuePairError, TxOutcome, MAX_BUFFER_LEN, TX_BUDGET, VNET_HDR_LEN};
 use crate::virtio::iovec::GuestIovecs;
 
@@ -52,17 +54,18 @@ impl QueuePair {
         }
     }
 
-    /// Sends the chains available now (one read of the avail index, one
-    /// iterator for all of them) and records them in `tx_used`; true when
-    /// the batch must stop (budget spent, backend full).
+    /// Sends the chains available now (one read of the avail index, the
+    /// ring and descriptor table each resolved once for all of them) and
+    /// records them in `tx_used`; true when the batch must stop (budget
+    /// spent, backend full).
     fn tx_pass(
         &mut self,
         batch: &mut BatchCounters,
         out: &mut TxOutcome,
         budget: &mut usize,
     ) -> Result<bool, virtio_queue::Error> {
-        // Disjoint borrows: the iterator holds the queue, the sends the
-        // memory, iovecs, buffer and backend.
+        // Disjoint borrows: the queue's position moves while the sends
+        // use the memory, iovecs, buffer and backend.
         let Self {
             ref mem,
             ref mut tx,
@@ -75,25 +78,25 @@ impl QueuePair {
             ..
         } = *self;
         let size = tx.size();
-        // One region lookup for the whole pass (None: the table is not
-        // inside one region, and `DescriptorChain` reads it).
+        let ring = AvailRing::resolve(mem, tx)?;
+        let mut pos = Wrapping(tx.next_avail());
+        let avail = ring.index(pos)?;
         let table = DescTable::resolve(mem, tx.desc_table(), size);
-        let mut chains = tx.iter(mem)?;
         loop {
             if *budget == 0 {
                 out.budget_exhausted = true;
                 return Ok(true);
             }
-            let Some(chain) = chains.next() else {
+            if pos == avail {
                 return Ok(false);
-            };
+            }
+            let head = ring.head(pos)?;
             *budget -= 1;
-            let head = chain.head_index();
             let sent = if head >= size {
                 Err(ChainError::BadHead)
             } else {
                 let iovecs = tx_iovecs.as_mut();
-                send_tx_chain(mem, chain, table.as_ref(), iovecs, tx_buf, backend.as_mut())
+                send_tx_chain(mem, &table, head, iovecs, tx_buf, backend.as_mut())
             };
             match sent {
                 Ok((len, Ok(()))) => {
@@ -101,7 +104,7 @@ impl QueuePair {
                     batch.tx_bytes += len as u64;
                 }
                 Ok((_, Err(e))) if e.kind() == io::ErrorKind::WouldBlock => {
-                    chains.go_to_previous_position();
+                    // The chain stays available (not consumed).
                     out.backend_full = true;
                     return Ok(true);
                 }
@@ -114,6 +117,8 @@ impl QueuePair {
                     warn_rate_limited(warnings, index, "malformed tx chain dropped", &e);
                 }
             }
+            pos += Wrapping(1);
+            tx.set_next_avail(pos.0);
             if head < size {
                 tx_used.push(head, 0);
             }
@@ -121,27 +126,26 @@ impl QueuePair {
     }
 }
 
-/// Validates a TX chain and writes it to `backend`: straight from guest
-/// memory when possible (`iovecs` is `Some`; the chain read through
-/// `table` when the queue's descriptor table was resolved), else through
-/// `buf`. Returns the frame length and the backend's verdict, or why the
-/// chain is malformed.
-fn send_tx_chain<'m>(
-    mem: &'m GuestMemoryMmap,
-    chain: DescriptorChain<&'m GuestMemoryMmap>,
-    table: Option<&DescTable<'m>>,
+/// Validates TX chain `head` of `table` and writes it to `backend`:
+/// straight from guest memory when possible (`iovecs` is `Some`), else
+/// through `buf`. Returns the frame length and the backend's verdict, or
+/// why the chain is malformed.
+fn send_tx_chain(
+    mem: &GuestMemoryMmap,
+    table: &DescTable<'_>,
+    head: u16,
     iovecs: Option<&mut TxIovecs>,
     buf: &mut [u8],
     backend: &mut dyn FrameBackend,
 ) -> Result<(usize, io::Result<()>), ChainError> {
     if let Some(iovecs) = iovecs {
-        match iovecs.send(mem, chain.clone(), table, backend)? {
+        match iovecs.send(mem, table.chain(mem, head), backend)? {
             Some((_, Err(e))) if e.kind() == io::ErrorKind::Unsupported => {}
             Some(sent) => return Ok(sent),
             None => {}
         }
     }
-    let len = gather(mem, chain, buf)?;
+    let len = gather(mem, table.chain(mem, head), buf)?;
     Ok((
         len,
         backend.write_frame(&[IoSlice::new(&buf[..len])]).map(drop),
@@ -167,25 +171,13 @@ impl TxIovecs {
     /// straight from `mem`: the frame length and the backend's verdict,
     /// `None` when the copy path must take the chain (nothing was
     /// written), or why the chain is malformed.
-    fn send<'m>(
+    fn send(
         &mut self,
-        mem: &'m GuestMemoryMmap,
-        chain: DescriptorChain<&'m GuestMemoryMmap>,
-        table: Option<&DescTable<'m>>,
+        mem: &GuestMemoryMmap,
+        chain: SliceChain<'_>,
         backend: &mut dyn FrameBackend,
     ) -> Result<Option<(usize, io::Result<()>)>, ChainError> {
-        let collected = match table {
-            Some(table) => {
-                let mut fast = table.chain(mem, chain.head_index());
-                let collected = self.collect(mem, &mut fast);
-                if fast.needs_fallback() {
-                    self.collect(mem, chain)
-                } else {
-                    collected
-                }
-            }
-            None => self.collect(mem, chain),
-        };
+        let collected = self.collect(mem, chain);
         let sent = match collected {
             Ok(Some(len)) => Ok(Some((len, self.iovecs.write_to(mem, backend).map(drop)))),
             other => other.map(|_| None),
@@ -240,7 +232,7 @@ impl TxIovecs {
 /// returns the frame length (virtio-net header included).
 fn gather(
     mem: &GuestMemoryMmap,
-    chain: DescriptorChain<&GuestMemoryMmap>,
+    chain: SliceChain<'_>,
     buf: &mut [u8],
 ) -> Result<usize, ChainError> {
     let mut len = 0usize;
