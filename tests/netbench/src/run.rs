@@ -53,6 +53,7 @@ impl CaseCtx<'_> {
                 self.flows[q].clone()
             },
             window: self.opts.window,
+            buf_len: self.opts.rx_buf as usize,
         }
     }
 
