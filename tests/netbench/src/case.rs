@@ -42,6 +42,8 @@ pub struct RxSetup {
     pub size: Size,
     pub sports: Vec<u16>,
     pub window: usize,
+    /// Bytes per driver RX buffer (`--rx-buf`).
+    pub buf_len: usize,
 }
 
 /// Whether the e1000 mode can run a case: one queue, and no GSO receive

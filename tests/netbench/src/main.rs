@@ -104,6 +104,7 @@ fn main() {
     println!();
     print!("{}", report::table(&results, &opts));
     print!("{}", report::efficiency_table(&results, &opts));
+    print!("{}", report::device_table(&results, &opts));
     if let Some(path) = &opts.json {
         if let Err(e) = std::fs::write(path, report::json(&results, &opts, &host)) {
             eprintln!("netbench: cannot write {}: {e}", path.display());

@@ -2,6 +2,7 @@
 //! up, and measure between two snapshots.
 
 use std::fmt::Display;
+use std::os::unix::thread::JoinHandleExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread::{self, JoinHandle};
@@ -52,6 +53,7 @@ impl CaseCtx<'_> {
                 self.flows[q].clone()
             },
             window: self.opts.window,
+            buf_len: self.opts.rx_buf as usize,
         }
     }
 
@@ -86,6 +88,12 @@ pub struct Spawned {
     pub net: Option<Net>,
     pub irq: Option<Arc<BenchInterrupt>>,
     pub intx: Option<Arc<BenchIntx>>,
+    /// The benchmark threads play the guest driver, and mark their
+    /// device-side work (`Stats::device_work`): the rest of their CPU is
+    /// the guest's. False for the raw tap (no guest: all of it is the
+    /// reference's cost) and the e1000 (its TX runs inside the driver's
+    /// register writes; the whole process is counted).
+    pub guest_driver: bool,
 }
 
 impl Spawned {
@@ -184,11 +192,16 @@ fn run_case_here(case: Case, opts: &Opts, flows: &[Vec<u16>; 2]) -> Result<Measu
 
 /// Releases the threads, measures after the warm-up, stops and joins them.
 pub fn measure_running(ctx: &CaseCtx, spawned: Spawned) -> Result<Measurement, String> {
+    let drivers: Vec<libc::pthread_t> = if spawned.guest_driver {
+        spawned.handles.iter().map(|h| h.as_pthread_t()).collect()
+    } else {
+        Vec::new()
+    };
     ctx.ctl.start.wait();
     thread::sleep(Duration::from_secs_f64(ctx.opts.warmup));
-    let s0 = snapshot(&ctx.stats, spawned.irqs());
+    let s0 = snapshot(&ctx.stats, spawned.irqs(), &drivers);
     thread::sleep(Duration::from_secs_f64(ctx.opts.seconds));
-    let s1 = snapshot(&ctx.stats, spawned.irqs());
+    let s1 = snapshot(&ctx.stats, spawned.irqs(), &drivers);
     ctx.ctl.stop.store(true, Ordering::Relaxed);
     let Spawned { handles, net, .. } = spawned;
     let mut failed = None;

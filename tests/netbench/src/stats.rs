@@ -7,7 +7,9 @@ use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
 use crate::case::Dir;
-use crate::sys::{cpu_seconds, if_counters, threads_cpu_seconds};
+use crate::sys::{
+    cpu_seconds, if_counters, process_cpu_ns, pthread_cpu_ns, thread_cpu_ns, threads_cpu_seconds,
+};
 use crate::TAP;
 
 /// Live counters of one benchmark thread (totals, stored by the owner).
@@ -20,9 +22,24 @@ pub struct Stats {
     pub stalls: AtomicU64,
     /// e1000: device drops and errors over the whole run (set at the end).
     pub dev_drops: AtomicU64,
+    /// CPU nanoseconds this benchmark thread spent on the device's side
+    /// rather than the guest's (see [`Stats::device_work`]).
+    pub device_ns: AtomicU64,
 }
 
 impl Stats {
+    /// Runs `f`, work the benchmark thread does on the device's side (the
+    /// direct mode's `process_*` calls, RX injection: on a real host they
+    /// are not the guest's vCPU), and adds the calling thread's CPU time
+    /// during it to `device_ns`. Two clock reads per call, i.e. per batch.
+    pub fn device_work<R>(&self, f: impl FnOnce() -> R) -> R {
+        let t0 = thread_cpu_ns();
+        let r = f();
+        let spent = thread_cpu_ns().saturating_sub(t0);
+        self.device_ns.fetch_add(spent, Ordering::Relaxed);
+        r
+    }
+
     pub fn set(&self, frames: u64, bytes: u64) {
         self.frames.store(frames, Ordering::Relaxed);
         self.bytes.store(bytes, Ordering::Relaxed);
@@ -55,6 +72,17 @@ pub struct Measurement {
     /// Frames per CPU-second of the virtio-net worker threads alone (the
     /// device's side without the benchmark's driver), when there are any.
     pub worker_frames_per_cpu_s: Option<f64>,
+    /// Frames per CPU-second of the device's side: every thread of the
+    /// process except the work of the benchmark threads that plays the
+    /// guest driver (ring reads and writes, kicks, waiting for interrupts),
+    /// i.e. the device's workers (worker mode), the `process_*` calls
+    /// (direct mode), the RX injection and the main thread. For the raw
+    /// tap, which has no guest, this is the whole process.
+    pub device_frames_per_cpu_s: f64,
+    /// CPU of the guest-driver work (benchmark threads less their device
+    /// work) and of the device's side, % of one core.
+    pub driver_cpu_pct: f64,
+    pub device_cpu_pct: f64,
     pub per_queue: Vec<u64>,
     /// Frames the kernel counted on the tap (TX: rx_packets, RX: tx_packets).
     pub kernel_frames: u64,
@@ -71,6 +99,12 @@ pub struct Measurement {
 pub struct Snapshot {
     pub at: Instant,
     pub cpu: f64,
+    /// Process CPU, ns (its CPU-time clock: exact).
+    pub cpu_ns: u64,
+    /// CPU ns of the benchmark threads, and the part of it that was
+    /// device work.
+    pub bench_ns: u64,
+    pub device_ns: u64,
     /// CPU seconds of the virtio-net worker threads.
     pub worker_cpu: f64,
     pub frames: Vec<u64>,
@@ -79,10 +113,17 @@ pub struct Snapshot {
     pub irqs: u64,
 }
 
-pub fn snapshot(stats: &[Arc<Stats>], irqs: u64) -> Snapshot {
+/// The counters now; `threads` are the live benchmark threads.
+pub fn snapshot(stats: &[Arc<Stats>], irqs: u64, threads: &[libc::pthread_t]) -> Snapshot {
     Snapshot {
         at: Instant::now(),
         cpu: cpu_seconds(),
+        cpu_ns: process_cpu_ns(),
+        bench_ns: threads.iter().map(|&t| pthread_cpu_ns(t)).sum(),
+        device_ns: stats
+            .iter()
+            .map(|s| s.device_ns.load(Ordering::Relaxed))
+            .sum(),
         worker_cpu: threads_cpu_seconds(crate::virtio::WORKER_PREFIX),
         frames: stats
             .iter()
@@ -114,6 +155,9 @@ pub fn measure(dir: Dir, stats: &[Arc<Stats>], s0: &Snapshot, s1: &Snapshot) -> 
         Dir::Tx => (k(0), k(1)),
         Dir::Rx => (k(2), k(3)),
     };
+    let ns = |a: u64, b: u64| a.saturating_sub(b) as f64 / 1e9;
+    let driver = (ns(s1.bench_ns, s0.bench_ns) - ns(s1.device_ns, s0.device_ns)).max(0.0);
+    let device = (ns(s1.cpu_ns, s0.cpu_ns) - driver).max(1e-9);
     let sum = |f: fn(&Stats) -> &AtomicU64| -> u64 {
         stats.iter().map(|s| f(s).load(Ordering::Relaxed)).sum()
     };
@@ -129,6 +173,9 @@ pub fn measure(dir: Dir, stats: &[Arc<Stats>], s0: &Snapshot, s1: &Snapshot) -> 
             let cpu = s1.worker_cpu - s0.worker_cpu;
             (cpu > 0.0).then(|| frames as f64 / cpu)
         },
+        device_frames_per_cpu_s: frames as f64 / device,
+        driver_cpu_pct: driver / secs * 100.0,
+        device_cpu_pct: device / secs * 100.0,
         per_queue,
         kernel_frames,
         kernel_drops,

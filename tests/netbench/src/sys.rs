@@ -153,3 +153,39 @@ pub fn host_description() -> String {
         .unwrap_or_default();
     format!("{cpus} CPUs ({model}), Linux {kernel}")
 }
+
+/// Nanoseconds on `clock` (a CPU-time clock), 0 if it cannot be read.
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the live local `ts`.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// CPU nanoseconds (user + system) of the calling thread, exact (the
+/// scheduler's runtime, not clock ticks).
+pub fn thread_cpu_ns() -> u64 {
+    clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// CPU nanoseconds of the whole process (all threads), exact.
+pub fn process_cpu_ns() -> u64 {
+    clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
+/// CPU nanoseconds of another live thread of this process, read at this
+/// instant (its CPU-time clock), 0 if it cannot be read.
+pub fn pthread_cpu_ns(thread: libc::pthread_t) -> u64 {
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: the caller passes a thread that has not been joined; the
+    // call writes one clockid_t into the live local `clock`.
+    if unsafe { libc::pthread_getcpuclockid(thread, &mut clock) } != 0 {
+        return 0;
+    }
+    clock_ns(clock)
+}

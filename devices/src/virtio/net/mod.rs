@@ -12,6 +12,7 @@
 //! offloads are the tap's business; the device only fixes `num_buffers`
 //! on receive.
 
+mod avail_ring;
 mod context;
 mod ctrl_queue;
 mod device;
@@ -21,7 +22,9 @@ mod queue_pair;
 mod rx;
 mod rx_buffers;
 mod rx_used;
+mod slice_chain;
 mod tx;
+mod used_batch;
 
 /// Frame limits (shared with e1000): the per-pair RX and TX buffers are
 /// [`MAX_BUFFER_LEN`] bytes.

@@ -18,6 +18,7 @@ use vm_memory::GuestMemoryMmap;
 use super::metrics::{BatchCounters, NetMetrics};
 use super::rx_buffers::RxBuffers;
 use super::tx::TxIovecs;
+use super::used_batch::UsedBatch;
 use super::MAX_BUFFER_LEN;
 use crate::rate_limit::LogRateLimiter;
 
@@ -106,6 +107,8 @@ pub struct QueuePair {
     /// The guest memory ranges of the TX chain being sent (zero-copy path);
     /// `None` when the backend cannot write raw iovecs.
     pub(super) tx_iovecs: Option<TxIovecs>,
+    /// TX chains sent in the current pass, for the used ring.
+    pub(super) tx_used: UsedBatch,
     /// (head, used len) of the chains one RX frame occupies.
     pub(super) rx_chains: Vec<(u16, u32)>,
     /// RX chains parsed ahead for zero-copy receive; `None` when the
@@ -147,6 +150,7 @@ impl QueuePair {
             rx_pending: None,
             tx_buf: vec![0u8; MAX_BUFFER_LEN].into_boxed_slice(),
             tx_iovecs,
+            tx_used: UsedBatch::new(TX_BUDGET),
             rx_chains: Vec::with_capacity(chains),
             rx_buffers,
             rx_broken: false,
@@ -193,12 +197,7 @@ impl QueuePair {
     }
 
     pub(super) fn warn_rate_limited(&mut self, what: &str, detail: &dyn std::fmt::Debug) {
-        if let Some(occurrences) = self.warnings.hit() {
-            warn!(
-                pair = self.index,
-                occurrences, "virtio-net: {what}: {detail:?}"
-            );
-        }
+        warn_rate_limited(&mut self.warnings, self.index, what, detail);
     }
 
     /// Runs one batch of `direction` (`batch_fn` returns how many used
@@ -217,8 +216,18 @@ impl QueuePair {
                 settle_batch(&mut self.rx, &self.mem, index, &mut self.rx_broken, used)
             }
             Direction::Tx => {
+                // TX chains go through `tx_used`, which must say whether
+                // to notify (the queue's own count misses them).
                 let index = self.tx_queue_index();
-                settle_batch(&mut self.tx, &self.mem, index, &mut self.tx_broken, used)
+                let (tx, tx_used, mem) = (&self.tx, &mut self.tx_used, &self.mem);
+                let used = used.and_then(|n| {
+                    if n > 0 {
+                        tx_used.needs_notification(tx, mem)
+                    } else {
+                        Ok(false)
+                    }
+                });
+                settle_batch_result(index, &mut self.tx_broken, used)
             }
         };
         if let Ok(notify) = result {
@@ -232,6 +241,20 @@ impl QueuePair {
         if let Some(m) = self.metrics.pair(self.index) {
             m.publish(batch);
         }
+    }
+}
+
+/// Logs a guest-triggerable warning of pair `index`, rate-limited by
+/// `warnings` (a free function, for code that holds other fields of the
+/// pair borrowed).
+pub(super) fn warn_rate_limited(
+    warnings: &mut LogRateLimiter,
+    index: usize,
+    what: &str,
+    detail: &dyn std::fmt::Debug,
+) {
+    if let Some(occurrences) = warnings.hit() {
+        warn!(pair = index, occurrences, "virtio-net: {what}: {detail:?}");
     }
 }
 
@@ -252,6 +275,16 @@ pub(super) fn settle_batch(
             Ok(false)
         }
     });
+    settle_batch_result(index, broken, notify)
+}
+
+/// A batch's verdict on virtqueue `index`: whether to notify, or the
+/// driver's error, which marks the queue in `broken`.
+fn settle_batch_result(
+    index: u16,
+    broken: &mut bool,
+    notify: Result<bool, virtio_queue::Error>,
+) -> Result<bool, QueuePairError> {
     notify.map_err(|source| {
         *broken = true;
         QueuePairError::BrokenQueue {

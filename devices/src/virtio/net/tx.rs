@@ -4,13 +4,17 @@
 //! otherwise they are copied through the pair's TX buffer.
 
 use std::io::{self, IoSlice};
+use std::num::Wrapping;
 
 use net_backend::FrameBackend;
-use virtio_queue::{DescriptorChain, QueueOwnedT, QueueT};
+use virtio_queue::desc::split::Descriptor;
+use virtio_queue::QueueT;
 use vm_memory::{Bytes, GuestMemoryMmap};
 
+use super::avail_ring::AvailRing;
 use super::metrics::BatchCounters;
-use super::queue_pair::{ChainError, Direction};
+use super::queue_pair::{warn_rate_limited, ChainError, Direction};
+use super::slice_chain::{DescTable, SliceChain};
 use super::{QueuePair, QueuePairError, TxOutcome, MAX_BUFFER_LEN, TX_BUDGET, VNET_HDR_LEN};
 use crate::virtio::iovec::GuestIovecs;
 
@@ -30,6 +34,9 @@ impl QueuePair {
         Ok(out)
     }
 
+    /// Passes over the avail ring until it is empty with notifications
+    /// enabled, the budget is spent or the backend is full; each pass's
+    /// chains go to the used ring together ([`UsedBatch`]).
     fn tx_batch(
         &mut self,
         batch: &mut BatchCounters,
@@ -39,79 +46,106 @@ impl QueuePair {
         let mut budget = TX_BUDGET;
         loop {
             self.tx.disable_notification(&self.mem)?;
-            loop {
-                if budget == 0 {
-                    out.budget_exhausted = true;
-                    return Ok(used);
+            let stopped = self.tx_pass(batch, out, &mut budget);
+            used += self.tx_used.publish(&mut self.tx, &self.mem)?;
+            if stopped? || !self.tx.enable_notification(&self.mem)? {
+                return Ok(used);
+            }
+        }
+    }
+
+    /// Sends the chains available now (one read of the avail index, the
+    /// ring and descriptor table each resolved once for all of them) and
+    /// records them in `tx_used`; true when the batch must stop (budget
+    /// spent, backend full).
+    fn tx_pass(
+        &mut self,
+        batch: &mut BatchCounters,
+        out: &mut TxOutcome,
+        budget: &mut usize,
+    ) -> Result<bool, virtio_queue::Error> {
+        // Disjoint borrows: the queue's position moves while the sends
+        // use the memory, iovecs, buffer and backend.
+        let Self {
+            ref mem,
+            ref mut tx,
+            ref mut tx_iovecs,
+            ref mut tx_buf,
+            ref mut backend,
+            ref mut tx_used,
+            ref mut warnings,
+            index,
+            ..
+        } = *self;
+        let size = tx.size();
+        let ring = AvailRing::resolve(mem, tx)?;
+        let mut pos = Wrapping(tx.next_avail());
+        let avail = ring.index(pos)?;
+        let table = DescTable::resolve(mem, tx.desc_table(), size);
+        loop {
+            if *budget == 0 {
+                out.budget_exhausted = true;
+                return Ok(true);
+            }
+            if pos == avail {
+                return Ok(false);
+            }
+            let head = ring.head(pos)?;
+            *budget -= 1;
+            let sent = if head >= size {
+                Err(ChainError::BadHead)
+            } else {
+                let iovecs = tx_iovecs.as_mut();
+                send_tx_chain(mem, &table, head, iovecs, tx_buf, backend.as_mut())
+            };
+            match sent {
+                Ok((len, Ok(()))) => {
+                    batch.tx_frames += 1;
+                    batch.tx_bytes += len as u64;
                 }
-                let Some(chain) = self.tx.iter(&self.mem)?.next() else {
-                    break;
-                };
-                budget -= 1;
-                let head = chain.head_index();
-                let sent = if head >= self.tx.size() {
-                    Err(ChainError::BadHead)
-                } else {
-                    send_tx_chain(
-                        &self.mem,
-                        chain,
-                        self.tx_iovecs.as_mut(),
-                        &mut self.tx_buf,
-                        self.backend.as_mut(),
-                    )
-                };
-                match sent {
-                    Ok((len, written)) => match written {
-                        Ok(()) => {
-                            batch.tx_frames += 1;
-                            batch.tx_bytes += len as u64;
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            self.tx.go_to_previous_position();
-                            out.backend_full = true;
-                            return Ok(used);
-                        }
-                        Err(e) => {
-                            batch.backend_errors += 1;
-                            self.warn_rate_limited("tap write failed", &e);
-                        }
-                    },
-                    Err(e) => {
-                        batch.tx_malformed += 1;
-                        self.warn_rate_limited("malformed tx chain dropped", &e);
-                    }
+                Ok((_, Err(e))) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // The chain stays available (not consumed).
+                    out.backend_full = true;
+                    return Ok(true);
                 }
-                if head < self.tx.size() {
-                    self.tx.add_used(&self.mem, head, 0)?;
-                    used += 1;
+                Ok((_, Err(e))) => {
+                    batch.backend_errors += 1;
+                    warn_rate_limited(warnings, index, "tap write failed", &e);
+                }
+                Err(e) => {
+                    batch.tx_malformed += 1;
+                    warn_rate_limited(warnings, index, "malformed tx chain dropped", &e);
                 }
             }
-            if !self.tx.enable_notification(&self.mem)? {
-                return Ok(used);
+            pos += Wrapping(1);
+            tx.set_next_avail(pos.0);
+            if head < size {
+                tx_used.push(head, 0);
             }
         }
     }
 }
 
-/// Validates a TX chain and writes it to `backend`: straight from guest
-/// memory when possible (`iovecs` is `Some`), else through `buf`. Returns
-/// the frame length and the backend's verdict, or why the chain is
-/// malformed.
+/// Validates TX chain `head` of `table` and writes it to `backend`:
+/// straight from guest memory when possible (`iovecs` is `Some`), else
+/// through `buf`. Returns the frame length and the backend's verdict, or
+/// why the chain is malformed.
 fn send_tx_chain(
     mem: &GuestMemoryMmap,
-    chain: DescriptorChain<&GuestMemoryMmap>,
+    table: &DescTable<'_>,
+    head: u16,
     iovecs: Option<&mut TxIovecs>,
     buf: &mut [u8],
     backend: &mut dyn FrameBackend,
 ) -> Result<(usize, io::Result<()>), ChainError> {
     if let Some(iovecs) = iovecs {
-        match iovecs.send(mem, chain.clone(), backend)? {
+        match iovecs.send(mem, table.chain(mem, head), backend)? {
             Some((_, Err(e))) if e.kind() == io::ErrorKind::Unsupported => {}
             Some(sent) => return Ok(sent),
             None => {}
         }
     }
-    let len = gather(mem, chain, buf)?;
+    let len = gather(mem, table.chain(mem, head), buf)?;
     Ok((
         len,
         backend.write_frame(&[IoSlice::new(&buf[..len])]).map(drop),
@@ -140,7 +174,7 @@ impl TxIovecs {
     fn send(
         &mut self,
         mem: &GuestMemoryMmap,
-        chain: DescriptorChain<&GuestMemoryMmap>,
+        chain: SliceChain<'_>,
         backend: &mut dyn FrameBackend,
     ) -> Result<Option<(usize, io::Result<()>)>, ChainError> {
         let collected = self.collect(mem, chain);
@@ -162,7 +196,7 @@ impl TxIovecs {
     fn collect(
         &mut self,
         mem: &GuestMemoryMmap,
-        chain: DescriptorChain<&GuestMemoryMmap>,
+        chain: impl Iterator<Item = Descriptor>,
     ) -> Result<Option<usize>, ChainError> {
         self.iovecs.clear();
         let mut len = 0usize;
@@ -198,7 +232,7 @@ impl TxIovecs {
 /// returns the frame length (virtio-net header included).
 fn gather(
     mem: &GuestMemoryMmap,
-    chain: DescriptorChain<&GuestMemoryMmap>,
+    chain: SliceChain<'_>,
     buf: &mut [u8],
 ) -> Result<usize, ChainError> {
     let mut len = 0usize;

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use super::{figure, CaseResult};
 use crate::case::Mode;
 use crate::cli::Opts;
+use crate::stats::Measurement;
 
 pub fn json_str(s: &str) -> String {
     let mut o = String::from("\"");
@@ -31,6 +32,33 @@ fn ratio_json(a: f64, b: Option<f64>) -> String {
     }
 }
 
+/// The frames-per-CPU-second fields of one case: whole process against
+/// the raw tap, the worker threads alone, and (virtio-net modes and the
+/// raw reference) the device side, see `report::device`.
+fn efficiency_json(results: &[CaseResult], r: &CaseResult, m: &Measurement) -> String {
+    let raw = |f: fn(&Measurement) -> f64| {
+        figure(results, (r.dir, r.size, r.pairs, Mode::Raw), r.pinned, f)
+    };
+    let mut o = format!(
+        ", \"frames_per_cpu_s_vs_raw\": {}",
+        ratio_json(m.frames_per_cpu_s, raw(|m| m.frames_per_cpu_s))
+    );
+    if matches!(r.mode, Mode::Raw | Mode::Direct | Mode::Worker) {
+        let _ = write!(
+            o,
+            ", \"device_frames_per_cpu_s\": {:.0}, \"device_frames_per_cpu_s_vs_raw\": {}, \"driver_cpu_pct\": {:.1}, \"device_cpu_pct\": {:.1}",
+            m.device_frames_per_cpu_s,
+            ratio_json(m.device_frames_per_cpu_s, raw(|m| m.device_frames_per_cpu_s)),
+            m.driver_cpu_pct,
+            m.device_cpu_pct
+        );
+    }
+    if let Some(w) = m.worker_frames_per_cpu_s {
+        let _ = write!(o, ", \"worker_frames_per_cpu_s\": {w:.0}");
+    }
+    o
+}
+
 pub fn json(results: &[CaseResult], opts: &Opts, host: &str) -> String {
     let mut o = String::new();
     let _ = write!(
@@ -46,12 +74,6 @@ pub fn json(results: &[CaseResult], opts: &Opts, host: &str) -> String {
     for (i, r) in results.iter().enumerate() {
         let of = |mode: Mode| figure(results, (r.dir, r.size, r.pairs, mode), r.pinned, |m| m.pps);
         let (raw, virtio) = (of(Mode::Raw), of(Mode::Worker));
-        let raw_fpcs = figure(
-            results,
-            (r.dir, r.size, r.pairs, Mode::Raw),
-            r.pinned,
-            |m| m.frames_per_cpu_s,
-        );
         let _ = write!(
             o,
             "{}\n    {{\"dir\": \"{}\", \"frame\": {}, \"frame_len\": {}, \"pairs\": {}, \"mode\": \"{}\", \"pinned\": {}",
@@ -68,11 +90,7 @@ pub fn json(results: &[CaseResult], opts: &Opts, host: &str) -> String {
         }
         if let Some(m) = &r.median {
             let ratio = ratio_json(m.pps, raw);
-            let fpcs_ratio = ratio_json(m.frames_per_cpu_s, raw_fpcs);
-            let _ = write!(o, ", \"frames_per_cpu_s_vs_raw\": {fpcs_ratio}");
-            if let Some(w) = m.worker_frames_per_cpu_s {
-                let _ = write!(o, ", \"worker_frames_per_cpu_s\": {w:.0}");
-            }
+            o.push_str(&efficiency_json(results, r, m));
             let reps: Vec<String> = r.reps.iter().map(|p| format!("{p:.0}")).collect();
             let _ = write!(
                 o,

@@ -2,10 +2,12 @@
 //! stdout and, with `--json`, a JSON file.
 
 mod cells;
+mod device;
 mod efficiency;
 mod json;
 mod table;
 
+pub use device::device_table;
 pub use efficiency::efficiency_table;
 pub use json::json;
 pub use table::table;

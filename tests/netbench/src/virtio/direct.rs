@@ -44,6 +44,7 @@ pub fn spawn(ctx: &CaseCtx, taps: Vec<Tap>) -> Spawned {
         };
         spawned.handles.push(h);
     }
+    spawned.guest_driver = true;
     spawned
 }
 
@@ -52,7 +53,7 @@ pub fn direct_tx(mut qp: QueuePair, mut drv: TxDriver, stats: Arc<Stats>, ctl: A
     while !ctl.stopped() {
         drv.reap();
         drv.fill();
-        qp.process_tx().expect("process_tx");
+        stats.device_work(|| qp.process_tx().expect("process_tx"));
         stats.set(drv.frames, drv.frames * drv.frame_len);
     }
 }
@@ -69,8 +70,9 @@ pub fn direct_rx(
     let mut stalls = 0u64;
     ctl.start.wait();
     while !ctl.stopped() {
-        win.injected += inj.send(win.room(drv.frames)).expect("inject") as u64;
-        qp.process_rx().expect("process_rx");
+        let room = win.room(drv.frames);
+        win.injected += stats.device_work(|| inj.send(room).expect("inject")) as u64;
+        stats.device_work(|| qp.process_rx().expect("process_rx"));
         drv.reap();
         stalls += u64::from(win.check(drv.frames));
         stats.set(drv.frames, drv.bytes);

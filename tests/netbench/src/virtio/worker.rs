@@ -123,6 +123,7 @@ pub fn spawn(ctx: &CaseCtx, taps: Vec<Tap>) -> Result<Spawned, String> {
     }
     spawned.net = Some(dev);
     spawned.irq = Some(interrupt);
+    spawned.guest_driver = true;
     Ok(spawned)
 }
 
@@ -170,7 +171,8 @@ pub fn worker_rx(
     let (mut kicks, mut waits, mut stalls) = (0u64, 0u64, 0u64);
     ctl.start.wait();
     while !ctl.stopped() {
-        let sent = inj.send(win.room(drv.frames)).expect("inject");
+        let room = win.room(drv.frames);
+        let sent = stats.device_work(|| inj.send(room).expect("inject"));
         win.injected += sent as u64;
         let (reaped, old) = drv.reap();
         if reaped > 0 && drv.ring.kick_needed(old) {
