@@ -21,7 +21,6 @@ mod metrics;
 mod queue_pair;
 mod rx;
 mod rx_buffers;
-mod rx_used;
 mod slice_chain;
 mod tx;
 mod used_batch;

@@ -27,6 +27,8 @@ use crate::rate_limit::LogRateLimiter;
 /// direction of the pair gets its turn.
 pub const TX_BUDGET: usize = 256;
 pub const RX_BUDGET: usize = 256;
+/// RX used entries written before the used index is published mid-batch.
+pub const RX_PUBLISH_EVERY: usize = 64;
 
 /// The driver broke a queue (e.g. an available index more than a queue
 /// size ahead): the device needs a reset and stops using that queue.
@@ -109,6 +111,8 @@ pub struct QueuePair {
     pub(super) tx_iovecs: Option<TxIovecs>,
     /// TX chains sent in the current pass, for the used ring.
     pub(super) tx_used: UsedBatch,
+    /// RX chains filled and not yet published to the used ring.
+    pub(super) rx_used: UsedBatch,
     /// (head, used len) of the chains one RX frame occupies.
     pub(super) rx_chains: Vec<(u16, u32)>,
     /// RX chains parsed ahead for zero-copy receive; `None` when the
@@ -151,6 +155,8 @@ impl QueuePair {
             tx_buf: vec![0u8; MAX_BUFFER_LEN].into_boxed_slice(),
             tx_iovecs,
             tx_used: UsedBatch::new(TX_BUDGET),
+            // Published at RX_PUBLISH_EVERY, checked after each frame.
+            rx_used: UsedBatch::new(RX_PUBLISH_EVERY + chains),
             rx_chains: Vec::with_capacity(chains),
             rx_buffers,
             rx_broken: false,
@@ -210,26 +216,31 @@ impl QueuePair {
     ) -> Result<bool, QueuePairError> {
         let mut batch = BatchCounters::default();
         let used = batch_fn(self, &mut batch);
-        let result = match direction {
-            Direction::Rx => {
-                let index = self.rx_queue_index();
-                settle_batch(&mut self.rx, &self.mem, index, &mut self.rx_broken, used)
-            }
-            Direction::Tx => {
-                // TX chains go through `tx_used`, which must say whether
-                // to notify (the queue's own count misses them).
-                let index = self.tx_queue_index();
-                let (tx, tx_used, mem) = (&self.tx, &mut self.tx_used, &self.mem);
-                let used = used.and_then(|n| {
-                    if n > 0 {
-                        tx_used.needs_notification(tx, mem)
-                    } else {
-                        Ok(false)
-                    }
-                });
-                settle_batch_result(index, &mut self.tx_broken, used)
-            }
+        // Both directions' chains go through a `UsedBatch`, which must say
+        // whether to notify (the queue's own count misses them).
+        let (index, queue, used_batch, broken) = match direction {
+            Direction::Rx => (
+                self.rx_queue_index(),
+                &self.rx,
+                &mut self.rx_used,
+                &mut self.rx_broken,
+            ),
+            Direction::Tx => (
+                self.tx_queue_index(),
+                &self.tx,
+                &mut self.tx_used,
+                &mut self.tx_broken,
+            ),
         };
+        let mem = &self.mem;
+        let used = used.and_then(|n| {
+            if n > 0 {
+                used_batch.needs_notification(queue, mem)
+            } else {
+                Ok(false)
+            }
+        });
+        let result = settle_batch_result(index, broken, used);
         if let Ok(notify) = result {
             batch.notifications += u64::from(notify);
         }

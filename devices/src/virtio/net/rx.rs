@@ -15,9 +15,8 @@ use vm_memory::{
 };
 
 use super::metrics::BatchCounters;
-use super::queue_pair::{ChainError, Direction};
+use super::queue_pair::{ChainError, Direction, RX_PUBLISH_EVERY};
 use super::rx_buffers::RxBuffers;
-use super::rx_used::UsedBatch;
 use super::{
     QueuePair, QueuePairError, RxOutcome, MAX_BUFFER_LEN, NUM_BUFFERS_OFFSET, RX_BUDGET,
     VNET_HDR_LEN,
@@ -77,19 +76,14 @@ impl QueuePair {
             out.paused = true;
             return Ok(out);
         }
-        let mut event_notify = false;
         let notify = self.run_batch(Direction::Rx, |qp, batch| {
-            let mut used = UsedBatch::begin(&qp.rx);
-            let added = qp.rx_batch(batch, &mut out, &mut used);
-            let published = used.publish(&mut qp.rx, &qp.mem);
-            let added = added.and_then(|n| published.map(|()| n))?;
-            if let Some(n) = used.event_idx_notify(&qp.rx, &qp.mem)? {
-                event_notify = n;
-                batch.notifications += u64::from(n);
-            }
-            Ok(added)
+            let added = qp.rx_batch(batch, &mut out);
+            // Published on every exit, the error's too: what was placed
+            // stays placed.
+            let published = qp.rx_used.publish(&mut qp.rx, &qp.mem);
+            added.and_then(|n| published.map(|_| n))
         })?;
-        out.notify = notify || event_notify;
+        out.notify = notify;
         Ok(out)
     }
 
@@ -97,7 +91,6 @@ impl QueuePair {
         &mut self,
         batch: &mut BatchCounters,
         out: &mut RxOutcome,
-        ring: &mut UsedBatch,
     ) -> Result<u32, virtio_queue::Error> {
         let (mut used, mut budget) = (0u32, RX_BUDGET);
         // While frames flow the device polls the backend, so the driver
@@ -113,7 +106,7 @@ impl QueuePair {
                 None => {
                     match self.refill()? {
                         Refill::Ready => {
-                            match self.receive_zero_copy(batch, out, ring)? {
+                            match self.receive_zero_copy(batch, out)? {
                                 ZeroCopy::Frame { chains } => {
                                     budget -= 1;
                                     used += chains;
@@ -155,7 +148,7 @@ impl QueuePair {
                 self.warn_rate_limited("short frame from the backend dropped", &len);
                 continue;
             }
-            match self.deliver(len, batch, ring)? {
+            match self.deliver(len, batch)? {
                 Delivery::Delivered { chains } => {
                     used += chains;
                     batch.rx_frames += 1;
@@ -253,7 +246,6 @@ impl QueuePair {
         &mut self,
         batch: &mut BatchCounters,
         out: &mut RxOutcome,
-        ring: &mut UsedBatch,
     ) -> Result<ZeroCopy, virtio_queue::Error> {
         let Some(bufs) = self.rx_buffers.as_mut() else {
             return Ok(ZeroCopy::Stop);
@@ -306,10 +298,7 @@ impl QueuePair {
             Some(None) => _ = self.set_num_buffers(&num_buffers_at, 1),
             Some(Some(_)) => {}
         }
-        for &(head, used_len) in &self.rx_chains {
-            let used_len = if failure.is_none() { used_len } else { 0 };
-            ring.add(&mut self.rx, &self.mem, head, used_len)?;
-        }
+        self.return_rx_chains(failure.is_none())?;
         match failure {
             None => {
                 batch.rx_frames += 1;
@@ -329,13 +318,31 @@ impl QueuePair {
         })
     }
 
+    /// Records the chains of one frame (`rx_chains`) as used, with their
+    /// lengths when `delivered` and 0 otherwise. The used index goes out
+    /// every [`RX_PUBLISH_EVERY`] entries, so a driver polling the ring
+    /// sees progress mid-batch (as vhost-net does), and at the batch end.
+    fn return_rx_chains(&mut self, delivered: bool) -> Result<(), virtio_queue::Error> {
+        let size = self.rx.size();
+        for &(head, used_len) in &self.rx_chains {
+            if head >= size {
+                return Err(virtio_queue::Error::InvalidDescriptorIndex);
+            }
+            self.rx_used
+                .push(head, if delivered { used_len } else { 0 });
+        }
+        if self.rx_used.pending() >= RX_PUBLISH_EVERY {
+            self.rx_used.publish(&mut self.rx, &self.mem)?;
+        }
+        Ok(())
+    }
+
     /// Copies the frame in `rx_buf[..len]` into guest rx chains: one chain,
     /// or with MRG_RXBUF as many as needed (num_buffers set accordingly).
     fn deliver(
         &mut self,
         len: usize,
         batch: &mut BatchCounters,
-        ring: &mut UsedBatch,
     ) -> Result<Delivery, virtio_queue::Error> {
         // virtio 1.x: num_buffers is 1 unless buffers are merged.
         self.rx_buf[NUM_BUFFERS_OFFSET..NUM_BUFFERS_OFFSET + 2]
@@ -361,10 +368,7 @@ impl QueuePair {
             failure = self.set_num_buffers(&filled.num_buffers_at, chains as u16);
         }
         let delivered = delivered && failure.is_none();
-        for &(head, used_len) in &self.rx_chains {
-            let used_len = if delivered { used_len } else { 0 };
-            ring.add(&mut self.rx, &self.mem, head, used_len)?;
-        }
+        self.return_rx_chains(delivered)?;
         if delivered {
             return Ok(Delivery::Delivered { chains });
         }

@@ -13,7 +13,9 @@ use std::num::Wrapping;
 use std::sync::atomic::{fence, Ordering};
 
 use virtio_queue::{Error, Queue, QueueT};
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{
+    Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, VolatileMemory,
+};
 
 /// `flags` and `idx` before the used ring's elements.
 const USED_RING_HEADER: u64 = 4;
@@ -47,6 +49,11 @@ impl UsedBatch {
         self.pending.push((head, len));
     }
 
+    /// Entries recorded and not yet published.
+    pub(super) fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Writes the recorded entries to `queue`'s used ring in `mem`, then
     /// publishes them with one release store of the used index; how many.
     /// The elements are written through one slice of the whole ring when
@@ -70,16 +77,17 @@ impl UsedBatch {
         let slice = mem.get_slice(elems, usize::from(size) * USED_ELEM_SIZE as usize);
         for &(head, len) in &self.pending {
             let off = u64::from(next.0 % size) * USED_ELEM_SIZE;
-            let mut elem = [0u8; USED_ELEM_SIZE as usize];
-            elem[..4].copy_from_slice(&u32::from(head).to_le_bytes());
-            elem[4..].copy_from_slice(&len.to_le_bytes());
+            // virtq_used_elem: le32 id, le32 len, as one (unaligned-safe)
+            // volatile store; `write_slice` is a generic byte copy.
+            let elem = (u64::from(head) | (u64::from(len) << 32)).to_le();
             match &slice {
                 Ok(slice) => slice
-                    .write_slice(&elem, off as usize)
-                    .map_err(Error::VolatileMemoryError)?,
+                    .get_ref::<u64>(off as usize)
+                    .map_err(Error::VolatileMemoryError)?
+                    .store(elem),
                 Err(_) => {
                     let addr = elems.checked_add(off).ok_or(Error::AddressOverflow)?;
-                    mem.write_slice(&elem, addr).map_err(Error::GuestMemory)?;
+                    mem.write_obj(elem, addr).map_err(Error::GuestMemory)?;
                 }
             }
             next += Wrapping(1);
