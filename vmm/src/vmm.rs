@@ -124,12 +124,7 @@ impl TryFrom<VmmConfig> for Vmm {
     fn try_from(cfg: VmmConfig) -> Result<Self, VmmError> {
         let VmmConfig { plan, host, opts } = cfg;
         let start = opts.start.unwrap_or_else(Instant::now);
-        // Before guest RAM exists: no core dump may ever hold it.
-        sandbox::harden_process(opts.seccomp)?;
-        // Before any thread exists, so every thread inherits the blocked mask.
-        let signals = StopSignals::block_and_open().map_err(VmmError::Signals)?;
-        vcpu::install_kick_handler().map_err(|source| VmmError::Vcpu { id: 0, source })?;
-        let filters = crate::seccomp::Precompile::start(opts.seccomp);
+        let (signals, filters) = prepare_process(&opts)?;
         let kernel = boot_files(&plan)?;
         // Overlaps the KVM set-up; a failed build joins it and undoes it.
         let pod_setup = crate::attach::PodSetup::start(&plan, &host)?;
@@ -204,6 +199,19 @@ impl TryFrom<VmmConfig> for Vmm {
             api,
         })
     }
+}
+
+/// What the process sets before guest RAM and before any thread exists:
+/// hardening (no core dump may ever hold guest RAM), the blocked stop
+/// signals every thread inherits, the vCPU kick handler; and the seccomp
+/// programs start compiling.
+fn prepare_process(
+    opts: &RunOptions,
+) -> Result<(StopSignals, crate::seccomp::Precompile), VmmError> {
+    sandbox::harden_process(opts.seccomp)?;
+    let signals = StopSignals::block_and_open().map_err(VmmError::Signals)?;
+    vcpu::install_kick_handler().map_err(|source| VmmError::Vcpu { id: 0, source })?;
+    Ok((signals, crate::seccomp::Precompile::start(opts.seccomp)))
 }
 
 /// Where start-up time goes, logged once the VM is built ("start-up
