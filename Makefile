@@ -36,6 +36,7 @@ image:
 
 bench: setup
 	$(CARGO) build --locked --release -p vmm
+	$(CARGO) build --locked --release -p petrel-tests --bin kvm-floor
 	resources/scripts/bench-boot.sh
 	resources/scripts/bench-net.sh
 

@@ -25,9 +25,14 @@ fn cpu_set(cpus: impl IntoIterator<Item = usize>) -> libc::cpu_set_t {
     set
 }
 
-/// Host CPUs.
+/// Host CPUs online. Not `available_parallelism`: that follows the
+/// caller's affinity, so once a pinned case had pinned the main thread to
+/// CPU 0 it said 1, the "unpin" after the case kept the thread on CPU 0
+/// and every later case (pinned pairs too: `q % 1`) ran on one core.
 pub fn ncpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    // SAFETY: sysconf takes an integer and touches no memory of ours.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(1)
 }
 
 /// Pins the calling thread to `cpus`.
@@ -55,4 +60,22 @@ pub fn pin_thread<T>(h: &JoinHandle<T>, q: usize) -> io::Result<()> {
         return Err(io::Error::from_raw_os_error(rc));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ncpus_ignores_the_callers_affinity() {
+        let all = ncpus();
+        // A thread of its own, so the harness's threads keep their mask.
+        std::thread::spawn(move || {
+            pin_self([0]).unwrap();
+            assert_eq!(ncpus(), all);
+            assert_eq!(cpu_of_pair(1), 1 % all);
+        })
+        .join()
+        .unwrap();
+    }
 }
