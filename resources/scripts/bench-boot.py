@@ -214,7 +214,7 @@ SPEC_TEMPLATE = """\
 apiVersion: kubevirt.io/v1
 kind: VirtualMachineInstance
 metadata:
-  name: bench-boot-{vcpus}cpu
+  name: {name}
 spec:
   domain:
     cpu:
@@ -229,8 +229,9 @@ spec:
           kernelPath: {kernel}
           initrdPath: {initrd}
     devices:
-      autoattachPodInterface: false
+{devices}
 """
+NICLESS_DEVICES = "      autoattachPodInterface: false"
 
 
 class Setup:
@@ -249,6 +250,7 @@ class Setup:
         path = self.tmp / f"vmi-bench-{vcpus}cpu.yaml"
         if not path.exists():
             path.write_text(SPEC_TEMPLATE.format(
+                name=f"bench-boot-{vcpus}cpu", devices=NICLESS_DEVICES,
                 vcpus=vcpus, mem=self.args.mem, cmdline=json.dumps(self.cmdline),
                 kernel=json.dumps(str(self.kernel)), initrd=json.dumps(str(self.initrd))))
         return path

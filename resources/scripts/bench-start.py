@@ -28,6 +28,7 @@ FILE writes them all. Run as root.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -41,6 +42,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# bench-boot's guest spec and command line, shared (its main() only runs
+# as a script).
+_spec = importlib.util.spec_from_file_location(
+    "bench_boot", Path(__file__).with_name("bench-boot.py"))
+bench_boot = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_boot)
 SMAPS_HDR_RE = re.compile(r"^([0-9a-f]+)-([0-9a-f]+)\s+(\S+)\s+\S+\s+\S+\s+(\d+)\s*(.*)$")
 SINCE_RE = re.compile(r"first KVM_RUN.*?since_start_us=(\d+)")
 PHASES_RE = re.compile(r"start-up phases")
@@ -48,28 +56,6 @@ KV_RE = re.compile(r"(\w+)=(\d+)")
 FLOOR_RE = re.compile(r"kvm floor: first KVM_RUN since_start_us=(\d+) first_exit_us=(\d+) rss_kib=(\d+)")
 SETUP_US_RE = re.compile(r"(load_us|setup_us)=(\d+)")
 
-SPEC = """\
-apiVersion: kubevirt.io/v1
-kind: VirtualMachineInstance
-metadata:
-  name: bench-start
-spec:
-  domain:
-    cpu:
-      cores: 1
-    memory:
-      guest: {mem}Mi
-    firmware:
-      kernelBoot:
-        kernelArgs: {cmdline}
-        container:
-          image: registry.example.com/petrel/guestkit:latest
-          kernelPath: {kernel}
-          initrdPath: {initrd}
-    devices:
-{devices}
-"""
-NICLESS = "      autoattachPodInterface: false"
 MASQ = """\
       interfaces:
         - name: default
@@ -194,14 +180,6 @@ class Netns:
         sh(["ip", "netns", "del", self.name], check=False)
 
 
-def read_cmdline(out: Path) -> str:
-    words = []
-    for line in (out / "cmdline.txt").read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            words.extend(line.split())
-    return " ".join(words + ["guest.net=0"])
-
-
 def summarize(results: dict) -> dict:
     out = {}
     for name, runs in results.items():
@@ -261,10 +239,12 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-start-") as tmp:
             spec = Path(tmp) / "vmi.yaml"
-            spec.write_text(SPEC.format(mem=args.mem, cmdline=json.dumps(read_cmdline(out)),
-                                        kernel=json.dumps(str(out / "vmlinux")),
-                                        initrd=json.dumps(str(out / "initramfs.cpio")),
-                                        devices=MASQ if args.masquerade else NICLESS))
+            spec.write_text(bench_boot.SPEC_TEMPLATE.format(
+                name="bench-start", vcpus=1, mem=args.mem,
+                cmdline=json.dumps(bench_boot.read_cmdline(out)),
+                kernel=json.dumps(str(out / "vmlinux")),
+                initrd=json.dumps(str(out / "initramfs.cpio")),
+                devices=MASQ if args.masquerade else bench_boot.NICLESS_DEVICES))
             names = list(bins)
             log(f"load {os.getloadavg()[0]:.2f}; {args.warmup} warm-up + {args.rounds} rounds of {names}")
             for rnd in range(args.warmup + args.rounds):
