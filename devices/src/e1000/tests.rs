@@ -71,6 +71,25 @@ fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
 }
 
 impl Harness {
+    /// A migrated e1000: the same guest memory, a new backend and line,
+    /// (`activate`d or not before) restored from the saved `json`.
+    fn migration_target(mem: &GuestMemoryMmap, activate: bool, json: &[u8]) -> Self {
+        let (dev_end, net) = seqpacket_pair().unwrap();
+        let irq = Arc::new(FakeIntx::default());
+        let mut dev = Self::inactive_device(dev_end, mem, &irq);
+        if activate {
+            dev.activate().unwrap();
+        }
+        dev.restore_state(&serde_json::from_slice(json).unwrap())
+            .unwrap();
+        Self {
+            dev,
+            net,
+            mem: mem.clone(),
+            irq,
+        }
+    }
+
     fn new() -> Self {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
         let (dev_end, net) = seqpacket_pair().unwrap();
@@ -1684,19 +1703,7 @@ fn state_moves_rings_registers_phy_and_a_half_sent_packet() {
     a.dev.stop();
 
     // The target: same memory (it moved with the VM), a new backend.
-    let (dev_end, net) = seqpacket_pair().unwrap();
-    let irq = Arc::new(FakeIntx::default());
-    let mut dev = Harness::inactive_device(dev_end, &a.mem, &irq);
-    dev.activate().unwrap();
-    let mut b = Harness {
-        dev,
-        net,
-        mem: a.mem.clone(),
-        irq,
-    };
-    b.dev
-        .restore_state(&serde_json::from_slice(&json).unwrap())
-        .unwrap();
+    let mut b = Harness::migration_target(&a.mem, true, &json);
     assert_eq!(b.dev.save_state(), saved);
     assert_eq!((b.r(RDH), b.r(RDT), b.r(TDH), b.r(TDT)), (1, 7, 1, 1));
     assert_eq!(b.r(IMS), icr::TXDW | icr::RXT0);
@@ -2080,18 +2087,7 @@ mod moderation {
         if start.elapsed() < Duration::from_millis(60) {
             assert!(!a.irq.level(), "RXT0 was still delayed at the save");
         }
-        let (dev_end, net) = seqpacket_pair().unwrap();
-        let irq = Arc::new(FakeIntx::default());
-        let dev = Harness::inactive_device(dev_end, &a.mem, &irq);
-        let mut b = Harness {
-            dev,
-            net,
-            mem: a.mem.clone(),
-            irq,
-        };
-        b.dev
-            .restore_state(&serde_json::from_slice(&json).unwrap())
-            .unwrap();
+        let mut b = Harness::migration_target(&a.mem, false, &json);
         assert!(b.irq.level(), "the target raises the delayed RXT0");
         assert_eq!(b.r(ICR), icr::RXT0);
     }
