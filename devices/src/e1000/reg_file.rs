@@ -141,8 +141,14 @@ impl Regs {
     /// causes that are due go into ICR first; an assertion inside the ITR
     /// interval waits for its end; the timer is armed for what is left.
     pub fn update_irq(&mut self, irq: &dyn IntxLine, poke: bool) {
+        self.update_irq_at(irq, poke, None);
+    }
+
+    /// [`Self::update_irq`]; `tick` is the timer expiry that brought it
+    /// (an assertion then counts from the tick, see [`Moderation::asserted_at`]).
+    fn update_irq_at(&mut self, irq: &dyn IntxLine, poke: bool, tick: Option<u64>) {
         let expired = self.take_expired();
-        self.drive_line(irq, poke || expired);
+        self.drive_line(irq, poke || expired, tick);
         self.rearm();
     }
 
@@ -156,7 +162,7 @@ impl Regs {
         cause != 0
     }
 
-    fn drive_line(&mut self, irq: &dyn IntxLine, poke: bool) {
+    fn drive_line(&mut self, irq: &dyn IntxLine, poke: bool, tick: Option<u64>) {
         let level = self.get(regs::ICR) & self.get(regs::IMS) != 0;
         if !level {
             if self.level {
@@ -176,7 +182,7 @@ impl Regs {
                 self.moderation.defer();
                 return;
             }
-            self.moderation.asserted(now);
+            self.moderation.asserted_at(now, tick, itr);
         } else {
             self.moderation.cancel_deferred();
         }
@@ -188,7 +194,9 @@ impl Regs {
     fn rearm(&mut self) {
         let watch = if self.level { 0 } else { self.get(regs::IMS) };
         if let Some(deadline) = self.moderation.next_deadline(self.get(regs::ITR), watch) {
-            self.timer.arm(deadline);
+            let itr = self.get(regs::ITR);
+            self.timer
+                .arm(deadline, super::moderation::itr_interval_ns(itr));
         }
     }
 
@@ -225,10 +233,15 @@ impl Regs {
     /// The timer fired (on the worker): raises the delayed causes that are
     /// due and a deferred assertion whose interval ended, and arms the
     /// timer for what is left.
+    /// A tick with nothing waiting (the driver went quiet) stops it.
     pub fn on_timer(&mut self, irq: &dyn IntxLine) {
-        self.timer.fired();
+        let tick = self.timer.fired();
         let deferred = self.moderation.is_deferred();
-        self.update_irq(irq, deferred);
+        if tick.is_some() && !deferred && !self.moderation.has_delays() {
+            self.timer.disarm();
+            return;
+        }
+        self.update_irq_at(irq, deferred, tick);
     }
 
     /// The timer's fd, for the worker's event loop.
