@@ -150,20 +150,6 @@ impl Moderation {
         self.deferred = false;
     }
 
-    /// The line was asserted at `now` by the timer's expiry at `tick`: the
-    /// interval starts at the tick (as the hardware's would), though not
-    /// before the previous interval ended nor after `now`. The worker's
-    /// wake-up latency then does not push the interval past the timer's
-    /// next periodic expiry, which would cost a re-arm per interrupt; at
-    /// most one assertion per interval still holds on that timeline.
-    pub fn asserted_at(&mut self, now: u64, tick: Option<u64>, itr: u32) {
-        let prev_end = self
-            .last_assert
-            .map_or(0, |t| t.saturating_add(itr_interval_ns(itr)));
-        let at = tick.map_or(now, |t| t.max(prev_end).min(now));
-        self.asserted(at);
-    }
-
     /// An assertion waits for the end of the interval.
     pub fn defer(&mut self) {
         self.deferred = true;

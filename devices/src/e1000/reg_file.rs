@@ -141,14 +141,8 @@ impl Regs {
     /// causes that are due go into ICR first; an assertion inside the ITR
     /// interval waits for its end; the timer is armed for what is left.
     pub fn update_irq(&mut self, irq: &dyn IntxLine, poke: bool) {
-        self.update_irq_at(irq, poke, None);
-    }
-
-    /// [`Self::update_irq`]; `tick` is the timer expiry that brought it
-    /// (an assertion then counts from the tick, see [`Moderation::asserted_at`]).
-    fn update_irq_at(&mut self, irq: &dyn IntxLine, poke: bool, tick: Option<u64>) {
         let expired = self.take_expired();
-        self.drive_line(irq, poke || expired, tick);
+        self.drive_line(irq, poke || expired);
         self.rearm();
     }
 
@@ -162,7 +156,7 @@ impl Regs {
         cause != 0
     }
 
-    fn drive_line(&mut self, irq: &dyn IntxLine, poke: bool, tick: Option<u64>) {
+    fn drive_line(&mut self, irq: &dyn IntxLine, poke: bool) {
         let level = self.get(regs::ICR) & self.get(regs::IMS) != 0;
         if !level {
             if self.level {
@@ -182,7 +176,7 @@ impl Regs {
                 self.moderation.defer();
                 return;
             }
-            self.moderation.asserted_at(now, tick, itr);
+            self.moderation.asserted(now);
         } else {
             self.moderation.cancel_deferred();
         }
@@ -194,9 +188,7 @@ impl Regs {
     fn rearm(&mut self) {
         let watch = if self.level { 0 } else { self.get(regs::IMS) };
         if let Some(deadline) = self.moderation.next_deadline(self.get(regs::ITR), watch) {
-            let itr = self.get(regs::ITR);
-            self.timer
-                .arm(deadline, super::moderation::itr_interval_ns(itr));
+            self.timer.arm(deadline);
         }
     }
 
@@ -233,15 +225,10 @@ impl Regs {
     /// The timer fired (on the worker): raises the delayed causes that are
     /// due and a deferred assertion whose interval ended, and arms the
     /// timer for what is left.
-    /// A tick with nothing waiting (the driver went quiet) stops it.
     pub fn on_timer(&mut self, irq: &dyn IntxLine) {
-        let tick = self.timer.fired();
+        self.timer.fired();
         let deferred = self.moderation.is_deferred();
-        if tick.is_some() && !deferred && !self.moderation.has_delays() {
-            self.timer.disarm();
-            return;
-        }
-        self.update_irq_at(irq, deferred, tick);
+        self.update_irq(irq, deferred);
     }
 
     /// The timer's fd, for the worker's event loop.

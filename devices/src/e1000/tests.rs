@@ -1881,48 +1881,6 @@ mod moderation {
         assert_eq!(m.next_deadline(itr, icr::ALL), Some(100_000 + 10_240));
     }
 
-    #[test]
-    fn an_assertion_on_a_tick_starts_the_interval_at_the_tick() {
-        let mut m = Moderation::default();
-        let itr = 195; // 49.92 µs
-                       // The worker woke 7 µs after the tick: the interval runs from it.
-        m.asserted_at(107_000, Some(100_000), itr);
-        assert!(m.may_assert(149_920, itr));
-        assert!(!m.may_assert(149_919, itr));
-        // A tick before the previous interval's end counts from that end.
-        m.asserted_at(160_000, Some(120_000), itr);
-        assert!(!m.may_assert(199_839, itr));
-        assert!(m.may_assert(199_840, itr));
-        // Never later than now; no tick: now.
-        m.asserted_at(300_000, Some(900_000), itr);
-        assert!(m.may_assert(349_920, itr));
-        m.asserted_at(400_000, None, itr);
-        assert!(!m.may_assert(449_919, itr));
-    }
-
-    #[test]
-    fn the_periodic_timer_repeats_without_a_re_arm_and_disarms() {
-        use super::super::deadline_timer::{now_ns, DeadlineTimer};
-        let mut t = DeadlineTimer::new().unwrap();
-        let interval = 2 * MS;
-        let start = now_ns() + MS;
-        t.arm(start, interval);
-        // A later deadline needs no re-arm: the armed expiry comes first.
-        t.arm(start + 10 * MS, interval);
-        std::thread::sleep(Duration::from_millis(6));
-        // Expiries at start, +2 ms, +4 ms (maybe not +6 ms yet): the last
-        // one is reported and the next one is on the same grid.
-        let last = t.fired().unwrap();
-        assert!(last >= start + 2 * interval, "{last} {start}");
-        assert!((last - start).is_multiple_of(interval));
-        std::thread::sleep(Duration::from_millis(3));
-        let next = t.fired().unwrap();
-        assert!(next > last && (next - start).is_multiple_of(interval));
-        t.disarm();
-        std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(t.fired(), None);
-    }
-
     fn moderated(itr: u32) -> Harness {
         let mut h = Harness::new();
         h.w(IMS, icr::RXT0 | icr::TXDW | icr::LSC);
