@@ -7,16 +7,19 @@
 //! guest has no buffers for waits.
 
 use std::io;
+use std::num::Wrapping;
 use std::sync::atomic::Ordering;
 
-use virtio_queue::{DescriptorChain, QueueOwnedT, QueueT};
+use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::{
     Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, VolatileMemory,
 };
 
+use super::avail_ring::AvailRing;
 use super::metrics::BatchCounters;
 use super::queue_pair::{ChainError, Direction, RX_PUBLISH_EVERY};
 use super::rx_buffers::RxBuffers;
+use super::slice_chain::DescTable;
 use super::{
     QueuePair, QueuePairError, RxOutcome, MAX_BUFFER_LEN, NUM_BUFFERS_OFFSET, RX_BUDGET,
     VNET_HDR_LEN,
@@ -206,28 +209,12 @@ impl QueuePair {
         if ready(bufs) {
             return Ok(Refill::Ready);
         }
-        let size = self.rx.size();
-        let mut refused = false;
-        {
-            let mut chains = self.rx.iter(&self.mem)?;
-            while bufs.capacity() < want && bufs.chains() < max_chains {
-                let Some(chain) = chains.next() else {
-                    break;
-                };
-                if !bufs.push_chain(&self.mem, chain, size) {
-                    refused = true;
-                    break;
-                }
-            }
-        }
-        if refused {
-            // The chain goes back; the parsed ones before it still serve
-            // when they hold a frame, and it is judged by the bounce path
-            // once it is first in line.
-            self.rx.go_to_previous_position();
-            if !ready(bufs) {
-                return Ok(Refill::Bounce);
-            }
+        let refused = parse_ahead(&self.mem, &mut self.rx, bufs, want, max_chains)?;
+        if refused && !ready(bufs) {
+            // The refused chain stayed in the avail ring; the parsed ones
+            // before it still serve when they hold a frame, and it is
+            // judged by the bounce path once it is first in line.
+            return Ok(Refill::Bounce);
         }
         Ok(if ready(bufs) {
             Refill::Ready
@@ -465,6 +452,36 @@ impl QueuePair {
         }
         failure
     }
+}
+
+/// Parses the chains available in `rx` onto `bufs` until they hold `want`
+/// bytes or `max_chains` chains, reading the avail ring and descriptor
+/// table through slices resolved once (see `avail_ring.rs`,
+/// `slice_chain.rs`). The avail position advances past every chain
+/// parsed, exactly as popping them would, so that
+/// [`QueuePair::return_rx_buffers`] can give them back; a chain `bufs`
+/// refuses stays available. True when one was refused.
+fn parse_ahead(
+    mem: &GuestMemoryMmap,
+    rx: &mut Queue,
+    bufs: &mut RxBuffers,
+    want: usize,
+    max_chains: usize,
+) -> Result<bool, virtio_queue::Error> {
+    let size = rx.size();
+    let ring = AvailRing::resolve(mem, rx)?;
+    let mut pos = Wrapping(rx.next_avail());
+    let avail = ring.index(pos)?;
+    let table = DescTable::resolve(mem, rx.desc_table(), size);
+    while bufs.capacity() < want && bufs.chains() < max_chains && pos != avail {
+        let head = ring.head(pos)?;
+        if !bufs.push_chain(mem, head, table.chain(mem, head), size) {
+            return Ok(true);
+        }
+        pos += Wrapping(1);
+        rx.set_next_avail(pos.0);
+    }
+    Ok(false)
 }
 
 /// Copies `data` (which starts at offset `base` of the frame) into an RX

@@ -29,9 +29,9 @@ use std::collections::VecDeque;
 use std::io;
 
 use net_backend::FrameBackend;
-use virtio_queue::DescriptorChain;
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 
+use super::slice_chain::SliceChain;
 use super::NUM_BUFFERS_OFFSET;
 use crate::virtio::iovec::{GuestIovecs, SHORT_READ_IOVECS};
 
@@ -116,12 +116,14 @@ impl RxBuffers {
         n
     }
 
-    /// Parses `chain` (head below `queue_size`) onto the end of the list;
-    /// false, with nothing kept, when the zero-copy path cannot take it.
+    /// Parses `chain`, which starts at descriptor `head` (below
+    /// `queue_size`), onto the end of the list; false, with nothing kept,
+    /// when the zero-copy path cannot take it.
     pub fn push_chain(
         &mut self,
         mem: &GuestMemoryMmap,
-        chain: DescriptorChain<&GuestMemoryMmap>,
+        head: u16,
+        chain: SliceChain<'_>,
         queue_size: u16,
     ) -> bool {
         // Move the live window to the front only when a chain as long as
@@ -132,7 +134,6 @@ impl RxBuffers {
             self.ranges.drain(..self.start);
             self.start = 0;
         }
-        let head = chain.head_index();
         let first = self.iovecs.len();
         let parsed = head < queue_size && self.parse(mem, chain);
         let len: usize = self.ranges[first..].iter().map(|&(_, l)| l).sum();
@@ -152,7 +153,7 @@ impl RxBuffers {
 
     /// Records the chain's descriptors; false on the first one the
     /// zero-copy path cannot take.
-    fn parse(&mut self, mem: &GuestMemoryMmap, chain: DescriptorChain<&GuestMemoryMmap>) -> bool {
+    fn parse(&mut self, mem: &GuestMemoryMmap, chain: SliceChain<'_>) -> bool {
         let mut more = false;
         for desc in chain {
             more = desc.has_next();
